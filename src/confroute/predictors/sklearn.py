@@ -1,0 +1,69 @@
+"""scikit-learn estimators (anything with ``predict_proba``) as predictors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .._types import Predictions
+from .base import Predictor
+
+__all__ = ["SklearnPredictor"]
+
+
+class SklearnPredictor(Predictor):
+    """Wrap a fitted estimator or pipeline that has ``predict_proba``.
+
+    Class names come from ``estimator.classes_`` unless given. When the estimator also has
+    ``decision_function`` and ``use_decision_function=True``, its output is kept as logits
+    (binary decision functions become ``[0, d]``), which temperature scaling can use.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+    classes : sequence of str, optional
+    batch_size : int, optional
+    use_decision_function : bool, default False
+    name : str, optional
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> clf = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], ["a", "a", "b", "b"])
+    >>> SklearnPredictor(clf).predict([[0.1], [2.9]]).label_names.tolist()
+    ['a', 'b']
+    """
+
+    def __init__(
+        self,
+        estimator: Any,
+        *,
+        classes: Sequence[str] | None = None,
+        batch_size: int | None = None,
+        use_decision_function: bool = False,
+        name: str | None = None,
+    ) -> None:
+        if not hasattr(estimator, "predict_proba"):
+            raise TypeError(f"{type(estimator).__name__} has no predict_proba; wrap it with CallablePredictor")
+        self.estimator = estimator
+        if classes is None and hasattr(estimator, "classes_"):
+            classes = [str(c) for c in estimator.classes_]
+        self.classes = None if classes is None else tuple(str(c) for c in classes)
+        self.batch_size = batch_size
+        self.use_decision_function = use_decision_function
+        self.name = name or type(estimator).__name__
+
+    def _predict_batch(self, inputs: Sequence[Any]) -> Predictions:
+        X = inputs if not isinstance(inputs, list) or _is_text(inputs) else np.asarray(inputs)
+        probs = self.estimator.predict_proba(X)
+        logits = None
+        if self.use_decision_function and hasattr(self.estimator, "decision_function"):
+            d = np.asarray(self.estimator.decision_function(X), dtype=np.float64)
+            logits = np.stack([np.zeros_like(d), d], axis=1) if d.ndim == 1 else d
+        return Predictions.from_probs(probs, self.classes, logits=logits, source=self.name)
+
+
+def _is_text(inputs: list[Any]) -> bool:
+    return bool(inputs) and isinstance(inputs[0], str)
