@@ -1,0 +1,102 @@
+"""confroute: confidence-based routing of classifier predictions.
+
+Accept a cheap model's confident answers, send only the uncertain inputs to an expensive
+fallback, and measure what that saves and what it costs in accuracy.
+
+The core needs numpy, scipy and scikit-learn only. Backends and plotting are optional extras,
+imported on first use, so ``import confroute`` stays light.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from ._types import PredictionError, Predictions, RoutingResult
+from .cost import CostModel, Savings, StageCost
+from .fallback import CircuitBreaker, CircuitOpenError, Fallback, StageTimeoutError
+from .predictors import CallablePredictor, Predictor, SklearnPredictor
+from .router import Cascade, ThresholdRouter
+from .scores import margin, max_prob, neg_entropy
+
+__version__ = "0.1.0"
+
+# Public names that live in modules with optional or heavier dependencies: imported on access.
+_LAZY: dict[str, str] = {
+    "TemperatureScaler": "confroute.calibration",
+    "VectorScaler": "confroute.calibration",
+    "IsotonicCalibrator": "confroute.calibration",
+    "evaluate": "confroute.evaluation",
+    "EvaluationResult": "confroute.evaluation",
+    "choose_threshold": "confroute.thresholds",
+    "ThresholdChoice": "confroute.thresholds",
+    "HFPipelinePredictor": "confroute.predictors.huggingface",
+    "DeepSparsePredictor": "confroute.predictors.deepsparse",
+    "ONNXRuntimePredictor": "confroute.predictors.onnxruntime",
+    "export_to_onnx": "confroute.export",
+    "load_texts": "confroute.io",
+}
+
+__all__ = [
+    "__version__",
+    # values
+    "Predictions",
+    "RoutingResult",
+    "PredictionError",
+    # predictors
+    "Predictor",
+    "CallablePredictor",
+    "SklearnPredictor",
+    "HFPipelinePredictor",
+    "DeepSparsePredictor",
+    "ONNXRuntimePredictor",
+    "export_to_onnx",
+    # routing
+    "Cascade",
+    "ThresholdRouter",
+    "Fallback",
+    "CircuitBreaker",
+    "CircuitOpenError",
+    "StageTimeoutError",
+    "max_prob",
+    "margin",
+    "neg_entropy",
+    # cost
+    "CostModel",
+    "StageCost",
+    "Savings",
+    # calibration and evaluation
+    "TemperatureScaler",
+    "VectorScaler",
+    "IsotonicCalibrator",
+    "evaluate",
+    "EvaluationResult",
+    "choose_threshold",
+    "ThresholdChoice",
+    # io
+    "load_texts",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'confroute' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .calibration import IsotonicCalibrator, TemperatureScaler, VectorScaler
+    from .evaluation import EvaluationResult, evaluate
+    from .export import export_to_onnx
+    from .io import load_texts
+    from .predictors.deepsparse import DeepSparsePredictor
+    from .predictors.huggingface import HFPipelinePredictor
+    from .predictors.onnxruntime import ONNXRuntimePredictor
+    from .thresholds import ThresholdChoice, choose_threshold

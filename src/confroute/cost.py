@@ -1,0 +1,217 @@
+"""What routing costs, and what it saves against sending everything to the last stage.
+
+The accounting is the honest cascade one: every input pays the first stage; an input the first
+stage defers pays the second stage *as well*, and so on. The baseline is sending every input
+straight to the last stage.
+
+Worked example (the study's, corrected): 10 million inputs a day, $0.001 per input on the sparse
+model, $0.005 on the dense one, 70% answered by the sparse model::
+
+    sparse on everything      10,000,000 x 0.001 = $10,000
+    dense on the 30% deferred  3,000,000 x 0.005 = $15,000
+    routed system                                  $25,000 / day
+    all-dense baseline        10,000,000 x 0.005 = $50,000 / day   -> 50% saved
+
+The original study printed $220,000: it was off by a factor of ten and left out the sparse
+model's cost on the deferred inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CostModel", "StageCost", "Savings"]
+
+_SECONDS_PER_HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """The price of sending one input to one stage.
+
+    Parameters
+    ----------
+    per_sample : float
+        Price per input (any currency unit, used consistently).
+    seconds_per_sample : float, optional
+        Compute time per input (the inverse of throughput), when known; it gives
+        :meth:`CostModel.time`.
+    name : str, optional
+
+    Examples
+    --------
+    >>> StageCost.hourly(0.50, 100).per_sample  # CPU at $0.50/h serving 100 inputs/s
+    1.388888888888889e-06
+    """
+
+    per_sample: float
+    seconds_per_sample: float | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if not np.isfinite(self.per_sample) or self.per_sample < 0:
+            raise ValueError(f"per-sample price must be a finite number >= 0, got {self.per_sample}")
+        if self.seconds_per_sample is not None and not self.seconds_per_sample > 0:
+            raise ValueError(f"seconds_per_sample must be > 0, got {self.seconds_per_sample}")
+
+    @classmethod
+    def hourly(cls, price_per_hour: float, throughput: float, name: str | None = None) -> StageCost:
+        """From an hourly machine price and a throughput in inputs per second."""
+        if not throughput > 0:
+            raise ValueError(f"throughput must be > 0 inputs/s, got {throughput}")
+        if not price_per_hour >= 0:
+            raise ValueError(f"price_per_hour must be >= 0, got {price_per_hour}")
+        return cls(price_per_hour / (_SECONDS_PER_HOUR * throughput), 1.0 / throughput, name)
+
+
+@dataclass(frozen=True)
+class Savings:
+    """Cost of the routed system against the all-last-stage baseline."""
+
+    cost: float
+    baseline: float
+    n: float
+
+    @property
+    def saved(self) -> float:
+        return self.baseline - self.cost
+
+    @property
+    def fraction(self) -> float:
+        """Share of the baseline saved (negative when routing costs more)."""
+        return self.saved / self.baseline if self.baseline else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"cost {self.cost:,.6g} vs {self.baseline:,.6g} all-last-stage "
+            f"for {self.n:,.0f} inputs: saves {self.saved:,.6g} ({self.fraction:.1%})"
+        )
+
+
+class CostModel:
+    """Per-stage prices for an N-stage cascade (two stages: primary, fallback).
+
+    Parameters
+    ----------
+    stages : sequence of StageCost or float
+        One entry per stage, in cascade order; a float is a per-sample price.
+
+    Examples
+    --------
+    The study's example: $0.001 sparse vs $0.005 dense, 10 M inputs/day, 70% kept by sparse.
+
+    >>> cm = CostModel.per_sample([0.001, 0.005])
+    >>> s = cm.savings(coverage=0.7, n=10_000_000)
+    >>> round(s.cost), round(s.baseline), f"{s.fraction:.0%}"
+    (25000, 50000, '50%')
+
+    The study's hourly form: CPU $0.50/h at 100 inputs/s, GPU $1.50/h at 10 inputs/s.
+
+    >>> hourly = CostModel.hourly([(0.50, 100), (1.50, 10)])
+    >>> f"{hourly.savings(coverage=0.7).fraction:.1%}"
+    '66.7%'
+    """
+
+    def __init__(self, stages: Sequence[StageCost | float]) -> None:
+        self.stages = stages
+
+    @classmethod
+    def per_sample(cls, prices: Sequence[float], names: Sequence[str] | None = None) -> CostModel:
+        """From one price per input per stage."""
+        names = names or [None] * len(prices)  # type: ignore[list-item]
+        return cls([StageCost(float(p), None, n) for p, n in zip(prices, names)])
+
+    @classmethod
+    def hourly(
+        cls, stages: Sequence[tuple[float, float]], names: Sequence[str] | None = None
+    ) -> CostModel:
+        """From ``(price_per_hour, inputs_per_second)`` per stage."""
+        names = names or [None] * len(stages)  # type: ignore[list-item]
+        return cls([StageCost.hourly(p, t, n) for (p, t), n in zip(stages, names)])
+
+    @property
+    def stage_costs(self) -> np.ndarray:
+        """Per-sample price of each stage, shape ``(n_stages,)``."""
+        return np.array([_stage(s).per_sample for s in self.stages], dtype=np.float64)
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.stages)
+
+    def _check_stages(self, n_stages: int) -> None:
+        if n_stages != self.n_stages:
+            raise ValueError(f"cost model has {self.n_stages} stages but the router has {n_stages}")
+
+    def per_input(self, reached: np.ndarray) -> np.ndarray:
+        """Cost of each input from the ``(n_stages, n)`` mask of stages it was sent to."""
+        reached = np.asarray(reached, dtype=bool)
+        self._check_stages(reached.shape[0])
+        return self.stage_costs @ reached
+
+    def cost(self, result: Any) -> float:
+        """Total cost of a :class:`~confroute.RoutingResult`."""
+        return float(self.per_input(result.reached).sum())
+
+    def expected_cost(self, coverage: float | Sequence[float], n: float = 1.0) -> float:
+        """Cost of ``n`` inputs when the first stages answer the given share.
+
+        ``coverage`` is the share the first stage answers (two stages), or, for a cascade, the
+        shares answered by each stage but the last (the last answers the rest).
+        """
+        reach = self.reach_fractions(coverage)
+        return float(n * (reach @ self.stage_costs))
+
+    def reach_fractions(self, coverage: float | Sequence[float]) -> np.ndarray:
+        """Share of inputs that reach each stage, from the shares each non-last stage answers."""
+        answered = np.atleast_1d(np.asarray(coverage, dtype=np.float64))
+        if answered.shape != (self.n_stages - 1,):
+            raise ValueError(
+                f"give {self.n_stages - 1} answered share(s) for {self.n_stages} stages, got {answered.tolist()}"
+            )
+        if (answered < 0).any() or answered.sum() > 1 + 1e-12:
+            raise ValueError(f"answered shares must be >= 0 and sum to <= 1, got {answered.tolist()}")
+        return np.concatenate([[1.0], 1.0 - np.cumsum(answered)])
+
+    def baseline(self, n: float = 1.0) -> float:
+        """Cost of sending ``n`` inputs straight to the last stage."""
+        return float(n * self.stage_costs[-1])
+
+    def savings(
+        self, result: Any = None, *, coverage: float | Sequence[float] | None = None, n: float = 1.0
+    ) -> Savings:
+        """Savings of a routing result, or of an expected coverage over ``n`` inputs."""
+        if result is not None:
+            return Savings(self.cost(result), self.baseline(len(result)), float(len(result)))
+        if coverage is None:
+            raise ValueError("give a RoutingResult or a coverage")
+        return Savings(self.expected_cost(coverage, n), self.baseline(n), float(n))
+
+    def time(self, result: Any) -> float:
+        """Compute seconds spent on a result (needs ``seconds_per_sample`` on every stage)."""
+        spp = [_stage(s).seconds_per_sample for s in self.stages]
+        if any(v is None for v in spp):
+            raise ValueError("time() needs seconds_per_sample (or a throughput) for every stage")
+        reached = np.asarray(result.reached, dtype=bool)
+        self._check_stages(reached.shape[0])
+        return float(np.asarray(spp, dtype=np.float64) @ reached.sum(axis=1))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stages": [
+                {"name": _stage(s).name, "per_sample": _stage(s).per_sample,
+                 "seconds_per_sample": _stage(s).seconds_per_sample}
+                for s in self.stages
+            ]
+        }
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{_stage(s).per_sample:.6g}" for s in self.stages)
+        return f"CostModel(per_sample=[{parts}])"
+
+
+def _stage(s: StageCost | float) -> StageCost:
+    return s if isinstance(s, StageCost) else StageCost(float(s))

@@ -1,0 +1,67 @@
+"""CostModel: the study's example and cascade accounting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from confroute import CostModel, StageCost
+
+
+def test_study_example_25k_vs_50k():
+    cm = CostModel.per_sample([0.001, 0.005])
+    s = cm.savings(coverage=0.70, n=10_000_000)
+    assert s.cost == pytest.approx(25_000.0)
+    assert s.baseline == pytest.approx(50_000.0)
+    assert s.saved == pytest.approx(25_000.0)
+    assert s.fraction == pytest.approx(0.5)
+    # The study's figure ignored the primary's cost on deferred inputs and was off by ten:
+    assert s.cost != pytest.approx(220_000.0)
+
+
+def test_hourly_prices_match_study_form():
+    cm = CostModel.hourly([(0.50, 100), (1.50, 10)])
+    np.testing.assert_allclose(cm.stage_costs, [0.5 / 360_000, 1.5 / 36_000])
+    # at 70% coverage: 1.389e-6 + 0.3 * 4.167e-5 against 4.167e-5
+    assert cm.savings(coverage=0.7).fraction == pytest.approx(1 - (0.5 / 360_000 + 0.3 * 1.5 / 36_000) / (1.5 / 36_000))
+
+
+def test_expected_cost_three_stages():
+    cm = CostModel.per_sample([1, 10, 100])
+    # stage 1 answers 50%, stage 2 answers 30%, stage 3 the remaining 20%
+    np.testing.assert_allclose(cm.reach_fractions([0.5, 0.3]), [1.0, 0.5, 0.2])
+    assert cm.expected_cost([0.5, 0.3], n=10) == pytest.approx(10 * (1 + 5 + 20))
+    assert cm.baseline(10) == 1000
+
+
+def test_routing_more_than_baseline_gives_negative_savings():
+    cm = CostModel.per_sample([0.004, 0.005])
+    assert cm.savings(coverage=0.1).fraction < 0
+
+
+def test_cost_of_result_and_time():
+    class R:
+        reached = np.array([[1, 1, 1, 1], [0, 1, 0, 1]], dtype=bool)
+
+        def __len__(self):
+            return 4
+
+    cm = CostModel([StageCost.hourly(3.6, 1000), StageCost.hourly(36.0, 100)])
+    assert cm.cost(R()) == pytest.approx(4 * 1e-6 + 2 * 1e-4)
+    assert cm.time(R()) == pytest.approx(4 / 1000 + 2 / 100)
+    assert CostModel.per_sample([1, 2]).savings(R()).cost == 8.0
+
+
+@pytest.mark.parametrize(
+    "make, msg",
+    [
+        (lambda: StageCost(-1.0), "price must be"),
+        (lambda: StageCost.hourly(1.0, 0), "throughput must be > 0"),
+        (lambda: CostModel.per_sample([1, 2]).expected_cost([0.5, 0.5]), "give 1 answered"),
+        (lambda: CostModel.per_sample([1, 2]).expected_cost(1.2), "sum to <= 1"),
+        (lambda: CostModel.per_sample([1, 2]).time(None), "needs seconds_per_sample"),
+    ],
+)
+def test_bad_cost_inputs(make, msg):
+    with pytest.raises(ValueError, match=msg):
+        make()
