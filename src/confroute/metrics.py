@@ -367,8 +367,8 @@ def maximum_calibration_error(
     Examples
     --------
     >>> probs = [[0.9, 0.1], [0.8, 0.2], [0.4, 0.6], [0.4, 0.6]]
-    >>> round(maximum_calibration_error(probs, [0, 1, 1, 1], n_bins=4), 6)  # |0.5 - 0.85|
-    0.35
+    >>> round(maximum_calibration_error(probs, [0, 1, 1, 1], n_bins=4), 6)  # max(|0.5 - 0.85|, |1 - 0.6|)
+    0.4
     """
     return reliability_table(probs, labels, n_bins, strategy).mce
 
