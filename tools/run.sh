@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# One entry point for newcomers and CI: sets up what a job needs, then runs it.
+#   bash tools/run.sh demo   # core-only venv, then the embedded routing demo (no download)
+#   bash tools/run.sh test   # full venv (every extra, pinned), the whole test suite,
+#                            # then the core tests again under numpy 2 without the heavy extras
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+export NM_DISABLE_ANALYTICS=1 PIP_DISABLE_PIP_VERSION_CHECK=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+
+venv() {  # venv DIR: create once, print its python
+  [ -x "$1/bin/python" ] || "$PY" -m venv "$1"
+  echo "$1/bin/python"
+}
+
+case "${1:-}" in
+  demo)
+    py=$(venv .venv-demo)
+    "$py" -m pip install -q -e .
+    "$py" -m confroute demo "${@:2}"
+    ;;
+  test)
+    py=$(venv .venv)
+    # torch==2.13.0 (CPU) is pinned in the constraints: a looser spec pulls a multi-GB CUDA build.
+    "$py" -m pip install -q -c constraints/py311.txt -e ".[all,test]"
+    "$py" -m pytest -q "${@:2}"
+    # The core must also work with numpy 2 when the deepsparse extra is absent.
+    py2=$(venv .venv-numpy2)
+    "$py2" -m pip install -q -e ".[test]" "numpy>=2"
+    "$py2" -c "import numpy; assert numpy.__version__ >= '2', numpy.__version__; print('numpy', numpy.__version__)"
+    "$py2" -m pytest -q -p no:cacheprovider "${@:2}"
+    ;;
+  *)
+    echo "usage: bash tools/run.sh demo|test [extra args]" >&2
+    exit 2
+    ;;
+esac
