@@ -25,6 +25,7 @@ __all__ = [
     "EncodedBatch",
     "onnx_file",
     "is_multi_label",
+    "TextInputsMixin",
 ]
 
 #: Tokeniser configs that set no real limit store this huge sentinel as ``model_max_length``.
@@ -317,3 +318,22 @@ def _tokenizers() -> Any:
             "the ONNX backends tokenise with the 'tokenizers' library: pip install 'confroute[onnx]'"
         ) from None
     return tokenizers
+
+
+class TextInputsMixin:
+    """Check a whole batch of texts before chunking, so that errors name the global position.
+
+    Put it before :class:`~confroute.predictors.Predictor` in the bases.
+    """
+
+    name: str
+
+    def predict(self, inputs: Sequence[Any]) -> Any:
+        from .base import as_sequence
+
+        return super().predict(check_texts(as_sequence(inputs), self.name))  # type: ignore[misc]
+
+    async def apredict(self, inputs: Sequence[Any]) -> Any:
+        from .base import as_sequence
+
+        return await super().apredict(check_texts(as_sequence(inputs), self.name))  # type: ignore[misc]

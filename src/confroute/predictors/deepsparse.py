@@ -1,0 +1,301 @@
+"""Run a (sparse) ONNX text classifier with the DeepSparse engine.
+
+DeepSparse traps this module handles, so users do not have to:
+
+* Only ``deepsparse==1.8.0`` works (the project reached end of life in June 2025; 1.9.0 is
+  empty). It needs Python < 3.12 (no wheels after that), ``numpy<2`` (with numpy 2 it gives
+  silently wrong outputs) and ``onnx<1.15``. These are checked before the import, with an error
+  naming the problem.
+* Importing it starts usage analytics unless ``NM_DISABLE_ANALYTICS`` is set; confroute sets it
+  to ``1`` unless the user chose a value.
+* Compiling rewrites ``model.onnx`` in place (to fix the input shapes). confroute compiles a
+  copy in a temporary directory and never writes to the user's files.
+* Its sparse kernels only run with static shapes, so the engine is compiled for one batch size
+  and one sequence length: texts are padded to ``sequence_length`` tokens, and a last batch
+  smaller than ``batch_size`` is padded with dummy rows that are dropped from the output.
+* Its ``Pipeline`` returns softmax scores only; this predictor calls the compiled engine
+  directly, so it returns the logits that temperature scaling needs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._types import Predictions
+from ._text import (
+    TextEncoder,
+    TextInputsMixin,
+    check_single_label,
+    check_texts,
+    classes_from_id2label,
+    model_classes,
+    onnx_file,
+)
+from .base import Predictor
+
+__all__ = ["DeepSparsePredictor", "import_deepsparse"]
+
+_TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    parts = []
+    for piece in version.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
+def import_deepsparse() -> Any:
+    """Import ``deepsparse`` after checking that this environment can run it correctly.
+
+    Raises
+    ------
+    ImportError
+        On Python >= 3.12, numpy >= 2 or onnx >= 1.15 (each named in the message), or when
+        deepsparse is not installed.
+    """
+    if sys.version_info[:2] >= (3, 12):
+        raise ImportError(
+            "DeepSparsePredictor needs Python < 3.12: deepsparse 1.8.0, its last working release "
+            f"(end of life since June 2025), has no build for Python {sys.version_info[0]}.{sys.version_info[1]}. "
+            "Use ONNXRuntimePredictor on the same model directory instead."
+        )
+    if _version_tuple(np.__version__) >= (2,):
+        raise ImportError(
+            f"DeepSparsePredictor needs numpy < 2 (found numpy {np.__version__}): deepsparse 1.8.0 "
+            "returns wrong outputs under numpy 2. Install a working set with "
+            "pip install 'confroute[deepsparse]' (pins numpy<2), or use ONNXRuntimePredictor."
+        )
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        onnx_version = version("onnx")
+    except PackageNotFoundError:
+        onnx_version = None
+    if onnx_version is not None and _version_tuple(onnx_version) >= (1, 15):
+        raise ImportError(
+            f"DeepSparsePredictor needs onnx < 1.15 (found onnx {onnx_version}), which deepsparse "
+            "1.8.0 requires: pip install 'confroute[deepsparse]' (pins onnx<1.15)."
+        )
+    # Must be set before the first import; an explicit user choice wins.
+    os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
+    try:
+        import deepsparse
+    except ImportError as exc:
+        raise ImportError(
+            f"DeepSparsePredictor needs deepsparse==1.8.0 ({exc}): pip install 'confroute[deepsparse]'"
+        ) from None
+    return deepsparse
+
+
+class DeepSparsePredictor(TextInputsMixin, Predictor):
+    """A sequence-classification ONNX model (typically a sparse one) run by DeepSparse.
+
+    Reads the same directory layout as :class:`ONNXRuntimePredictor` (``model.onnx`` +
+    tokenizer + ``config.json``) and returns the same logits on it, to float precision.
+    See the module docstring for the DeepSparse traps handled here.
+
+    Parameters
+    ----------
+    model : path, str or deepsparse Pipeline
+        A directory holding ``model.onnx``; the ``.onnx`` file itself; a SparseZoo stub
+        (``"zoo:..."``, downloaded by sparsezoo: needs internet); or an existing DeepSparse
+        text-classification ``Pipeline``, whose compiled engine and tokenizer are reused (its
+        batch size and sequence length then apply).
+    batch_size : int, optional
+        Batch size the engine is compiled for (default 32). Smaller final batches are padded.
+    num_cores : int, optional
+        Physical cores the engine uses (``None``: all of them). Per engine, not process-wide.
+    sequence_length : int, default 128
+        Static token length every input is padded to. Longer inputs are truncated to it (with a
+        warning), so set it to at least the longest input the model should see in full.
+    tokenizer : path or tokenizer, optional
+        Overrides the tokenizer in the model directory.
+    classes : sequence of str, optional
+        Overrides ``id2label`` from ``config.json``.
+    name : str, optional
+
+    Examples
+    --------
+    >>> p = DeepSparsePredictor("models/minilm-sst2-pruned80", batch_size=8,
+    ...                         num_cores=2, sequence_length=64)  # doctest: +SKIP
+    >>> p.predict(["a gorgeous, witty film"]).label_names  # doctest: +SKIP
+    array(['POSITIVE'], dtype=object)
+    """
+
+    def __init__(
+        self,
+        model: str | Path | Any,
+        *,
+        batch_size: int | None = None,
+        num_cores: int | None = None,
+        sequence_length: int = 128,
+        tokenizer: Any = None,
+        classes: Sequence[str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if num_cores is not None and num_cores < 1:
+            raise ValueError(f"num_cores must be >= 1 or None, got {num_cores}")
+        if sequence_length < 2:
+            raise ValueError(f"sequence_length must be >= 2, got {sequence_length}")
+        ds = import_deepsparse()
+        self.num_cores = num_cores
+        if _is_pipeline(model):
+            self._init_from_pipeline(model, batch_size, tokenizer, classes, name)
+            return
+        if not isinstance(model, (str, Path)):
+            raise TypeError(
+                "model must be a model directory, an .onnx file, a 'zoo:' stub or a DeepSparse "
+                f"Pipeline, got {type(model).__name__}"
+            )
+        if isinstance(model, str) and model.startswith("zoo:"):
+            model_dir = _download_zoo(model)
+            path = model_dir / "model.onnx"
+        else:
+            path, model_dir = onnx_file(model)
+        self.name = name or f"deepsparse:{model_dir.name}"
+        check_single_label(model_dir, self.name)
+        self.batch_size = int(batch_size or 32)
+        self.sequence_length = int(sequence_length)
+        self.max_length = self.sequence_length
+        self.model_path: Path | None = path
+        self.engine, self._input_names = _compile_copy(
+            ds, path, self.batch_size, self.sequence_length, num_cores
+        )
+        self.encoder = TextEncoder(
+            tokenizer if tokenizer is not None else model_dir,
+            max_length=self.sequence_length,
+            pad_to=self.sequence_length,
+            source=self.name,
+        )
+        if classes is None:
+            classes = model_classes(model_dir)
+        self.classes = None if classes is None else tuple(str(c) for c in classes)
+        self._output_index = _logits_index(self.engine)
+
+    def _init_from_pipeline(
+        self, pipeline: Any, batch_size: int | None, tokenizer: Any, classes: Any, name: str | None
+    ) -> None:
+        engine = pipeline.engine
+        engine_batch = int(getattr(engine, "batch_size", None) or getattr(pipeline, "_batch_size", 1) or 1)
+        if batch_size is not None and batch_size != engine_batch:
+            raise ValueError(
+                f"the pipeline's engine is compiled for batch_size={engine_batch}, not {batch_size}; "
+                "leave batch_size unset or create the pipeline with the batch size you want"
+            )
+        seq = pipeline.sequence_length
+        if not isinstance(seq, int):
+            raise ValueError(f"pipelines with several sequence lengths (buckets, {seq}) are not supported")
+        self.name = name or "deepsparse:pipeline"
+        self.batch_size = engine_batch
+        self.sequence_length = seq
+        self.max_length = seq
+        self.model_path = None
+        self.engine = engine
+        self._input_names = list(getattr(pipeline, "onnx_input_names", None) or _TEXT_INPUTS)
+        self.encoder = TextEncoder(
+            tokenizer if tokenizer is not None else pipeline.tokenizer,
+            max_length=seq,
+            pad_to=seq,
+            source=self.name,
+        )
+        if classes is None:
+            classes = classes_from_id2label(getattr(pipeline.config, "id2label", None), self.name)
+        self.classes = None if classes is None else tuple(str(c) for c in classes)
+        self._output_index = _logits_index(engine)
+
+    def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Raw logits for at most ``batch_size`` texts, shape (n, k)."""
+        texts = check_texts(texts, self.name)
+        n = len(texts)
+        if n > self.batch_size:
+            raise ValueError(f"{self.name}: got {n} texts for an engine compiled for {self.batch_size}")
+        batch = self.encoder.encode(texts).pad_rows(self.batch_size)
+        outputs = self.engine.run([batch.arrays[k] for k in self._input_names])
+        return np.asarray(outputs[self._output_index])[:n]
+
+    def _predict_batch(self, inputs: Sequence[Any]) -> Predictions:
+        return Predictions.from_logits(self.predict_logits(inputs), self.classes, source=self.name)
+
+    def __repr__(self) -> str:
+        return (
+            f"DeepSparsePredictor(name={self.name!r}, batch_size={self.batch_size}, "
+            f"num_cores={self.num_cores}, sequence_length={self.sequence_length})"
+        )
+
+
+def _is_pipeline(model: Any) -> bool:
+    return hasattr(model, "engine") and hasattr(model, "tokenizer") and hasattr(model, "sequence_length")
+
+
+def _logits_index(engine: Any) -> int:
+    names = list(getattr(engine, "output_names", None) or [])
+    return names.index("logits") if "logits" in names else 0
+
+
+def _graph_io(path: Path) -> tuple[list[str], list[str]]:
+    """(graph input names that are not initializers, external-data files), read without the weights."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i.name for i in graph.input if i.name not in initializers]
+    files = set()
+    for t in graph.initializer:
+        if t.data_location == onnx.TensorProto.EXTERNAL:
+            files.update(e.value for e in t.external_data if e.key == "location")
+    return inputs, sorted(files)
+
+
+def _compile_copy(
+    ds: Any, path: Path, batch_size: int, sequence_length: int, num_cores: int | None
+) -> tuple[Any, list[str]]:
+    """Compile a private copy of ``path`` with static shapes; the user's file is only read."""
+    input_names, external = _graph_io(path)
+    unknown = set(input_names) - set(_TEXT_INPUTS)
+    if unknown:
+        raise ValueError(
+            f"{path}: model inputs {sorted(unknown)} are not text-classifier inputs "
+            "(expected input_ids, attention_mask, token_type_ids)"
+        )
+    with tempfile.TemporaryDirectory(prefix="confroute-deepsparse-") as tmp:
+        copy = Path(tmp) / "model.onnx"
+        shutil.copyfile(path, copy)
+        for rel in external:
+            target = Path(tmp) / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path.parent / rel, target)
+        engine = ds.compile_model(
+            str(copy),
+            batch_size=batch_size,
+            num_cores=num_cores,
+            input_shapes=[[batch_size, sequence_length] for _ in input_names],
+        )
+    # The compiled engine no longer needs the file, so the copy is gone as soon as it is built.
+    return engine, input_names
+
+
+def _download_zoo(stub: str) -> Path:
+    try:
+        from sparsezoo import Model
+    except ImportError:
+        raise ImportError(
+            "SparseZoo stubs need sparsezoo (installed with deepsparse): pip install 'confroute[deepsparse]'"
+        ) from None
+    deployment = Path(Model(stub).deployment.path)
+    if not (deployment / "model.onnx").is_file():
+        raise FileNotFoundError(f"SparseZoo deployment for {stub} has no model.onnx ({deployment})")
+    return deployment
