@@ -1,0 +1,294 @@
+"""Routing one stage at a time, for engines that run each stage as its own step (Ray Data).
+
+:meth:`Cascade.route` keeps every input of a batch in one process and walks the stages with
+:meth:`Cascade._plan`. A distributed engine instead runs stage ``s`` on a stream of row batches,
+keeps only the rows it deferred and hands them to stage ``s + 1`` in *other* batches, possibly
+on another machine. What a row needs to carry between stages is its per-row routing state; this
+module defines that state (:class:`RowState`) and the step that advances it through one stage
+(:func:`advance`).
+
+The acceptance rule itself (stage predictions, class alignment, calibration, score, threshold)
+is not re-implemented here: :func:`decide_stage` calls the router's own pieces
+(``_align``, ``Cascade._calibrated``, ``Cascade._score_fns``, ``Cascade._threshold_for``) in the
+order ``_plan`` does, and the test-suite checks that routing stage by stage gives exactly what
+``router.route`` gives.
+
+Class alignment needs to know the cascade's class names before a stage's batch arrives. In
+``_plan`` they are whatever the earlier stages *returned*; a worker running stage ``s`` only
+sees its own stage, so here they are what the earlier stages *declare* (``predictor.classes``).
+The two agree unless a stage names classes in its predictions without declaring them and no
+earlier stage declared any; that case is refused with an error saying to declare them. The
+number of classes, when no stage names them, travels with each row (``RowState.n_classes``)
+so that a width mismatch is still an error, never a silent mislabel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._types import PredictionError, RoutingResult
+from .fallback import StageOutcome
+from .router import Cascade, _align, _take
+from .scores import checked_scores
+
+__all__ = [
+    "StageDecision",
+    "RowState",
+    "decide_stage",
+    "advance",
+    "declared_classes",
+    "route_stagewise",
+    "to_routing_result",
+]
+
+
+@dataclass(frozen=True)
+class StageDecision:
+    """What one stage decided for a batch of ``m`` rows.
+
+    Attributes
+    ----------
+    ok : ndarray of bool, shape (m,)
+        The stage answered the row (False: it failed under a non-raising ``on_error``).
+    labels, scores : ndarray, shape (m,)
+        The stage's own label and (calibrated) score; ``-1`` / NaN where it failed.
+    accept : ndarray of bool, shape (m,)
+        ``ok`` and ``score >= threshold`` (every ``ok`` row on the last stage).
+    errors : ndarray of object, shape (m,)
+        Error message per failed row, else ``None``.
+    classes : tuple of str or None
+        The cascade's class names after this stage.
+    n_classes : int or None
+        The cascade's class count after this stage (``None`` when nothing answered yet).
+    """
+
+    ok: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    accept: np.ndarray
+    errors: np.ndarray
+    classes: tuple[str, ...] | None
+    n_classes: int | None
+
+    @property
+    def defer(self) -> np.ndarray:
+        """Rows that go on to the next stage."""
+        return self.ok & ~self.accept
+
+
+def decide_stage(
+    router: Cascade,
+    s: int,
+    batch: Sequence[Any],
+    outcome: StageOutcome,
+    classes: tuple[str, ...] | None,
+    n_classes: int | None,
+) -> StageDecision:
+    """Stage ``s``'s acceptance decision on ``batch``, given what the stage returned.
+
+    The same steps, in the same order, as the body of the stage loop of ``Cascade._plan``:
+    align the stage's columns to the cascade's classes, calibrate, score, compare with the
+    stage's threshold (the last stage accepts everything it answered).
+    """
+    m = len(batch)
+    name = router.names[s]
+    if outcome.ok.shape != (m,):
+        raise PredictionError(f"stage {name!r} returned {outcome.ok.size} results for {m} inputs")
+    labels = np.full(m, -1, dtype=np.int64)
+    scores = np.full(m, np.nan)
+    accept = np.zeros(m, dtype=bool)
+    errors = np.full(m, None, dtype=object)
+    failed = ~outcome.ok
+    if failed.any():
+        errors[failed] = np.asarray(outcome.errors, dtype=object)[failed]
+    ok_idx = np.flatnonzero(outcome.ok)
+    if ok_idx.size:
+        assert outcome.predictions is not None
+        preds, classes = _align(outcome.predictions, classes, n_classes, name)
+        n_classes = preds.n_classes
+        preds = router._calibrated(s, preds)
+        stage_scores = checked_scores(router._score_fns[s](preds, _take(batch, ok_idx)), ok_idx.size, name)
+        predicted = preds.labels
+        labels[ok_idx] = predicted
+        scores[ok_idx] = stage_scores
+        if s == router.n_stages - 1:
+            accept[ok_idx] = True
+        else:
+            accept[ok_idx] = stage_scores >= router._threshold_for(s, predicted, classes, n_classes)
+    return StageDecision(outcome.ok.copy(), labels, scores, accept, errors, classes, n_classes)
+
+
+def declared_classes(router: Cascade, upto: int) -> tuple[str, ...] | None:
+    """The class names declared by the first of stages ``0 .. upto`` that declares any."""
+    for stage in router.stages[: upto + 1]:
+        if stage.classes is not None:
+            return tuple(stage.classes)
+    return None
+
+
+@dataclass
+class RowState:
+    """Per-row routing state that travels with a row from stage to stage (all arrays length m).
+
+    ``stage_labels`` and ``stage_scores`` have shape ``(n_stages, m)``. ``n_classes`` is the
+    class count of the last stage that answered the row (``-1`` before any). ``cost`` is set
+    once a row is final.
+    """
+
+    stage_labels: np.ndarray
+    stage_scores: np.ndarray
+    labels: np.ndarray
+    confidence: np.ndarray
+    stage: np.ndarray
+    degraded: np.ndarray
+    errors: np.ndarray
+    cost: np.ndarray
+    n_classes: np.ndarray
+
+    @classmethod
+    def initial(cls, n_stages: int, m: int) -> RowState:
+        return cls(
+            stage_labels=np.full((n_stages, m), -1, dtype=np.int64),
+            stage_scores=np.full((n_stages, m), np.nan),
+            labels=np.full(m, -1, dtype=np.int64),
+            confidence=np.full(m, np.nan),
+            stage=np.full(m, -1, dtype=np.int64),
+            degraded=np.zeros(m, dtype=bool),
+            errors=np.full(m, None, dtype=object),
+            cost=np.full(m, np.nan),
+            n_classes=np.full(m, -1, dtype=np.int64),
+        )
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def take(self, index: np.ndarray) -> RowState:
+        return RowState(
+            self.stage_labels[:, index], self.stage_scores[:, index], self.labels[index],
+            self.confidence[index], self.stage[index], self.degraded[index], self.errors[index],
+            self.cost[index], self.n_classes[index],
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[RowState]) -> RowState:
+        return RowState(
+            np.concatenate([p.stage_labels for p in parts], axis=1),
+            np.concatenate([p.stage_scores for p in parts], axis=1),
+            *(np.concatenate([getattr(p, f) for p in parts])
+              for f in ("labels", "confidence", "stage", "degraded", "errors", "cost", "n_classes")),
+        )
+
+
+def advance(router: Cascade, s: int, inputs: Sequence[Any], state: RowState) -> tuple[RowState, np.ndarray]:
+    """Run stage ``s`` on rows that reached it and update their state.
+
+    Calls the stage through its :class:`~confroute.Fallback` (so retries, splitting and the
+    ``on_error`` policy apply), decides with :func:`decide_stage`, and returns the new state
+    and a mask of the rows deferred to stage ``s + 1``. Rows not deferred are final: their cost
+    (stages ``0 .. s``) is filled in.
+    """
+    m = len(inputs)
+    name = router.names[s]
+    state = RowState(**{k: v.copy() for k, v in vars(state).items()})
+    if m == 0:
+        return state, np.zeros(0, dtype=bool)
+    outcome = router.stages[s].call(inputs)
+    ref = declared_classes(router, s - 1) if s > 0 else None
+    decision = decide_stage(router, s, inputs, outcome, ref, len(ref) if ref is not None else None)
+    ok = decision.ok
+    if ok.any():
+        own = outcome.predictions.classes if outcome.predictions is not None else None
+        if own is not None and ref is None and router.stages[s].classes is None:
+            raise PredictionError(
+                f"stage {name!r} names its classes {list(own)} only in the predictions it returns; "
+                "declare them on the predictor (classes=...) so that every worker aligns the stages "
+                "by name"
+            )
+        earlier = state.n_classes[ok]
+        bad = (earlier >= 0) & (earlier != decision.n_classes)
+        if s > 0 and bad.any():
+            raise PredictionError(
+                f"stage {name!r} returns {decision.n_classes} classes but earlier stages return "
+                f"{int(earlier[bad][0])}"
+            )
+        state.n_classes[ok] = decision.n_classes
+    state.stage_labels[s] = decision.labels
+    state.stage_scores[s] = decision.scores
+    failed = ~ok
+    if failed.any():
+        state.degraded[failed] = True
+        state.errors[failed] = decision.errors[failed]
+        if router.stages[s].on_error == "keep_primary" and s > 0:
+            # The previous stage answered these rows (it only deferred them).
+            state.labels[failed] = state.stage_labels[s - 1, failed]
+            state.confidence[failed] = state.stage_scores[s - 1, failed]
+            state.stage[failed] = s - 1
+    acc = decision.accept
+    state.labels[acc] = decision.labels[acc]
+    state.confidence[acc] = decision.scores[acc]
+    state.stage[acc] = s
+    defer = decision.defer
+    final = ~defer
+    if router.cost_model is not None and final.any():
+        reached = np.zeros((router.n_stages, int(final.sum())), dtype=bool)
+        reached[: s + 1] = True
+        state.cost[final] = router.cost_model.per_input(reached)
+    return state, defer
+
+
+def to_routing_result(router: Cascade, state: RowState) -> RoutingResult:
+    """A :class:`RoutingResult` from final row states (rows in the order given)."""
+    n_stages = router.n_stages
+    answered = np.where(state.stage_labels >= 0, np.arange(n_stages)[:, None], -1)
+    # A failure makes a row final at the stage that failed: one past the last stage that answered.
+    last = answered.max(axis=0, initial=-1) + state.degraded.astype(np.int64)
+    reached = np.arange(n_stages)[:, None] <= last[None, :]
+    return RoutingResult(
+        labels=state.labels,
+        classes=declared_classes(router, n_stages - 1),
+        confidence=state.confidence,
+        stage=state.stage,
+        stage_names=router.names,
+        stage_labels=state.stage_labels,
+        stage_scores=state.stage_scores,
+        reached=reached,
+        degraded=state.degraded,
+        errors=state.errors,
+        cost=None if router.cost_model is None else state.cost,
+    )
+
+
+def route_stagewise(router: Cascade, inputs: Sequence[Any], batch_size: int | None = None) -> RowState:
+    """Route ``inputs`` the way a distributed engine does: stage by stage, deferred rows only,
+    in batches of ``batch_size`` per stage. Returns the final row states in input order.
+
+    The reference for the Ray path that runs without Ray (tests compare it with ``route``).
+    """
+    n = len(inputs)
+    final_states: list[RowState] = []
+    final_rows: list[np.ndarray] = []
+    pending = np.arange(n)
+    state = RowState.initial(router.n_stages, n)  # aligned with ``pending``
+    for s in range(router.n_stages):
+        if pending.size == 0:
+            break
+        size = batch_size or pending.size
+        deferred_states: list[RowState] = []
+        deferred_rows: list[np.ndarray] = []
+        for lo in range(0, pending.size, size):
+            rows = pending[lo : lo + size]
+            new, defer = advance(router, s, _take(inputs, rows), state.take(np.arange(lo, lo + rows.size)))
+            final_states.append(new.take(np.flatnonzero(~defer)))
+            final_rows.append(rows[~defer])
+            deferred_states.append(new.take(np.flatnonzero(defer)))
+            deferred_rows.append(rows[defer])
+        pending = np.concatenate(deferred_rows)
+        state = RowState.concat(deferred_states)
+    if not final_states:
+        return RowState.initial(router.n_stages, 0)
+    order = np.argsort(np.concatenate(final_rows), kind="stable")
+    return RowState.concat(final_states).take(order)

@@ -1,0 +1,210 @@
+"""Route the rows of a pandas DataFrame or a pyarrow Table, in memory.
+
+:func:`route_dataframe` reads the inputs from one column (texts, or any per-row object) or from
+several numeric columns, routes them with ``router.route`` and returns the table with the
+routing result appended as columns. :func:`confroute.ray.route_dataset` appends the very same
+columns to a Ray Dataset, so code written against one works on the other.
+
+Result columns
+--------------
+``label`` (int, ``-1`` where abstained), ``label_name`` (str or null), ``confidence`` (float,
+NaN where abstained), ``stage`` (index of the answering stage, ``-1`` where abstained),
+``stage_name``, ``degraded`` (bool), ``error`` (str or null), ``cost`` (float, only when the
+router has a cost model), and for every stage ``<name>_label`` / ``<name>_score``: that stage's
+own answer on the rows it saw (``-1`` / NaN elsewhere).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["route_dataframe", "result_column_names"]
+
+RESULT_COLUMNS = ("label", "label_name", "confidence", "stage", "stage_name", "degraded", "error")
+
+
+def result_column_names(stage_names: Sequence[str], has_cost: bool) -> list[str]:
+    """Names of the columns routing appends, in order.
+
+    Examples
+    --------
+    >>> result_column_names(["small", "big"], has_cost=True)[-5:]
+    ['cost', 'small_label', 'small_score', 'big_label', 'big_score']
+    """
+    names = list(RESULT_COLUMNS) + (["cost"] if has_cost else [])
+    for s in stage_names:
+        names += [f"{s}_label", f"{s}_score"]
+    return names
+
+
+def result_columns(
+    state: Any, stage_names: Sequence[str], classes: Sequence[str] | None, has_cost: bool
+) -> dict[str, np.ndarray]:
+    """Result columns from anything with RoutingResult's per-row fields (a RoutingResult or the
+    per-row state of the stage-wise path)."""
+    labels = np.asarray(state.labels, dtype=np.int64)
+    stage = np.asarray(state.stage, dtype=np.int64)
+    answered = labels >= 0
+    label_name = np.full(labels.shape, None, dtype=object)
+    if classes is not None:
+        label_name[answered] = np.asarray(classes, dtype=object)[labels[answered]]
+    else:
+        label_name[answered] = labels[answered].astype(str).astype(object)
+    stage_name = np.full(stage.shape, None, dtype=object)
+    stage_name[stage >= 0] = np.asarray(stage_names, dtype=object)[stage[stage >= 0]]
+    cols: dict[str, np.ndarray] = {
+        "label": labels,
+        "label_name": label_name,
+        "confidence": np.asarray(state.confidence, dtype=np.float64),
+        "stage": stage,
+        "stage_name": stage_name,
+        "degraded": np.asarray(state.degraded, dtype=bool),
+        "error": np.asarray(state.errors, dtype=object),
+    }
+    if has_cost:
+        cols["cost"] = np.asarray(state.cost, dtype=np.float64)
+    for s, name in enumerate(stage_names):
+        cols[f"{name}_label"] = np.asarray(state.stage_labels[s], dtype=np.int64)
+        cols[f"{name}_score"] = np.asarray(state.stage_scores[s], dtype=np.float64)
+    return cols
+
+
+def arrow_arrays(cols: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The result columns as pyarrow arrays with fixed types (strings stay strings when all null)."""
+    import pyarrow as pa
+
+    out = {}
+    for name, values in cols.items():
+        if values.dtype == object:
+            out[name] = pa.array(values.tolist(), type=pa.string())
+        else:
+            out[name] = pa.array(values)
+    return out
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """Where a router's inputs live in a table: one column, or several numeric columns."""
+
+    text_column: str | None = None
+    feature_columns: tuple[str, ...] | None = None
+
+    @classmethod
+    def make(cls, text_column: str | None, feature_columns: Sequence[str] | None) -> InputSpec:
+        if (text_column is None) == (feature_columns is None):
+            raise ValueError(
+                "give exactly one of text_column= (one column of inputs: texts, or any per-row "
+                "object) and feature_columns= (numeric columns stacked into one feature vector per row)"
+            )
+        if feature_columns is not None:
+            if isinstance(feature_columns, str):
+                raise TypeError("feature_columns must be a list of column names; for one column use text_column=")
+            feature_columns = tuple(feature_columns)
+            if not feature_columns:
+                raise ValueError("feature_columns is empty")
+        return cls(text_column, feature_columns)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.text_column,) if self.text_column is not None else tuple(self.feature_columns or ())
+
+    def check(self, available: Sequence[str], result_names: Sequence[str]) -> None:
+        missing = [c for c in self.columns if c not in available]
+        if missing:
+            raise KeyError(f"input column(s) {missing} not found; the table has columns {list(available)}")
+        clash = sorted(set(available) & set(result_names))
+        if clash:
+            raise ValueError(
+                f"the table already has column(s) {clash} that routing would write; rename or drop them"
+            )
+
+    def from_columns(self, get: Any) -> Any:
+        """The router's inputs from ``get(column) -> ndarray``."""
+        if self.text_column is not None:
+            return _dense(get(self.text_column))
+        return np.column_stack([get(c) for c in self.feature_columns or ()])
+
+
+def _dense(values: np.ndarray) -> np.ndarray:
+    # A column of equal-length vectors (list or tensor column) becomes one 2-D array, as a
+    # scikit-learn estimator expects; anything else (texts) stays as it is.
+    if values.dtype == object and values.size and isinstance(values[0], (np.ndarray, list)):
+        return np.stack([np.asarray(v) for v in values])
+    return values
+
+
+def arrow_column(table: Any, name: str) -> np.ndarray:
+    column = table.column(name)
+    try:
+        return column.to_numpy()
+    except (TypeError, NotImplementedError):  # pragma: no cover - exotic extension types
+        return np.asarray(column.to_pylist(), dtype=object)
+
+
+def route_dataframe(
+    df: Any,
+    router: Any,
+    *,
+    text_column: str | None = None,
+    feature_columns: Sequence[str] | None = None,
+) -> Any:
+    """Route every row of a pandas DataFrame or pyarrow Table; append the result as columns.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame or pyarrow.Table
+    router : Cascade or ThresholdRouter
+    text_column : str, optional
+        The column whose values are the inputs (texts, or any per-row object the stages take).
+    feature_columns : list of str, optional
+        Numeric columns stacked into one feature row per input (for scikit-learn stages).
+
+    Returns
+    -------
+    pandas.DataFrame or pyarrow.Table
+        A new table of the same kind: the input columns, in the input order (a DataFrame keeps
+        its index), followed by the result columns listed in this module's docstring.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from confroute import CallablePredictor, ThresholdRouter
+    >>> cheap = CallablePredictor(lambda xs: np.array([[1 - x, x] for x in xs]), classes=["neg", "pos"])
+    >>> big = CallablePredictor(lambda xs: np.tile([0.2, 0.8], (len(xs), 1)), classes=["neg", "pos"])
+    >>> df = pd.DataFrame({"x": [0.95, 0.5, 0.05]})
+    >>> out = route_dataframe(df, ThresholdRouter(cheap, big, threshold=0.9), text_column="x")
+    >>> out[["x", "label_name", "stage_name", "confidence"]]
+          x label_name stage_name  confidence
+    0  0.95        pos    primary        0.95
+    1  0.50        pos   fallback        0.80
+    2  0.05        neg    primary        0.95
+    """
+    spec = InputSpec.make(text_column, feature_columns)
+    names = result_column_names(router.names, router.cost_model is not None)
+    if _is_arrow(df):
+        spec.check(df.column_names, names)
+        inputs = spec.from_columns(lambda c: arrow_column(df, c))
+    elif hasattr(df, "columns") and hasattr(df, "assign"):
+        spec.check(list(df.columns), names)
+        inputs = spec.from_columns(lambda c: df[c].to_numpy())
+    else:
+        raise TypeError(f"route_dataframe takes a pandas DataFrame or a pyarrow Table, got {type(df).__name__}")
+    result = router.route(inputs)
+    cols = result_columns(result, router.names, result.classes, router.cost_model is not None)
+    if _is_arrow(df):
+        table = df
+        for name, arr in arrow_arrays(cols).items():
+            table = table.append_column(name, arr)
+        return table
+    out = df.copy()
+    for name, values in cols.items():
+        out[name] = values
+    return out
+
+
+def _is_arrow(obj: Any) -> bool:
+    return type(obj).__module__.startswith("pyarrow") and hasattr(obj, "column_names")
