@@ -197,9 +197,16 @@ class TemperatureScaler(_Calibrator):
         res = minimize_scalar(
             nll, bounds=(np.log(lo), np.log(hi)), method="bounded", options={"xatol": self.xatol}
         )
-        log_t = float(res.x)
-        edge = 1e-3 * (np.log(hi) - np.log(lo))
-        if log_t - np.log(lo) < edge or np.log(hi) - log_t < edge:
+        log_t, best = float(res.x), float(res.fun)
+        # The NLL can be flat (underflowing to 0 on separable data) or still falling at a bound:
+        # then the bound itself is as good as the interior point Brent stopped at.
+        at_edge = False
+        for edge in (np.log(lo), np.log(hi)):
+            value = nll(edge)
+            if value <= best + 1e-12 * max(1.0, abs(best)) or abs(log_t - edge) < 1e-3:
+                log_t, best, at_edge = float(edge), min(best, value), True
+                break
+        if at_edge:
             warnings.warn(
                 f"TemperatureScaler: the fitted temperature {np.exp(log_t):.4g} is at the edge of "
                 f"the search range {self.bounds}; the data may be separable or the inputs may not "
@@ -210,7 +217,7 @@ class TemperatureScaler(_Calibrator):
         self.temperature_ = float(np.exp(log_t))
         self.n_classes_ = int(z.shape[1])
         self.nll_before_ = nll(0.0)
-        self.nll_after_ = float(res.fun)
+        self.nll_after_ = best
         return self
 
     def transform(self, log_scores: Any) -> np.ndarray:
