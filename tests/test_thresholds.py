@@ -1,0 +1,136 @@
+"""choose_threshold(): hand-checked choices, and a simulation of the finite-sample guarantee."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from scipy.stats import binom
+
+from confroute.evaluation import evaluate
+from confroute.thresholds import ThresholdChoice, ThresholdWarning, choose_threshold, clopper_pearson
+
+
+def population_accuracy(threshold: float) -> float:
+    """Accuracy on accepted inputs when s ~ U(0, 1) and P(correct | s) = 0.7 + 0.3 s."""
+    return 0.7 + 0.3 * (1 + threshold) / 2
+
+
+def test_clopper_pearson_matches_binomial_tails():
+    u = clopper_pearson(3, 40, 0.05)
+    assert binom.cdf(3, 40, u) == pytest.approx(0.05, abs=1e-9)
+    lo = clopper_pearson(30, 40, 0.05, side="lower")
+    assert binom.sf(29, 40, lo) == pytest.approx(0.05, abs=1e-9)
+    assert clopper_pearson(5, 5, 0.1) == 1.0 and clopper_pearson(0, 5, 0.1, side="lower") == 0.0
+
+
+def test_guarantee_holds_in_simulation():
+    """Over many calibration draws the chosen threshold's true accepted-set accuracy falls below
+    the target in at most about delta of them; the empirical choice fails about half the time."""
+    rng = np.random.default_rng(12345)
+    target, delta, n, draws = 0.9, 0.1, 1000, 400
+    guaranteed_fail = empirical_fail = 0
+    coverages = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThresholdWarning)
+        for _ in range(draws):
+            s = rng.random(n)
+            correct = rng.random(n) < 0.7 + 0.3 * s
+            c = choose_threshold(s, correct, target_accuracy=target, delta=delta)
+            e = choose_threshold(s, correct, target_accuracy=target, delta=None)
+            guaranteed_fail += c.feasible and population_accuracy(c.threshold) < target
+            empirical_fail += e.feasible and population_accuracy(e.threshold) < target
+            coverages.append(c.coverage)
+    # Binomial(400, 0.1) exceeds 0.13 * 400 with probability < 2.5%; the seed is fixed anyway.
+    assert guaranteed_fail / draws <= delta + 0.03
+    assert empirical_fail / draws > 0.3
+    # And it is not trivially safe: it keeps a useful share (the optimum is coverage 2/3).
+    assert np.mean(coverages) > 0.4
+
+
+def test_accuracy_choice_is_loosest_passing_in_sequence():
+    # 100 perfect inputs then 100 coin flips; scores descending.
+    s = np.linspace(1, 0, 200)
+    correct = np.r_[np.ones(100, bool), np.arange(100) % 2 == 0]
+    c = choose_threshold(s, correct, target_accuracy=0.9, delta=0.05)
+    assert isinstance(c, ThresholdChoice) and c.feasible
+    m, k = c.m, c.k
+    assert binom.cdf(k, m, 0.1) <= 0.05  # the chosen row passes
+    # The next looser threshold fails the test (so the sequence stopped there).
+    k_next = int((~correct[: m + 1]).sum())
+    assert binom.cdf(k_next, m + 1, 0.1) > 0.05
+    assert c.threshold == pytest.approx(s[m - 1])
+    assert c.guaranteed == pytest.approx(1 - clopper_pearson(k, m, 0.05))
+    assert c.guaranteed >= 0.9 and c.empirical == pytest.approx((m - k) / m)
+    # Zero errors pass only from ceil(log 0.05 / log 0.9) = 29 accepted inputs on.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThresholdWarning)
+        assert not choose_threshold(s[:28], np.ones(28, bool), target_accuracy=0.9).feasible
+    assert choose_threshold(s[:29], np.ones(29, bool), target_accuracy=0.9).m == 29
+
+
+def test_infeasible_accuracy_target_accepts_nothing_and_warns():
+    s = np.linspace(1, 0, 50)
+    correct = np.ones(50, bool)
+    with pytest.warns(ThresholdWarning, match="no threshold meets"):
+        c = choose_threshold(s, correct, target_accuracy=0.99, delta=0.05)  # needs m >= 299
+    assert not c.feasible and c.threshold == math.inf and c.m == 0
+
+
+def test_system_accuracy_target_with_fallback():
+    rng = np.random.default_rng(3)
+    n = 4000
+    s = rng.random(n)
+    pc = rng.random(n) < 0.6 + 0.4 * s
+    fc = rng.random(n) < 0.95
+    res = evaluate(labels=np.zeros(n, int), primary=np.where(pc, 0, 1), scores=s,
+                   fallback=np.where(fc, 0, 1), cost_model=[1.0, 10.0])
+    c = choose_threshold(res, target_system_accuracy=0.9, delta=0.05)
+    assert c.feasible and c.system_accuracy >= 0.9
+    errors = round(n * (1 - c.system_accuracy))
+    assert c.guaranteed == pytest.approx(1 - clopper_pearson(errors, n, 0.05))
+    assert c.guaranteed >= 0.9
+    assert c.cost_per_input == pytest.approx(1.0 + (1 - c.coverage) * 10.0)
+    # From arrays, the same choice.
+    c2 = choose_threshold(s, pc, fallback_correct=fc, target_system_accuracy=0.9, delta=0.05)
+    assert c2.threshold == c.threshold
+    with pytest.raises(ValueError, match="fallback"):
+        choose_threshold(s, pc, target_system_accuracy=0.9)
+
+
+def test_coverage_cost_and_savings_targets():
+    s = np.arange(1000) / 1000.0
+    correct = np.ones(1000, bool)
+    e = choose_threshold(s, correct, target_coverage=0.3, delta=None)
+    assert e.coverage == pytest.approx(0.3) and e.threshold == pytest.approx(0.7)
+    g = choose_threshold(s, correct, target_coverage=0.3, delta=0.05)
+    assert g.guaranteed >= 0.3 and g.coverage > 0.3
+    assert g.guaranteed == pytest.approx(clopper_pearson(g.m, 1000, 0.05, side="lower"))
+    # Budget 4.0 per input with prices (1, 5): need coverage >= (1 + 5 - 4) / 5 = 0.4.
+    b = choose_threshold(s, correct, max_cost_per_input=4.0, delta=None, cost_model=[1.0, 5.0])
+    assert b.coverage == pytest.approx(0.4) and b.cost_per_input == pytest.approx(4.0)
+    sv = choose_threshold(s, correct, min_savings=0.5, delta=0.05, cost_model=[1.0, 5.0])
+    assert sv.guaranteed >= 0.5 and sv.savings >= 0.5
+    with pytest.warns(ThresholdWarning):
+        bad = choose_threshold(s, correct, max_cost_per_input=0.5, cost_model=[1.0, 5.0])
+    assert not bad.feasible and bad.m == 1000
+
+
+def test_argument_errors_and_to_dict():
+    s, c = np.array([0.2, 0.9]), np.array([True, False])
+    with pytest.raises(ValueError, match="exactly one"):
+        choose_threshold(s, c)
+    with pytest.raises(ValueError, match="exactly one"):
+        choose_threshold(s, c, target_accuracy=0.9, target_coverage=0.5)
+    with pytest.raises(ValueError, match="delta"):
+        choose_threshold(s, c, target_accuracy=0.9, delta=1.5)
+    with pytest.raises(ValueError, match="prices"):
+        choose_threshold(s, c, min_savings=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThresholdWarning)
+        d = choose_threshold(s, c, target_accuracy=0.9).to_dict()
+    assert d["threshold"] is None and d["feasible"] is False and d["m"] == 0
+    text = str(choose_threshold(s, c, target_coverage=0.5, delta=None))
+    assert "coverage 50.0%" in text and "threshold 0.9" in text
