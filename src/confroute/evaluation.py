@@ -76,6 +76,8 @@ class Sweep:
         Total cost of the ``n`` inputs at each threshold.
     baseline_cost : float or None
         Cost of sending every input to the fallback alone.
+    order : ndarray of int
+        The permutation that sorts the scores in decreasing order (reused for AURC).
     """
 
     n: int
@@ -85,6 +87,7 @@ class Sweep:
     system_correct: np.ndarray | None = None
     cost: np.ndarray | None = None
     baseline_cost: float | None = None
+    order: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def n_errors(self) -> np.ndarray:
@@ -168,7 +171,7 @@ def threshold_sweep(
         cum_c1 = np.cumsum(c1[order])
         baseline = float(cum_c1[-1]) if n else 0.0
         cost = float(c0.sum()) + (baseline - np.r_[0.0, cum_c1[ends]])
-    return Sweep(n, thresholds, n_accepted, primary_ok, system_ok, cost, baseline)
+    return Sweep(n, thresholds, n_accepted, primary_ok, system_ok, cost, baseline, order)
 
 
 def pareto_front(cost: Any, accuracy: Any) -> np.ndarray:
@@ -674,14 +677,18 @@ def evaluate(
         if raw is not None:
             reliability_raw = metrics.reliability_table(raw.probs, y_idx)
 
+    # AURC from the sweep's sort: one O(n log n) sort for the whole evaluation.
+    aurc = metrics._aurc_sorted(s[sweep.order], ~pc[sweep.order]) if n else float("nan")
+    eaurc = aurc - metrics.optimal_aurc(n, int((~pc).sum())) if n else float("nan")
+
     return EvaluationResult(
         n=n,
         stage_names=names,
         score=score_name,
         table=table,
         stage_accuracy=stage_accuracy,
-        aurc=metrics.aurc(s, pc),
-        eaurc=metrics.eaurc(s, pc),
+        aurc=aurc,
+        eaurc=eaurc,
         ece=None if reliability is None else reliability.ece,
         ece_before_calibration=None if reliability_raw is None else reliability_raw.ece,
         stage_costs=prices,

@@ -515,12 +515,16 @@ def aurc(scores: Any, correct: Any) -> float:
     """
     s = _check_scores(scores)
     c = _check_correct(correct, s.shape[0])
-    n = s.size
-    if not n:
+    if not s.size:
         return float("nan")
     order = np.argsort(-s, kind="stable")
-    s_sorted = s[order]
-    err = (~c[order]).astype(np.float64)
+    return _aurc_sorted(s[order], ~c[order])
+
+
+def _aurc_sorted(s_sorted: np.ndarray, wrong_sorted: np.ndarray) -> float:
+    """AURC from scores sorted in decreasing order and the matching error flags."""
+    n = s_sorted.size
+    err = wrong_sorted.astype(np.float64)
     ends = np.r_[np.flatnonzero(s_sorted[1:] != s_sorted[:-1]), n - 1]
     if ends.size == n:  # no ties: the textbook sum
         return float(np.mean(np.cumsum(err) / np.arange(1, n + 1)))
