@@ -166,7 +166,7 @@ def test_callable_score_and_prediction_score():
 @pytest.mark.parametrize("bad", [1.5, -0.1, float("nan"), [0.5, 2.0]])
 def test_threshold_outside_score_range(bad):
     primary, fallback = make_pair({}, {})
-    with pytest.raises(ValueError, match="score lies in"):
+    with pytest.raises(ValueError, match="must lie in the score's range"):
         ThresholdRouter(primary, fallback, threshold=bad)
 
 

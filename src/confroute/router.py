@@ -393,7 +393,7 @@ def _check_threshold(t: Any, score: Any, s: int) -> float | np.ndarray | dict[st
         except (TypeError, ValueError):
             raise TypeError(f"threshold {what}of stage {s} must be a number, got {v!r}") from None
         if math.isnan(v) or not lo <= v <= hi:
-            raise ValueError(f"threshold {what}of stage {s} is {v}; the score lies in [{lo}, {hi}]")
+            raise ValueError(f"threshold {what}of stage {s} must lie in the score's range [{lo}, {hi}], got {v}")
         return v
 
     if isinstance(t, Mapping):

@@ -1,0 +1,109 @@
+"""Catalogue of bad inputs and the error each produces.
+
+Used twice: ``tests/test_bad_inputs.py`` checks every case, and
+``tools/gen_bad_inputs_table.py`` renders the table in ``docs/reliability.md`` from the same
+cases, so the documentation shows the messages users actually see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from confroute import (
+    CallablePredictor,
+    Cascade,
+    CostModel,
+    Fallback,
+    Predictions,
+    ThresholdRouter,
+)
+from confroute.predictors._text import check_texts
+
+NEG_POS = ["neg", "pos"]
+
+
+def _router(primary_rows: Callable[[Any], Any], fallback_rows: Callable[[Any], Any] | None = None, **kw: Any):
+    primary = CallablePredictor(primary_rows, classes=kw.pop("primary_classes", NEG_POS), name="primary")
+    fb = fallback_rows or (lambda xs: np.tile([0.5, 0.5], (len(xs), 1)))
+    fallback = CallablePredictor(fb, classes=kw.pop("fallback_classes", NEG_POS), name="fallback")
+    return ThresholdRouter(primary, fallback, threshold=kw.pop("threshold", 0.9), **kw)
+
+
+def _rows(row: list[float]) -> Callable[[Any], Any]:
+    return lambda xs: np.tile(row, (len(xs), 1))
+
+
+def _evaluate_unknown_label() -> Any:
+    from confroute import evaluate
+
+    preds = Predictions.from_probs([[0.9, 0.1], [0.2, 0.8]], NEG_POS)
+    return evaluate(labels=np.array(["neg", "maybe"]), primary=preds, fallback=preds)
+
+
+@dataclass(frozen=True)
+class Case:
+    what: str
+    call: Callable[[], Any]
+    error: type[BaseException] | None  # None: no error, a documented non-error outcome
+    expect: str  # a fragment of the message (or of the outcome)
+
+
+CASES: list[Case] = [
+    Case("empty batch", lambda: len(_router(_rows([0.5, 0.5])).route([])), None, "0"),
+    Case("a single string instead of a batch", lambda: _router(_rows([0.5, 0.5])).route("great film"),
+         TypeError, "not a single string"),
+    Case("a non-sequence batch (a generator)", lambda: _router(_rows([0.5, 0.5])).route(x for x in "ab"),
+         TypeError, "sized, indexable batch"),
+    Case("`None` among text inputs", lambda: check_texts(["good", None, "bad"], "DeepSparsePredictor"),
+         TypeError, "input 1 is None"),
+    Case("a number among text inputs", lambda: check_texts(["good", 3.5], "ONNXRuntimePredictor"),
+         TypeError, "input 1 is"),
+    Case("probabilities with NaN", lambda: _router(_rows([np.nan, 1.0])).route(["a"]),
+         ValueError, "non-finite probabilities"),
+    Case("probabilities with inf", lambda: _router(_rows([np.inf, 0.0])).route(["a"]),
+         ValueError, "non-finite probabilities"),
+    Case("rows that do not sum to 1", lambda: _router(_rows([0.5, 0.7])).route(["a"]),
+         ValueError, "do not sum to 1"),
+    Case("logits passed as probabilities", lambda: _router(_rows([2.3, -1.2])).route(["a"]),
+         ValueError, "declare output='logits'"),
+    Case("1-D output instead of (n, k)", lambda: _router(lambda xs: np.full(len(xs), 0.5)).route(["a"]),
+         ValueError, "expected (n_inputs, n_classes)"),
+    Case("wrong number of rows from the primary", lambda: _router(lambda xs: np.array([[0.5, 0.5]])).route(["a", "b"]),
+         ValueError, "returned 1 predictions for 2 inputs"),
+    Case("wrong number of rows from the fallback", lambda: _router(_rows([0.5, 0.5]), lambda xs: np.zeros((0, 2))).route(["a"]),
+         ValueError, "returned 0 predictions for 1 inputs"),
+    Case("class count differs between stages",
+         lambda: _router(_rows([0.5, 0.5]), _rows([0.2, 0.3, 0.5]), fallback_classes=None).route(["a"]),
+         ValueError, "returns 3 classes but earlier stages return 2"),
+    Case("class names differ between stages",
+         lambda: _router(_rows([0.5, 0.5]), _rows([0.5, 0.5]), fallback_classes=["negative", "positive"]).route(["a"]),
+         ValueError, "cannot be matched by name"),
+    Case("same class names in another order", lambda: _router(
+        _rows([0.5, 0.5]), _rows([0.9, 0.1]), fallback_classes=["pos", "neg"]).route(["a"]).label_names[0],
+         None, "pos"),
+    Case("threshold above the score's range", lambda: _router(_rows([0.5, 0.5]), threshold=1.2),
+         ValueError, "must lie in the score's range [0.0, 1.0], got 1.2"),
+    Case("threshold NaN", lambda: _router(_rows([0.5, 0.5]), threshold=float("nan")),
+         ValueError, "got nan"),
+    Case("per-class thresholds for the wrong number of classes",
+         lambda: _router(_rows([0.5, 0.5]), threshold=[0.5, 0.6, 0.7]).route(["a"]),
+         ValueError, "3 per-class thresholds for 2 classes"),
+    Case("per-class thresholds naming an unknown class",
+         lambda: _router(_rows([0.5, 0.5]), threshold={"neg": 0.5, "maybe": 0.6}).route(["a"]),
+         ValueError, "unknown classes ['maybe']"),
+    Case("thresholds count does not match stages", lambda: Cascade([_rows([0.5, 0.5])] * 3, thresholds=[0.5]),
+         ValueError, "3 stages need 2 threshold(s)"),
+    Case("cost model with the wrong number of stages",
+         lambda: _router(_rows([0.5, 0.5]), cost_model=CostModel.per_sample([1, 2, 3])),
+         ValueError, "cost model has 3 stages but the router has 2"),
+    Case("unknown score name", lambda: _router(_rows([0.5, 0.5]), score="confidence"),
+         ValueError, "unknown score 'confidence'"),
+    Case("unknown failure policy", lambda: Fallback(_rows([0.5, 0.5]), on_error="ignore"),
+         ValueError, "on_error must be one of"),
+    Case("label outside the known classes in evaluate()", _evaluate_unknown_label,
+         ValueError, "not among"),
+]
