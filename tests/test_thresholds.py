@@ -54,7 +54,7 @@ def test_accuracy_choice_is_loosest_passing_in_sequence():
     # 100 perfect inputs then 100 coin flips; scores descending.
     s = np.linspace(1, 0, 200)
     correct = np.r_[np.ones(100, bool), np.arange(100) % 2 == 0]
-    c = choose_threshold(s, correct, target_accuracy=0.9, delta=0.05)
+    c = choose_threshold(s, correct, target_accuracy=0.9, delta=0.05, n_starts=1)
     assert isinstance(c, ThresholdChoice) and c.feasible
     m, k = c.m, c.k
     assert binom.cdf(k, m, 0.1) <= 0.05  # the chosen row passes
@@ -69,6 +69,21 @@ def test_accuracy_choice_is_loosest_passing_in_sequence():
         warnings.simplefilter("ignore", ThresholdWarning)
         assert not choose_threshold(s[:28], np.ones(28, bool), target_accuracy=0.9).feasible
     assert choose_threshold(s[:29], np.ones(29, bool), target_accuracy=0.9).m == 29
+
+
+def test_multiple_starts_survive_an_early_mistake():
+    # 200 inputs, all right except the 3rd most confident: a single sequence stops at its first
+    # test (29 accepted, 1 error); chains starting further down still reach the bottom.
+    s = np.linspace(1, 0, 200)
+    correct = np.ones(200, bool)
+    correct[2] = False
+    with pytest.warns(ThresholdWarning):
+        single = choose_threshold(s, correct, target_accuracy=0.9, delta=0.05, n_starts=1)
+    assert not single.feasible
+    multi = choose_threshold(s, correct, target_accuracy=0.9, delta=0.05)
+    assert multi.feasible and multi.m == 200 and multi.k == 1
+    # Its bound uses the per-chain level delta / J (J = 3 here: starts at 39, 78, 156 accepted).
+    assert multi.guaranteed == pytest.approx(1 - clopper_pearson(1, 200, 0.05 / 3))
 
 
 def test_infeasible_accuracy_target_accepts_nothing_and_warns():

@@ -147,9 +147,10 @@ def plot_accuracy_vs_cost(
         front = result.pareto()
         ax.plot(cost[front], t["system_accuracy"][front], "o-", color="C2", markersize=2.5,
                 linewidth=1.2, label="Pareto front")
-    ends = {result.stage_names[1] + " alone": 0, result.stage_names[0] + " alone": result.n_thresholds - 1}
-    for name, i in ends.items():
-        ax.plot(cost[i], t["system_accuracy"][i], "s", markersize=6, label=name)
+    # Colours match the other figures: the primary is C0, the fallback C1.
+    ends = [(result.stage_names[0], result.n_thresholds - 1, "C0"), (result.stage_names[1], 0, "C1")]
+    for name, i, colour in ends:
+        ax.plot(cost[i], t["system_accuracy"][i], "s", color=colour, markersize=6, label=f"{name} alone")
     if choice is not None and np.isfinite(choice.threshold):
         i = result._row(choice.threshold)
         ax.plot(cost[i], t["system_accuracy"][i], "*", color="k", markersize=10,
