@@ -481,7 +481,9 @@ def _as_predictions(x: Any, name: str) -> Any:
         return Predictions.from_probs(arr, source=name)
     if arr.ndim == 1:
         return arr
-    raise ValueError(f"{name} must be Predictions, an (n, k) probability matrix or (n,) labels; got {arr.shape}")
+    raise ValueError(
+        f"{name} must be Predictions, an (n, k) probability matrix or (n,) labels; got {arr.shape}"
+    )
 
 
 def _chunks(n: int, size: int) -> list[slice]:
@@ -516,7 +518,10 @@ def _router_arrays(
         )
     calibrators = list(getattr(router, "calibrators", None) or [None] * n_stages)
     # A router that can hand back uncalibrated predictions lets us report ECE before calibration.
-    raw_ok = calibrators[0] is not None and "calibrated" in inspect.signature(router.stage_predictions).parameters
+    raw_ok = (
+        calibrators[0] is not None
+        and "calibrated" in inspect.signature(router.stage_predictions).parameters
+    )
     parts: list[list[Predictions]] = [[] for _ in range(n_stages)]
     raw_parts: list[Predictions] = []
     score_parts: list[np.ndarray] = []
@@ -724,7 +729,10 @@ def _table(sweep: Sweep) -> dict[str, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         coverage = m / n if n else np.zeros(m.shape)
         accepted_acc = np.where(m > 0, sweep.primary_correct / np.maximum(m, 1), np.nan)
-        system = sweep.system_correct / n if sweep.system_correct is not None and n else np.full(m.shape, np.nan)
+        if sweep.system_correct is not None and n:
+            system = sweep.system_correct / n
+        else:
+            system = np.full(m.shape, np.nan)
         if sweep.cost is not None:
             cost = sweep.cost
             savings = 1.0 - cost / sweep.baseline_cost if sweep.baseline_cost else np.full(m.shape, np.nan)

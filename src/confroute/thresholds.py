@@ -171,7 +171,8 @@ class ThresholdChoice:
         bound = ""
         if self.guaranteed is not None:
             rel = "<=" if self.objective == "cost" else ">="
-            bound = f", guaranteed {rel} {self.guaranteed:.4g} with probability {1 - self.delta:.3g}"  # type: ignore[operator]
+            level = 1 - (self.delta or 0.0)
+            bound = f", guaranteed {rel} {self.guaranteed:.4g} with probability {level:.3g}"
         status = "" if self.feasible else " [target not reachable]"
         return (
             f"threshold {self.threshold:.6g}{status}: {what} {self.empirical:.4g} on calibration data "
@@ -385,7 +386,9 @@ def _chain_count(n: int, target: float, delta: float, most: int = 8) -> int:
     return chains
 
 
-def _sweep_of(data: Any, correct: Any, fallback_correct: Any, cost_model: Any) -> tuple[Sweep, np.ndarray | None]:
+def _sweep_of(
+    data: Any, correct: Any, fallback_correct: Any, cost_model: Any
+) -> tuple[Sweep, np.ndarray | None]:
     if isinstance(data, EvaluationResult):
         if correct is not None or fallback_correct is not None:
             raise ValueError("with an EvaluationResult, do not pass correct / fallback_correct")
