@@ -1,4 +1,4 @@
-"""Command line: ``confroute demo`` (and ``python -m confroute demo``)."""
+"""Command line: ``confroute demo`` and ``confroute evaluate`` (also ``python -m confroute ...``)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the guarantee holds with probability 1 - delta (default 0.1)")
     demo.add_argument("--plots", metavar="DIR", help="also write PNG figures into DIR (needs matplotlib)")
     demo.set_defaults(func=_demo)
+
+    from ._cli_evaluate import add_evaluate_parser
+
+    add_evaluate_parser(sub)
     return parser
 
 
