@@ -26,6 +26,7 @@ _LAZY: dict[str, str] = {
     "TemperatureScaler": "confroute.calibration",
     "VectorScaler": "confroute.calibration",
     "IsotonicCalibrator": "confroute.calibration",
+    "HistogramBinning": "confroute.calibration",
     "evaluate": "confroute.evaluation",
     "EvaluationResult": "confroute.evaluation",
     "choose_threshold": "confroute.thresholds",
@@ -69,6 +70,7 @@ __all__ = [
     "TemperatureScaler",
     "VectorScaler",
     "IsotonicCalibrator",
+    "HistogramBinning",
     "evaluate",
     "EvaluationResult",
     "choose_threshold",
@@ -92,7 +94,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .calibration import IsotonicCalibrator, TemperatureScaler, VectorScaler
+    from .calibration import HistogramBinning, IsotonicCalibrator, TemperatureScaler, VectorScaler
     from .evaluation import EvaluationResult, evaluate
     from .export import export_to_onnx
     from .io import load_texts

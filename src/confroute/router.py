@@ -281,10 +281,11 @@ class Cascade:
             raise ValueError(f"stage {self.names[s]!r}: {t.size} per-class thresholds for {n_classes} classes")
         return t[predicted]
 
-    def stage_predictions(self, inputs: Sequence[Any]) -> list[Predictions]:
-        """Run every stage once on *all* inputs (calibrated, classes aligned); for evaluation.
+    def stage_predictions(self, inputs: Sequence[Any], calibrated: bool = True) -> list[Predictions]:
+        """Run every stage once on *all* inputs (classes aligned); for evaluation.
 
-        Failures raise: evaluation needs every stage's answer on every input.
+        With ``calibrated=False`` the raw predictions come back (to measure calibration error
+        before and after). Failures raise: evaluation needs every stage's answer on every input.
         """
         inputs = as_sequence(inputs)
         out: list[Predictions] = []
@@ -293,7 +294,7 @@ class Cascade:
         for s, stage in enumerate(self.stages):
             preds, classes = _align(stage.predictor.predict(inputs), classes, n_classes, self.names[s])
             n_classes = preds.n_classes
-            out.append(self._calibrated(s, preds))
+            out.append(self._calibrated(s, preds) if calibrated else preds)
         return out
 
     def stage_score(self, s: int, predictions: Predictions, inputs: Sequence[Any]) -> np.ndarray:
