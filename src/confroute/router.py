@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -33,6 +34,30 @@ from .scores import checked_scores, resolve_score, score_range
 __all__ = ["Cascade", "ThresholdRouter"]
 
 ThresholdSpec = float | Sequence[float] | np.ndarray | Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class StageDecision:
+    """What one stage decided for a batch of ``m`` inputs.
+
+    ``ok``: the stage answered the input (False where it failed under a non-raising policy);
+    ``labels`` / ``scores``: its own answer and (calibrated) score, ``-1`` / NaN where it failed;
+    ``accept``: answered and confident enough (every answered input on the last stage);
+    ``errors``: message per failed input; ``classes`` / ``n_classes``: the cascade's classes so far.
+    """
+
+    ok: np.ndarray
+    labels: np.ndarray
+    scores: np.ndarray
+    accept: np.ndarray
+    errors: np.ndarray
+    classes: tuple[str, ...] | None
+    n_classes: int | None
+
+    @property
+    def defer(self) -> np.ndarray:
+        """Inputs that go on to the next stage."""
+        return self.ok & ~self.accept
 _StageRequest = tuple[int, Sequence[Any]]
 
 
@@ -200,42 +225,25 @@ class Cascade:
             reached[s, pending] = True
             batch = _take(inputs, pending)
             outcome = yield s, batch
-            if outcome.ok.shape != (pending.size,):
-                raise PredictionError(
-                    f"stage {self.names[s]!r} returned {outcome.ok.size} results for {pending.size} inputs"
-                )
-            failed = pending[~outcome.ok]
+            decision = self._decide(s, batch, outcome, classes, n_classes)
+            classes, n_classes = decision.classes, decision.n_classes
+            failed = pending[~decision.ok]
             if failed.size:
                 degraded[failed] = True
-                errors[failed] = np.asarray(outcome.errors, dtype=object)[~outcome.ok]
+                errors[failed] = decision.errors[~decision.ok]
                 if self.stages[s].on_error == "keep_primary" and s > 0:
                     # The previous stage answered these inputs (it only deferred them).
                     labels[failed] = stage_labels[s - 1, failed]
                     confidence[failed] = stage_scores[s - 1, failed]
                     answered_by[failed] = s - 1
-            ok = pending[outcome.ok]
-            if ok.size == 0:
-                pending = ok
-                continue
-            assert outcome.predictions is not None
-            preds, classes = _align(outcome.predictions, classes, n_classes, self.names[s])
-            n_classes = preds.n_classes
-            preds = self._calibrated(s, preds)
-            scores = checked_scores(
-                self._score_fns[s](preds, _take(batch, np.flatnonzero(outcome.ok))), ok.size, self.names[s]
-            )
-            predicted = preds.labels
-            stage_labels[s, ok] = predicted
-            stage_scores[s, ok] = scores
-            if s == n_stages - 1:
-                accept = np.ones(ok.size, dtype=bool)
-            else:
-                accept = scores >= self._threshold_for(s, predicted, classes, n_classes)
-            done = ok[accept]
-            labels[done] = predicted[accept]
-            confidence[done] = scores[accept]
+            ok = pending[decision.ok]
+            stage_labels[s, ok] = decision.labels[decision.ok]
+            stage_scores[s, ok] = decision.scores[decision.ok]
+            done = pending[decision.accept]
+            labels[done] = decision.labels[decision.accept]
+            confidence[done] = decision.scores[decision.accept]
             answered_by[done] = s
-            pending = ok[~accept]
+            pending = pending[decision.defer]
 
         cost = None if self.cost_model is None else self.cost_model.per_input(reached)
         return RoutingResult(
@@ -251,6 +259,41 @@ class Cascade:
             errors=errors,
             cost=cost,
         )
+
+    def _decide(
+        self,
+        s: int,
+        batch: Sequence[Any],
+        outcome: StageOutcome,
+        classes: tuple[str, ...] | None,
+        n_classes: int | None,
+    ) -> StageDecision:
+        """Stage ``s``'s decision on ``batch`` from what it returned: align the columns to the
+        cascade's classes, calibrate, score, compare with the threshold (the last stage accepts
+        everything it answered). Shared by every driver, the stage-wise (Ray) one included."""
+        m, name = len(batch), self.names[s]
+        if outcome.ok.shape != (m,):
+            raise PredictionError(f"stage {name!r} returned {outcome.ok.size} results for {m} inputs")
+        labels = np.full(m, -1, dtype=np.int64)
+        scores = np.full(m, np.nan)
+        accept = np.zeros(m, dtype=bool)
+        errors = np.full(m, None, dtype=object)
+        failed = ~outcome.ok
+        if failed.any():
+            errors[failed] = np.asarray(outcome.errors, dtype=object)[failed]
+        ok = np.flatnonzero(outcome.ok)
+        if ok.size:
+            assert outcome.predictions is not None
+            preds, classes = _align(outcome.predictions, classes, n_classes, name)
+            n_classes = preds.n_classes
+            preds = self._calibrated(s, preds)
+            labels[ok] = predicted = preds.labels
+            scores[ok] = stage_scores = checked_scores(self._score_fns[s](preds, _take(batch, ok)), ok.size, name)
+            if s == self.n_stages - 1:
+                accept[ok] = True
+            else:
+                accept[ok] = stage_scores >= self._threshold_for(s, predicted, classes, n_classes)
+        return StageDecision(outcome.ok.copy(), labels, scores, accept, errors, classes, n_classes)
 
     # -- pieces shared with evaluation ---------------------------------------------------------
 
