@@ -24,7 +24,7 @@ Conventions
 from __future__ import annotations
 
 import inspect
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -236,9 +236,15 @@ class OperatingPoint:
     system_accuracy: float | None
     cost: float | None
     savings: float | None
+    #: The per-class thresholds (indexed by predicted class) when the point is per-class; then
+    #: ``threshold`` is ``nan``.
+    class_thresholds: tuple[float, ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: _json(v) for k, v in self.__dict__.items()}
+        out = {k: _json(v) for k, v in self.__dict__.items()}
+        if self.class_thresholds is not None:
+            out["class_thresholds"] = [_json(float(v)) for v in self.class_thresholds]
+        return out
 
 
 @dataclass(frozen=True, repr=False)
@@ -288,6 +294,9 @@ class EvaluationResult:
     fallback_correct: np.ndarray | None = None
     reliability: metrics.ReliabilityTable | None = None
     reliability_before_calibration: metrics.ReliabilityTable | None = None
+    primary_labels: np.ndarray | None = None
+    classes: tuple[str, ...] | None = None
+    per_class: OperatingPoint | None = None
 
     # -- access ------------------------------------------------------------------------------
     @property
@@ -312,12 +321,16 @@ class EvaluationResult:
         # the one that accepts exactly the inputs with score >= t.
         return int(np.searchsorted(-self.thresholds, -float(threshold), side="right") - 1)
 
-    def at(self, threshold: float) -> OperatingPoint:
+    def at(self, threshold: Any) -> OperatingPoint:
         """The figures when routing at ``threshold`` (accept ``score >= threshold``).
 
         Exact for any threshold, not only the table's: it picks the row that accepts the
-        same inputs.
+        same inputs. ``threshold`` may also be per-class, as for the router (an array indexed
+        by the primary's predicted class, or a mapping from class name); that needs the
+        primary's predictions (not bare labels with scores).
         """
+        if isinstance(threshold, Mapping) or np.ndim(threshold) == 1:
+            return self._at_per_class(threshold)
         if np.isnan(threshold):
             raise ValueError("threshold is NaN")
         i = self._row(threshold)
@@ -331,6 +344,52 @@ class EvaluationResult:
             system_accuracy=float(t["system_accuracy"][i]) if self.has_fallback else None,
             cost=float(t["cost"][i]) if self.has_cost else None,
             savings=float(t["savings"][i]) if self.has_cost else None,
+        )
+
+    def class_threshold_array(self, threshold: Any) -> np.ndarray:
+        """Per-class thresholds as an array in the primary's class order."""
+        if self.primary_labels is None:
+            raise ValueError("per-class thresholds need the primary's predicted classes; evaluate "
+                             "from Predictions or probabilities, not from labels and scores")
+        k = int(self.primary_labels.max(initial=-1)) + 1 if self.classes is None else len(self.classes)
+        if isinstance(threshold, Mapping):
+            if self.classes is None:
+                raise ValueError("thresholds by class name need named classes")
+            unknown = sorted(set(map(str, threshold)) - set(self.classes))
+            missing = sorted(set(self.classes) - set(map(str, threshold)))
+            if unknown or missing:
+                raise ValueError(f"per-class thresholds: unknown classes {unknown}, missing {missing}")
+            return np.array([float(threshold[c]) for c in self.classes])
+        arr = np.asarray(threshold, dtype=np.float64)
+        if arr.ndim != 1 or arr.size < k or np.isnan(arr).any():
+            raise ValueError(f"need one threshold per class ({k}) without NaN, got shape {arr.shape}")
+        return arr
+
+    def _at_per_class(self, threshold: Any) -> OperatingPoint:
+        thr = self.class_threshold_array(threshold)
+        assert self.primary_labels is not None
+        accept = self.scores >= thr[self.primary_labels]
+        m, n = int(accept.sum()), self.n
+        pc = self.primary_correct
+        system = cost = savings = None
+        if self.has_fallback:
+            assert self.fallback_correct is not None
+            system = float((pc[accept].sum() + self.fallback_correct[~accept].sum()) / n) if n else float("nan")
+        if self.has_cost:
+            assert self.stage_costs is not None
+            c0, c1 = float(self.stage_costs[0]), float(self.stage_costs[1])
+            cost = n * c0 + (n - m) * c1
+            savings = 1.0 - cost / (n * c1) if n * c1 else float("nan")
+        return OperatingPoint(
+            threshold=float("nan"),
+            n_accepted=m,
+            coverage=m / n if n else float("nan"),
+            routed_fraction=1.0 - m / n if n else float("nan"),
+            accepted_accuracy=float(pc[accept].mean()) if m else float("nan"),
+            system_accuracy=system,
+            cost=cost,
+            savings=savings,
+            class_thresholds=tuple(float(v) for v in thr),
         )
 
     def pareto(self) -> np.ndarray:
@@ -437,6 +496,14 @@ class EvaluationResult:
             if self.has_cost:
                 row += f" {t['cost'][i]:>12.5g} {t['savings'][i]:>8.1%}"
             lines.append(row)
+        if self.per_class is not None:
+            p = self.per_class
+            row = f"  {'per-class':>10} {p.coverage:>9.1%} {p.accepted_accuracy:>14.4f}"
+            if self.has_fallback:
+                row += f" {p.system_accuracy:>11.4f}"
+            if self.has_cost:
+                row += f" {p.cost:>12.5g} {p.savings:>8.1%}"
+            lines.append(row)
         return "\n".join(lines)
 
 
@@ -503,19 +570,20 @@ def _progress(iterable: Any, total: int, progress: bool | None, desc: str) -> An
 
 
 def _router_arrays(
-    router: Any, inputs: Any, chunk_size: int, progress: bool | None
-) -> tuple[list[Predictions], np.ndarray, Predictions | None]:
-    """Run each stage once on every input (in chunks, for a progress bar); score the primary."""
+    router: Any, inputs: Any, chunk_size: int, progress: bool | None, all_scores: bool = False
+) -> tuple[list[Predictions], Any, Predictions | None]:
+    """Run each stage once on every input (in chunks, for a progress bar) and score it.
+
+    Returns the stages' predictions, the primary's scores (or, with ``all_scores``, a list of
+    every non-last stage's scores) and the primary's uncalibrated predictions when it has a
+    calibrator.
+    """
     from .predictors.base import as_sequence
 
     inputs = as_sequence(inputs)
     n = len(inputs)
     n_stages = getattr(router, "n_stages", None) or len(router.stages)
-    if n_stages != 2:
-        raise NotImplementedError(
-            f"evaluate() sweeps two-stage routers; this one has {n_stages} stages (evaluate a "
-            "cascade by passing precomputed arrays, with the later stages' answers as the fallback)"
-        )
+    n_scored = n_stages - 1 if all_scores else 1
     calibrators = list(getattr(router, "calibrators", None) or [None] * n_stages)
     # A router that can hand back uncalibrated predictions lets us report ECE before calibration.
     raw_ok = (
@@ -524,7 +592,7 @@ def _router_arrays(
     )
     parts: list[list[Predictions]] = [[] for _ in range(n_stages)]
     raw_parts: list[Predictions] = []
-    score_parts: list[np.ndarray] = []
+    score_parts: list[list[np.ndarray]] = [[] for _ in range(n_scored)]
     slices = _chunks(n, chunk_size)
     for sl in _progress(slices, len(slices), progress, "evaluate"):
         chunk = inputs[sl]
@@ -537,10 +605,12 @@ def _router_arrays(
             preds = router.stage_predictions(chunk)
         for s in range(n_stages):
             parts[s].append(preds[s])
-        score_parts.append(np.asarray(router.stage_score(0, preds[0], chunk), dtype=np.float64))
+        for s in range(n_scored):
+            score_parts[s].append(np.asarray(router.stage_score(s, preds[s], chunk), dtype=np.float64))
     stage_preds = [Predictions.concat(p) for p in parts]
     raw = Predictions.concat(raw_parts) if raw_ok else None
-    return stage_preds, np.concatenate(score_parts), raw
+    scores = [np.concatenate(p) for p in score_parts]
+    return stage_preds, scores if all_scores else scores[0], raw
 
 
 def evaluate(
@@ -557,8 +627,12 @@ def evaluate(
     stage_names: Sequence[str] | None = None,
     progress: bool | None = None,
     chunk_size: int = 4096,
-) -> EvaluationResult:
-    """Measure a two-stage router at every distinct threshold, running each model once.
+    stages: Sequence[Any] | None = None,
+    grid: int | Sequence[Any] = 20,
+    per_class_thresholds: Any = None,
+) -> Any:
+    """Measure a router at every distinct threshold (two stages) or at every threshold tuple of
+    a grid (cascades), running each model once.
 
     Two ways to call it:
 
@@ -598,10 +672,23 @@ def evaluate(
         installed, ``True`` requires it, ``False`` hides it.
     chunk_size : int, default 4096
         Inputs per ``stage_predictions`` call when running a router.
+    stages : sequence of Predictions or arrays, optional
+        Precomputed predictions of every stage, in cascade order (instead of ``primary`` and
+        ``fallback``). Two stages give an :class:`EvaluationResult` as above.
+    grid : int or sequence of arrays, default 20
+        Cascades of more than two stages only: quantiles of each non-last stage's scores to
+        try as thresholds, or the candidate thresholds themselves (see
+        :func:`confroute.cascade_search.evaluate_cascade`).
+    per_class_thresholds : array or mapping, optional
+        Also measure the system at these per-class thresholds of the primary (e.g. from
+        :func:`confroute.per_class.choose_per_class_thresholds`): the result's ``per_class``
+        holds that operating point, to compare with the table's global thresholds.
 
     Returns
     -------
-    EvaluationResult
+    EvaluationResult or CascadeEvaluation
+        A :class:`~confroute.cascade_search.CascadeEvaluation` (one row per threshold tuple)
+        for a cascade of more than two stages; an :class:`EvaluationResult` otherwise.
 
     Examples
     --------
@@ -615,7 +702,27 @@ def evaluate(
     >>> p.coverage, p.accepted_accuracy, p.system_accuracy, p.cost, p.savings
     (0.5, 1.0, 0.75, 24.0, 0.4)
     """
+    n_router_stages = None if router is None else (getattr(router, "n_stages", None) or len(router.stages))
+    if stages is not None:
+        if router is not None or primary is not None or fallback is not None:
+            raise ValueError("give stages=[...] or a router or primary/fallback, only one of them")
+        stages = list(stages)
+        if len(stages) == 2:
+            primary, fallback = stages
+        elif len(stages) < 2:
+            raise ValueError(f"stages must hold at least 2 stages' predictions, got {len(stages)}")
+    if (stages is not None and len(stages) > 2) or (n_router_stages is not None and n_router_stages > 2):
+        if calibrator is not None or per_class_thresholds is not None:
+            raise ValueError("calibrator= and per_class_thresholds= apply to two-stage evaluation only")
+        from .cascade_search import evaluate_cascade
+
+        return evaluate_cascade(
+            router, inputs, labels, stages=stages, scores=scores, score=score, cost_model=cost_model,
+            grid=grid, stage_names=stage_names, progress=progress, chunk_size=chunk_size,
+        )
     if router is not None:
+        if n_router_stages != 2:
+            raise ValueError(f"evaluate() needs a router with at least two stages, got {n_router_stages}")
         if primary is not None or fallback is not None or scores is not None:
             raise ValueError("give either a router (with inputs) or precomputed primary/fallback, not both")
         if inputs is None or labels is None:
@@ -686,7 +793,8 @@ def evaluate(
     aurc = metrics._aurc_sorted(s[sweep.order], ~pc[sweep.order]) if n else float("nan")
     eaurc = aurc - metrics.optimal_aurc(n, int((~pc).sum())) if n else float("nan")
 
-    return EvaluationResult(
+    primary_labels = primary_p.labels if isinstance(primary_p, Predictions) else None
+    result = EvaluationResult(
         n=n,
         stage_names=names,
         score=score_name,
@@ -702,7 +810,14 @@ def evaluate(
         fallback_correct=fc,
         reliability=reliability,
         reliability_before_calibration=reliability_raw,
+        primary_labels=primary_labels,
+        classes=primary_p.classes if isinstance(primary_p, Predictions) else None,
     )
+    if per_class_thresholds is not None:
+        from dataclasses import replace
+
+        result = replace(result, per_class=result.at(per_class_thresholds))
+    return result
 
 
 def _shape_error(s: np.ndarray, n: int) -> np.ndarray:
