@@ -1,0 +1,314 @@
+"""``confroute evaluate``: spec parsing, errors that name the problem, and numbers that match the
+library; plus one run on a slice of SST-2 dev with the shared models (skipped without ../shared)."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from confroute._cli_evaluate import CLIError, parse_backend, parse_cost, parse_thresholds
+from confroute.calibration import TemperatureScaler
+from confroute.cli import main
+from confroute.evaluation import evaluate
+
+SHARED = Path(os.environ.get("CONFROUTE_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
+
+POS = ["good", "great", "lovely", "fine", "superb", "witty"]
+NEG = ["bad", "dull", "awful", "poor", "boring", "flat"]
+NEUTRAL = ["film", "plot", "actor", "scene", "story", "the", "a", "movie", "script", "music"]
+
+
+def _toy(n: int, seed: int) -> tuple[list[str], list[int]]:
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for _ in range(n):
+        y = int(rng.random() < 0.5)
+        k = int(rng.integers(1, 3))
+        words = list(rng.choice(POS if y else NEG, k)) + list(rng.choice(POS + NEG, int(rng.integers(0, 2))))
+        words += list(rng.choice(NEUTRAL, int(rng.integers(2, 6))))
+        rng.shuffle(words)
+        texts.append(" ".join(words))
+        labels.append(y if rng.random() > 0.05 else 1 - y)
+    return texts, labels
+
+
+def _write_tsv(path: Path, texts: list[str], labels: list, text_col: str = "sentence", label_col: str = "label") -> Path:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(f"{text_col}\t{label_col}\n")
+        for t, y in zip(texts, labels):
+            fh.write(f"{t}\t{y}\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("cli-eval")
+    train_x, train_y = _toy(600, 0)
+    # Cheap: counts of a handful of words only; big: every word and pair, tf-idf weighted.
+    cheap = make_pipeline(CountVectorizer(vocabulary=POS[:3] + NEG[:3]), LogisticRegression(C=0.3)).fit(train_x, train_y)
+    big = make_pipeline(TfidfVectorizer(ngram_range=(1, 2)), LogisticRegression(C=20.0)).fit(train_x, train_y)
+    named = make_pipeline(CountVectorizer(), LogisticRegression()).fit(
+        train_x, np.where(np.array(train_y) == 1, "pos", "neg"))
+    paths = {"dir": d}
+    for name, model in (("cheap", cheap), ("big", big), ("named", named)):
+        paths[name] = d / f"{name}.pkl"
+        paths[name].write_bytes(pickle.dumps(model))
+    paths["dev"] = _write_tsv(d / "dev.tsv", *_toy(300, 1))
+    paths["cal"] = _write_tsv(d / "cal.tsv", *_toy(300, 2))
+    return paths
+
+
+def _run(argv: list[str]) -> int:
+    return main(["evaluate", *argv, "--progress", "off"])
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+# --------------------------------------------------------------------------- parsing
+def test_parse_thresholds_forms():
+    assert parse_thresholds("0.8") == [0.8]
+    assert parse_thresholds("0.9, 0.5,0.9") == [0.5, 0.9]
+    assert parse_thresholds("0.5:0.99:0.01")[:3] == [0.5, 0.51, 0.52]
+    assert len(parse_thresholds("0.5:0.99:0.01")) == 50 and parse_thresholds("0.5:0.99:0.01")[-1] == 0.99
+    assert parse_thresholds("0.1:0.3:0.1,0.95") == [0.1, 0.2, 0.3, 0.95]
+    assert parse_thresholds("ALL") is None
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("0.5:0.4:0.1", "stop >= start"),
+    ("0.5:0.9", "start:stop:step"),
+    ("abc", "'abc' is not a number"),
+    ("1.5", "lie in [0, 1]"),
+    ("", "at least one"),
+    ("0:1:0", "step > 0"),
+])
+def test_parse_thresholds_errors(spec, message):
+    with pytest.raises(CLIError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        parse_thresholds(spec)
+
+
+def test_parse_cost_forms_and_errors():
+    assert parse_cost("per-sample:0.001,0.005").prices == (0.001, 0.005)
+    h = parse_cost("hourly:0.5@100,1.5@10")
+    assert h.prices == (0.5, 1.5) and h.throughputs == (100.0, 10.0)
+    assert parse_cost("measured:0.5,0.5").prices == (0.5, 0.5)
+    assert parse_cost(None) is None and parse_cost("none") is None
+    for bad, msg in [("per-sample:1", "two prices"), ("hourly:0.5,1.5", "PRICE@THROUGHPUT"),
+                     ("hourly:0.5@0,1@1", "throughputs > 0"), ("gpu:1,2", "use per-sample"),
+                     ("measured:1", "two hourly prices")]:
+        with pytest.raises(CLIError, match=msg):
+            parse_cost(bad)
+
+
+def test_parse_backend():
+    assert parse_backend("hf:org/model").backend == "hf"
+    assert parse_backend("deepsparse:zoo:nlp/x").path == "zoo:nlp/x"
+    assert parse_backend("pickle:m.pkl").backend == "sklearn"
+    with pytest.raises(CLIError, match=r"BACKEND:PATH with BACKEND one of \['deepsparse', 'hf', 'joblib'"):
+        parse_backend("models/dense")
+    with pytest.raises(CLIError, match="BACKEND:PATH"):
+        parse_backend("tensorflow:model")
+
+
+def test_help_reads_well(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for needle in ("PRIMARY", "FALLBACK", "DATA", "deepsparse:DIR", "0.5:0.99:0.01", "measured",
+                   "--calibration", "--target-relative-accuracy", "--threads", "--batch-size", "--max-length"):
+        assert needle in text
+
+
+# --------------------------------------------------------------------------- runs on tiny models
+def test_numbers_match_the_library(toy, tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = _run([f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]),
+               "--calibration", str(toy["cal"]), "--cost", "per-sample:0.001,0.005",
+               "--thresholds", "0.5:0.9:0.1,0.97", "--target-relative-accuracy", "0.99", "--delta", "none",
+               "--out", str(out), "--no-plots"])
+    assert rc == 0
+    printed = capsys.readouterr().out
+
+    # The same figures computed directly with the library.
+    cheap, big = pickle.loads(toy["cheap"].read_bytes()), pickle.loads(toy["big"].read_bytes())
+    from confroute import SklearnPredictor, load_texts
+
+    x, y = load_texts(toy["dev"])
+    xc, yc = load_texts(toy["cal"])
+    p, f = SklearnPredictor(cheap).predict(x), SklearnPredictor(big).predict(x)
+    scaler = TemperatureScaler().fit(SklearnPredictor(cheap).predict(xc).log_scores(), yc)
+    ref = evaluate(labels=y.astype(str), primary=p, fallback=f, calibrator=scaler, cost_model=[0.001, 0.005])
+
+    rows = _read_csv(out / "table.csv")
+    assert [float(r["threshold"]) for r in rows] == [0.5, 0.6, 0.7, 0.8, 0.9, 0.97]
+    for r in rows:
+        point = ref.at(float(r["threshold"]))
+        assert int(r["n_accepted"]) == point.n_accepted
+        assert float(r["system_accuracy"]) == pytest.approx(point.system_accuracy)
+        assert float(r["savings"]) == pytest.approx(point.savings)
+        cov = point.coverage
+        assert float(r["cost_per_input"]) == pytest.approx(0.001 + (1 - cov) * 0.005)
+    # Coverage falls as the threshold rises and the cheap model is weaker than the big one.
+    covs = [float(r["coverage"]) for r in rows]
+    assert covs == sorted(covs, reverse=True) and covs[0] > covs[-1]
+    doc = json.loads((out / "results.json").read_text())
+    acc = doc["summary"]["stage_accuracy"]
+    assert acc["primary"] == pytest.approx(ref.stage_accuracy["primary"])
+    assert acc["primary"] < acc["fallback"]
+    assert doc["temperature"] == pytest.approx(scaler.temperature_)
+    # Every distinct score is in the full sweep (plus the accept-nothing row).
+    assert len(_read_csv(out / "sweep.csv")) == ref.n_thresholds
+    # The threshold was chosen on the calibration split, for 0.99 x the fallback's accuracy there.
+    (choice,) = doc["choices"]
+    assert choice["chosen_on"] == "the calibration split"
+    big_on_cal = float(np.mean(SklearnPredictor(big).predict(xc).label_names == yc.astype(str)))
+    assert choice["target"] == pytest.approx(0.99 * big_on_cal)
+    assert choice["feasible"] and choice["system_accuracy"] >= choice["target"] - 1e-12
+    assert choice["on_data"]["coverage"] == pytest.approx(ref.at(choice["threshold"]).coverage)
+    assert "chosen on the calibration split" in printed and "system acc" in printed
+
+
+def test_measured_cost_prices_by_time_and_plots(toy, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "out"
+    rc = _run([f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]), "--cost", "measured",
+               "--repeats", "2", "--thresholds", "all", "--out", str(out), "--save-predictions"])
+    assert rc == 0
+    doc = json.loads((out / "results.json").read_text())
+    t = doc["timing"]
+    assert len(t["seconds_primary"]) == 2 and len(t["seconds_fallback"]) == 2
+    stages = doc["cost_model"]["stages"]
+    # No prices given: an input costs the seconds it takes, from the median of the timed passes.
+    assert stages[0]["per_sample"] == pytest.approx(np.median(t["seconds_primary"]) / 300)
+    assert stages[1]["seconds_per_sample"] == pytest.approx(np.median(t["seconds_fallback"]) / 300)
+    rows = doc["table"]
+    assert rows[0]["threshold"] is None and rows[0]["coverage"] == 0.0  # "all": starts at accept-nothing
+    assert rows[-1]["coverage"] == 1.0
+    for name in ("summary.png", "accuracy_coverage.png", "reliability.png"):
+        assert (out / name).stat().st_size > 5000
+    z = np.load(out / "predictions.npz")
+    assert z["primary_probs"].shape == (300, 2) and z["labels"].shape == (300,)
+
+
+def test_jsonl_columns_and_label_map(toy, tmp_path):
+    x, y = _toy(120, 3)
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps({"review": t, "stars": "up" if v else "down"}) + "\n" for t, v in zip(x, y)))
+    out = tmp_path / "out"
+    rc = _run([f"sklearn:{toy['named']}", f"sklearn:{toy['named']}", str(data), "--text-column", "review",
+               "--label-column", "stars", "--label-map", "up=pos,down=neg", "--thresholds", "0.5",
+               "--out", str(out), "--no-plots"])
+    assert rc == 0
+    doc = json.loads((out / "results.json").read_text())
+    assert "via --label-map" in doc["labels"]
+    # Same model twice: the routed system is exactly the model.
+    assert doc["table"][0]["system_accuracy"] == pytest.approx(doc["summary"]["stage_accuracy"]["primary"])
+    assert doc["summary"]["stage_accuracy"]["primary"] > 0.8
+
+
+# --------------------------------------------------------------------------- errors
+def _error(capsys, argv: list[str]) -> str:
+    assert _run(argv) == 2
+    return capsys.readouterr().err
+
+
+def test_error_missing_files(toy, tmp_path, capsys):
+    err = _error(capsys, [f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(tmp_path / "nope.tsv")])
+    assert "DATA: no such file" in err and "nope.tsv" in err
+    err = _error(capsys, [f"sklearn:{tmp_path / 'gone.pkl'}", f"sklearn:{toy['big']}", str(toy["dev"]),
+                          "--out", str(tmp_path / "o")])
+    assert "primary model: no such file or directory" in err and "gone.pkl" in err
+    err = _error(capsys, [f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]),
+                          "--calibration", str(toy["dev"])])
+    assert "--calibration is DATA itself" in err
+
+
+def test_error_wrong_column_names_the_columns(toy, capsys):
+    err = _error(capsys, [f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]),
+                          "--label-column", "sentiment"])
+    assert "no label column 'sentiment'" in err and "['sentence', 'label']" in err
+    err = _error(capsys, [f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]),
+                          "--text-column", "review"])
+    assert "no column 'review'" in err and "--text-column" in err
+
+
+def test_error_labels_that_match_no_class(toy, tmp_path, capsys):
+    x, _ = _toy(40, 4)
+    bad = _write_tsv(tmp_path / "bad.tsv", x, ["pos", "neg", "meh", "pos"] * 10)
+    err = _error(capsys, [f"sklearn:{toy['named']}", f"sklearn:{toy['named']}", str(bad), "--out", str(tmp_path / "o")])
+    assert "labels ['meh'] do not match the primary's classes ['neg', 'pos']" in err
+    three = _write_tsv(tmp_path / "three.tsv", x, [0, 1, 2, 1] * 10)
+    err = _error(capsys, [f"sklearn:{toy['named']}", f"sklearn:{toy['named']}", str(three), "--out", str(tmp_path / "o")])
+    assert "labels [2] do not match the primary's classes ['neg', 'pos']" in err and "--label-map" in err
+    # Integer classes: labels match by value, so a 7 is not a class.
+    seven = _write_tsv(tmp_path / "seven.tsv", x, [0, 1, 7, 1] * 10)
+    err = _error(capsys, [f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(seven), "--out", str(tmp_path / "o")])
+    assert "labels ['7'] do not match the primary's classes ['0', '1']" in err
+
+
+def test_error_fallback_with_other_classes(toy, tmp_path, capsys):
+    err = _error(capsys, [f"sklearn:{toy['cheap']}", f"sklearn:{toy['named']}", str(toy["dev"]),
+                          "--out", str(tmp_path / "o")])
+    assert "the fallback's classes ['neg', 'pos'] differ from the primary's ['0', '1']" in err
+
+
+def test_error_bad_options(toy, capsys):
+    base = [f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"])]
+    assert "--delta must lie in (0, 1)" in _error(capsys, [*base, "--delta", "2"])
+    assert "--target-accuracy must lie in (0, 1)" in _error(capsys, [*base, "--target-accuracy", "97"])
+    assert "give it as BACKEND:PATH" in _error(capsys, ["cheap.pkl", *base[1:]])
+
+
+# --------------------------------------------------------------------------- the shared models
+def _shared_reason() -> str | None:
+    if not (SHARED / "models/minilm-sst2-pruned80/model.onnx").is_file():
+        return f"needs the shared SST-2 models and data at {SHARED} (or set CONFROUTE_SHARED)"
+    for mod in ("deepsparse", "transformers", "torch"):
+        if importlib.util.find_spec(mod) is None:
+            return f"needs {mod} (pip install 'confroute[all]')"
+    return None
+
+
+@pytest.mark.shared
+@pytest.mark.slow
+@pytest.mark.skipif(_shared_reason() is not None, reason=str(_shared_reason()))
+def test_cli_on_sst2_slice_with_shared_models(tmp_path, capsys):
+    os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
+    out = tmp_path / "out"
+    rc = _run([f"deepsparse:{SHARED / 'models/minilm-sst2-pruned80'}", f"hf:{SHARED / 'models/minilm-sst2-dense'}",
+               str(SHARED / "data/sst2/dev.tsv"), "--calibration", str(SHARED / "data/sst2/train.tsv"),
+               "--limit", "64", "--threads", "1", "--max-length", "64", "--cost", "measured:0.5,0.5",
+               "--target-relative-accuracy", "0.995", "--delta", "none", "--thresholds", "0.5:0.9:0.1",
+               "--out", str(out), "--no-plots"])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    doc = json.loads((out / "results.json").read_text())
+    s = doc["summary"]
+    assert s["n"] == 64
+    assert "0=NEGATIVE, 1=POSITIVE" in doc["labels"]
+    # Both models are real SST-2 classifiers (86.6% and 89.1% on all of dev).
+    assert 0.75 < s["stage_accuracy"]["primary"] <= s["stage_accuracy"]["fallback"] + 0.05
+    assert 0.8 < s["stage_accuracy"]["fallback"] <= 1.0
+    assert 0.3 < doc["temperature"] < 5
+    rows = doc["table"]
+    assert [r["threshold"] for r in rows] == [0.5, 0.6, 0.7, 0.8, 0.9]
+    assert rows[0]["coverage"] == 1.0  # binary max-prob is always >= 0.5
+    # Same hourly price for both: savings = 1 - (t_sparse + (1 - coverage) t_dense) / t_dense.
+    tp, td = (st["seconds_per_sample"] for st in doc["cost_model"]["stages"])
+    for r in rows:
+        assert r["savings"] == pytest.approx(1 - (tp + (1 - r["coverage"]) * td) / td)
+    assert doc["choices"][0]["chosen_on"] == "the calibration split"
