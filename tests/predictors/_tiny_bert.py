@@ -84,6 +84,8 @@ def build_tiny_model(out_dir: Path, num_labels: int = 2, train_steps: int = 60, 
         id2label=dict(enumerate(names)),
         label2id={n: i for i, n in enumerate(names)},
     )
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: more threads only add contention on a shared machine
     torch.manual_seed(seed)
     model = BertForSequenceClassification(config)
     if train_steps:
@@ -97,6 +99,7 @@ def build_tiny_model(out_dir: Path, num_labels: int = 2, train_steps: int = 60, 
             loss = model(**enc, labels=y).loss
             loss.backward()
             opt.step()
+    torch.set_num_threads(threads)
     model.eval()
     model.save_pretrained(str(out_dir))
     tokenizer.save_pretrained(str(out_dir))

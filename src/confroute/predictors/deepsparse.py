@@ -20,6 +20,7 @@ DeepSparse traps this module handles, so users do not have to:
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -49,10 +50,10 @@ _TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 def _version_tuple(version: str) -> tuple[int, ...]:
     parts = []
     for piece in version.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        if not digits:
+        digits = re.match(r"\d+", piece)
+        if digits is None:
             break
-        parts.append(int(digits))
+        parts.append(int(digits.group()))
     return tuple(parts)
 
 

@@ -1,0 +1,160 @@
+"""DeepSparsePredictor: the DeepSparse traps (file rewrite, static shapes, analytics, versions)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from _tiny_bert import CLASSES, TEXTS
+
+from confroute.predictors import deepsparse as ds_module
+from confroute.predictors.deepsparse import import_deepsparse
+
+
+def _usable() -> bool:
+    try:
+        import_deepsparse()
+    except ImportError:
+        return False
+    return True
+
+
+needs_deepsparse = pytest.mark.skipif(not _usable(), reason="deepsparse 1.8.0 not usable here")
+
+
+def _digest(d: Path) -> dict[str, tuple[str, float]]:
+    return {
+        p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime)
+        for p in sorted(d.iterdir())
+        if p.is_file()
+    }
+
+
+def _temp_copies() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("confroute-deepsparse-*")}
+
+
+# -- environment checks: these run everywhere, deepsparse installed or not ----------------------
+
+
+def test_refuses_python_312_with_a_clear_message(monkeypatch):
+    monkeypatch.setattr(sys, "version_info", (3, 12, 1, "final", 0))
+    with pytest.raises(ImportError, match=r"Python < 3\.12.*ONNXRuntimePredictor"):
+        import_deepsparse()
+
+
+def test_refuses_numpy_2_with_a_clear_message(monkeypatch):
+    monkeypatch.setattr(ds_module.np, "__version__", "2.1.3")
+    with pytest.raises(ImportError, match=r"numpy < 2 \(found numpy 2\.1\.3\)"):
+        import_deepsparse()
+
+
+def test_refuses_onnx_115_with_a_clear_message(monkeypatch):
+    import importlib.metadata
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda n: "1.16.0" if n == "onnx" else real(n))
+    with pytest.raises(ImportError, match=r"onnx < 1\.15 \(found onnx 1\.16\.0\)"):
+        import_deepsparse()
+
+
+def test_version_parsing():
+    assert ds_module._version_tuple("1.26.4") == (1, 26, 4)
+    assert ds_module._version_tuple("2.0.0rc1") == (2, 0, 0)
+    assert ds_module._version_tuple("1.14.1+cpu") == (1, 14, 1)
+
+
+@needs_deepsparse
+def test_analytics_disabled_unless_the_user_chose(monkeypatch):
+    monkeypatch.delenv("NM_DISABLE_ANALYTICS", raising=False)
+    import_deepsparse()
+    assert os.environ["NM_DISABLE_ANALYTICS"] == "1"
+    monkeypatch.setenv("NM_DISABLE_ANALYTICS", "0")
+    import_deepsparse()
+    assert os.environ["NM_DISABLE_ANALYTICS"] == "0"
+
+
+# -- the engine ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ort_reference(tiny_onnx_dir):
+    pytest.importorskip("onnxruntime")
+    from confroute.predictors import ONNXRuntimePredictor
+
+    return ONNXRuntimePredictor(tiny_onnx_dir, num_threads=1).predict(TEXTS)
+
+
+@needs_deepsparse
+def test_users_files_are_never_written_and_the_copy_is_removed(tiny_onnx_dir, ort_reference):
+    from confroute.predictors import DeepSparsePredictor
+
+    before, temps = _digest(tiny_onnx_dir), _temp_copies()
+    p = DeepSparsePredictor(tiny_onnx_dir, batch_size=4, num_cores=1, sequence_length=32)
+    out = p.predict(TEXTS)
+    assert _digest(tiny_onnx_dir) == before
+    assert _temp_copies() == temps
+    np.testing.assert_allclose(out.probs, ort_reference.probs, atol=1e-4, rtol=0)
+
+
+@needs_deepsparse
+@pytest.mark.parametrize("n", [1, 3, 4, 7])
+def test_short_last_batch_is_padded_and_cut(tiny_onnx_dir, ort_reference, n):
+    from confroute.predictors import DeepSparsePredictor
+
+    p = DeepSparsePredictor(tiny_onnx_dir, batch_size=4, num_cores=1, sequence_length=32)
+    out = p.predict(TEXTS[:n])
+    assert len(out) == n and out.classes == CLASSES
+    np.testing.assert_allclose(out.logits, ort_reference.logits[:n], atol=1e-4, rtol=0)
+
+
+@needs_deepsparse
+def test_static_shapes_and_batch_limit(tiny_onnx_dir):
+    from confroute.predictors import DeepSparsePredictor
+
+    p = DeepSparsePredictor(tiny_onnx_dir, batch_size=2, num_cores=1, sequence_length=16)
+    assert p.encoder.encode(["good"]).arrays["input_ids"].shape == (1, 16)
+    with pytest.raises(ValueError, match="compiled for 2"):
+        p.predict_logits(TEXTS[:3])
+    assert "sequence_length=16" in repr(p)
+
+
+@needs_deepsparse
+def test_existing_pipeline_reuses_its_engine(tiny_onnx_dir, tmp_path, ort_reference):
+    import deepsparse
+
+    from confroute.predictors import DeepSparsePredictor
+
+    # The Pipeline rewrites model.onnx in place: give it a copy.
+    d = tmp_path / "pipeline-copy"
+    shutil.copytree(tiny_onnx_dir, d)
+    pipe = deepsparse.Pipeline.create(
+        task="text-classification", model_path=str(d), batch_size=2, sequence_length=32, num_cores=1
+    )
+    with pytest.raises(ValueError, match="batch_size=2"):
+        DeepSparsePredictor(pipe, batch_size=8)
+    p = DeepSparsePredictor(pipe)
+    assert p.batch_size == 2 and p.sequence_length == 32 and p.classes == CLASSES
+    out = p.predict(TEXTS)
+    np.testing.assert_allclose(out.probs, ort_reference.probs, atol=1e-4, rtol=0)
+    assert out.logits is not None  # the Pipeline itself only gives softmax scores
+
+
+@needs_deepsparse
+def test_bad_arguments(tiny_onnx_dir, tmp_path):
+    from confroute.predictors import DeepSparsePredictor
+
+    with pytest.raises(ValueError, match="batch_size"):
+        DeepSparsePredictor(tiny_onnx_dir, batch_size=0)
+    with pytest.raises(ValueError, match="num_cores"):
+        DeepSparsePredictor(tiny_onnx_dir, num_cores=0)
+    with pytest.raises(FileNotFoundError, match="no such model"):
+        DeepSparsePredictor(tmp_path / "absent")
+    with pytest.raises(TypeError, match="model must be"):
+        DeepSparsePredictor(3.5)
