@@ -41,6 +41,7 @@ __all__ = [
     "decide_stage",
     "advance",
     "declared_classes",
+    "check_declared",
     "route_stagewise",
     "to_routing_result",
 ]
@@ -130,6 +131,18 @@ def declared_classes(router: Cascade, upto: int) -> tuple[str, ...] | None:
     return None
 
 
+def check_declared(
+    router: Cascade, s: int, returned: tuple[str, ...] | None, ref: tuple[str, ...] | None
+) -> None:
+    """Refuse class names that would become the cascade's reference without being declared."""
+    if returned is not None and ref is None and router.stages[s].classes is None:
+        raise PredictionError(
+            f"stage {router.names[s]!r} names its classes {list(returned)} only in the predictions it "
+            "returns; declare them on the predictor (classes=...) so that every worker aligns the "
+            "stages by name"
+        )
+
+
 @dataclass
 class RowState:
     """Per-row routing state that travels with a row from stage to stage (all arrays length m).
@@ -201,13 +214,7 @@ def advance(router: Cascade, s: int, inputs: Sequence[Any], state: RowState) -> 
     decision = decide_stage(router, s, inputs, outcome, ref, len(ref) if ref is not None else None)
     ok = decision.ok
     if ok.any():
-        own = outcome.predictions.classes if outcome.predictions is not None else None
-        if own is not None and ref is None and router.stages[s].classes is None:
-            raise PredictionError(
-                f"stage {name!r} names its classes {list(own)} only in the predictions it returns; "
-                "declare them on the predictor (classes=...) so that every worker aligns the stages "
-                "by name"
-            )
+        check_declared(router, s, outcome.predictions.classes if outcome.predictions is not None else None, ref)
         earlier = state.n_classes[ok]
         bad = (earlier >= 0) & (earlier != decision.n_classes)
         if s > 0 and bad.any():

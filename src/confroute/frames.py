@@ -8,10 +8,11 @@ columns to a Ray Dataset, so code written against one works on the other.
 Result columns
 --------------
 ``label`` (int, ``-1`` where abstained), ``label_name`` (str or null), ``confidence`` (float,
-NaN where abstained), ``stage`` (index of the answering stage, ``-1`` where abstained),
+missing where abstained), ``stage`` (index of the answering stage, ``-1`` where abstained),
 ``stage_name``, ``degraded`` (bool), ``error`` (str or null), ``cost`` (float, only when the
 router has a cost model), and for every stage ``<name>_label`` / ``<name>_score``: that stage's
-own answer on the rows it saw (``-1`` / NaN elsewhere).
+own answer on the rows it saw (``-1`` / missing elsewhere). Missing floats are NaN in pandas
+and null in Arrow tables (and so in Ray Datasets and the Parquet files written from them).
 """
 
 from __future__ import annotations
@@ -74,13 +75,19 @@ def result_columns(
 
 
 def arrow_arrays(cols: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The result columns as pyarrow arrays with fixed types (strings stay strings when all null)."""
+    """The result columns as pyarrow arrays with fixed types.
+
+    Strings stay strings when all are missing, and a missing score or cost (NaN in numpy and
+    pandas) becomes null, Arrow's and Parquet's "missing".
+    """
     import pyarrow as pa
 
     out = {}
     for name, values in cols.items():
         if values.dtype == object:
             out[name] = pa.array(values.tolist(), type=pa.string())
+        elif values.dtype.kind == "f":
+            out[name] = pa.array(values, type=pa.float64(), from_pandas=True)
         else:
             out[name] = pa.array(values)
     return out
