@@ -1,0 +1,354 @@
+"""Per-class thresholds: one threshold per predicted class, each class meeting the target.
+
+One global threshold lets an easy class subsidise a hard one: the accepted set can be 99%
+accurate overall while the inputs predicted as the hard class are accepted at 90%. Choosing a
+threshold per *predicted* class (the router indexes per-class thresholds by the stage's
+predicted class) makes the target hold for each class's accepted inputs, and usually accepts more
+of the easy classes.
+
+:func:`choose_per_class_thresholds` runs the guaranteed choice of
+:func:`confroute.thresholds.choose_threshold` (Clopper–Pearson bounds tested in a fixed
+sequence) separately on the inputs predicted as each class. For the ``K`` per-class guarantees to
+hold *simultaneously* with probability ``1 - delta``, each class is tested at level ``delta / K``
+(Bonferroni). The per-class samples are disjoint, so given the class counts they are independent
+and Šidák's ``1 - (1 - delta)^(1/K)`` would also be valid; it is larger than ``delta / K`` by less
+than ``delta^2 / 2`` overall, which is not worth a second rule. ``correction="none"`` tests each
+class at ``delta``: each class's own guarantee then holds with probability ``1 - delta``, but not
+all of them at once.
+
+:func:`compare_thresholds` puts a global and a per-class rule side by side on the same data:
+coverage, accuracy, cost, and each class's coverage and accepted accuracy.
+
+References
+----------
+Geifman & El-Yaniv (2017). Selective classification for deep neural networks. NeurIPS.
+Šidák (1967). Rectangular confidence regions for the means of multivariate normal distributions.
+JASA.
+Sadinle, Lei & Wasserman (2019). Least ambiguous set-valued classifiers with bounded error levels.
+JASA (class-conditional guarantees).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .evaluation import EvaluationResult, OperatingPoint, _json
+from .thresholds import ThresholdChoice, ThresholdWarning, choose_threshold
+
+__all__ = ["choose_per_class_thresholds", "PerClassChoice", "compare_thresholds", "ThresholdComparison"]
+
+
+@dataclass(frozen=True, repr=False)
+class PerClassChoice:
+    """A threshold per predicted class, ready for ``ThresholdRouter(threshold=choice.threshold)``.
+
+    ``np.asarray(choice)`` is ``choice.threshold``, so the choice itself can be passed as the
+    router's threshold.
+
+    Attributes
+    ----------
+    threshold : ndarray of shape (k,)
+        Accept an input predicted as class ``c`` when ``score >= threshold[c]``. A class with no
+        feasible threshold gets ``upper`` (accepting only scores equal to it).
+    feasible : ndarray of bool, shape (k,)
+    classes : tuple of str or None
+    target : float
+    delta : float or None
+    level : float or None
+        Level each class was tested at (``delta / K`` with Bonferroni).
+    choices : list of ThresholdChoice or None
+        The per-class choice (``None`` for a class never predicted in the data).
+    n_predicted : ndarray of int, shape (k,)
+    """
+
+    threshold: np.ndarray
+    feasible: np.ndarray
+    classes: tuple[str, ...] | None
+    target: float
+    delta: float | None
+    level: float | None
+    choices: list[ThresholdChoice | None]
+    n_predicted: np.ndarray
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self.threshold if dtype is None else self.threshold.astype(dtype)
+
+    def __len__(self) -> int:
+        return int(self.threshold.size)
+
+    def as_dict(self) -> dict[str, float]:
+        """``{class name: threshold}`` (also accepted by the router)."""
+        names = self.classes or tuple(str(i) for i in range(len(self)))
+        return {c: float(t) for c, t in zip(names, self.threshold)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "threshold": [_json(float(t)) for t in self.threshold],
+            "feasible": self.feasible.tolist(),
+            "classes": None if self.classes is None else list(self.classes),
+            "target": self.target,
+            "delta": self.delta,
+            "level": self.level,
+            "n_predicted": self.n_predicted.tolist(),
+            "choices": [None if c is None else c.to_dict() for c in self.choices],
+        }
+
+    def __repr__(self) -> str:
+        names = self.classes or tuple(str(i) for i in range(len(self)))
+        lines = [f"PerClassChoice(target={self.target:g}, delta={self.delta}, level={self.level})"]
+        lines.append(f"  {'class':<14} {'threshold':>10} {'predicted':>10} {'coverage':>9} {'acc':>7} {'bound':>7}")
+        for c, name in enumerate(names):
+            ch = self.choices[c]
+            if ch is None:
+                lines.append(f"  {name:<14} {self.threshold[c]:>10.4g} {0:>10}")
+                continue
+            bound = "" if ch.guaranteed is None else f"{ch.guaranteed:.4f}"
+            flag = "" if self.feasible[c] else "  (target not reachable)"
+            lines.append(
+                f"  {name:<14} {self.threshold[c]:>10.4g} {int(self.n_predicted[c]):>10} "
+                f"{ch.coverage:>9.1%} {ch.accepted_accuracy:>7.4f} {bound:>7}{flag}"
+            )
+        return "\n".join(lines)
+
+
+def choose_per_class_thresholds(
+    scores: Any,
+    predicted_labels: Any = None,
+    correct: Any = None,
+    target_accuracy: float | None = None,
+    *,
+    delta: float | None = 0.05,
+    n_classes: int | None = None,
+    classes: Sequence[str] | None = None,
+    correction: str = "bonferroni",
+    upper: float = 1.0,
+    n_starts: int | None = None,
+) -> PerClassChoice:
+    """Choose one threshold per predicted class so each class's accepted inputs meet the target.
+
+    Parameters
+    ----------
+    scores : array of shape (n,) or EvaluationResult
+        The primary's confidence on calibration data, or an :func:`~confroute.evaluate` result
+        made from the primary's predictions (then omit ``predicted_labels`` and ``correct``).
+    predicted_labels : array of int, shape (n,)
+        The primary's predicted class index per input (what the router indexes thresholds by).
+    correct : array of bool, shape (n,)
+        Whether the primary is right.
+    target_accuracy : float
+        Minimum accuracy on the accepted inputs of *each* predicted class.
+    delta : float or None, default 0.05
+        Failure probability of the guarantee (``None``: empirical, no guarantee).
+    n_classes : int, optional
+        Number of classes (default: from ``classes``, else the largest label + 1).
+    classes : sequence of str, optional
+        Class names, for display and :meth:`PerClassChoice.as_dict`.
+    correction : {"bonferroni", "none"}, default "bonferroni"
+        ``"bonferroni"``: all classes' guarantees hold together with probability ``1 - delta``
+        (each class tested at ``delta / K``, ``K`` the classes predicted at least once).
+        ``"none"``: each class's guarantee holds with probability ``1 - delta`` on its own.
+    upper : float, default 1.0
+        Threshold given to a class with no feasible threshold: the top of the score's range
+        (so the router accepts it; only scores equal to it pass). Use ``numpy.inf`` for scores
+        without a bounded range.
+    n_starts : int, optional
+        Passed to :func:`~confroute.choose_threshold`.
+
+    Returns
+    -------
+    PerClassChoice
+
+    Examples
+    --------
+    Class 1 is harder: at the same confidence it is right less often.
+
+    >>> rng = np.random.default_rng(0)
+    >>> n = 6000
+    >>> pred = rng.integers(0, 2, n)
+    >>> score = rng.uniform(0.5, 1.0, n)
+    >>> correct = rng.random(n) < np.where(pred == 0, score, score - 0.05)
+    >>> c = choose_per_class_thresholds(score, pred, correct, 0.85, delta=0.05)
+    >>> c.feasible.tolist(), c.threshold.round(2).tolist()  # population optima: 0.7 and 0.8
+    ([True, True], [0.76, 0.87])
+    >>> [bool(correct[(pred == k) & (score >= c.threshold[k])].mean() >= 0.85) for k in (0, 1)]
+    [True, True]
+    """
+    if isinstance(scores, EvaluationResult):
+        res = scores
+        if predicted_labels is not None or correct is not None:
+            raise ValueError("with an EvaluationResult, do not pass predicted_labels / correct")
+        if res.primary_labels is None:
+            raise ValueError("the EvaluationResult has no predicted classes; evaluate from predictions")
+        s, pred, ok = res.scores, res.primary_labels, res.primary_correct
+        classes = classes if classes is not None else res.classes
+    else:
+        if predicted_labels is None or correct is None:
+            raise ValueError("give scores, predicted_labels and correct (or an EvaluationResult)")
+        s = np.asarray(scores, dtype=np.float64)
+        pred = np.asarray(predicted_labels)
+        ok = np.asarray(correct)
+    if target_accuracy is None:
+        raise ValueError("target_accuracy is required")
+    if s.ndim != 1 or pred.shape != s.shape or ok.shape != s.shape:
+        raise ValueError(
+            f"scores, predicted_labels and correct must have the same shape (n,), got "
+            f"{s.shape}, {pred.shape}, {ok.shape}"
+        )
+    if pred.dtype.kind not in "iu":
+        raise ValueError(f"predicted_labels must be class indices (integers), got dtype {pred.dtype}")
+    if pred.size and pred.min() < 0:
+        raise ValueError("predicted_labels must be >= 0")
+    if classes is not None:
+        classes = tuple(str(c) for c in classes)
+    k = n_classes if n_classes is not None else (len(classes) if classes else int(pred.max(initial=-1)) + 1)
+    if classes is not None and len(classes) != k:
+        raise ValueError(f"{len(classes)} class names for {k} classes")
+    if pred.size and pred.max() >= k:
+        raise ValueError(f"predicted label {int(pred.max())} is out of range for {k} classes")
+    if correction not in ("bonferroni", "none"):
+        raise ValueError(f"correction must be 'bonferroni' or 'none', got {correction!r}")
+
+    counts = np.bincount(pred, minlength=k)
+    tested = int((counts > 0).sum())
+    level = None if delta is None else (delta / max(tested, 1) if correction == "bonferroni" else delta)
+    thresholds = np.full(k, float(upper))
+    feasible = np.zeros(k, dtype=bool)
+    choices: list[ThresholdChoice | None] = [None] * k
+    for c in range(k):
+        mask = pred == c
+        if not mask.any():
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ThresholdWarning)
+            ch = choose_threshold(s[mask], ok[mask], target_accuracy=target_accuracy, delta=level,
+                                  n_starts=n_starts)
+        choices[c] = ch
+        feasible[c] = ch.feasible
+        if ch.feasible:
+            thresholds[c] = min(ch.threshold, float(upper)) if np.isfinite(upper) else ch.threshold
+    bad = [c for c in range(k) if counts[c] and not feasible[c]]
+    if bad:
+        names = [classes[c] if classes else c for c in bad]
+        warnings.warn(
+            f"no threshold meets accuracy {target_accuracy:g} for predicted classes {names}"
+            + ("" if level is None else f" at level {level:.3g}")
+            + f"; they get threshold {upper:g}",
+            ThresholdWarning,
+            stacklevel=2,
+        )
+    return PerClassChoice(thresholds, feasible, classes, float(target_accuracy), delta, level, choices, counts)
+
+
+# --------------------------------------------------------------------------- comparison
+@dataclass(frozen=True, repr=False)
+class ThresholdComparison:
+    """Threshold rules side by side on the same data.
+
+    Attributes
+    ----------
+    overall : dict of str to OperatingPoint
+        One operating point per rule (coverage, accuracy, system accuracy, cost, savings).
+    by_class : dict of str to dict of str to ndarray
+        Per rule: ``n_predicted``, ``n_accepted``, ``coverage`` and ``accepted_accuracy`` per
+        predicted class.
+    classes : tuple of str
+    """
+
+    overall: dict[str, OperatingPoint]
+    by_class: dict[str, dict[str, np.ndarray]]
+    classes: tuple[str, ...]
+
+    def to_pandas(self) -> Any:
+        """One row per rule and class (class ``"all"`` is the whole data)."""
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - exercised only without pandas
+            raise ImportError("to_pandas() needs pandas: pip install 'confroute[pandas]'") from None
+        return pd.DataFrame(self._rows())
+
+    def _rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for rule, p in self.overall.items():
+            rows.append({"rule": rule, "class": "all", "n_predicted": None, "coverage": p.coverage,
+                         "accepted_accuracy": p.accepted_accuracy, "system_accuracy": p.system_accuracy,
+                         "cost": p.cost, "savings": p.savings})
+            b = self.by_class[rule]
+            for c, name in enumerate(self.classes):
+                rows.append({"rule": rule, "class": name, "n_predicted": int(b["n_predicted"][c]),
+                             "coverage": float(b["coverage"][c]),
+                             "accepted_accuracy": float(b["accepted_accuracy"][c]),
+                             "system_accuracy": None, "cost": None, "savings": None})
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": [{k: _json(v) for k, v in r.items()} for r in self._rows()]}
+
+    def __repr__(self) -> str:
+        lines = ["ThresholdComparison"]
+        lines.append(f"  {'rule':<12} {'class':<12} {'coverage':>9} {'acc(accepted)':>14} {'system acc':>11}")
+        for r in self._rows():
+            sys_acc = "" if r["system_accuracy"] is None else f"{r['system_accuracy']:.4f}"
+            lines.append(f"  {r['rule']:<12} {r['class']:<12} {r['coverage']:>9.1%} "
+                         f"{r['accepted_accuracy']:>14.4f} {sys_acc:>11}")
+        return "\n".join(lines)
+
+
+def compare_thresholds(result: EvaluationResult, rules: Mapping[str, Any]) -> ThresholdComparison:
+    """Compare threshold rules (global floats, per-class arrays or mappings) on one evaluation.
+
+    Parameters
+    ----------
+    result : EvaluationResult
+        From :func:`~confroute.evaluate` with the primary's predictions (so predicted classes
+        are known).
+    rules : mapping of str to threshold
+        E.g. ``{"global": choice.threshold, "per-class": per_class_choice}``.
+
+    Returns
+    -------
+    ThresholdComparison
+
+    Examples
+    --------
+    >>> from confroute import evaluate
+    >>> probs = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.1, 0.9]])
+    >>> res = evaluate(labels=[0, 1, 1, 1], primary=probs, fallback=np.array([0, 1, 1, 1]))
+    >>> cmp = compare_thresholds(res, {"global": 0.75, "per-class": [0.85, 0.65]})
+    >>> round(cmp.overall["global"].accepted_accuracy, 4), cmp.overall["per-class"].accepted_accuracy
+    (0.6667, 1.0)
+    >>> cmp.by_class["per-class"]["coverage"].tolist()
+    [0.5, 1.0]
+    """
+    if result.primary_labels is None:
+        raise ValueError("compare_thresholds needs the primary's predicted classes; evaluate from predictions")
+    pred = result.primary_labels
+    k = len(result.classes) if result.classes else int(pred.max(initial=-1)) + 1
+    names = result.classes or tuple(str(i) for i in range(k))
+    overall: dict[str, OperatingPoint] = {}
+    by_class: dict[str, dict[str, np.ndarray]] = {}
+    for rule, thr in rules.items():
+        arr = np.asarray(thr, dtype=np.float64) if not isinstance(thr, Mapping) else None
+        if arr is not None and arr.ndim == 0:
+            point = result.at(float(arr))
+            per = np.full(k, float(arr))
+        else:
+            per = result.class_threshold_array(thr)
+            point = result.at(per)
+        overall[rule] = point
+        accept = result.scores >= per[pred]
+        n_pred = np.bincount(pred, minlength=k)
+        n_acc = np.bincount(pred[accept], minlength=k)
+        n_ok = np.bincount(pred[accept & result.primary_correct], minlength=k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            by_class[rule] = {
+                "n_predicted": n_pred,
+                "n_accepted": n_acc,
+                "coverage": np.where(n_pred > 0, n_acc / np.maximum(n_pred, 1), np.nan),
+                "accepted_accuracy": np.where(n_acc > 0, n_ok / np.maximum(n_acc, 1), np.nan),
+            }
+    return ThresholdComparison(overall, by_class, tuple(names))

@@ -1,0 +1,116 @@
+"""Per-class thresholds: each class meets its target; the router takes them; global vs per-class."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from confroute import CallablePredictor, ThresholdRouter
+from confroute.evaluation import evaluate
+from confroute.per_class import choose_per_class_thresholds, compare_thresholds
+from confroute.thresholds import ThresholdWarning, choose_threshold
+
+
+def three_classes(n, seed):
+    """Predicted class 2 is hard (right less often at the same confidence), class 0 easy."""
+    rng = np.random.default_rng(seed)
+    pred = rng.integers(0, 3, n)
+    conf = rng.uniform(0.4, 1.0, n)
+    penalty = np.array([0.0, 0.05, 0.1])
+    right = rng.random(n) < conf - penalty[pred]
+    y = np.where(right, pred, (pred + rng.integers(1, 3, n)) % 3)
+    probs = np.repeat(((1 - conf) / 2)[:, None], 3, axis=1)
+    probs[np.arange(n), pred] = conf
+    return y, probs
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("delta", [None, 0.05])
+def test_each_class_meets_target_on_its_calibration_data(seed, delta):
+    y, probs = three_classes(4000, seed)
+    pred, score = probs.argmax(1), probs.max(1)
+    correct = pred == y
+    target = 0.8
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThresholdWarning)
+        c = choose_per_class_thresholds(score, pred, correct, target, delta=delta)
+    assert c.level == (None if delta is None else delta / 3)
+    for k in range(3):
+        acc = score >= c.threshold[k]
+        sel = (pred == k) & acc
+        if c.feasible[k]:
+            assert correct[sel].mean() >= target
+            # It is the loosest such threshold on this data under the same per-class test.
+            ref = choose_threshold(score[pred == k], correct[pred == k], target_accuracy=target,
+                                   delta=None if delta is None else delta / 3)
+            assert c.threshold[k] == ref.threshold
+            if delta is not None:
+                assert c.choices[k].guaranteed >= target
+        else:
+            assert c.threshold[k] == 1.0
+    assert c.feasible.all() or delta is not None
+
+
+def test_per_class_beats_global_on_the_hard_class_and_the_router_uses_it():
+    y, probs = three_classes(6000, 11)
+    pred, score = probs.argmax(1), probs.max(1)
+    correct = pred == y
+    g = choose_threshold(score, correct, target_accuracy=0.8, delta=0.05)
+    pc = choose_per_class_thresholds(score, pred, correct, 0.8, delta=0.05, classes=["a", "b", "c"])
+    fallback = y  # an oracle fallback
+    res = evaluate(labels=y, primary=probs, fallback=fallback, cost_model=[1.0, 10.0],
+                   per_class_thresholds=pc.threshold)
+    cmp = compare_thresholds(res, {"global": g.threshold, "per-class": pc})
+    gacc = cmp.by_class["global"]["accepted_accuracy"]
+    pacc = cmp.by_class["per-class"]["accepted_accuracy"]
+    # One global threshold lets the easy classes subsidise the hard one...
+    assert gacc[2] < 0.8 and cmp.overall["global"].accepted_accuracy >= 0.8
+    # ...per-class thresholds hold every class to the target and accept more of the easy class.
+    assert (pacc >= 0.8).all()
+    assert cmp.by_class["per-class"]["coverage"][0] > cmp.by_class["global"]["coverage"][0]
+    assert res.per_class.to_dict() == res.at(pc.threshold).to_dict() == cmp.overall["per-class"].to_dict()
+    assert "per-class" in repr(res) and "per-class" in repr(cmp)
+    assert len(cmp.to_pandas()) == 2 * 4
+    json.dumps(cmp.to_dict())
+    json.dumps(pc.to_dict())
+    # The router takes the choice as it is (array or name mapping) and routes exactly like at().
+    primary = CallablePredictor(lambda idx: probs[np.asarray(idx)], classes=["a", "b", "c"])
+    oracle = CallablePredictor(lambda idx: np.eye(3)[y[np.asarray(idx)]], classes=["a", "b", "c"])
+    for thr in (pc, pc.as_dict()):
+        routed = ThresholdRouter(primary, oracle, threshold=thr).route(np.arange(y.size))
+        assert routed.coverage == pytest.approx(res.per_class.coverage)
+        assert np.mean(routed.labels == y) == pytest.approx(res.per_class.system_accuracy)
+
+
+def test_infeasible_class_gets_upper_and_a_warning():
+    rng = np.random.default_rng(0)
+    score = rng.uniform(0.5, 1.0, 400)
+    pred = np.repeat([0, 1], 200)
+    correct = np.where(pred == 0, rng.random(400) < 0.99, rng.random(400) < 0.5)
+    with pytest.warns(ThresholdWarning, match=r"classes \['y'\]"):
+        c = choose_per_class_thresholds(score, pred, correct, 0.9, classes=["x", "y", "z"])
+    assert c.feasible.tolist() == [True, False, False]
+    assert c.threshold[1] == 1.0 and c.threshold[2] == 1.0 and c.choices[2] is None
+    assert c.n_predicted.tolist() == [200, 200, 0]
+    assert c.level == pytest.approx(0.05 / 2)  # two classes were tested
+    assert "target not reachable" in repr(c)
+    with pytest.warns(ThresholdWarning):
+        none = choose_per_class_thresholds(score, pred, correct, 0.9, correction="none", n_classes=2)
+    assert none.level == 0.05
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="same shape"):
+        choose_per_class_thresholds([0.5, 0.6], [0], [True, False], 0.9)
+    with pytest.raises(ValueError, match="integers"):
+        choose_per_class_thresholds([0.5], [0.0], [True], 0.9)
+    with pytest.raises(ValueError, match="out of range"):
+        choose_per_class_thresholds([0.5], [3], [True], 0.9, n_classes=2)
+    res = evaluate(labels=[0, 1], primary=np.array([0, 1]), scores=[0.5, 0.6])
+    with pytest.raises(ValueError, match="predicted classes"):
+        res.at([0.5, 0.5])
+    with pytest.raises(ValueError, match="predicted classes"):
+        choose_per_class_thresholds(res, target_accuracy=0.9)
