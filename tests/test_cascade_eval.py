@@ -152,7 +152,7 @@ def test_search_matches_brute_force(seed, target, budget, delta):
         from confroute.thresholds import clopper_pearson
 
         acc_ok = 1 - clopper_pearson(300 - res.table["n_correct"], 300, delta / m) >= target
-        cost_ok = cost + 24.0 * np.sqrt(np.log(m / delta) / 600) <= budget
+        cost_ok = cost + (29.0 - 1.0) * np.sqrt(np.log(m / delta) / 600) <= budget  # cost in [1, 29]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThresholdWarning)
         a = choose_cascade_thresholds(res, target_system_accuracy=target, delta=delta)
