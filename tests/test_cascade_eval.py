@@ -192,6 +192,13 @@ def test_coordinate_is_exact_for_two_stages_and_cheap_for_four():
     cd4 = choose_cascade_thresholds(four, target_system_accuracy=0.93, method="coordinate")
     assert cd4.feasible and ex4.feasible
     assert cd4.n_evaluated < ex4.n_evaluated / 10
+    # Coordinate descent does not need the G^(N-1) table.
+    lean = evaluate_cascade(labels=y, stages=[np.c_[1 - p, p], *stages], cost_model=[0.5, 1.0, 3.0, 25.0],
+                            grid=10, table=False)
+    assert lean.n_rows == 0 and lean.n_candidates == 11**3 and "no table" in repr(lean)
+    assert choose_cascade_thresholds(lean, target_system_accuracy=0.93, method="coordinate") == cd4
+    with pytest.raises(ValueError, match="full table"):
+        choose_cascade_thresholds(lean, target_system_accuracy=0.93)
     # A local optimum, close to the global one here.
     assert cd4.cost_per_input <= 1.25 * ex4.cost_per_input
 

@@ -240,7 +240,13 @@ class CascadeEvaluation:
 
     @property
     def n_rows(self) -> int:
+        """Rows in the table (0 when evaluated with ``table=False``)."""
         return int(self.table["system_accuracy"].shape[0])
+
+    @property
+    def n_candidates(self) -> int:
+        """Threshold tuples on the grid: the product of the grid sizes."""
+        return int(np.prod([g.size for g in self.grids]))
 
     @property
     def has_cost(self) -> bool:
@@ -332,6 +338,9 @@ class CascadeEvaluation:
             f"{self.n_rows} threshold tuples)"
         ]
         lines.append("  accuracy: " + "   ".join(f"{k} alone {v:.4f}" for k, v in self.stage_accuracy.items()))
+        if self.n_rows == 0:
+            lines.append(f"  (no table: {self.n_candidates} threshold tuples on the grid)")
+            return "\n".join(lines)
         rows = self.pareto() if self.has_cost else np.argsort(-self.table["system_accuracy"])[:8]
         if rows.size > 10:
             rows = rows[np.unique(np.linspace(0, rows.size - 1, 10).round().astype(int))]
@@ -364,7 +373,7 @@ def _make_table(
     grids: Sequence[np.ndarray], answered: np.ndarray, n_correct: np.ndarray, n: int,
     prices: np.ndarray | None,
 ) -> dict[str, np.ndarray]:
-    combos = np.array(list(itertools.product(*grids)), dtype=np.float64).reshape(answered.shape[0], -1)
+    combos = np.array(list(itertools.product(*grids)), dtype=np.float64).reshape(answered.shape[0], len(grids))
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = answered / n if n else np.zeros(answered.shape)
         acc = n_correct / n if n else np.full(n_correct.shape, np.nan)
@@ -397,6 +406,7 @@ def evaluate_cascade(
     stage_names: Sequence[str] | None = None,
     progress: bool | None = None,
     chunk_size: int = 4096,
+    table: bool = True,
 ) -> CascadeEvaluation:
     """Measure an N-stage cascade at every threshold tuple of a grid, running each stage once.
 
@@ -427,6 +437,10 @@ def evaluate_cascade(
     stage_names : sequence of str, optional
     progress : bool or None
     chunk_size : int, default 4096
+    table : bool, default True
+        ``False`` skips the full table (it has ``G^(N-1)`` rows) and keeps only the per-stage
+        arrays and grids: enough for :meth:`CascadeEvaluation.at` and for
+        ``choose_cascade_thresholds(..., method="coordinate")`` on deep cascades.
 
     Returns
     -------
@@ -496,8 +510,11 @@ def evaluate_cascade(
     correct = np.stack([_correct(p, y, names[i], n) for i, p in enumerate(stage_list)]) if n_stages else None
     prices = stage_prices(cm, n_stages)
     grids = _grids(grid, score_list)
-    answered, n_correct = cascade_counts(score_list, list(correct), grids)
-    table = _make_table(grids, answered, n_correct, n, prices)
+    if table:
+        answered, n_correct = cascade_counts(score_list, list(correct), grids)
+    else:
+        answered, n_correct = np.zeros((0, n_stages), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    rows = _make_table([g[:0] for g in grids] if not table else grids, answered, n_correct, n, prices)
     stage_labels = None
     if all(isinstance(p, Predictions) for p in stage_list[:-1]):
         last = stage_list[-1]
@@ -508,7 +525,7 @@ def evaluate_cascade(
         stage_names=names,
         score=tuple(score_names[: n_stages - 1]),
         grids=tuple(grids),
-        table=table,
+        table=rows,
         stage_accuracy={names[i]: float(correct[i].mean()) if n else float("nan") for i in range(n_stages)},
         stage_costs=prices,
         scores=np.stack(score_list) if score_list else np.empty((0, n)),
@@ -707,11 +724,14 @@ def choose_cascade_thresholds(
         raise ValueError("choose_cascade_thresholds needs at least one calibration input")
     if max_cost_per_input is not None and not data.has_cost:
         raise ValueError("max_cost_per_input needs stage prices (cost_model)")
-    n_candidates = data.n_rows
+    n_candidates = data.n_candidates
     level = None if delta is None else delta / n_candidates
     prices = data.stage_costs
 
     if method == "exhaustive":
+        if data.n_rows != n_candidates:
+            raise ValueError("exhaustive search needs the full table: evaluate_cascade(..., table=True), "
+                             "or use method='coordinate'")
         table = data.table
         bounds = _bounds(table, data.n, prices, level)
         row = _best_row(table, target_system_accuracy, max_cost_per_input, bounds, data.n)
