@@ -80,7 +80,8 @@ def load_outputs(argv: list[str] | None = None) -> dict[str, Any]:
     from confroute import SklearnPredictor
 
     tfidf = SklearnPredictor(tfidf_model, name="tfidf", classes=["NEGATIVE", "POSITIVE"])
-    out["tf_dev"] = cache.logits("tfidf-dev", r.fingerprint(tfidf_key, k_dev), lambda: tfidf.predict(dev_texts))
+    out["tf_dev"] = cache.logits("tfidf-dev", r.fingerprint(tfidf_key, k_dev),
+                                 lambda: tfidf.predict(dev_texts))
     return out
 
 
@@ -140,7 +141,8 @@ def main() -> int:
 
     variants = (
         ("judge (logistic) cross-fitted on dev", CorrectnessJudge(), texts),
-        ("judge (logistic) + TF-IDF features, cross-fitted on dev", CorrectnessJudge(extra_features=tfidf_features), idx),
+        ("judge (logistic) + TF-IDF features, cross-fitted on dev",
+         CorrectnessJudge(extra_features=tfidf_features), idx),
         ("judge (logistic, target fallback_helps), cross-fitted on dev",
          CorrectnessJudge(target="fallback_helps"), texts),
     )

@@ -222,7 +222,8 @@ def test_best_exports_and_errors():
     assert isinstance(res, CascadeEvaluation)
     b = res.best(target_system_accuracy=0.85)
     assert b.system_accuracy >= 0.85
-    assert b.cost_per_input == pytest.approx(res.table["cost_per_input"][res.table["system_accuracy"] >= 0.85].min())
+    reach = res.table["system_accuracy"] >= 0.85
+    assert b.cost_per_input == pytest.approx(res.table["cost_per_input"][reach].min())
     d = res.to_dict()
     json.dumps(d)
     df = res.to_pandas()

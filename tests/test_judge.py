@@ -137,7 +137,8 @@ def test_judge_routes_in_the_router_and_evaluate():
     expected = judge.score_predictions(preds, texts)
     np.testing.assert_allclose(routed.stage_scores[0], expected)
     assert (routed.stage == 0).tolist() == (expected >= 0.5).tolist()
-    res = evaluate(router, list(range(600)), np.where(correct, preds.labels, 1 - preds.labels), progress=False)
+    labels = np.where(correct, preds.labels, 1 - preds.labels)
+    res = evaluate(router, list(range(600)), labels, progress=False)
     assert res.aurc == pytest.approx(aurc(expected, correct))
     with pytest.raises(ValueError, match="range"):
         ThresholdRouter(primary, fallback, threshold=1.5, score=judge)

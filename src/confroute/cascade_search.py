@@ -337,7 +337,8 @@ class CascadeEvaluation:
             f"CascadeEvaluation(n={self.n}, stages={list(self.stage_names)}, "
             f"{self.n_rows} threshold tuples)"
         ]
-        lines.append("  accuracy: " + "   ".join(f"{k} alone {v:.4f}" for k, v in self.stage_accuracy.items()))
+        acc = "   ".join(f"{k} alone {v:.4f}" for k, v in self.stage_accuracy.items())
+        lines.append(f"  accuracy: {acc}")
         if self.n_rows == 0:
             lines.append(f"  (no table: {self.n_candidates} threshold tuples on the grid)")
             return "\n".join(lines)
@@ -373,7 +374,8 @@ def _make_table(
     grids: Sequence[np.ndarray], answered: np.ndarray, n_correct: np.ndarray, n: int,
     prices: np.ndarray | None,
 ) -> dict[str, np.ndarray]:
-    combos = np.array(list(itertools.product(*grids)), dtype=np.float64).reshape(answered.shape[0], len(grids))
+    combos = np.array(list(itertools.product(*grids)), dtype=np.float64)
+    combos = combos.reshape(answered.shape[0], len(grids))
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = answered / n if n else np.zeros(answered.shape)
         acc = n_correct / n if n else np.full(n_correct.shape, np.nan)
@@ -471,7 +473,8 @@ def evaluate_cascade(
         names = tuple(stage_names or getattr(router, "names", None) or _names(len(stage_preds)))
         cm = cost_model if cost_model is not None else getattr(router, "cost_model", None)
         sc = getattr(router, "score", "max_prob")
-        score_names = tuple(_score_name(x) for x in (sc if isinstance(sc, (list, tuple)) else [sc] * len(names)))
+        specs_r = sc if isinstance(sc, (list, tuple)) else [sc] * len(names)
+        score_names = tuple(_score_name(x) for x in specs_r)
         stage_list: list[Any] = list(stage_preds)
     else:
         if stages is None or labels is None:
@@ -484,7 +487,9 @@ def evaluate_cascade(
         if scores is not None:
             score_list = [np.asarray(s, dtype=np.float64) for s in scores]
             if len(score_list) not in (n_score, n_score + 1):
-                raise ValueError(f"give {n_score} score arrays (one per non-last stage), got {len(score_list)}")
+                raise ValueError(
+                    f"give {n_score} score arrays (one per non-last stage), got {len(score_list)}"
+                )
             score_list = score_list[:n_score]
             score_names = tuple(["scores"] * len(stage_list))
         else:
@@ -495,7 +500,8 @@ def evaluate_cascade(
             for s in range(n_score):
                 if not isinstance(stage_list[s], Predictions):
                     raise ValueError(f"stage {s} is a label vector: give its confidence in scores=[...]")
-                score_list.append(np.asarray(resolve_score(specs[s])(stage_list[s], inputs), dtype=np.float64))
+                values = resolve_score(specs[s])(stage_list[s], inputs)
+                score_list.append(np.asarray(values, dtype=np.float64))
             score_names = tuple(_score_name(x) for x in specs[:n_score]) + ("-",)
         cm = cost_model
 

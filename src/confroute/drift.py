@@ -150,7 +150,8 @@ class DriftReport:
         if self.routed_fraction is not None:
             rate = (f"; routed {self.routed_fraction:.1%} vs {self.reference_routed_fraction:.1%} "
                     f"(p={self.rate_pvalue:.3g})")
-        text = f"drift check on {self.n} scores: {state}. PSI {self.psi:.3f}; KS {self.ks_statistic:.3f} (p={self.ks_pvalue:.3g}){rate}"
+        text = (f"drift check on {self.n} scores: {state}. PSI {self.psi:.3f}; "
+                f"KS {self.ks_statistic:.3f} (p={self.ks_pvalue:.3g}){rate}")
         return text + "".join(f"\n  - {r}" for r in self.reasons)
 
 
@@ -275,7 +276,8 @@ class DriftMonitor:
             raise ValueError(f"predicted_labels must have shape {s.shape}, got {labels.shape}")
         self._live.extend(zip(s.tolist(), labels.tolist()))
         arr = np.array(self._live, dtype=np.float64).reshape(-1, 2)
-        live_labels = None if predicted_labels is None and (arr[:, 1] < 0).all() else arr[:, 1].astype(np.int64)
+        unlabelled = predicted_labels is None and bool((arr[:, 1] < 0).all())
+        live_labels = None if unlabelled else arr[:, 1].astype(np.int64)
         return self.check(arr[:, 0], live_labels)
 
     def reset(self) -> None:

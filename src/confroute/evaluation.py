@@ -374,7 +374,8 @@ class EvaluationResult:
         system = cost = savings = None
         if self.has_fallback:
             assert self.fallback_correct is not None
-            system = float((pc[accept].sum() + self.fallback_correct[~accept].sum()) / n) if n else float("nan")
+            right = pc[accept].sum() + self.fallback_correct[~accept].sum()
+            system = float(right / n) if n else float("nan")
         if self.has_cost:
             assert self.stage_costs is not None
             c0, c1 = float(self.stage_costs[0]), float(self.stage_costs[1])

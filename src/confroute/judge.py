@@ -206,7 +206,8 @@ class CorrectnessJudge(BaseEstimator):
             from sklearn.pipeline import make_pipeline
             from sklearn.preprocessing import StandardScaler
 
-            return make_pipeline(StandardScaler(), LogisticRegression(C=self.C, max_iter=max(self.max_iter, 100)))
+            logistic = LogisticRegression(C=self.C, max_iter=max(self.max_iter, 100))
+            return make_pipeline(StandardScaler(), logistic)
         if self.model == "hgb":
             from sklearn.ensemble import HistGradientBoostingClassifier
 
@@ -215,7 +216,9 @@ class CorrectnessJudge(BaseEstimator):
                 l2_regularization=1.0, random_state=self.random_state,
             )
         if isinstance(self.model, str):
-            raise ValueError(f"model must be 'logistic', 'hgb' or a scikit-learn classifier, got {self.model!r}")
+            raise ValueError(
+                f"model must be 'logistic', 'hgb' or a scikit-learn classifier, got {self.model!r}"
+            )
         if not hasattr(self.model, "predict_proba"):
             raise TypeError(f"model {type(self.model).__name__} has no predict_proba")
         return clone(self.model)
@@ -236,7 +239,9 @@ class CorrectnessJudge(BaseEstimator):
             return c
         if target == "fallback_helps":
             if fallback_correct is None:
-                raise ValueError("target='fallback_helps' needs fallback_correct (whether the fallback is right)")
+                raise ValueError(
+                    "target='fallback_helps' needs fallback_correct (whether the fallback is right)"
+                )
             f = np.asarray(fallback_correct).astype(bool)
             if f.shape != c.shape:
                 raise ValueError(f"fallback_correct must have shape {c.shape}, got {f.shape}")
@@ -295,7 +300,9 @@ class CorrectnessJudge(BaseEstimator):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "estimator_"):
-            raise RuntimeError("this CorrectnessJudge is not fitted yet; call fit(predictions, inputs, correct)")
+            raise RuntimeError(
+                "this CorrectnessJudge is not fitted yet; call fit(predictions, inputs, correct)"
+            )
 
     def predict_proba(self, predictions: Any, inputs: Sequence[Any] | None = None) -> np.ndarray:
         """``P(target = 1)`` per input, shape ``(n,)``: P(primary right) or P(fallback helps)."""

@@ -101,7 +101,9 @@ class PerClassChoice:
     def __repr__(self) -> str:
         names = self.classes or tuple(str(i) for i in range(len(self)))
         lines = [f"PerClassChoice(target={self.target:g}, delta={self.delta}, level={self.level})"]
-        lines.append(f"  {'class':<14} {'threshold':>10} {'predicted':>10} {'coverage':>9} {'acc':>7} {'bound':>7}")
+        lines.append(
+            f"  {'class':<14} {'threshold':>10} {'predicted':>10} {'coverage':>9} {'acc':>7} {'bound':>7}"
+        )
         for c, name in enumerate(names):
             ch = self.choices[c]
             if ch is None:
@@ -241,7 +243,9 @@ def choose_per_class_thresholds(
             ThresholdWarning,
             stacklevel=2,
         )
-    return PerClassChoice(thresholds, feasible, classes, float(target_accuracy), delta, level, choices, counts)
+    return PerClassChoice(
+        thresholds, feasible, classes, float(target_accuracy), delta, level, choices, counts
+    )
 
 
 # --------------------------------------------------------------------------- comparison
@@ -325,7 +329,9 @@ def compare_thresholds(result: EvaluationResult, rules: Mapping[str, Any]) -> Th
     [0.5, 1.0]
     """
     if result.primary_labels is None:
-        raise ValueError("compare_thresholds needs the primary's predicted classes; evaluate from predictions")
+        raise ValueError(
+            "compare_thresholds needs the primary's predicted classes; evaluate from predictions"
+        )
     pred = result.primary_labels
     k = len(result.classes) if result.classes else int(pred.max(initial=-1)) + 1
     names = result.classes or tuple(str(i) for i in range(k))
