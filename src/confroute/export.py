@@ -85,7 +85,9 @@ def _import_export_deps() -> tuple[Any, Any]:
         import torch
         import transformers
     except ImportError:
-        raise ImportError("export_to_onnx needs torch and transformers: pip install 'confroute[export]'") from None
+        raise ImportError(
+            "export_to_onnx needs torch and transformers: pip install 'confroute[export]'"
+        ) from None
     return torch, transformers
 
 

@@ -157,7 +157,9 @@ def _read_file(
     return columns, rows
 
 
-def _read_jsonl(fh: Iterable[str], path: Path, limit: int | None) -> tuple[list[str], list[Mapping[str, Any]]]:
+def _read_jsonl(
+    fh: Iterable[str], path: Path, limit: int | None
+) -> tuple[list[str], list[Mapping[str, Any]]]:
     rows: list[Mapping[str, Any]] = []
     columns: dict[str, None] = {}
     for lineno, line in enumerate(fh, start=1):
@@ -251,7 +253,9 @@ def _load_dataset(name: str, split: str, kwargs: Mapping[str, Any] | None) -> An
     try:
         import datasets
     except ImportError:
-        raise ImportError("loading a dataset by name needs datasets: pip install 'confroute[datasets]'") from None
+        raise ImportError(
+            "loading a dataset by name needs datasets: pip install 'confroute[datasets]'"
+        ) from None
     return datasets.load_dataset(name, split=split, **dict(kwargs or {}))
 
 

@@ -115,7 +115,9 @@ def classes_from_id2label(id2label: Any, source: str) -> tuple[str, ...] | None:
 
 def is_multi_label(config: dict[str, Any] | Any) -> bool:
     """True when a model config declares multi-label classification (sigmoid, not softmax)."""
-    problem = config.get("problem_type") if isinstance(config, dict) else getattr(config, "problem_type", None)
+    if isinstance(config, dict):
+        return config.get("problem_type") == "multi_label_classification"
+    problem = getattr(config, "problem_type", None)
     return problem == "multi_label_classification"
 
 

@@ -69,7 +69,8 @@ def import_deepsparse() -> Any:
     if sys.version_info[:2] >= (3, 12):
         raise ImportError(
             "DeepSparsePredictor needs Python < 3.12: deepsparse 1.8.0, its last working release "
-            f"(end of life since June 2025), has no build for Python {sys.version_info[0]}.{sys.version_info[1]}. "
+            "(end of life since June 2025), has no build for Python "
+            f"{sys.version_info[0]}.{sys.version_info[1]}. "
             "Use ONNXRuntimePredictor on the same model directory instead."
         )
     if _version_tuple(np.__version__) >= (2,):

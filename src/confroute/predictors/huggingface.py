@@ -144,7 +144,9 @@ class HFPipelinePredictor(TextInputsMixin, Predictor):
             net = transformers.AutoModelForSequenceClassification.from_pretrained(source, **kwargs)
         except OSError as exc:
             where = "directory" if local else "Hub id (needs internet) or directory"
-            raise OSError(f"could not load a text-classification model from {where} {source!r}: {exc}") from None
+            raise OSError(
+                f"could not load a text-classification model from {where} {source!r}: {exc}"
+            ) from None
         net.eval()
         return transformers.pipeline("text-classification", model=net, tokenizer=tok, device=device)
 
