@@ -35,6 +35,15 @@ _LAZY: dict[str, str] = {
     "DeepSparsePredictor": "confroute.predictors.deepsparse",
     "ONNXRuntimePredictor": "confroute.predictors.onnxruntime",
     "export_to_onnx": "confroute.export",
+    "CascadeEvaluation": "confroute.cascade_search",
+    "choose_cascade_thresholds": "confroute.cascade_search",
+    "evaluate_cascade": "confroute.cascade_search",
+    "choose_per_class_thresholds": "confroute.per_class",
+    "compare_thresholds": "confroute.per_class",
+    "CorrectnessJudge": "confroute.judge",
+    "cross_fit": "confroute.judge",
+    "DriftMonitor": "confroute.drift",
+    "DriftReport": "confroute.drift",
     "load_texts": "confroute.io",
 }
 
@@ -75,6 +84,16 @@ __all__ = [
     "EvaluationResult",
     "choose_threshold",
     "ThresholdChoice",
+    # cascades, per-class thresholds, learned judge, drift
+    "CascadeEvaluation",
+    "evaluate_cascade",
+    "choose_cascade_thresholds",
+    "choose_per_class_thresholds",
+    "compare_thresholds",
+    "CorrectnessJudge",
+    "cross_fit",
+    "DriftMonitor",
+    "DriftReport",
     # io
     "load_texts",
 ]
@@ -94,6 +113,10 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .cascade_search import CascadeEvaluation, choose_cascade_thresholds, evaluate_cascade
+    from .drift import DriftMonitor, DriftReport
+    from .judge import CorrectnessJudge, cross_fit
+    from .per_class import choose_per_class_thresholds, compare_thresholds
     from .calibration import HistogramBinning, IsotonicCalibrator, TemperatureScaler, VectorScaler
     from .evaluation import EvaluationResult, evaluate
     from .export import export_to_onnx

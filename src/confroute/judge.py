@@ -92,7 +92,7 @@ def judge_features(
     >>> X, names = judge_features(np.array([[0.7, 0.2, 0.1]]), ["a short input"])
     >>> names[:5], X.shape
     (['prob_1', 'prob_2', 'prob_3', 'max_prob', 'margin'], (1, 13))
-    >>> dict(zip(names, X[0].round(3)))["log1p_words"]
+    >>> float(dict(zip(names, X[0].round(3)))["log1p_words"])
     1.386
     """
     p = _as_predictions(predictions)

@@ -436,8 +436,11 @@ def _check_threshold(t: Any, score: Any, s: int) -> float | np.ndarray | dict[st
             v = float(v)
         except (TypeError, ValueError):
             raise TypeError(f"threshold {what}of stage {s} must be a number, got {v!r}") from None
-        if math.isnan(v) or not lo <= v <= hi:
-            raise ValueError(f"threshold {what}of stage {s} must lie in the score's range [{lo}, {hi}], got {v}")
+        # +inf is always allowed: "this stage accepts nothing" (a threshold search may choose it).
+        if math.isnan(v) or not (lo <= v <= hi or v == math.inf):
+            raise ValueError(
+                f"threshold {what}of stage {s} must lie in the score's range [{lo}, {hi}] (or be inf), got {v}"
+            )
         return v
 
     if isinstance(t, Mapping):

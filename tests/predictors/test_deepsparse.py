@@ -59,6 +59,7 @@ def test_refuses_onnx_115_with_a_clear_message(monkeypatch):
     import importlib.metadata
 
     real = importlib.metadata.version
+    monkeypatch.setattr(ds_module.np, "__version__", "1.26.4")  # so that the onnx check is the one that fires
     monkeypatch.setattr(importlib.metadata, "version", lambda n: "1.16.0" if n == "onnx" else real(n))
     with pytest.raises(ImportError, match=r"onnx < 1\.15 \(found onnx 1\.16\.0\)"):
         import_deepsparse()
