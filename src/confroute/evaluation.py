@@ -23,7 +23,6 @@ Conventions
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -583,27 +582,19 @@ def _router_arrays(
 
     inputs = as_sequence(inputs)
     n = len(inputs)
-    n_stages = getattr(router, "n_stages", None) or len(router.stages)
+    n_stages = router.n_stages
     n_scored = n_stages - 1 if all_scores else 1
-    calibrators = list(getattr(router, "calibrators", None) or [None] * n_stages)
-    # A router that can hand back uncalibrated predictions lets us report ECE before calibration.
-    raw_ok = (
-        calibrators[0] is not None
-        and "calibrated" in inspect.signature(router.stage_predictions).parameters
-    )
+    # The raw primary predictions are kept to report ECE before calibration.
+    raw_ok = router.calibrators[0] is not None
     parts: list[list[Predictions]] = [[] for _ in range(n_stages)]
     raw_parts: list[Predictions] = []
     score_parts: list[list[np.ndarray]] = [[] for _ in range(n_scored)]
     slices = _chunks(n, chunk_size)
     for sl in _progress(slices, len(slices), progress, "evaluate"):
         chunk = inputs[sl]
-        if raw_ok:
-            preds = router.stage_predictions(chunk, calibrated=False)
-            raw_parts.append(preds[0])
-            cal = Predictions.from_probs(calibrators[0].transform(preds[0].log_scores()), preds[0].classes)
-            preds = [cal, *preds[1:]]
-        else:
-            preds = router.stage_predictions(chunk)
+        uncalibrated = router.stage_predictions(chunk, calibrated=False)
+        raw_parts.append(uncalibrated[0])
+        preds = [router._calibrated(s, p) for s, p in enumerate(uncalibrated)]
         for s in range(n_stages):
             parts[s].append(preds[s])
         for s in range(n_scored):
