@@ -43,7 +43,9 @@ def dataset(ray, df: pd.DataFrame, blocks: int = 4):
 def test_two_stage_keep_primary_matches_route_and_restores_order(ray_local):
     router = two_stage("keep_primary")
     df = frame(300, seed=1)
-    out = route_dataset(dataset(ray_local, df), router, feature_columns=FEATURES, batch_size=40, sort=True)
+    # Two blocks: the distributed sort shuffles into as many partitions as there are blocks.
+    out = route_dataset(dataset(ray_local, df, blocks=2), router, feature_columns=FEATURES, batch_size=40,
+                        sort=True)
     got = out.to_pandas()
     expected = route_dataframe(df, router, feature_columns=FEATURES)
     # Every input row once, in input order after sorting on the added id.
@@ -66,7 +68,7 @@ def test_abstain_with_factory_own_id_and_per_stage_options(ray_local):
         feature_columns=FEATURES,
         id_column="rid",
         batch_size=[64, 5],
-        concurrency=[2, 1],
+        concurrency=[1, (1, 2)],  # a fixed pool, then an autoscaling one
     )
     got = out.to_pandas().sort_values("rid", ascending=False).reset_index(drop=True)
     expected = route_dataframe(df, two_stage("abstain"), feature_columns=FEATURES)
@@ -141,3 +143,44 @@ def test_refusals_name_the_problem(ray_local):
         route_dataset(ds, two_stage(), feature_columns=FEATURES, batch_size=[8, 8, 8])
     with pytest.raises(TypeError, match="Cascade/ThresholdRouter or a zero-argument function"):
         route_dataset(ds, "router", feature_columns=FEATURES)
+
+
+def test_scoring_actors_and_assembly_match_evaluate_with_a_calibrator():
+    # No cluster needed: the actors' __call__ runs on Arrow tables directly, in shuffled parts.
+    import pyarrow as pa
+
+    from confroute import TemperatureScaler
+    from confroute.frames import InputSpec
+    from confroute.ray import _describe, _RouterSource, _ScoreStage, assemble_stage_arrays
+
+    primary = ROUTERS["three_stage"]().stages[0].predictor
+    X_cal, y_cal = features(300, seed=11)
+    scaler = TemperatureScaler().fit(primary.predict(X_cal).log_scores(), (y_cal == "pos").astype(int))
+    router = ThresholdRouter(
+        primary,
+        CallablePredictor(_routing_cases.reversed_model, classes=("pos", "neg"), name="mid"),
+        0.8,
+        calibrator=scaler,
+        cost_model=confroute.CostModel.per_sample([1.0, 3.0]),
+    )
+    df = frame(200, seed=12)
+    expected = confroute.evaluate(router, df[FEATURES].to_numpy(), df["y"].to_numpy(), progress=False)
+    assert expected.ece_before_calibration is not None
+
+    rng = np.random.default_rng(0)
+    shuffled = df.assign(id=np.arange(len(df))).iloc[rng.permutation(len(df))]
+    source, spec = _RouterSource(router), InputSpec.make(None, FEATURES)
+    stages = [_ScoreStage(source, s, spec) for s in range(2)]
+    parts = []
+    for chunk in np.array_split(np.arange(len(df)), 3):
+        table = pa.Table.from_pandas(shuffled.iloc[chunk], preserve_index=False)
+        for stage in stages:
+            table = stage(table)
+        parts.append(table)
+    got = assemble_stage_arrays(parts, _describe(router), id_column="id", label_column="y").evaluate()
+    assert got.score == expected.score and got.stage_names == expected.stage_names
+    for column, values in expected.table.items():
+        np.testing.assert_allclose(got.table[column], values, rtol=1e-12, equal_nan=True, err_msg=column)
+    assert got.ece == pytest.approx(expected.ece, rel=1e-12)
+    assert got.ece_before_calibration == pytest.approx(expected.ece_before_calibration, rel=1e-12)
+    assert got.ece != pytest.approx(got.ece_before_calibration)

@@ -7,11 +7,11 @@ on another machine. What a row needs to carry between stages is its per-row rout
 module defines that state (:class:`RowState`) and the step that advances it through one stage
 (:func:`advance`).
 
-The acceptance rule itself (stage predictions, class alignment, calibration, score, threshold)
-is not re-implemented here: :func:`decide_stage` calls the router's own pieces
-(``_align``, ``Cascade._calibrated``, ``Cascade._score_fns``, ``Cascade._threshold_for``) in the
-order ``_plan`` does, and the test-suite checks that routing stage by stage gives exactly what
-``router.route`` gives.
+The acceptance rule itself (class alignment, calibration, score, threshold) is not
+re-implemented here: :func:`advance` calls the router's own per-stage decision,
+``Cascade._decide``, which ``Cascade._plan`` uses too; what this module adds is only the
+bookkeeping ``_plan`` keeps in local arrays (failure policies, final answers, costs). The
+test-suite checks that routing stage by stage gives what ``router.route`` gives.
 
 Class alignment needs to know the cascade's class names before a stage's batch arrives. In
 ``_plan`` they are whatever the earlier stages *returned*; a worker running stage ``s`` only
@@ -31,96 +31,16 @@ from typing import Any
 import numpy as np
 
 from ._types import PredictionError, RoutingResult
-from .fallback import StageOutcome
-from .router import Cascade, _align, _take
-from .scores import checked_scores
+from .router import Cascade, _take
 
 __all__ = [
-    "StageDecision",
     "RowState",
-    "decide_stage",
     "advance",
     "declared_classes",
     "check_declared",
     "route_stagewise",
     "to_routing_result",
 ]
-
-
-@dataclass(frozen=True)
-class StageDecision:
-    """What one stage decided for a batch of ``m`` rows.
-
-    Attributes
-    ----------
-    ok : ndarray of bool, shape (m,)
-        The stage answered the row (False: it failed under a non-raising ``on_error``).
-    labels, scores : ndarray, shape (m,)
-        The stage's own label and (calibrated) score; ``-1`` / NaN where it failed.
-    accept : ndarray of bool, shape (m,)
-        ``ok`` and ``score >= threshold`` (every ``ok`` row on the last stage).
-    errors : ndarray of object, shape (m,)
-        Error message per failed row, else ``None``.
-    classes : tuple of str or None
-        The cascade's class names after this stage.
-    n_classes : int or None
-        The cascade's class count after this stage (``None`` when nothing answered yet).
-    """
-
-    ok: np.ndarray
-    labels: np.ndarray
-    scores: np.ndarray
-    accept: np.ndarray
-    errors: np.ndarray
-    classes: tuple[str, ...] | None
-    n_classes: int | None
-
-    @property
-    def defer(self) -> np.ndarray:
-        """Rows that go on to the next stage."""
-        return self.ok & ~self.accept
-
-
-def decide_stage(
-    router: Cascade,
-    s: int,
-    batch: Sequence[Any],
-    outcome: StageOutcome,
-    classes: tuple[str, ...] | None,
-    n_classes: int | None,
-) -> StageDecision:
-    """Stage ``s``'s acceptance decision on ``batch``, given what the stage returned.
-
-    The same steps, in the same order, as the body of the stage loop of ``Cascade._plan``:
-    align the stage's columns to the cascade's classes, calibrate, score, compare with the
-    stage's threshold (the last stage accepts everything it answered).
-    """
-    m = len(batch)
-    name = router.names[s]
-    if outcome.ok.shape != (m,):
-        raise PredictionError(f"stage {name!r} returned {outcome.ok.size} results for {m} inputs")
-    labels = np.full(m, -1, dtype=np.int64)
-    scores = np.full(m, np.nan)
-    accept = np.zeros(m, dtype=bool)
-    errors = np.full(m, None, dtype=object)
-    failed = ~outcome.ok
-    if failed.any():
-        errors[failed] = np.asarray(outcome.errors, dtype=object)[failed]
-    ok_idx = np.flatnonzero(outcome.ok)
-    if ok_idx.size:
-        assert outcome.predictions is not None
-        preds, classes = _align(outcome.predictions, classes, n_classes, name)
-        n_classes = preds.n_classes
-        preds = router._calibrated(s, preds)
-        stage_scores = checked_scores(router._score_fns[s](preds, _take(batch, ok_idx)), ok_idx.size, name)
-        predicted = preds.labels
-        labels[ok_idx] = predicted
-        scores[ok_idx] = stage_scores
-        if s == router.n_stages - 1:
-            accept[ok_idx] = True
-        else:
-            accept[ok_idx] = stage_scores >= router._threshold_for(s, predicted, classes, n_classes)
-    return StageDecision(outcome.ok.copy(), labels, scores, accept, errors, classes, n_classes)
 
 
 def declared_classes(router: Cascade, upto: int) -> tuple[str, ...] | None:
@@ -200,7 +120,7 @@ def advance(router: Cascade, s: int, inputs: Sequence[Any], state: RowState) -> 
     """Run stage ``s`` on rows that reached it and update their state.
 
     Calls the stage through its :class:`~confroute.Fallback` (so retries, splitting and the
-    ``on_error`` policy apply), decides with :func:`decide_stage`, and returns the new state
+    ``on_error`` policy apply), decides with ``Cascade._decide``, and returns the new state
     and a mask of the rows deferred to stage ``s + 1``. Rows not deferred are final: their cost
     (stages ``0 .. s``) is filled in.
     """
@@ -211,7 +131,7 @@ def advance(router: Cascade, s: int, inputs: Sequence[Any], state: RowState) -> 
         return state, np.zeros(0, dtype=bool)
     outcome = router.stages[s].call(inputs)
     ref = declared_classes(router, s - 1) if s > 0 else None
-    decision = decide_stage(router, s, inputs, outcome, ref, len(ref) if ref is not None else None)
+    decision = router._decide(s, inputs, outcome, ref, len(ref) if ref is not None else None)
     ok = decision.ok
     if ok.any():
         check_declared(router, s, outcome.predictions.classes if outcome.predictions is not None else None, ref)

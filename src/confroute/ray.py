@@ -39,7 +39,14 @@ from ._types import PredictionError, Predictions
 from .frames import InputSpec, arrow_arrays, arrow_column, result_column_names, result_columns, route_dataframe
 from .router import Cascade, _align
 
-__all__ = ["route_dataset", "evaluate_dataset", "collect_stage_arrays", "StageArrays", "route_dataframe"]
+__all__ = [
+    "route_dataset",
+    "evaluate_dataset",
+    "collect_stage_arrays",
+    "StageArrays",
+    "RouterInfo",
+    "route_dataframe",
+]
 
 RouterSource = Cascade | Callable[[], Cascade]
 
@@ -508,8 +515,6 @@ def collect_stage_arrays(
     are those of :func:`route_dataset`, plus ``label_column`` (the true labels).
     """
     ray = _import_ray()
-    import pyarrow as pa
-
     source = _RouterSource(router)
     spec = InputSpec.make(text_column, feature_columns)
     info = source.info(ray)
@@ -521,25 +526,32 @@ def collect_stage_arrays(
     current = _with_id(ds, id_column, columns)
     for s in range(info.n_stages):
         current = current.map_batches(_ScoreStage, fn_constructor_args=(source, s, spec), **options[s])
-    keep = [id_column, label_column] + [c for c in _eval_columns(info) if c]
-    parts = [t for t in current.select_columns(keep).iter_batches(batch_format="pyarrow", batch_size=None)]
+    keep = [id_column, label_column, *_eval_columns(info)]
+    parts = list(current.select_columns(keep).iter_batches(batch_format="pyarrow", batch_size=None))
+    return assemble_stage_arrays(parts, info, id_column=id_column, label_column=label_column)
+
+
+def assemble_stage_arrays(parts: Sequence[Any], info: RouterInfo, *, id_column: str, label_column: str) -> StageArrays:
+    """Join the per-row outputs of the scoring actors (Arrow tables) into arrays sorted by id."""
+    import pyarrow as pa
+
+    n_stages = info.n_stages
+    parts = [p for p in parts if p.num_rows]
     if not parts:
-        table = pa.table({c: pa.array([]) for c in keep})
-    else:
-        table = pa.concat_tables(parts)
+        empty = np.zeros((n_stages, 0))
+        return StageArrays(np.zeros(0, dtype=np.int64), np.zeros(0), empty.astype(np.int64), empty,
+                           np.zeros((0, 0)), None, info)
+    table = pa.concat_tables(parts)
     ids = table.column(id_column).to_numpy()
     order = np.argsort(ids, kind="stable")
     table = table.take(pa.array(order))
-    n_stages = info.n_stages
-    probs_col = table.column(f"{_EVAL}probs")
-    raw_col = f"{_EVAL}raw_probs"
     return StageArrays(
         ids=ids[order],
-        y=np.asarray(table.column(label_column).to_numpy(zero_copy_only=False)),
-        labels=np.stack([table.column(f"{_EVAL}label_{s}").to_numpy() for s in range(n_stages)]).reshape(n_stages, -1),
-        scores=np.stack([table.column(f"{_EVAL}score_{s}").to_numpy() for s in range(n_stages)]).reshape(n_stages, -1),
-        probs=_unmatrix(probs_col) if table.num_rows else np.zeros((0, 0)),
-        raw_probs=_unmatrix(table.column(raw_col)) if info.has_calibrator and table.num_rows else None,
+        y=np.asarray(table.column(label_column).to_numpy()),
+        labels=np.stack([table.column(f"{_EVAL}label_{s}").to_numpy() for s in range(n_stages)]),
+        scores=np.stack([table.column(f"{_EVAL}score_{s}").to_numpy() for s in range(n_stages)]),
+        probs=_unmatrix(table.column(f"{_EVAL}probs")),
+        raw_probs=_unmatrix(table.column(f"{_EVAL}raw_probs")) if info.has_calibrator else None,
         info=info,
     )
 
