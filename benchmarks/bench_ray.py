@@ -202,7 +202,8 @@ def run_memory(n: int, n_stages: int) -> dict[str, Any]:
         wall = time.perf_counter() - t0
     return {
         "engine": "in-memory route()", "rows": n, "stages": n_stages, "wall_s": round(wall, 3),
-        "rows_per_s": round(n / wall), "answered_by_stage": [int((result.stage == s).sum()) for s in range(n_stages)],
+        "rows_per_s": round(n / wall),
+        "answered_by_stage": [int((result.stage == s).sum()) for s in range(n_stages)],
         "total_cost": round(float(result.total_cost or 0.0), 6),
         "peak_driver_rss_mib": round(mem.driver / 2**20, 1),
     }

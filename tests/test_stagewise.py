@@ -67,7 +67,8 @@ def test_failure_at_first_stage_abstains():
     from confroute import Fallback
 
     router = ThresholdRouter(
-        Fallback(CallablePredictor(flaky, classes=["a", "b"]), on_error="keep_primary", split_on_failure=True),
+        Fallback(CallablePredictor(flaky, classes=["a", "b"]), on_error="keep_primary",
+                 split_on_failure=True),
         CallablePredictor(lambda xs: np.tile([0.3, 0.7], (len(xs), 1)), classes=["a", "b"]),
         threshold=0.9,
     )
@@ -79,7 +80,9 @@ def test_failure_at_first_stage_abstains():
 
 
 def test_undeclared_class_names_are_refused():
-    named = CallablePredictor(lambda xs: Predictions.from_probs(np.tile([0.6, 0.4], (len(xs), 1)), ["x", "y"]))
+    named = CallablePredictor(
+        lambda xs: Predictions.from_probs(np.tile([0.6, 0.4], (len(xs), 1)), ["x", "y"])
+    )
     router = ThresholdRouter(named, lambda xs: np.tile([0.5, 0.5], (len(xs), 1)), threshold=0.9)
     with pytest.raises(PredictionError, match="declare them"):
         route_stagewise(router, [1, 2])
@@ -129,7 +132,8 @@ def test_route_dataframe_matches_route(kind):
 
 def test_route_dataframe_text_column_and_errors():
     router = ThresholdRouter(
-        CallablePredictor(lambda xs: np.array([[1 - len(x) / 10, len(x) / 10] for x in xs]), classes=["s", "l"]),
+        CallablePredictor(lambda xs: np.array([[1 - len(x) / 10, len(x) / 10] for x in xs]),
+                          classes=["s", "l"]),
         CallablePredictor(lambda xs: np.tile([0.5, 0.5], (len(xs), 1)), classes=["s", "l"]),
         threshold=0.75,
     )

@@ -134,7 +134,8 @@ def advance(router: Cascade, s: int, inputs: Sequence[Any], state: RowState) -> 
     decision = router._decide(s, inputs, outcome, ref, len(ref) if ref is not None else None)
     ok = decision.ok
     if ok.any():
-        check_declared(router, s, outcome.predictions.classes if outcome.predictions is not None else None, ref)
+        returned = outcome.predictions.classes if outcome.predictions is not None else None
+        check_declared(router, s, returned, ref)
         earlier = state.n_classes[ok]
         bad = (earlier >= 0) & (earlier != decision.n_classes)
         if s > 0 and bad.any():

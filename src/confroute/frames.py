@@ -109,7 +109,9 @@ class InputSpec:
             )
         if feature_columns is not None:
             if isinstance(feature_columns, str):
-                raise TypeError("feature_columns must be a list of column names; for one column use text_column=")
+                raise TypeError(
+                    "feature_columns must be a list of column names; for one column use text_column="
+                )
             feature_columns = tuple(feature_columns)
             if not feature_columns:
                 raise ValueError("feature_columns is empty")
@@ -199,7 +201,9 @@ def route_dataframe(
         spec.check(list(df.columns), names)
         inputs = spec.from_columns(lambda c: df[c].to_numpy())
     else:
-        raise TypeError(f"route_dataframe takes a pandas DataFrame or a pyarrow Table, got {type(df).__name__}")
+        raise TypeError(
+            f"route_dataframe takes a pandas DataFrame or a pyarrow Table, got {type(df).__name__}"
+        )
     result = router.route(inputs)
     cols = result_columns(result, router.names, result.classes, router.cost_model is not None)
     if _is_arrow(df):

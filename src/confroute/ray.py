@@ -36,7 +36,14 @@ import numpy as np
 
 from ._stagewise import RowState, advance, check_declared, declared_classes
 from ._types import PredictionError, Predictions
-from .frames import InputSpec, arrow_arrays, arrow_column, result_column_names, result_columns, route_dataframe
+from .frames import (
+    InputSpec,
+    arrow_arrays,
+    arrow_column,
+    result_column_names,
+    result_columns,
+    route_dataframe,
+)
 from .router import Cascade, _align
 
 __all__ = [
@@ -117,7 +124,9 @@ class _RouterSource:
         assert self.factory is not None
         router = self.factory()
         if not isinstance(router, Cascade):
-            raise TypeError(f"the router factory returned {type(router).__name__}, not a Cascade/ThresholdRouter")
+            raise TypeError(
+                f"the router factory returned {type(router).__name__}, not a Cascade/ThresholdRouter"
+            )
         return router
 
     def info(self, ray: Any) -> RouterInfo:
@@ -145,7 +154,9 @@ def _check_pickles(router: Cascade) -> None:
         ) from None
 
 
-def _per_stage(value: Any, n_stages: int, name: str, per_stage: tuple[type, ...] = (list, tuple)) -> list[Any]:
+def _per_stage(
+    value: Any, n_stages: int, name: str, per_stage: tuple[type, ...] = (list, tuple)
+) -> list[Any]:
     if isinstance(value, per_stage):
         if len(value) != n_stages:
             raise ValueError(f"{name}: give one value or one per stage ({n_stages}), got {len(value)}")
@@ -395,7 +406,8 @@ class _ScoreStage:
             bad = earlier != raw.n_classes
             if bad.any():
                 raise PredictionError(
-                    f"stage {name!r} returns {raw.n_classes} classes but earlier stages return {int(earlier[bad][0])}"
+                    f"stage {name!r} returns {raw.n_classes} classes but earlier stages return "
+                    f"{int(earlier[bad][0])}"
                 )
         preds = router._calibrated(s, raw)
         arrays: dict[str, Any] = {
@@ -531,7 +543,9 @@ def collect_stage_arrays(
     return assemble_stage_arrays(parts, info, id_column=id_column, label_column=label_column)
 
 
-def assemble_stage_arrays(parts: Sequence[Any], info: RouterInfo, *, id_column: str, label_column: str) -> StageArrays:
+def assemble_stage_arrays(
+    parts: Sequence[Any], info: RouterInfo, *, id_column: str, label_column: str
+) -> StageArrays:
     """Join the per-row outputs of the scoring actors (Arrow tables) into arrays sorted by id."""
     import pyarrow as pa
 
@@ -557,7 +571,8 @@ def assemble_stage_arrays(parts: Sequence[Any], info: RouterInfo, *, id_column: 
 
 
 def _eval_columns(info: RouterInfo) -> list[str]:
-    cols = [f"{_EVAL}label_{s}" for s in range(info.n_stages)] + [f"{_EVAL}score_{s}" for s in range(info.n_stages)]
+    stages = range(info.n_stages)
+    cols = [f"{_EVAL}label_{s}" for s in stages] + [f"{_EVAL}score_{s}" for s in stages]
     cols.append(f"{_EVAL}probs")
     if info.has_calibrator:
         cols.append(f"{_EVAL}raw_probs")
