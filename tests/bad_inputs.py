@@ -86,7 +86,7 @@ CASES: list[Case] = [
         _rows([0.5, 0.5]), _rows([0.9, 0.1]), fallback_classes=["pos", "neg"]).route(["a"]).label_names[0],
          None, "pos"),
     Case("threshold above the score's range", lambda: _router(_rows([0.5, 0.5]), threshold=1.2),
-         ValueError, "must lie in the score's range [0.0, 1.0], got 1.2"),
+         ValueError, "must lie in the score's range [0.0, 1.0] (or be inf), got 1.2"),
     Case("threshold NaN", lambda: _router(_rows([0.5, 0.5]), threshold=float("nan")),
          ValueError, "got nan"),
     Case("per-class thresholds for the wrong number of classes",
