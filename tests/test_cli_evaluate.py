@@ -45,8 +45,7 @@ def _toy(n: int, seed: int) -> tuple[list[str], list[int]]:
 def _write_tsv(path: Path, texts: list[str], labels: list, text_col: str = "sentence", label_col: str = "label") -> Path:
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(f"{text_col}\t{label_col}\n")
-        for t, y in zip(texts, labels):
-            fh.write(f"{t}\t{y}\n")
+        fh.writelines(f"{t}\t{y}\n" for t, y in zip(texts, labels))
     return path
 
 
@@ -137,7 +136,7 @@ def test_help_reads_well(capsys):
 def test_numbers_match_the_library(toy, tmp_path, capsys):
     out = tmp_path / "out"
     rc = _run([f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]),
-               "--calibration", str(toy["cal"]), "--cost", "per-sample:0.001,0.005",
+               "--calibration", str(toy["cal"]), "--calibration-limit", "200", "--cost", "per-sample:0.001,0.005",
                "--thresholds", "0.5:0.9:0.1,0.97", "--target-relative-accuracy", "0.99", "--delta", "none",
                "--out", str(out), "--no-plots"])
     assert rc == 0
@@ -148,7 +147,7 @@ def test_numbers_match_the_library(toy, tmp_path, capsys):
     from confroute import SklearnPredictor, load_texts
 
     x, y = load_texts(toy["dev"])
-    xc, yc = load_texts(toy["cal"])
+    xc, yc = load_texts(toy["cal"], limit=200)
     p, f = SklearnPredictor(cheap).predict(x), SklearnPredictor(big).predict(x)
     scaler = TemperatureScaler().fit(SklearnPredictor(cheap).predict(xc).log_scores(), yc)
     ref = evaluate(labels=y.astype(str), primary=p, fallback=f, calibrator=scaler, cost_model=[0.001, 0.005])

@@ -27,13 +27,13 @@ import numpy as np
 from ._types import Predictions
 
 __all__ = [
-    "add_evaluate_parser",
-    "run_evaluate",
     "BackendSpec",
-    "parse_backend",
-    "parse_thresholds",
-    "parse_cost",
     "CLIError",
+    "add_evaluate_parser",
+    "parse_backend",
+    "parse_cost",
+    "parse_thresholds",
+    "run_evaluate",
 ]
 
 #: Backend names accepted before the colon of ``BACKEND:PATH``, and what they mean.
@@ -68,7 +68,8 @@ cost (--cost):
 
 examples:
   confroute evaluate deepsparse:models/sparse hf:models/dense data/dev.tsv \\
-      --calibration data/heldout.tsv --cost measured --target-relative-accuracy 0.995 --out eval/
+      --calibration data/train.tsv --calibration-limit 2000 --cost measured \\
+      --target-relative-accuracy 0.995 --threads 1 --max-length 64 --out eval/
   confroute evaluate sklearn:cheap.pkl sklearn:big.pkl test.jsonl --text-column review \\
       --label-column stars --thresholds 0.5:0.99:0.01 --cost per-sample:0.001,0.005
 """
@@ -139,7 +140,7 @@ def parse_thresholds(spec: str) -> list[float] | None:
             start, stop, step = (_float(p, f"--thresholds grid {item!r}") for p in parts)
             if step <= 0 or stop < start:
                 raise CLIError(f"--thresholds: grid {item!r} needs step > 0 and stop >= start")
-            count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            count = math.floor((stop - start) / step + 1e-9) + 1
             if count > 100_000:
                 raise CLIError(f"--thresholds: grid {item!r} has {count} points; use 'all' instead")
             values.extend(round(start + i * step, 10) for i in range(count))
@@ -249,6 +250,8 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--calibration", metavar="FILE",
                    help="held-out labelled split (same columns): fits temperature scaling of PRIMARY and is "
                    "where --target-* thresholds are chosen. Must not overlap DATA")
+    g.add_argument("--calibration-limit", type=int, metavar="N",
+                   help="use only the first N rows of --calibration (default: --limit, else all)")
     g.add_argument("--calibrate", choices=["temperature", "none"], default="temperature",
                    help="calibration applied when --calibration is given (default: temperature)")
     g.add_argument("--target-accuracy", type=float, metavar="A",
@@ -339,7 +342,7 @@ def load_predictor(spec: BackendSpec, role: str, *, threads: int | None, batch_s
     else:
         with open(path, "rb") as fh:
             try:
-                est = pickle.load(fh)  # noqa: S301 - the user names a model file they trust
+                est = pickle.load(fh)
             except (pickle.UnpicklingError, EOFError) as exc:
                 raise CLIError(f"{role} model: {path} is not a pickle ({exc}); saved with joblib? use joblib:{path}") from None
     if not hasattr(est, "predict_proba"):
@@ -347,7 +350,7 @@ def load_predictor(spec: BackendSpec, role: str, *, threads: int | None, batch_s
     return SklearnPredictor(est, batch_size=batch_size * 32, name=name)
 
 
-def _load_data(path: str, args: argparse.Namespace, what: str) -> tuple[list[str], np.ndarray]:
+def _load_data(path: str, args: argparse.Namespace, what: str, limit: int | None = None) -> tuple[list[str], np.ndarray]:
     from .io import load_texts
 
     text_column = args.text_column[0] if args.text_column and len(args.text_column) == 1 else args.text_column
@@ -356,7 +359,7 @@ def _load_data(path: str, args: argparse.Namespace, what: str) -> tuple[list[str
         raise CLIError(f"{what}: no such file: {p}")
     try:
         texts, labels = load_texts(p, text_column=text_column, label_column=args.label_column,
-                                   format=args.format, limit=args.limit)
+                                   format=args.format, limit=limit if limit is not None else args.limit)
     except KeyError as exc:
         raise CLIError(f"{what}: {exc.args[0]} (see --text-column / --label-column)") from None
     except (ValueError, IsADirectoryError) as exc:
@@ -477,10 +480,13 @@ def _check_args(args: argparse.Namespace) -> tuple[list[float] | None, CostSpec 
     delta = None if delta_text == "none" else _float(delta_text, "--delta")
     if delta is not None and not 0 < delta < 1:
         raise CLIError(f"--delta must lie in (0, 1) or be 'none', got {args.delta}")
-    for flag in ("target_accuracy", "target_system_accuracy", "target_relative_accuracy"):
+    for flag in ("target_accuracy", "target_system_accuracy"):
         v = getattr(args, flag)
-        if v is not None and not 0 < v < 1 + (flag == "target_relative_accuracy") * 1e-9:
+        if v is not None and not 0 < v < 1:
             raise CLIError(f"--{flag.replace('_', '-')} must lie in (0, 1), got {v}")
+    rel = args.target_relative_accuracy
+    if rel is not None and not 0 < rel <= 1:
+        raise CLIError(f"--target-relative-accuracy must lie in (0, 1], got {rel}")
     for flag in ("batch_size", "repeats"):
         if getattr(args, flag) < 1:
             raise CLIError(f"--{flag.replace('_', '-')} must be >= 1")
@@ -488,8 +494,9 @@ def _check_args(args: argparse.Namespace) -> tuple[list[float] | None, CostSpec 
         raise CLIError("--threads must be >= 1")
     if args.max_length is not None and args.max_length < 2:
         raise CLIError("--max-length must be >= 2")
-    if args.limit is not None and args.limit < 1:
-        raise CLIError("--limit must be >= 1")
+    for flag in ("limit", "calibration_limit"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
+            raise CLIError(f"--{flag.replace('_', '-')} must be >= 1")
     return thresholds, cost, delta
 
 
@@ -517,13 +524,13 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     progress = _progress_enabled(args.progress)
     # Load data first: a typo in a path or a column should not wait for a model to compile.
     texts, raw_labels = _load_data(args.data, args, "DATA")
-    cal = _load_data(args.calibration, args, "--calibration") if args.calibration else None
+    cal = _load_data(args.calibration, args, "--calibration", args.calibration_limit) if args.calibration else None
     if cal is not None and Path(args.calibration).expanduser().resolve() == Path(args.data).expanduser().resolve():
         raise CLIError("--calibration is DATA itself: calibrate and choose thresholds on a held-out split")
     out = Path(args.out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
 
-    opts = dict(threads=args.threads, batch_size=args.batch_size, max_length=args.max_length)
+    opts = {"threads": args.threads, "batch_size": args.batch_size, "max_length": args.max_length}
     primary = load_predictor(primary_spec, "primary", **opts)
     fallback = load_predictor(fallback_spec, "fallback", **opts)
 
@@ -547,8 +554,8 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     y, label_note = match_labels(raw_labels, classes, pp.n_classes, label_map, "DATA", "the primary")
     sec_pp = (float(np.median(p_times)) / n, float(np.median(f_times)) / n)
     say(f"  classes {list(classes or range(pp.n_classes))}; {label_note}")
-    say(f"  primary  {args.primary}: {n / (sec_pp[0] * n):,.1f} inputs/s, accuracy {np.mean(pp.labels == y):.4f}")
-    say(f"  fallback {args.fallback}: {n / (sec_pp[1] * n):,.1f} inputs/s, accuracy {np.mean(fp.labels == y):.4f}")
+    say(f"  primary  {args.primary}: {1 / sec_pp[0]:,.1f} inputs/s, accuracy {np.mean(pp.labels == y):.4f}")
+    say(f"  fallback {args.fallback}: {1 / sec_pp[1]:,.1f} inputs/s, accuracy {np.mean(fp.labels == y):.4f}")
     cost_model = _cost_model(cost_spec, sec_pp)
 
     scaler = None
