@@ -203,6 +203,22 @@ def test_measured_cost_prices_by_time_and_plots(toy, tmp_path):
     assert z["primary_probs"].shape == (300, 2) and z["labels"].shape == (300,)
 
 
+def test_joblib_backend_and_not_a_pickle(toy, tmp_path, capsys):
+    joblib = pytest.importorskip("joblib")
+    saved = tmp_path / "big.joblib"
+    joblib.dump(pickle.loads(toy["big"].read_bytes()), saved)
+    out = tmp_path / "out"
+    assert _run([f"sklearn:{toy['cheap']}", f"joblib:{saved}", str(toy["dev"]), "--thresholds", "0.7",
+                 "--out", str(out), "--no-plots"]) == 0
+    doc = json.loads((out / "results.json").read_text())
+    big_acc = doc["summary"]["stage_accuracy"]["fallback"]
+    assert doc["fallback"] == f"joblib:{saved}" and big_acc > 0.8
+    text = tmp_path / "model.pkl"
+    text.write_text("not a model")
+    err = _error(capsys, [f"sklearn:{text}", f"sklearn:{toy['big']}", str(toy["dev"]), "--out", str(out)])
+    assert "is not a pickle" in err
+
+
 def test_jsonl_columns_and_label_map(toy, tmp_path):
     x, y = _toy(120, 3)
     data = tmp_path / "d.jsonl"
