@@ -3,7 +3,10 @@
 #   bash tools/run.sh demo   # core-only venv, then the embedded routing demo (no download)
 #   bash tools/run.sh test   # full venv (every extra, pinned), the whole test suite,
 #                            # then the core tests again under numpy 2 without the heavy extras
+#   bash tools/run.sh study  # the SST-2 routing study (needs ../shared; see docs/sst2-study.md)
+#   bash tools/run.sh confroute ARGS...  # the confroute CLI in the full venv (e.g. `evaluate ...`)
 set -euo pipefail
+shopt -s inherit_errexit  # a failed install inside $(full_venv) must stop the script
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
@@ -15,6 +18,15 @@ venv() {  # venv DIR: create once, print its python
   echo "$1/bin/python"
 }
 
+full_venv() {  # the venv with every extra, pinned; prints its python
+  local py
+  py=$(venv .venv)
+  # torch==2.13.0 (CPU) is pinned in the constraints: a looser spec pulls a multi-GB CUDA build.
+  # (pip warns once per package about this machine's unused local index; the filter drops that noise only)
+  "$py" -m pip install -q -c constraints/py311.txt -e ".[all,test]" 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
+  echo "$py"
+}
+
 case "${1:-}" in
   demo)
     py=$(venv .venv-demo)
@@ -22,10 +34,7 @@ case "${1:-}" in
     "$py" -m confroute demo "${@:2}"
     ;;
   test)
-    py=$(venv .venv)
-    # torch==2.13.0 (CPU) is pinned in the constraints: a looser spec pulls a multi-GB CUDA build.
-    # (pip warns once per package about this machine's unused local index; the filter drops that noise only)
-    "$py" -m pip install -q -c constraints/py311.txt -e ".[all,test]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+    py=$(full_venv)
     "$py" -m pytest -q "${@:2}"
     # The core must also work with numpy 2 when the deepsparse extra is absent.
     py2=$(venv .venv-numpy2)
@@ -33,8 +42,16 @@ case "${1:-}" in
     "$py2" -c "import numpy; assert numpy.__version__ >= '2', numpy.__version__; print('numpy', numpy.__version__)"
     "$py2" -m pytest -q -p no:cacheprovider "${@:2}"
     ;;
+  study)
+    py=$(full_venv)
+    "$py" examples/sst2_routing.py "${@:2}"
+    ;;
+  confroute)
+    py=$(full_venv)
+    "$py" -m confroute "${@:2}"
+    ;;
   *)
-    echo "usage: bash tools/run.sh demo|test [extra args]" >&2
+    echo "usage: bash tools/run.sh demo|test|study|confroute [extra args]" >&2
     exit 2
     ;;
 esac
