@@ -244,15 +244,11 @@ def relative_choice(scores: np.ndarray, pc: np.ndarray, fc: np.ndarray, relative
     testing does; it cannot jump over a dip to a lucky point further down the curve.
     """
     goal = min((relative + margin) * fc.mean(), 1 - 1e-9)
-    if rule == "loosest":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ThresholdWarning)
-            c = choose_threshold(scores, pc, fallback_correct=fc, target_system_accuracy=goal, delta=delta)
-        return c.threshold
-    sw = threshold_sweep(scores, pc, fc)
-    bad = np.flatnonzero(sw.system_correct < goal * sw.n - 1e-9)
-    row = (bad[0] - 1) if bad.size else len(sw.thresholds) - 1
-    return float(sw.thresholds[max(row, 0)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThresholdWarning)
+        c = choose_threshold(scores, pc, fallback_correct=fc, target_system_accuracy=goal, delta=delta,
+                             rule="loosest" if rule == "loosest" else "first_failure")
+    return c.threshold
 
 
 def sequential_two_thresholds(s0: np.ndarray, c0: np.ndarray, s1: np.ndarray, c1: np.ndarray, c2: np.ndarray,

@@ -149,3 +149,45 @@ def test_argument_errors_and_to_dict():
     assert d["threshold"] is None and d["feasible"] is False and d["m"] == 0
     text = str(choose_threshold(s, c, target_coverage=0.5, delta=None))
     assert "coverage 50.0%" in text and "threshold 0.9" in text
+
+
+def test_first_failure_rule_stops_at_a_dip_that_loosest_jumps_over():
+    # Inputs sorted by descending score. The primary is wrong at positions 3 and 4, the fallback
+    # at positions 6-9. System accuracy with the first m inputs accepted:
+    # m=0..3: 0.6; m=4: 0.5; m=5: 0.4; m=6: 0.5; ... m=10: 0.8 (a return above the target).
+    scores = np.linspace(1.0, 0.1, 10)
+    primary = np.array([1, 1, 1, 0, 0, 1, 1, 1, 1, 1], dtype=bool)
+    fallback = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
+    kw = dict(fallback_correct=fallback, target_system_accuracy=0.55, delta=None)
+    loosest = choose_threshold(scores, primary, **kw)
+    first = choose_threshold(scores, primary, rule="first_failure", **kw)
+    assert loosest.coverage == 1.0 and loosest.system_accuracy == pytest.approx(0.8)
+    assert first.coverage == pytest.approx(0.3) and first.threshold == pytest.approx(scores[2])
+    assert first.system_accuracy == pytest.approx(0.6)
+    with pytest.raises(ValueError, match="rule must be"):
+        choose_threshold(scores, primary, rule="x", **kw)
+
+
+def test_first_failure_rule_against_brute_force():
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        n = int(rng.integers(5, 60))
+        s = rng.random(n)
+        pc = rng.random(n) < 0.8
+        fc = rng.random(n) < 0.9
+        goal = float(rng.uniform(0.6, 0.95))
+        order = np.argsort(-s, kind="stable")
+        best = np.inf
+        for m in range(n + 1):  # walk down distinct-score cut points
+            if m and m < n and s[order[m - 1]] == s[order[m]]:
+                continue
+            accepted = np.zeros(n, dtype=bool)
+            accepted[order[:m]] = True
+            acc = np.where(accepted, pc, fc).mean()
+            if acc < goal - 1e-12:
+                break
+            best = s[order[m - 1]] if m else np.inf
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ThresholdWarning)
+            c = choose_threshold(s, pc, fallback_correct=fc, target_system_accuracy=goal, delta=None, rule="first_failure")
+        assert c.threshold == best

@@ -226,6 +226,7 @@ def choose_threshold(
     delta: float | None = 0.05,
     cost_model: Any = None,
     n_starts: int | None = None,
+    rule: str = "loosest",
 ) -> ThresholdChoice:
     """Choose the primary's threshold on calibration data for one objective.
 
@@ -255,6 +256,15 @@ def choose_threshold(
         Number of fixed-sequence chains for ``target_accuracy`` (see the module notes); default:
         as many as fit in ``n`` (at most 8). The reported ``guaranteed`` bound is computed at
         the level each chain uses, ``delta / n_starts``.
+    rule : {"loosest", "first_failure"}, default "loosest"
+        How an empirical (``delta=None``) accuracy target is met. ``"loosest"``: the loosest
+        threshold whose figure meets the target anywhere on the curve. ``"first_failure"``:
+        walk from the strictest threshold to looser ones and stop before the first that fails,
+        as fixed-sequence testing does. On small calibration sets the loosest point is often a
+        lucky return above the target after a dip (winner's curse); ``"first_failure"`` cannot
+        jump over the dip. It suits ``target_system_accuracy`` (the walk starts at "everything
+        to the fallback"); with ``target_accuracy`` one early error among the most confident
+        inputs ends the walk. With a ``delta`` the test is always fixed-sequence.
 
     Returns
     -------
@@ -282,6 +292,8 @@ def choose_threshold(
         "cost": max_cost_per_input,
         "savings": min_savings,
     }
+    if rule not in ("loosest", "first_failure"):
+        raise ValueError(f"rule must be 'loosest' or 'first_failure', got {rule!r}")
     given = [k for k, v in objectives.items() if v is not None]
     if len(given) != 1:
         raise ValueError(
@@ -313,8 +325,16 @@ def choose_threshold(
         alpha = 1.0 - target
         level = delta
         if delta is None:
-            ok = np.flatnonzero((errors[start:] <= alpha * trials[start:]) & (trials[start:] > 0))
-            row = start + int(ok[-1]) if ok.size else -1
+            # Counts are integers: allow for rounding in alpha * trials (a target equal to an
+            # achieved accuracy, e.g. the fallback's own, must count as met).
+            meets = (errors[start:] <= alpha * trials[start:] + 1e-9 * trials[start:]) & (trials[start:] > 0)
+            if rule == "loosest":
+                ok = np.flatnonzero(meets)
+                row = start + int(ok[-1]) if ok.size else -1
+            else:
+                # Walk from strict to loose and stop before the first failure: a dip in the
+                # curve ends the walk, so a lucky point further down cannot be picked.
+                row = start + _first_failure(meets) - 1
         elif objective == "system_accuracy":
             row = _sequential_test(errors, trials, alpha, delta, start)
         else:
