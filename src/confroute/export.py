@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["export_to_onnx", "ExportResult", "ExportMismatchError", "DEFAULT_CHECK_TEXTS"]
+__all__ = [
+    "export_to_onnx",
+    "ExportResult",
+    "ExportMismatchError",
+    "DEFAULT_CHECK_TEXTS",
+    "add_hidden_output",
+    "HiddenOutputResult",
+]
 
 #: Texts the exported model is checked on: different lengths, so that padding is exercised.
 DEFAULT_CHECK_TEXTS = (
@@ -233,6 +240,176 @@ def _compare(
         (got,) = session.run(["logits"], feed)
         worst = max(worst, float(np.max(np.abs(ref - got))))
     return worst
+
+
+# --------------------------------------------------------------------------- hidden-state output
+@dataclass(frozen=True)
+class HiddenOutputResult:
+    """A copy of an ONNX classifier that also returns the classifier head's input.
+
+    Attributes
+    ----------
+    onnx_path : Path
+        The new ``model.onnx`` (outputs: the original ones, then ``output_name``).
+    output_name : str
+        Name of the added graph output.
+    tensor : str
+        The graph tensor it exposes (the data input of the final Gemm/MatMul).
+    hidden_size : int or None
+        Its last dimension, when the classifier weight says.
+    max_abs_diff : float
+        Largest absolute difference between the copy's and the original's logits on the check
+        texts (0.0: the graph computes exactly what it did).
+    """
+
+    onnx_path: Path
+    output_name: str
+    tensor: str
+    hidden_size: int | None
+    max_abs_diff: float
+
+
+def _classifier_input(graph: Any, logits_name: str) -> tuple[str, int | None]:
+    """The data input of the Gemm/MatMul(+Add) that produces ``logits_name``, and its width."""
+    producers = {o: n for n in graph.node for o in n.output}
+    inits = {i.name: i for i in graph.initializer}
+    node = producers.get(logits_name)
+    if node is not None and node.op_type == "Add":
+        # MatMul + Add (bias) exports: follow the non-constant operand.
+        data = [x for x in node.input if x not in inits]
+        node = producers.get(data[0]) if len(data) == 1 else None
+    if node is None or node.op_type not in ("Gemm", "MatMul"):
+        what = "a graph input" if node is None else f"a {node.op_type} node ({node.name})"
+        raise ValueError(
+            f"output {logits_name!r} is produced by {what}, not a Gemm/MatMul classifier layer; "
+            "pass tensor= to name the tensor to expose"
+        )
+    x, w = node.input[0], node.input[1]
+    width = None
+    if w in inits:
+        dims = list(inits[w].dims)
+        trans_b = any(a.name == "transB" and a.i == 1 for a in node.attribute)
+        if len(dims) == 2:
+            width = int(dims[1] if trans_b else dims[0])
+    return x, width
+
+
+def add_hidden_output(
+    model: str | Path,
+    output_dir: str | Path,
+    *,
+    tensor: str | None = None,
+    output_name: str = "pooled",
+    check_texts: Sequence[str] | None = None,
+    atol: float = 1e-5,
+    overwrite: bool = False,
+) -> HiddenOutputResult:
+    """Copy an ONNX text classifier, adding the classifier head's input as a graph output.
+
+    The cheap model runs on every input anyway, so its last hidden state (the pooled [CLS]
+    vector that feeds the classification layer) is a free feature for a correctness judge
+    (:class:`confroute.judge.CorrectnessJudge` ``extra_features``). This writes a copy of
+    ``model`` to ``output_dir`` (tokenizer and config files copied next to it) whose graph has
+    one more output, ``output_name``, an ``Identity`` of that tensor, and checks with ONNX
+    Runtime that the original outputs are unchanged. The source is only read.
+
+    Parameters
+    ----------
+    model : path
+        A directory holding ``model.onnx`` (with its tokenizer), or the ``.onnx`` file.
+    output_dir : path
+        Where the copy goes; must differ from the model's directory.
+    tensor : str, optional
+        Graph tensor to expose. Default: the data input of the final ``Gemm`` or ``MatMul``
+        (optionally followed by a bias ``Add``) that produces the first graph output.
+    output_name : str, default "pooled"
+    check_texts : sequence of str, optional
+        Texts both graphs are run on (default :data:`DEFAULT_CHECK_TEXTS`, as one padded batch).
+    atol : float, default 1e-5
+        Largest allowed absolute difference of the first output between copy and original.
+    overwrite : bool, default False
+        Replace an existing ``output_dir/model.onnx``.
+
+    Returns
+    -------
+    HiddenOutputResult
+
+    Raises
+    ------
+    ValueError
+        When the final layer is not a Gemm/MatMul (and ``tensor`` is not given), or the name
+        is taken.
+    ExportMismatchError
+        When the copy's first output differs from the original's by more than ``atol``.
+
+    Examples
+    --------
+    >>> r = add_hidden_output("models/minilm-sst2-pruned80", "/tmp/pruned80-pooled")  # doctest: +SKIP
+    >>> r.output_name, r.hidden_size, r.max_abs_diff  # doctest: +SKIP
+    ('pooled', 384, 0.0)
+    """
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import helper
+    except ImportError:
+        raise ImportError("add_hidden_output needs onnx and onnxruntime: pip install 'confroute[onnx]'") from None
+    from .predictors._text import TextEncoder, default_max_length, onnx_file
+
+    src_file, src_dir = onnx_file(model)
+    dst = Path(output_dir).expanduser().resolve()
+    if dst == src_dir.resolve():
+        raise ValueError("output_dir must differ from the model's directory: the source is never written to")
+    out_file = dst / "model.onnx"
+    if out_file.exists() and not overwrite:
+        raise FileExistsError(f"{out_file} exists; pass overwrite=True to replace it")
+
+    proto = onnx.load(str(src_file))
+    graph = proto.graph
+    first = graph.output[0]
+    if output_name in {o.name for o in graph.output} | {x for n in graph.node for x in n.output}:
+        raise ValueError(f"the graph already has a tensor named {output_name!r}; pass another output_name")
+    if tensor is None:
+        tensor, width = _classifier_input(graph, first.name)
+    else:
+        known = {x for n in graph.node for x in n.output} | {i.name for i in graph.input}
+        if tensor not in known:
+            raise ValueError(f"no tensor {tensor!r} in the graph of {src_file}")
+        width = None
+    batch_dim = first.type.tensor_type.shape.dim[0]
+    batch = batch_dim.dim_param or (batch_dim.dim_value or None)
+    graph.node.append(helper.make_node("Identity", [tensor], [output_name], name=f"expose_{output_name}"))
+    graph.output.append(
+        helper.make_tensor_value_info(output_name, first.type.tensor_type.elem_type, [batch, width])
+    )
+    onnx.checker.check_model(proto)
+    dst.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out_file))
+    for name in _SIDE_FILES:
+        if (src_dir / name).is_file():
+            shutil.copyfile(src_dir / name, dst / name)
+
+    texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
+    if not texts:
+        raise ValueError("check_texts must hold at least one text")
+    encoder = TextEncoder(src_dir, max_length=default_max_length(src_dir), source=str(src_file))
+    batch_arrays = encoder.encode(texts).arrays
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    before = ort.InferenceSession(str(src_file), options, providers=["CPUExecutionProvider"])
+    after = ort.InferenceSession(str(out_file), options, providers=["CPUExecutionProvider"])
+    feed = {i.name: batch_arrays[i.name] for i in before.get_inputs()}
+    (ref,) = before.run([first.name], feed)
+    got, hidden = after.run([first.name, output_name], feed)
+    diff = float(np.max(np.abs(np.asarray(ref) - np.asarray(got))))
+    if not np.isfinite(diff) or diff > atol:
+        raise ExportMismatchError(
+            f"adding output {output_name!r} changed {first.name!r} by up to {diff:.3g} (> atol={atol:g}); "
+            f"the copy is at {out_file}"
+        )
+    if width is None:
+        width = int(np.asarray(hidden).shape[-1])
+    return HiddenOutputResult(out_file, output_name, tensor, width, diff)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
