@@ -35,6 +35,7 @@ _LAZY: dict[str, str] = {
     "DeepSparsePredictor": "confroute.predictors.deepsparse",
     "ONNXRuntimePredictor": "confroute.predictors.onnxruntime",
     "export_to_onnx": "confroute.export",
+    "add_hidden_output": "confroute.export",
     "CascadeEvaluation": "confroute.cascade_search",
     "choose_cascade_thresholds": "confroute.cascade_search",
     "evaluate_cascade": "confroute.cascade_search",
@@ -61,6 +62,7 @@ __all__ = [
     "DeepSparsePredictor",
     "ONNXRuntimePredictor",
     "export_to_onnx",
+    "add_hidden_output",
     # routing
     "Cascade",
     "ThresholdRouter",
@@ -119,7 +121,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .per_class import choose_per_class_thresholds, compare_thresholds
     from .calibration import HistogramBinning, IsotonicCalibrator, TemperatureScaler, VectorScaler
     from .evaluation import EvaluationResult, evaluate
-    from .export import export_to_onnx
+    from .export import add_hidden_output, export_to_onnx
     from .io import load_texts
     from .predictors.deepsparse import DeepSparsePredictor
     from .predictors.huggingface import HFPipelinePredictor
