@@ -44,6 +44,7 @@ from scipy.optimize import minimize, minimize_scalar
 from scipy.special import log_softmax, logsumexp
 
 from ._types import Predictions, softmax
+from .metrics import _check_labels
 
 __all__ = [
     "TemperatureScaler",
@@ -78,24 +79,6 @@ def _as_log_scores(x: Any, where: str) -> np.ndarray:
     return z
 
 
-def _as_labels(y: Any, n: int, k: int, where: str) -> np.ndarray:
-    labels = np.asarray(y)
-    if labels.shape != (n,):
-        raise ValueError(f"{where}: labels must have shape ({n},), got {labels.shape}")
-    if labels.dtype.kind not in "iu":
-        if labels.dtype.kind == "f" and np.all(np.mod(labels, 1) == 0):
-            labels = labels.astype(np.int64)
-        else:
-            raise ValueError(
-                f"{where}: labels must be class indices 0..{k - 1}, got dtype {labels.dtype}"
-            )
-    if n and (labels.min() < 0 or labels.max() >= k):
-        raise ValueError(
-            f"{where}: labels must lie in 0..{k - 1}, got values in {int(labels.min())}..{int(labels.max())}"
-        )
-    return labels.astype(np.int64)
-
-
 class _Calibrator:
     """Shared plumbing: input checks, ``fit_transform``, the fitted-state check."""
 
@@ -106,7 +89,7 @@ class _Calibrator:
         z = _as_log_scores(log_scores, f"{name}.fit")
         if z.shape[0] == 0:
             raise ValueError(f"{name}.fit: need at least one input")
-        y = _as_labels(labels, z.shape[0], z.shape[1], f"{name}.fit")
+        y = _check_labels(labels, z.shape[0], z.shape[1], where=f"{name}.fit")
         return z, y
 
     def _transform_input(self, log_scores: Any) -> np.ndarray:

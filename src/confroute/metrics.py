@@ -86,21 +86,24 @@ def _check_probs(probs: Any, name: str = "probs") -> np.ndarray:
     return p
 
 
-def _check_labels(labels: Any, n: int, k: int | None = None) -> np.ndarray:
+def _check_labels(labels: Any, n: int, k: int | None = None, where: str = "") -> np.ndarray:
+    """``n`` class indices (integer-valued floats accepted), in ``0..k-1`` when ``k`` is given;
+    ``where`` prefixes the error messages."""
+    at = f"{where}: " if where else ""
     y = np.asarray(labels)
     if y.shape != (n,):
-        raise ValueError(f"labels must have shape ({n},), got {y.shape}")
+        raise ValueError(f"{at}labels must have shape ({n},), got {y.shape}")
     if y.dtype.kind not in "iub":
         if y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0):
             y = y.astype(np.int64)
         else:
             raise ValueError(
-                f"labels must be class indices (integers), got dtype {y.dtype}; map class names "
+                f"{at}labels must be class indices (integers), got dtype {y.dtype}; map class names "
                 "to column positions first"
             )
     y = y.astype(np.int64)
     if k is not None and n and (y.min() < 0 or y.max() >= k):
-        raise ValueError(f"labels must lie in 0..{k - 1}, got values in {int(y.min())}..{int(y.max())}")
+        raise ValueError(f"{at}labels must lie in 0..{k - 1}, got values in {int(y.min())}..{int(y.max())}")
     return y
 
 
