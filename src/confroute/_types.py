@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import import_pandas
+
 __all__ = ["Predictions", "RoutingResult", "PredictionError"]
 
 #: Rows of a probability matrix must sum to one within this absolute tolerance. Generous enough
@@ -293,10 +295,7 @@ class RoutingResult:
 
     def to_pandas(self) -> Any:
         """One row per input (requires pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:  # pragma: no cover - exercised only without pandas
-            raise ImportError("to_pandas() needs pandas: pip install 'confroute[pandas]'") from None
+        pd = import_pandas()
         return pd.DataFrame(self._rows())
 
     @staticmethod

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import import_pandas
 from ._types import Predictions
 from .evaluation import _as_predictions, _correct, _json, _score_name, pareto_front, stage_prices
 from .scores import checked_scores, resolve_score
@@ -303,10 +304,7 @@ class CascadeEvaluation:
 
     def to_pandas(self) -> Any:
         """One row per threshold tuple (requires pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:  # pragma: no cover - exercised only without pandas
-            raise ImportError("to_pandas() needs pandas: pip install 'confroute[pandas]'") from None
+        pd = import_pandas()
         return pd.DataFrame(self._columns())
 
     def _columns(self) -> dict[str, np.ndarray]:

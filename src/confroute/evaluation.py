@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from . import metrics
+from ._optional import import_pandas
 from ._types import Predictions
 from .scores import checked_scores, resolve_score
 
@@ -401,10 +402,7 @@ class EvaluationResult:
     # -- export ------------------------------------------------------------------------------
     def to_pandas(self) -> Any:
         """The per-threshold table as a DataFrame (requires pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:  # pragma: no cover - exercised only without pandas
-            raise ImportError("to_pandas() needs pandas: pip install 'confroute[pandas]'") from None
+        pd = import_pandas()
         return pd.DataFrame({c: self.table[c] for c in TABLE_COLUMNS})
 
     def summary(self) -> dict[str, Any]:

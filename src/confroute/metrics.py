@@ -38,6 +38,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ._optional import import_pandas
+
 __all__ = [
     "expected_calibration_error",
     "ece",
@@ -210,10 +212,7 @@ class ReliabilityTable:
 
     def to_pandas(self) -> Any:
         """One row per bin (requires pandas)."""
-        try:
-            import pandas as pd
-        except ImportError:  # pragma: no cover - exercised only without pandas
-            raise ImportError("to_pandas() needs pandas: pip install 'confroute[pandas]'") from None
+        pd = import_pandas()
         return pd.DataFrame(
             {
                 "lower": self.lower,

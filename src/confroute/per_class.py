@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import import_pandas
 from .evaluation import EvaluationResult, OperatingPoint, _json
 from .thresholds import ThresholdChoice, ThresholdWarning, choose_threshold
 
@@ -269,10 +270,7 @@ class ThresholdComparison:
 
     def to_pandas(self) -> Any:
         """One row per rule and class (class ``"all"`` is the whole data)."""
-        try:
-            import pandas as pd
-        except ImportError:  # pragma: no cover - exercised only without pandas
-            raise ImportError("to_pandas() needs pandas: pip install 'confroute[pandas]'") from None
+        pd = import_pandas()
         return pd.DataFrame(self._rows())
 
     def _rows(self) -> list[dict[str, Any]]:
