@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from confroute.io import load_texts
+from confroute.integrations.io import load_texts
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_SIZES = (1, 8, 32)
@@ -104,7 +104,7 @@ def main() -> None:
     texts, labels = load_texts(shared / "data" / "sst2" / "dev.tsv")
     dense_onnx = ns.cache / "minilm-sst2-dense-onnx"
     if not (dense_onnx / "model.onnx").is_file():
-        from confroute.export import export_to_onnx
+        from confroute.predictors.export import export_to_onnx
 
         r = export_to_onnx(shared / "models" / "minilm-sst2-dense", dense_onnx)
         print(f"exported dense model to {r.onnx_path} (max |logit diff| {r.max_abs_diff:.1e})")

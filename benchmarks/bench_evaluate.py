@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from confroute.evaluation import evaluate
+from confroute.evaluation.evaluate import evaluate
 
 
 def make_data(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

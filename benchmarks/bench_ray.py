@@ -153,7 +153,7 @@ def run_ray(n: int, n_stages: int, num_cpus: int, batch_size: int, concurrency: 
     """One run on a fresh local Ray instance (so memory peaks are per run); start-up included."""
     import ray
 
-    from confroute.ray import route_dataset
+    from confroute.integrations.ray import route_dataset
 
     router = make_router(n_stages)
     counts = np.zeros(n_stages + 1, dtype=np.int64)

@@ -25,9 +25,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from confroute import CostModel, SklearnPredictor, ThresholdRouter
-from confroute.calibration import IsotonicCalibrator, TemperatureScaler
-from confroute.evaluation import evaluate
-from confroute.thresholds import choose_threshold
+from confroute.calibration.calibrators import IsotonicCalibrator, TemperatureScaler
+from confroute.evaluation.evaluate import evaluate
+from confroute.selection.thresholds import choose_threshold
 
 IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
 

@@ -11,7 +11,7 @@ script reports, on SST-2 dev (872 sentences):
 * the AURC of the score as a predictor of the cheap model's correctness (lower is better).
 
 Scores compared: max-probability; max-probability with a threshold per predicted class (the best
-pair on dev); a :class:`~confroute.judge.CorrectnessJudge` trained on the held-out train slice
+pair on dev); a :class:`~confroute.calibration.judge.CorrectnessJudge` trained on the held-out train slice
 (4,000 sentences the models *were* fine-tuned on) and applied to dev; and judges cross-fitted on
 dev (5 folds: every dev sentence is scored by a judge that never saw it), averaged over 20 fold
 assignments, with plain features, with TF-IDF probabilities as extra features, and with the
@@ -19,7 +19,7 @@ assignments, with plain features, with TF-IDF probabilities as extra features, a
 
 Added for issue 7: the cheap model's own hidden state as judge features. A copy of the cheap
 model's ONNX graph with the pooled [CLS] vector (the input of the classification layer) as a
-second output is written into the cache (:func:`confroute.export.add_hidden_output`; the shared
+second output is written into the cache (:func:`confroute.predictors.export.add_hidden_output`; the shared
 model is only read) and run with ONNX Runtime (one thread, dynamic shapes, confroute's
 tokenisation, 64 tokens as the DeepSparse run) on dev and on the train slice; the 384-d vectors
 are cached. Judges see them PCA-reduced inside their own pipeline (fitted on the judge's training
@@ -50,11 +50,11 @@ from typing import Any
 import numpy as np
 
 from confroute import Predictions
-from confroute.evaluation import threshold_sweep
-from confroute.io import load_texts
-from confroute.judge import CorrectnessJudge, cross_fit
-from confroute.metrics import aurc
-from confroute.thresholds import choose_threshold
+from confroute.evaluation.evaluate import threshold_sweep
+from confroute.integrations.io import load_texts
+from confroute.calibration.judge import CorrectnessJudge, cross_fit
+from confroute.calibration.metrics import aurc
+from confroute.selection.thresholds import choose_threshold
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "benchmarks" / "results" / "sst2_judge.json"
@@ -115,7 +115,7 @@ def pooled_model(r: Any, sparse: Any, root: Path) -> Path:
         raise SystemExit(f"the hidden-state features need a local ONNX directory for the cheap model, got {sparse}")
     out = root / f"sparse-pooled-onnx-{r.fingerprint(sparse)}"
     if not (out / "model.onnx").exists():
-        from confroute.export import add_hidden_output
+        from confroute.predictors.export import add_hidden_output
 
         res = add_hidden_output(sparse, out)
         print(f"  wrote {res.onnx_path}: output {res.output_name!r} = {res.tensor} ({res.hidden_size}-d); "

@@ -48,10 +48,10 @@ os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
 import numpy as np
 
 from confroute import CostModel, StageCost, load_texts
-from confroute._types import Predictions, softmax
-from confroute.calibration import TemperatureScaler
-from confroute.evaluation import evaluate, threshold_sweep
-from confroute.thresholds import ThresholdWarning, choose_threshold
+from confroute.core.types import Predictions, softmax
+from confroute.calibration.calibrators import TemperatureScaler
+from confroute.evaluation.evaluate import evaluate, threshold_sweep
+from confroute.selection.thresholds import ThresholdWarning, choose_threshold
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = {
@@ -78,7 +78,7 @@ Online, with public models (downloads; the figures will differ from docs/sst2-st
   * a dense SST-2 model from the Hugging Face Hub (through the pipeline):
       --dense distilbert-base-uncased-finetuned-sst-2-english
     and for the DeepSparse timing of the dense model, export it first:
-      python -m confroute.export <local dense model dir> ~/.cache/confroute/sst2/dense-onnx
+      python -m confroute.predictors.export <local dense model dir> ~/.cache/confroute/sst2/dense-onnx
   (with a Hub id the script leaves the network on; unset HF_HUB_OFFLINE if you set it yourself).
 """
 
@@ -203,10 +203,10 @@ class Models:
     def dense_onnx(self) -> Path:
         dense = self.paths["dense"]
         if not isinstance(dense, Path):
-            raise SystemExit(f"export {dense} to ONNX first: python -m confroute.export <dir> {self.cache.root}/dense-onnx")
+            raise SystemExit(f"export {dense} to ONNX first: python -m confroute.predictors.export <dir> {self.cache.root}/dense-onnx")
         out = self.cache.root / f"dense-onnx-{fingerprint(dense)}"
         if not (out / "model.onnx").exists():
-            from confroute.export import export_to_onnx
+            from confroute.predictors.export import export_to_onnx
 
             r = export_to_onnx(dense, out)
             print(f"  exported the dense model to {r.onnx_path} (max |logit diff| vs PyTorch {r.max_abs_diff:.1e})")

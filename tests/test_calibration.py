@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from confroute import Predictions
-from confroute._types import softmax
-from confroute.calibration import (
+from confroute.core.types import softmax
+from confroute.calibration.calibrators import (
     CalibrationWarning,
     HistogramBinning,
     IsotonicCalibrator,
     TemperatureScaler,
     VectorScaler,
 )
-from confroute.metrics import expected_calibration_error, negative_log_likelihood
+from confroute.calibration.metrics import expected_calibration_error, negative_log_likelihood
 
 
 def draw(n: int, k: int, temperature: float, seed: int, scale: float = 4.0):

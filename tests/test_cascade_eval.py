@@ -13,15 +13,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from confroute import Cascade, CostModel, ThresholdRouter
-from confroute.cascade_search import (
+from confroute.evaluation.cascade import (
     CascadeEvaluation,
     cascade_counts,
     choose_cascade_thresholds,
     evaluate_cascade,
     quantile_grid,
 )
-from confroute.evaluation import EvaluationResult, evaluate
-from confroute.thresholds import ThresholdWarning
+from confroute.evaluation.evaluate import EvaluationResult, evaluate
+from confroute.selection.thresholds import ThresholdWarning
 
 # Six inputs; each stage returns P(pos). Labels: pos for even inputs.
 S1 = {0: 0.95, 1: 0.90, 2: 0.70, 3: 0.60, 4: 0.55, 5: 0.85}   # stage 1: says pos/neg as >0.5
@@ -149,7 +149,7 @@ def test_search_matches_brute_force(seed, target, budget, delta):
     if delta is None:
         acc_ok, cost_ok = acc >= target, cost <= budget
     else:
-        from confroute.thresholds import clopper_pearson
+        from confroute.selection.thresholds import clopper_pearson
 
         acc_ok = 1 - clopper_pearson(300 - res.table["n_correct"], 300, delta / m) >= target
         cost_ok = cost + (29.0 - 1.0) * np.sqrt(np.log(m / delta) / 600) <= budget  # cost in [1, 29]

@@ -16,10 +16,10 @@ from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
-from confroute._cli_evaluate import CLIError, parse_backend, parse_cost, parse_thresholds
-from confroute.calibration import TemperatureScaler
+from confroute.cli.evaluate import CLIError, parse_backend, parse_cost, parse_thresholds
+from confroute.calibration.calibrators import TemperatureScaler
 from confroute.cli import main
-from confroute.evaluation import evaluate
+from confroute.evaluation.evaluate import evaluate
 
 SHARED = Path(os.environ.get("CONFROUTE_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from confroute.drift import DriftMonitor, population_stability_index
+from confroute.evaluation.drift import DriftMonitor, population_stability_index
 
 
 def calib(seed=0, n=4000):

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from confroute import CostModel, Predictions, ThresholdRouter
-from confroute.calibration import TemperatureScaler
-from confroute.evaluation import EvaluationResult, evaluate, pareto_front, threshold_sweep
-from confroute.metrics import aurc, eaurc, expected_calibration_error
+from confroute.calibration.calibrators import TemperatureScaler
+from confroute.evaluation.evaluate import EvaluationResult, evaluate, pareto_front, threshold_sweep
+from confroute.calibration.metrics import aurc, eaurc, expected_calibration_error
 
 
 def brute_force(scores, pc, fc, c0, c1):

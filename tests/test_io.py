@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from confroute.io import LabelledTexts, load_texts
+from confroute.integrations.io import LabelledTexts, load_texts
 
 SHARED = Path(os.environ.get("CONFROUTE_SHARED") or Path(__file__).resolve().parents[1] / ".." / "shared")
 

@@ -8,10 +8,10 @@ from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
 from confroute import CallablePredictor, Predictions, ThresholdRouter
-from confroute.evaluation import evaluate, threshold_sweep
-from confroute.judge import CorrectnessJudge, cross_fit, judge_features
-from confroute.metrics import aurc
-from confroute.thresholds import choose_threshold
+from confroute.evaluation.evaluate import evaluate, threshold_sweep
+from confroute.calibration.judge import CorrectnessJudge, cross_fit, judge_features
+from confroute.calibration.metrics import aurc
+from confroute.selection.thresholds import choose_threshold
 
 
 def coverage_at(scores, correct, target):

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from confroute import metrics
-from confroute.metrics import (
+from confroute.calibration.metrics import (
     aurc,
     brier_score,
     calibration_bins,

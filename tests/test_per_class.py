@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from confroute import CallablePredictor, ThresholdRouter
-from confroute.evaluation import evaluate
-from confroute.per_class import choose_per_class_thresholds, compare_thresholds
-from confroute.thresholds import ThresholdWarning, choose_threshold
+from confroute.evaluation.evaluate import evaluate
+from confroute.selection.per_class import choose_per_class_thresholds, compare_thresholds
+from confroute.selection.thresholds import ThresholdWarning, choose_threshold
 
 
 def three_classes(n, seed):

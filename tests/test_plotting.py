@@ -10,9 +10,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from confroute import plotting  # noqa: E402
-from confroute.calibration import TemperatureScaler  # noqa: E402
-from confroute.evaluation import evaluate  # noqa: E402
-from confroute.thresholds import choose_threshold  # noqa: E402
+from confroute.calibration.calibrators import TemperatureScaler  # noqa: E402
+from confroute.evaluation.evaluate import evaluate  # noqa: E402
+from confroute.selection.thresholds import choose_threshold  # noqa: E402
 
 
 @pytest.fixture(scope="module")

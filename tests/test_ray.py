@@ -18,8 +18,8 @@ from _routing_cases import ROUTERS, features, three_stage, two_stage  # noqa: E4
 
 import confroute  # noqa: E402
 from confroute import CallablePredictor, CircuitBreaker, Fallback, ThresholdRouter  # noqa: E402
-from confroute.frames import result_column_names, route_dataframe  # noqa: E402
-from confroute.ray import collect_stage_arrays, evaluate_dataset, route_dataset  # noqa: E402
+from confroute.integrations.frames import result_column_names, route_dataframe  # noqa: E402
+from confroute.integrations.ray import collect_stage_arrays, evaluate_dataset, route_dataset  # noqa: E402
 
 FEATURES = ["f0", "f1", "f2"]
 
@@ -150,8 +150,8 @@ def test_scoring_actors_and_assembly_match_evaluate_with_a_calibrator():
     import pyarrow as pa
 
     from confroute import TemperatureScaler
-    from confroute.frames import InputSpec
-    from confroute.ray import _describe, _RouterSource, _ScoreStage, assemble_stage_arrays
+    from confroute.integrations.frames import InputSpec
+    from confroute.integrations.ray import _describe, _RouterSource, _ScoreStage, assemble_stage_arrays
 
     primary = ROUTERS["three_stage"]().stages[0].predictor
     X_cal, y_cal = features(300, seed=11)

@@ -9,8 +9,8 @@ import pytest
 
 from _routing_cases import ROUTERS, features, two_stage
 from confroute import CallablePredictor, Predictions, PredictionError, ThresholdRouter
-from confroute._stagewise import RowState, advance, route_stagewise, to_routing_result
-from confroute.frames import result_column_names, route_dataframe
+from confroute.routing.stagewise import RowState, advance, route_stagewise, to_routing_result
+from confroute.integrations.frames import result_column_names, route_dataframe
 
 
 # Scores may differ in the last bit: a model's float results can depend on how many rows share

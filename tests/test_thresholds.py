@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from confroute.evaluation import evaluate
-from confroute.thresholds import ThresholdChoice, ThresholdWarning, choose_threshold, clopper_pearson
+from confroute.evaluation.evaluate import evaluate
+from confroute.selection.thresholds import ThresholdChoice, ThresholdWarning, choose_threshold, clopper_pearson
 
 
 def population_accuracy(threshold: float) -> float:

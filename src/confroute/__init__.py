@@ -12,40 +12,40 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from ._types import PredictionError, Predictions, RoutingResult
-from .cost import CostModel, Savings, StageCost
-from .fallback import CircuitBreaker, CircuitOpenError, Fallback, StageTimeoutError
+from .core.types import PredictionError, Predictions, RoutingResult
+from .core.cost import CostModel, Savings, StageCost
+from .routing.fallback import CircuitBreaker, CircuitOpenError, Fallback, StageTimeoutError
 from .predictors import CallablePredictor, Predictor, SklearnPredictor
-from .router import Cascade, ThresholdRouter
-from .scores import margin, max_prob, neg_entropy
+from .routing.cascade import Cascade, ThresholdRouter
+from .core.scores import margin, max_prob, neg_entropy
 
 __version__ = "0.1.0"
 
 # Public names that live in modules with optional or heavier dependencies: imported on access.
 _LAZY: dict[str, str] = {
-    "TemperatureScaler": "confroute.calibration",
-    "VectorScaler": "confroute.calibration",
-    "IsotonicCalibrator": "confroute.calibration",
-    "HistogramBinning": "confroute.calibration",
-    "evaluate": "confroute.evaluation",
-    "EvaluationResult": "confroute.evaluation",
-    "choose_threshold": "confroute.thresholds",
-    "ThresholdChoice": "confroute.thresholds",
+    "TemperatureScaler": "confroute.calibration.calibrators",
+    "VectorScaler": "confroute.calibration.calibrators",
+    "IsotonicCalibrator": "confroute.calibration.calibrators",
+    "HistogramBinning": "confroute.calibration.calibrators",
+    "evaluate": "confroute.evaluation.evaluate",
+    "EvaluationResult": "confroute.evaluation.evaluate",
+    "choose_threshold": "confroute.selection.thresholds",
+    "ThresholdChoice": "confroute.selection.thresholds",
     "HFPipelinePredictor": "confroute.predictors.huggingface",
     "DeepSparsePredictor": "confroute.predictors.deepsparse",
     "ONNXRuntimePredictor": "confroute.predictors.onnxruntime",
-    "export_to_onnx": "confroute.export",
-    "add_hidden_output": "confroute.export",
-    "CascadeEvaluation": "confroute.cascade_search",
-    "choose_cascade_thresholds": "confroute.cascade_search",
-    "evaluate_cascade": "confroute.cascade_search",
-    "choose_per_class_thresholds": "confroute.per_class",
-    "compare_thresholds": "confroute.per_class",
-    "CorrectnessJudge": "confroute.judge",
-    "cross_fit": "confroute.judge",
-    "DriftMonitor": "confroute.drift",
-    "DriftReport": "confroute.drift",
-    "load_texts": "confroute.io",
+    "export_to_onnx": "confroute.predictors.export",
+    "add_hidden_output": "confroute.predictors.export",
+    "CascadeEvaluation": "confroute.evaluation.cascade",
+    "choose_cascade_thresholds": "confroute.evaluation.cascade",
+    "evaluate_cascade": "confroute.evaluation.cascade",
+    "choose_per_class_thresholds": "confroute.selection.per_class",
+    "compare_thresholds": "confroute.selection.per_class",
+    "CorrectnessJudge": "confroute.calibration.judge",
+    "cross_fit": "confroute.calibration.judge",
+    "DriftMonitor": "confroute.evaluation.drift",
+    "DriftReport": "confroute.evaluation.drift",
+    "load_texts": "confroute.integrations.io",
 }
 
 __all__ = [
@@ -115,15 +115,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .cascade_search import CascadeEvaluation, choose_cascade_thresholds, evaluate_cascade
-    from .drift import DriftMonitor, DriftReport
-    from .judge import CorrectnessJudge, cross_fit
-    from .per_class import choose_per_class_thresholds, compare_thresholds
-    from .calibration import HistogramBinning, IsotonicCalibrator, TemperatureScaler, VectorScaler
-    from .evaluation import EvaluationResult, evaluate
-    from .export import add_hidden_output, export_to_onnx
-    from .io import load_texts
+    from .evaluation.cascade import CascadeEvaluation, choose_cascade_thresholds, evaluate_cascade
+    from .evaluation.drift import DriftMonitor, DriftReport
+    from .calibration.judge import CorrectnessJudge, cross_fit
+    from .selection.per_class import choose_per_class_thresholds, compare_thresholds
+    from .calibration.calibrators import HistogramBinning, IsotonicCalibrator, TemperatureScaler, VectorScaler
+    from .evaluation.evaluate import EvaluationResult, evaluate
+    from .predictors.export import add_hidden_output, export_to_onnx
+    from .integrations.io import load_texts
     from .predictors.deepsparse import DeepSparsePredictor
     from .predictors.huggingface import HFPipelinePredictor
     from .predictors.onnxruntime import ONNXRuntimePredictor
-    from .thresholds import ThresholdChoice, choose_threshold
+    from .selection.thresholds import ThresholdChoice, choose_threshold

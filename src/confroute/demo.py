@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .cost import CostModel
+from .core.cost import CostModel
 from .predictors.sklearn import SklearnPredictor
-from .router import ThresholdRouter
+from .routing.cascade import ThresholdRouter
 
 __all__ = ["run_demo"]
 
@@ -69,9 +69,9 @@ def run_demo(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-    from .calibration import TemperatureScaler
-    from .evaluation import evaluate
-    from .thresholds import choose_threshold
+    from .calibration.calibrators import TemperatureScaler
+    from .evaluation.evaluate import evaluate
+    from .selection.thresholds import choose_threshold
 
     X, y = load_digits(return_X_y=True)
     X_train, X_rest, y_train, y_rest = train_test_split(X, y, test_size=0.5, random_state=seed, stratify=y)

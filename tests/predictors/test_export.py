@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from confroute.export import ExportMismatchError, export_to_onnx, main  # noqa: E402
+from confroute.predictors.export import ExportMismatchError, export_to_onnx, main  # noqa: E402
 
 
 def _dims(value_info):

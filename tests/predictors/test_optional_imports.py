@@ -18,10 +18,10 @@ SCRIPT = textwrap.dedent(
                 raise ImportError(f"No module named {name!r} (blocked)")
 
     sys.meta_path.insert(0, Block())
-    import confroute, confroute.io, confroute.export
+    import confroute, confroute.integrations.io, confroute.predictors.export
     from confroute.predictors import DeepSparsePredictor, HFPipelinePredictor, ONNXRuntimePredictor
-    from confroute.export import export_to_onnx
-    from confroute.io import load_texts
+    from confroute.predictors.export import export_to_onnx
+    from confroute.integrations.io import load_texts
 
     calls = {
         "hf": lambda: HFPipelinePredictor("some/model"),

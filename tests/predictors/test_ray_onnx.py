@@ -20,9 +20,9 @@ from _ray_helpers import assert_same_routing, local_ray  # noqa: E402
 from _tiny_bert import CLASSES, TEXTS  # noqa: E402
 
 from confroute import CallablePredictor, Fallback, ThresholdRouter  # noqa: E402
-from confroute.frames import result_column_names, route_dataframe  # noqa: E402
+from confroute.integrations.frames import result_column_names, route_dataframe  # noqa: E402
 from confroute.predictors import ONNXRuntimePredictor  # noqa: E402
-from confroute.ray import route_dataset  # noqa: E402
+from confroute.integrations.ray import route_dataset  # noqa: E402
 
 # ONNX Runtime pads each batch to its longest text, and Ray batches rows differently from
 # route(): probabilities agree to float32 precision, not bit for bit.

@@ -28,7 +28,7 @@ def dev():
     for path in (DENSE, PRUNED, DEV):
         if not path.exists():
             pytest.skip(f"shared assets not found: {path} (set CONFROUTE_SHARED to their folder)")
-    from confroute.io import load_texts
+    from confroute.integrations.io import load_texts
 
     return load_texts(DEV)
 
@@ -40,7 +40,7 @@ def _recorded(model_dir):
 @pytest.fixture(scope="module")
 def dense_onnx(dev, tmp_path_factory):
     pytest.importorskip("torch")
-    from confroute.export import export_to_onnx
+    from confroute.predictors.export import export_to_onnx
 
     result = export_to_onnx(DENSE, tmp_path_factory.mktemp("minilm-dense-onnx"))
     assert result.max_abs_diff < 1e-4

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._types import PredictionError, Predictions
+from ..core.types import PredictionError, Predictions
 
 __all__ = ["Predictor", "as_sequence"]
 

@@ -6,7 +6,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
-from .._types import Predictions
+from ..core.types import Predictions
 from .base import Predictor
 
 __all__ = ["CallablePredictor"]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .._types import Predictions
+from ..core.types import Predictions
 from ._text import TextInputsMixin, check_texts, classes_from_id2label, is_multi_label
 from .base import Predictor
 

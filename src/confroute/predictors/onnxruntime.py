@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .._types import Predictions
+from ..core.types import Predictions
 from ._text import (
     EncodedBatch,
     TextInputsMixin,

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .._types import Predictions
+from ..core.types import Predictions
 from .base import Predictor
 
 __all__ = ["SklearnPredictor"]

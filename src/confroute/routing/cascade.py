@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from ._types import PredictionError, Predictions, RoutingResult
-from .cost import CostModel
+from ..core.types import PredictionError, Predictions, RoutingResult
+from ..core.cost import CostModel
 from .fallback import Fallback, StageOutcome
-from .predictors.base import Predictor, as_sequence
-from .predictors.callable import CallablePredictor
-from .scores import checked_scores, resolve_score, score_range
+from ..predictors.base import Predictor, as_sequence
+from ..predictors.callable import CallablePredictor
+from ..core.scores import checked_scores, resolve_score, score_range
 
 __all__ = ["Cascade", "ThresholdRouter"]
 

@@ -23,9 +23,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ._types import PredictionError, Predictions
-from .predictors.base import Predictor
-from .predictors.callable import CallablePredictor
+from ..core.types import PredictionError, Predictions
+from ..predictors.base import Predictor
+from ..predictors.callable import CallablePredictor
+from ..exceptions import CircuitOpenError, StageTimeoutError
 
 __all__ = ["Fallback", "CircuitBreaker", "CircuitOpenError", "StageTimeoutError", "StageOutcome"]
 
@@ -33,12 +34,6 @@ OnError = Literal["raise", "keep_primary", "abstain"]
 _POLICIES = ("raise", "keep_primary", "abstain")
 
 
-class CircuitOpenError(RuntimeError):
-    """The circuit breaker is open: the stage failed too often and is resting."""
-
-
-class StageTimeoutError(TimeoutError):
-    """A stage call ran past its timeout."""
 
 
 class CircuitBreaker:

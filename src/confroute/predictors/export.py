@@ -7,7 +7,7 @@ output ``logits``) next to a copy of the tokenizer and ``config.json``. The expo
 ONNX Runtime and PyTorch are run on the same texts and the largest absolute logit difference
 must stay within a tolerance.
 
-Command line: ``python -m confroute.export MODEL_DIR OUTPUT_DIR``.
+Command line: ``python -m confroute.predictors.export MODEL_DIR OUTPUT_DIR``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from ..exceptions import ExportMismatchError
 
 __all__ = [
     "export_to_onnx",
@@ -58,9 +59,6 @@ _SIDE_FILES = (
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
-
-class ExportMismatchError(RuntimeError):
-    """The exported ONNX model does not reproduce the PyTorch logits within tolerance."""
 
 
 @dataclass(frozen=True)
@@ -308,7 +306,7 @@ def add_hidden_output(
 
     The cheap model runs on every input anyway, so its last hidden state (the pooled [CLS]
     vector that feeds the classification layer) is a free feature for a correctness judge
-    (:class:`confroute.judge.CorrectnessJudge` ``extra_features``). This writes a copy of
+    (:class:`confroute.calibration.judge.CorrectnessJudge` ``extra_features``). This writes a copy of
     ``model`` to ``output_dir`` (tokenizer and config files copied next to it) whose graph has
     one more output, ``output_name``, an ``Identity`` of that tensor, and checks with ONNX
     Runtime that the original outputs are unchanged. The source is only read.
@@ -354,7 +352,7 @@ def add_hidden_output(
         from onnx import helper
     except ImportError:
         raise ImportError("add_hidden_output needs onnx and onnxruntime: pip install 'confroute[onnx]'") from None
-    from .predictors._text import TextEncoder, default_max_length, onnx_file
+    from ._text import TextEncoder, default_max_length, onnx_file
 
     src_file, src_dir = onnx_file(model)
     dst = Path(output_dir).expanduser().resolve()
@@ -414,7 +412,7 @@ def add_hidden_output(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m confroute.export", description="Export a HF text classifier to ONNX and check it."
+        prog="python -m confroute.predictors.export", description="Export a HF text classifier to ONNX and check it."
     )
     parser.add_argument("model_dir")
     parser.add_argument("output_dir")

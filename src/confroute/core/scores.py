@@ -11,7 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ._types import Predictions
+from .types import Predictions
 
 __all__ = [
     "max_prob",

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from ._types import PredictionError, RoutingResult
-from .router import Cascade, _take
+from ..core.types import PredictionError, RoutingResult
+from .cascade import Cascade, _take
 
 __all__ = [
     "RowState",

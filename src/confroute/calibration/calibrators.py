@@ -43,8 +43,9 @@ import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import log_softmax, logsumexp
 
-from ._types import Predictions, softmax
+from ..core.types import Predictions, softmax
 from .metrics import _check_labels
+from ..exceptions import CalibrationWarning
 
 __all__ = [
     "TemperatureScaler",
@@ -54,9 +55,6 @@ __all__ = [
     "CalibrationWarning",
 ]
 
-
-class CalibrationWarning(UserWarning):
-    """A calibrator was given suspicious input or hit the edge of its search range."""
 
 
 def _as_log_scores(x: Any, where: str) -> np.ndarray:

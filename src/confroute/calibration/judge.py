@@ -51,8 +51,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 
-from ._types import Predictions
-from .scores import margin, max_prob, neg_entropy
+from ..core.types import Predictions
+from ..core.scores import margin, max_prob, neg_entropy
 
 __all__ = ["CorrectnessJudge", "CrossFitJudge", "cross_fit", "judge_features"]
 

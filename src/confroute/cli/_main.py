@@ -31,14 +31,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--plots", metavar="DIR", help="also write PNG figures into DIR (needs matplotlib)")
     demo.set_defaults(func=_demo)
 
-    from ._cli_evaluate import add_evaluate_parser
+    from .evaluate import add_evaluate_parser
 
     add_evaluate_parser(sub)
     return parser
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from ..demo import run_demo
 
     if not 0 < args.target_accuracy < 1:
         raise SystemExit(f"--target-accuracy must lie in (0, 1), got {args.target_accuracy}")

@@ -17,7 +17,7 @@ Conventions
 * The first row of every table has ``threshold = +inf``: nothing accepted, everything deferred
   (the fallback alone). The last row accepts everything (the primary alone).
 * ``accepted_accuracy`` is ``nan`` where nothing is accepted.
-* Cost follows the cascade accounting of :mod:`confroute.cost`: every input pays the primary,
+* Cost follows the cascade accounting of :mod:`confroute.core.cost`: every input pays the primary,
   deferred inputs also pay the fallback; ``savings = 1 - cost / cost_of_fallback_on_everything``.
 """
 
@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics
-from ._optional import import_pandas
-from ._types import Predictions
-from .scores import checked_scores, resolve_score
+from ..calibration import metrics
+from ..core._optional import import_pandas
+from ..core.types import Predictions
+from ..core.scores import checked_scores, resolve_score
 
 __all__ = [
     "evaluate",
@@ -266,7 +266,7 @@ class EvaluationResult:
     stage_accuracy : dict of str to float
         Each stage's accuracy alone on all inputs.
     aurc, eaurc : float
-        Of the primary's score (see :func:`confroute.metrics.aurc`).
+        Of the primary's score (see :func:`confroute.calibration.metrics.aurc`).
     ece : float or None
         Top-label ECE (15 equal-width bins) of the probabilities the primary is routed on
         (after calibration when there is a calibrator); ``None`` when only scores were given.
@@ -451,7 +451,7 @@ class EvaluationResult:
 
     # -- display -----------------------------------------------------------------------------
     def plot(self, kind: str = "summary", ax: Any = None, path: Any = None, **kwargs: Any) -> Any:
-        """Plot with :mod:`confroute.plotting` (needs matplotlib: ``confroute[plot]``).
+        """Plot with :mod:`confroute.evaluation.plotting` (needs matplotlib: ``confroute[plot]``).
 
         Parameters
         ----------
@@ -576,7 +576,7 @@ def _router_arrays(
     every non-last stage's scores) and the primary's uncalibrated predictions when it has a
     calibrator.
     """
-    from .predictors.base import as_sequence
+    from ..predictors.base import as_sequence
 
     inputs = as_sequence(inputs)
     n = len(inputs)
@@ -668,16 +668,16 @@ def evaluate(
     grid : int or sequence of arrays, default 20
         Cascades of more than two stages only: quantiles of each non-last stage's scores to
         try as thresholds, or the candidate thresholds themselves (see
-        :func:`confroute.cascade_search.evaluate_cascade`).
+        :func:`confroute.evaluation.cascade.evaluate_cascade`).
     per_class_thresholds : array or mapping, optional
         Also measure the system at these per-class thresholds of the primary (e.g. from
-        :func:`confroute.per_class.choose_per_class_thresholds`): the result's ``per_class``
+        :func:`confroute.selection.per_class.choose_per_class_thresholds`): the result's ``per_class``
         holds that operating point, to compare with the table's global thresholds.
 
     Returns
     -------
     EvaluationResult or CascadeEvaluation
-        A :class:`~confroute.cascade_search.CascadeEvaluation` (one row per threshold tuple)
+        A :class:`~confroute.evaluation.cascade.CascadeEvaluation` (one row per threshold tuple)
         for a cascade of more than two stages; an :class:`EvaluationResult` otherwise.
 
     Examples
@@ -704,7 +704,7 @@ def evaluate(
     if (stages is not None and len(stages) > 2) or (n_router_stages is not None and n_router_stages > 2):
         if calibrator is not None or per_class_thresholds is not None:
             raise ValueError("calibrator= and per_class_thresholds= apply to two-stage evaluation only")
-        from .cascade_search import evaluate_cascade
+        from .cascade import evaluate_cascade
 
         return evaluate_cascade(
             router, inputs, labels, stages=stages, scores=scores, score=score, cost_model=cost_model,

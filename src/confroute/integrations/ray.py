@@ -3,13 +3,13 @@
 :func:`route_dataset` runs stage 1 on every row with ``map_batches`` (an actor pool: each actor
 builds the router once, so a heavy model loads once per actor), keeps the rows it deferred
 (``filter``) and runs stage 2 on those only, and so on. The output holds every input row with
-the result columns of :func:`confroute.frames.route_dataframe` (final label and label name,
+the result columns of :func:`confroute.integrations.frames.route_dataframe` (final label and label name,
 confidence, answering stage, degraded flag, error, cost, and each stage's own label and score)
 and an id column; sort on it to restore the input order.
 
 :func:`evaluate_dataset` runs every stage once on every row in the cluster, brings the per-row
 scores and labels back as arrays (a few numbers per row) and sweeps thresholds on them with
-:func:`confroute.evaluation.evaluate`, returning the same :class:`EvaluationResult` as in memory.
+:func:`confroute.evaluation.evaluate.evaluate`, returning the same :class:`EvaluationResult` as in memory.
 
 The same code runs on a local Ray instance and on a cluster: only ``ray.init(address=...)``
 differs. Requires ``pip install 'confroute[ray]'``.
@@ -22,7 +22,7 @@ Routers reach the workers in one of two ways:
   The driver never calls it; it runs it once in a short Ray task to learn the stage names,
   prices and scores.
 
-The per-stage acceptance rule is the router's own (see :mod:`confroute._stagewise`).
+The per-stage acceptance rule is the router's own (see :mod:`confroute.routing.stagewise`).
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from ._stagewise import RowState, advance, check_declared, declared_classes
-from ._types import PredictionError, Predictions
+from ..routing.stagewise import RowState, advance, check_declared, declared_classes
+from ..core.types import PredictionError, Predictions
 from .frames import (
     InputSpec,
     arrow_arrays,
@@ -44,7 +44,7 @@ from .frames import (
     result_columns,
     route_dataframe,
 )
-from .router import Cascade, _align
+from ..routing.cascade import Cascade, _align
 
 __all__ = [
     "route_dataset",
@@ -68,7 +68,7 @@ def _import_ray() -> Any:
         import ray
         import ray.data  # noqa: F401
     except ImportError:
-        raise ImportError("confroute.ray needs Ray Data: pip install 'confroute[ray]'") from None
+        raise ImportError("confroute.integrations.ray needs Ray Data: pip install 'confroute[ray]'") from None
     return ray
 
 
@@ -91,7 +91,7 @@ class RouterInfo:
 
 
 def _describe(router: Cascade) -> RouterInfo:
-    from .evaluation import _score_name
+    from ..evaluation.evaluate import _score_name
 
     return RouterInfo(
         names=tuple(router.names),
@@ -339,7 +339,7 @@ def route_dataset(
     -------
     ray.data.Dataset
         Every input row (in no particular order unless ``sort``), with its input columns, the
-        id column and the result columns of :func:`confroute.frames.route_dataframe`.
+        id column and the result columns of :func:`confroute.integrations.frames.route_dataframe`.
 
     Examples
     --------
@@ -481,9 +481,9 @@ class StageArrays:
         return self.labels[s]
 
     def evaluate(self) -> Any:
-        """Sweep thresholds with :func:`confroute.evaluation.evaluate` (two-stage routers)."""
-        from . import metrics
-        from .evaluation import _label_indices, evaluate
+        """Sweep thresholds with :func:`confroute.evaluation.evaluate.evaluate` (two-stage routers)."""
+        from ..calibration import metrics
+        from ..evaluation.evaluate import _label_indices, evaluate
 
         if self.info.n_stages != 2:
             raise NotImplementedError(
@@ -583,7 +583,7 @@ def evaluate_dataset(ds: Any, router: RouterSource, *, label_column: str, **kwar
     """Evaluate a two-stage router over a Ray Dataset at every threshold at once.
 
     Runs every stage once per row in the cluster (:func:`collect_stage_arrays`), then sweeps the
-    thresholds on the driver with :func:`confroute.evaluation.evaluate`; the result equals
+    thresholds on the driver with :func:`confroute.evaluation.evaluate.evaluate`; the result equals
     ``confroute.evaluate(router, inputs, labels)`` on the same rows. Keyword arguments are those
     of :func:`collect_stage_arrays`.
 

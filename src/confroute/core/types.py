@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._optional import import_pandas
+from ..exceptions import PredictionError
 
 __all__ = ["Predictions", "RoutingResult", "PredictionError"]
 
@@ -20,9 +21,6 @@ __all__ = ["Predictions", "RoutingResult", "PredictionError"]
 #: for float16 models exported to ONNX, strict enough to catch logits passed as probabilities.
 PROB_SUM_ATOL = 1e-3
 
-
-class PredictionError(ValueError):
-    """A predictor returned something that is not a valid batch of class probabilities."""
 
 
 def _as_classes(classes: Sequence[Any] | None) -> tuple[str, ...] | None:

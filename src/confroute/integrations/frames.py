@@ -2,7 +2,7 @@
 
 :func:`route_dataframe` reads the inputs from one column (texts, or any per-row object) or from
 several numeric columns, routes them with ``router.route`` and returns the table with the
-routing result appended as columns. :func:`confroute.ray.route_dataset` appends the very same
+routing result appended as columns. :func:`confroute.integrations.ray.route_dataset` appends the very same
 columns to a Ray Dataset, so code written against one works on the other.
 
 Result columns

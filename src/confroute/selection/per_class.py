@@ -7,7 +7,7 @@ predicted class) makes the target hold for each class's accepted inputs, and usu
 of the easy classes.
 
 :func:`choose_per_class_thresholds` runs the guaranteed choice of
-:func:`confroute.thresholds.choose_threshold` (Clopper–Pearson bounds tested in a fixed
+:func:`confroute.selection.thresholds.choose_threshold` (Clopper–Pearson bounds tested in a fixed
 sequence) separately on the inputs predicted as each class. For the ``K`` per-class guarantees to
 hold *simultaneously* with probability ``1 - delta``, each class is tested at level ``delta / K``
 (Bonferroni). The per-class samples are disjoint, so given the class counts they are independent
@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from ._optional import import_pandas
-from .evaluation import EvaluationResult, OperatingPoint, _json
+from ..core._optional import import_pandas
+from ..evaluation.evaluate import EvaluationResult, OperatingPoint, _json
 from .thresholds import ThresholdChoice, ThresholdWarning, choose_threshold
 
 __all__ = ["choose_per_class_thresholds", "PerClassChoice", "compare_thresholds", "ThresholdComparison"]

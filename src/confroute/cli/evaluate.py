@@ -1,7 +1,7 @@
 """``confroute evaluate``: measure a primary/fallback pair on a labelled file, every threshold at once.
 
 Each model runs once on the evaluation data (and once on the optional calibration split); the
-sweep over thresholds then works on arrays (see :mod:`confroute.evaluation`). This module holds
+sweep over thresholds then works on arrays (see :mod:`confroute.evaluation.evaluate`). This module holds
 the command's parser, its small spec languages (backends, thresholds, prices) and the run; the
 top-level parser in :mod:`confroute.cli` only registers it.
 """
@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from ._types import Predictions
+from ..core.types import Predictions
+from ..exceptions import CLIError
 
 __all__ = [
     "BackendSpec",
@@ -74,9 +75,6 @@ examples:
       --label-column stars --thresholds 0.5:0.99:0.01 --cost per-sample:0.001,0.005
 """
 
-
-class CLIError(Exception):
-    """A problem with the command's inputs, reported as one line without a traceback."""
 
 
 # --------------------------------------------------------------------------- spec parsing
@@ -314,21 +312,21 @@ def load_predictor(spec: BackendSpec, role: str, *, threads: int | None, batch_s
     _check_path(spec, role)
     name = role
     if spec.backend == "deepsparse":
-        from .predictors.deepsparse import DeepSparsePredictor
+        from ..predictors.deepsparse import DeepSparsePredictor
 
         return DeepSparsePredictor(spec.path, batch_size=batch_size, num_cores=threads,
                                    sequence_length=max_length or 128, name=name)
     if spec.backend == "onnx":
-        from .predictors.onnxruntime import ONNXRuntimePredictor
+        from ..predictors.onnxruntime import ONNXRuntimePredictor
 
         return ONNXRuntimePredictor(spec.path, batch_size=batch_size, num_threads=threads,
                                     max_length=max_length, name=name)
     if spec.backend == "hf":
-        from .predictors.huggingface import HFPipelinePredictor
+        from ..predictors.huggingface import HFPipelinePredictor
 
         return HFPipelinePredictor(spec.path, batch_size=batch_size, num_threads=threads,
                                    max_length=max_length, name=name)
-    from .predictors.sklearn import SklearnPredictor
+    from ..predictors.sklearn import SklearnPredictor
 
     path = Path(spec.path).expanduser()
     if path.is_dir():
@@ -351,7 +349,7 @@ def load_predictor(spec: BackendSpec, role: str, *, threads: int | None, batch_s
 
 
 def _load_data(path: str, args: argparse.Namespace, what: str, limit: int | None = None) -> tuple[list[str], np.ndarray]:
-    from .io import load_texts
+    from ..integrations.io import load_texts
 
     text_column = args.text_column[0] if args.text_column and len(args.text_column) == 1 else args.text_column
     p = Path(path).expanduser()
@@ -501,7 +499,7 @@ def _check_args(args: argparse.Namespace) -> tuple[list[float] | None, CostSpec 
 
 
 def _cost_model(spec: CostSpec | None, seconds_per_sample: tuple[float, float] | None) -> Any:
-    from .cost import CostModel, StageCost
+    from ..core.cost import CostModel, StageCost
 
     if spec is None:
         return None
@@ -534,9 +532,9 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     primary = load_predictor(primary_spec, "primary", **opts)
     fallback = load_predictor(fallback_spec, "fallback", **opts)
 
-    from .calibration import TemperatureScaler
-    from .evaluation import evaluate
-    from .thresholds import ThresholdWarning, choose_threshold
+    from ..calibration.calibrators import TemperatureScaler
+    from ..evaluation.evaluate import evaluate
+    from ..selection.thresholds import ThresholdWarning, choose_threshold
 
     n = len(texts)
     say(f"confroute evaluate: {n} inputs from {args.data}")

@@ -64,13 +64,11 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta, binom
 
-from .evaluation import EvaluationResult, Sweep, stage_prices, threshold_sweep
+from ..evaluation.evaluate import EvaluationResult, Sweep, stage_prices, threshold_sweep
+from ..exceptions import ThresholdWarning
 
 __all__ = ["choose_threshold", "ThresholdChoice", "clopper_pearson", "ThresholdWarning"]
 
-
-class ThresholdWarning(UserWarning):
-    """No threshold meets the target; the returned choice is the safe fallback."""
 
 
 def clopper_pearson(k: Any, m: Any, delta: float, side: str = "upper") -> np.ndarray:

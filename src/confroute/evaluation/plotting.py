@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import metrics
+from ..calibration import metrics
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .evaluation import EvaluationResult
-    from .thresholds import ThresholdChoice
+    from .evaluate import EvaluationResult
+    from ..selection.thresholds import ThresholdChoice
 
 __all__ = [
     "plot_accuracy_vs_threshold",
@@ -209,11 +209,11 @@ def plot_reliability(
 ) -> Any:
     """Reliability diagram: accuracy against mean confidence per bin, with the diagonal.
 
-    ``data`` is a :class:`~confroute.metrics.ReliabilityTable`, a probability matrix (then give
+    ``data`` is a :class:`~confroute.calibration.metrics.ReliabilityTable`, a probability matrix (then give
     ``labels``), or an :class:`~confroute.EvaluationResult` (draws the primary before and after
     calibration when it was calibrated).
     """
-    from .evaluation import EvaluationResult
+    from .evaluate import EvaluationResult
 
     ax = _axes(ax, figsize=(4.2, 4.0))
     tables: list[tuple[str, metrics.ReliabilityTable]] = []

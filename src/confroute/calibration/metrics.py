@@ -38,7 +38,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._optional import import_pandas
+from ..core._optional import import_pandas
 
 __all__ = [
     "expected_calibration_error",

@@ -13,7 +13,7 @@ scores, so, as for two stages, every stage runs once on every input and the rest
   inputs stage ``s`` answers for every extension of the prefix. Inputs are processed in chunks
   and counts added up, so memory stays at about ``G^(N-1) x chunk`` numbers.
 
-Cost follows :mod:`confroute.cost`: every input pays stage 1; an input deferred by stage ``s``
+Cost follows :mod:`confroute.core.cost`: every input pays stage 1; an input deferred by stage ``s``
 also pays stage ``s + 1``; savings are against sending every input to the last stage.
 
 Joint search (:func:`choose_cascade_thresholds`): exhaustive over the grid (exact on the grid;
@@ -40,11 +40,11 @@ from typing import Any
 
 import numpy as np
 
-from ._optional import import_pandas
-from ._types import Predictions
-from .evaluation import _as_predictions, _correct, _json, _score_name, pareto_front, stage_prices
-from .scores import checked_scores, resolve_score
-from .thresholds import ThresholdWarning, clopper_pearson
+from ..core._optional import import_pandas
+from ..core.types import Predictions
+from .evaluate import _as_predictions, _correct, _json, _score_name, pareto_front, stage_prices
+from ..core.scores import checked_scores, resolve_score
+from ..selection.thresholds import ThresholdWarning, clopper_pearson
 
 __all__ = [
     "evaluate_cascade",
@@ -464,7 +464,7 @@ def evaluate_cascade(
             raise ValueError("give either a cascade (with inputs) or precomputed stages, not both")
         if inputs is None or labels is None:
             raise ValueError("evaluate_cascade(cascade, inputs, labels): inputs and labels are required")
-        from .evaluation import _router_arrays
+        from .evaluate import _router_arrays
 
         stage_preds, score_list, _ = _router_arrays(router, inputs, int(chunk_size), progress,
                                                     all_scores=True)
@@ -697,7 +697,7 @@ def choose_cascade_thresholds(
     Returns
     -------
     CascadeChoice
-        When nothing is feasible, a :class:`~confroute.thresholds.ThresholdWarning` is issued,
+        When nothing is feasible, a :class:`~confroute.selection.thresholds.ThresholdWarning` is issued,
         ``feasible`` is False and the safe end is returned (the most accurate tuple for an
         accuracy target, the cheapest for a budget).
 

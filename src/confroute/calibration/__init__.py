@@ -1,0 +1,1 @@
+"""Calibrators, calibration and selective-prediction metrics, and the learned correctness judge."""

@@ -1,0 +1,1 @@
+"""Value types, the class/label model, confidence scores, the decision rule and cost: the bottom layer."""

@@ -1,0 +1,1 @@
+"""Measuring a routed system: evaluation at every threshold, plots, drift monitoring."""

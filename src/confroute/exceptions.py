@@ -1,0 +1,72 @@
+"""Every error and warning confroute raises, with one common base class each.
+
+Catch :class:`ConfrouteError` to handle any problem the library reports itself; the concrete
+classes also derive from the built-in exception a caller would expect (``ValueError`` for bad
+values, ``TimeoutError`` for timeouts, ...), so existing ``except`` clauses keep working.
+"""
+
+from __future__ import annotations
+
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+__all__ = [
+    "ConfrouteError",
+    "PredictionError",
+    "ClassMismatchError",
+    "NotFittedError",
+    "CircuitOpenError",
+    "StageTimeoutError",
+    "ExportMismatchError",
+    "CLIError",
+    "ConfrouteWarning",
+    "ThresholdWarning",
+    "CalibrationWarning",
+]
+
+
+class ConfrouteError(Exception):
+    """Base class of every exception confroute raises on purpose."""
+
+
+class PredictionError(ConfrouteError, ValueError):
+    """A predictor returned something that is not a valid batch of class probabilities."""
+
+
+class ClassMismatchError(ConfrouteError, ValueError):
+    """Labels, class names or stages do not describe the same set of classes.
+
+    The message names both sets and how to make them match (declare ``classes=...``, pass a
+    label map, or use the model's own class values).
+    """
+
+
+class NotFittedError(ConfrouteError, _SklearnNotFittedError):
+    """An estimator was used before ``fit`` (also a scikit-learn ``NotFittedError``)."""
+
+
+class CircuitOpenError(ConfrouteError, RuntimeError):
+    """The circuit breaker is open: the stage failed too often and is resting."""
+
+
+class StageTimeoutError(ConfrouteError, TimeoutError):
+    """A stage call ran past its timeout."""
+
+
+class ExportMismatchError(ConfrouteError, RuntimeError):
+    """The exported ONNX model does not reproduce the PyTorch logits within tolerance."""
+
+
+class CLIError(ConfrouteError):
+    """A problem with a command's inputs, reported as one line without a traceback."""
+
+
+class ConfrouteWarning(UserWarning):
+    """Base class of every warning confroute issues."""
+
+
+class ThresholdWarning(ConfrouteWarning):
+    """No threshold meets the target; the returned choice is the safe end."""
+
+
+class CalibrationWarning(ConfrouteWarning):
+    """A calibrator was given suspicious input or hit the edge of its search range."""

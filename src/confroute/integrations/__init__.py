@@ -1,0 +1,1 @@
+"""Integrations: data frames and Arrow tables, Ray Data, file loading."""

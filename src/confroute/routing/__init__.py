@@ -1,0 +1,1 @@
+"""Routers and cascades (:class:`Cascade`, :class:`ThresholdRouter`) and failure handling (:class:`Fallback`)."""

@@ -1,0 +1,1 @@
+"""Choosing thresholds, with or without a finite-sample guarantee."""
