@@ -103,7 +103,7 @@ def main() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from confroute import plotting
+        from confroute.evaluation import plotting
 
         IMG.mkdir(parents=True, exist_ok=True)
         ax = plotting.plot_reliability(by_cal["temperature"])  # raw and calibrated

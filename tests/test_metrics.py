@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from confroute import metrics
+from confroute.calibration import metrics
 from confroute.calibration.metrics import (
     aurc,
     brier_score,

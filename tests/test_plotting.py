@@ -9,7 +9,7 @@ matplotlib = pytest.importorskip("matplotlib")
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from confroute import plotting  # noqa: E402
+from confroute.evaluation import plotting  # noqa: E402
 from confroute.calibration.calibrators import TemperatureScaler  # noqa: E402
 from confroute.evaluation.evaluate import evaluate  # noqa: E402
 from confroute.selection.thresholds import choose_threshold  # noqa: E402
