@@ -13,13 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from confroute import Cascade, CostModel, ThresholdRouter
-from confroute.evaluation.cascade import (
-    CascadeEvaluation,
-    cascade_counts,
-    choose_cascade_thresholds,
-    evaluate_cascade,
-    quantile_grid,
-)
+from confroute.evaluation.evaluate import CascadeEvaluation, evaluate_cascade
+from confroute.evaluation.grid import cascade_counts, quantile_grid
+from confroute.selection._deprecated import choose_cascade_thresholds
 from confroute.evaluation.evaluate import EvaluationResult, evaluate
 from confroute.selection.thresholds import ThresholdWarning
 

@@ -12,12 +12,21 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from .core.types import PredictionError, Predictions, RoutingResult
 from .core.cost import CostModel, Savings, StageCost
-from .routing.fallback import CircuitBreaker, CircuitOpenError, Fallback, StageTimeoutError
+from .core.scores import margin, max_prob, neg_entropy
+from .core.types import Predictions, RoutingResult
+from .exceptions import (
+    CircuitOpenError,
+    ClassMismatchError,
+    ConfrouteError,
+    NotFittedError,
+    PredictionError,
+    StageTimeoutError,
+    ThresholdWarning,
+)
 from .predictors import CallablePredictor, Predictor, SklearnPredictor
 from .routing.cascade import Cascade, ThresholdRouter
-from .core.scores import margin, max_prob, neg_entropy
+from .routing.fallback import CircuitBreaker, Fallback
 
 __version__ = "0.1.0"
 
@@ -28,17 +37,22 @@ _LAZY: dict[str, str] = {
     "IsotonicCalibrator": "confroute.calibration.calibrators",
     "HistogramBinning": "confroute.calibration.calibrators",
     "evaluate": "confroute.evaluation.evaluate",
+    "Evaluation": "confroute.evaluation.evaluate",
+    "OperatingPoint": "confroute.evaluation.evaluate",
     "EvaluationResult": "confroute.evaluation.evaluate",
+    "choose_thresholds": "confroute.selection.choose",
     "choose_threshold": "confroute.selection.thresholds",
     "ThresholdChoice": "confroute.selection.thresholds",
+    "PerClassChoice": "confroute.selection.per_class",
+    "CascadeChoice": "confroute.selection._cascade_search",
     "HFPipelinePredictor": "confroute.predictors.huggingface",
     "DeepSparsePredictor": "confroute.predictors.deepsparse",
     "ONNXRuntimePredictor": "confroute.predictors.onnxruntime",
     "export_to_onnx": "confroute.predictors.export",
     "add_hidden_output": "confroute.predictors.export",
-    "CascadeEvaluation": "confroute.evaluation.cascade",
-    "choose_cascade_thresholds": "confroute.evaluation.cascade",
-    "evaluate_cascade": "confroute.evaluation.cascade",
+    "CascadeEvaluation": "confroute.evaluation.evaluate",
+    "choose_cascade_thresholds": "confroute.selection._deprecated",
+    "evaluate_cascade": "confroute.evaluation.evaluate",
     "choose_per_class_thresholds": "confroute.selection.per_class",
     "compare_thresholds": "confroute.selection.per_class",
     "CorrectnessJudge": "confroute.calibration.judge",
@@ -53,7 +67,12 @@ __all__ = [
     # values
     "Predictions",
     "RoutingResult",
+    # errors and warnings
+    "ConfrouteError",
     "PredictionError",
+    "ClassMismatchError",
+    "NotFittedError",
+    "ThresholdWarning",
     # predictors
     "Predictor",
     "CallablePredictor",
@@ -83,9 +102,15 @@ __all__ = [
     "IsotonicCalibrator",
     "HistogramBinning",
     "evaluate",
+    "Evaluation",
+    "OperatingPoint",
+    "choose_thresholds",
+    "ThresholdChoice",
+    "PerClassChoice",
+    "CascadeChoice",
+    # deprecated aliases (one release): see CHANGELOG
     "EvaluationResult",
     "choose_threshold",
-    "ThresholdChoice",
     # cascades, per-class thresholds, learned judge, drift
     "CascadeEvaluation",
     "evaluate_cascade",
@@ -115,7 +140,11 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .evaluation.cascade import CascadeEvaluation, choose_cascade_thresholds, evaluate_cascade
+    from .evaluation.evaluate import CascadeEvaluation, Evaluation, OperatingPoint, evaluate_cascade
+    from .selection._cascade_search import CascadeChoice
+    from .selection._deprecated import choose_cascade_thresholds
+    from .selection.choose import choose_thresholds
+    from .selection.per_class import PerClassChoice
     from .evaluation.drift import DriftMonitor, DriftReport
     from .calibration.judge import CorrectnessJudge, cross_fit
     from .selection.per_class import choose_per_class_thresholds, compare_thresholds

@@ -43,9 +43,12 @@ import numpy as np
 from scipy.optimize import minimize, minimize_scalar
 from scipy.special import log_softmax, logsumexp
 
+from sklearn.base import BaseEstimator
+
+from ..core.classes import label_indices
+from ..core.estimators import check_is_fitted
 from ..core.types import Predictions, softmax
-from .metrics import _check_labels
-from ..exceptions import CalibrationWarning
+from ..exceptions import CalibrationWarning, ClassMismatchError
 
 __all__ = [
     "TemperatureScaler",
@@ -77,8 +80,13 @@ def _as_log_scores(x: Any, where: str) -> np.ndarray:
     return z
 
 
-class _Calibrator:
-    """Shared plumbing: input checks, ``fit_transform``, the fitted-state check."""
+class _Calibrator(BaseEstimator):
+    """Shared plumbing: input checks, ``fit_transform``, the fitted-state check.
+
+    ``fit`` takes a :class:`~confroute.Predictions` (labels are then matched to its classes by
+    value: class names or the model's own label values) or a logit matrix (labels are then
+    column indices ``0 .. k-1``).
+    """
 
     n_classes_: int
 
@@ -87,13 +95,20 @@ class _Calibrator:
         z = _as_log_scores(log_scores, f"{name}.fit")
         if z.shape[0] == 0:
             raise ValueError(f"{name}.fit: need at least one input")
-        y = _check_labels(labels, z.shape[0], z.shape[1], where=f"{name}.fit")
-        return z, y
+        classes = log_scores.classes if isinstance(log_scores, Predictions) else None
+        y = np.asarray(labels)
+        if y.shape != (z.shape[0],):
+            raise ValueError(f"{name}.fit: labels must have shape ({z.shape[0]},), got {y.shape}")
+        if classes is None and y.dtype.kind in "USO":
+            raise ClassMismatchError(
+                f"{name}.fit: the labels are class names but a bare logit matrix has no class names; "
+                "pass the Predictions object (with classes) instead of its logits, or give column indices"
+            )
+        return z, label_indices(y, classes, z.shape[1], owner=f"{name}.fit's predictions")
 
     def _transform_input(self, log_scores: Any) -> np.ndarray:
         name = type(self).__name__
-        if not hasattr(self, "n_classes_"):
-            raise RuntimeError(f"{name} is not fitted yet; call fit(log_scores, labels) first")
+        check_is_fitted(self, "n_classes_")
         z = _as_log_scores(log_scores, f"{name}.transform")
         if z.shape[1] != self.n_classes_:
             raise ValueError(

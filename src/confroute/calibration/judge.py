@@ -51,6 +51,8 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 
+from ..core.classes import label_indices
+from ..core.estimators import check_is_fitted
 from ..core.types import Predictions
 from ..core.scores import margin, max_prob, neg_entropy
 
@@ -110,7 +112,7 @@ def judge_features(
         neg_entropy(probs)[:, None],
         np.log(pm / (1 - pm))[:, None],
         np.clip(log_scores[:, 0] - log_scores[:, 1], 0, 50)[:, None],
-        np.eye(k)[p.labels],
+        np.eye(k)[p.label_index],
         _lengths(inputs, n),
     ]
     names = [f"prob_{i + 1}" for i in range(top)] + [
@@ -230,8 +232,11 @@ class CorrectnessJudge(BaseEstimator):
         """The 0/1 training target for ``target`` from per-input correctness."""
         c = np.asarray(correct)
         if c.dtype != bool:
-            if not np.isin(c, (0, 1)).all():
-                raise ValueError("correct must be boolean (or 0/1)")
+            if c.dtype.kind in "USO" or not np.isin(c, (0, 1)).all():
+                raise ValueError(
+                    "correct must say whether the primary is right on each input (boolean or 0/1); "
+                    "to give the true labels instead, pass labels=..."
+                )
             c = c.astype(bool)
         if n is not None and c.shape != (n,):
             raise ValueError(f"correct must have shape ({n},), got {c.shape}")
@@ -253,8 +258,9 @@ class CorrectnessJudge(BaseEstimator):
         self,
         predictions: Any,
         inputs: Sequence[Any] | None,
-        correct: Any,
+        correct: Any = None,
         *,
+        labels: Any = None,
         fallback_correct: Any = None,
         sample_weight: Any = None,
     ) -> CorrectnessJudge:
@@ -267,8 +273,11 @@ class CorrectnessJudge(BaseEstimator):
             router calibrates).
         inputs : sequence of length n, or None
             The raw inputs (for the length and extra features).
-        correct : array of bool, shape (n,)
+        correct : array of bool, shape (n,), optional
             Whether the primary is right on each input.
+        labels : array of shape (n,), optional
+            The true labels instead of ``correct`` (in the predictions' label space: their class
+            values); ``correct`` is then ``predictions.labels == labels``, matched by value.
         fallback_correct : array of bool, shape (n,), optional
             Whether the fallback is right; required for ``target="fallback_helps"``.
         sample_weight : array of shape (n,), optional
@@ -277,6 +286,11 @@ class CorrectnessJudge(BaseEstimator):
         -------
         self
         """
+        if (correct is None) == (labels is None):
+            raise ValueError("give exactly one of correct= (bool per input) or labels= (the true labels)")
+        if labels is not None:
+            p = _as_predictions(predictions)
+            correct = p.label_index == label_indices(labels, p.classes, p.n_classes, owner="the predictions")
         X, names = judge_features(predictions, inputs, self.extra_features)
         y = self.target_labels(self.target, correct, fallback_correct, X.shape[0]).astype(np.int64)
         if np.unique(y).size < 2:
@@ -299,10 +313,7 @@ class CorrectnessJudge(BaseEstimator):
         return self
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "estimator_"):
-            raise RuntimeError(
-                "this CorrectnessJudge is not fitted yet; call fit(predictions, inputs, correct)"
-            )
+        check_is_fitted(self, "estimator_")
 
     def predict_proba(self, predictions: Any, inputs: Sequence[Any] | None = None) -> np.ndarray:
         """``P(target = 1)`` per input, shape ``(n,)``: P(primary right) or P(fallback helps)."""

@@ -152,6 +152,42 @@ class CostModel:
         self._check_stages(reached.shape[0])
         return self.stage_costs @ reached
 
+    @classmethod
+    def coerce(cls, cost_model: Any, n_stages: int) -> CostModel | None:
+        """A :class:`CostModel` from a cost model or a sequence of per-input prices (``None``
+        passes through), checked against the number of stages."""
+        if cost_model is None:
+            return None
+        if not isinstance(cost_model, CostModel):
+            try:
+                prices = [float(p) for p in np.asarray(cost_model, dtype=np.float64).reshape(-1)]
+            except (TypeError, ValueError):
+                raise TypeError(
+                    "cost_model must be a CostModel or a sequence of per-input prices, one per stage, "
+                    f"got {type(cost_model).__name__}"
+                ) from None
+            cost_model = cls([StageCost(p) for p in prices])
+        if cost_model.n_stages != n_stages:
+            raise ValueError(f"need one price per stage ({n_stages}), got {cost_model.stage_costs.tolist()}")
+        return cost_model
+
+    def answer_costs(self) -> np.ndarray:
+        """Cost of one input answered by each stage: it paid that stage and every earlier one."""
+        return np.cumsum(self.stage_costs)
+
+    def cost_of_answers(self, answered: Any) -> np.ndarray:
+        """Total cost from the number of inputs each stage answered, shape ``(..., n_stages)``."""
+        answered = np.asarray(answered, dtype=np.float64)
+        if answered.shape[-1] != self.n_stages:
+            raise ValueError(f"need counts for {self.n_stages} stages, got shape {answered.shape}")
+        return answered @ self.answer_costs()
+
+    def savings_of(self, total_cost: Any, n: int) -> np.ndarray:
+        """Savings of a total cost over ``n`` inputs against sending them all to the last stage."""
+        base = self.baseline(n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 1.0 - np.asarray(total_cost, dtype=np.float64) / base if base else np.full(np.shape(total_cost), np.nan)
+
     def cost(self, result: Any) -> float:
         """Total cost of a :class:`~confroute.RoutingResult`."""
         return float(self.per_input(result.reached).sum())

@@ -12,8 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from ._optional import import_pandas
 from ..exceptions import PredictionError
+from ._json import json_float
+from ._optional import import_pandas
+from .classes import Classes, as_classes, class_labels
 
 __all__ = ["Predictions", "RoutingResult", "PredictionError"]
 
@@ -21,15 +23,6 @@ __all__ = ["Predictions", "RoutingResult", "PredictionError"]
 #: for float16 models exported to ONNX, strict enough to catch logits passed as probabilities.
 PROB_SUM_ATOL = 1e-3
 
-
-
-def _as_classes(classes: Sequence[Any] | None) -> tuple[str, ...] | None:
-    if classes is None:
-        return None
-    names = tuple(str(c) for c in classes)
-    if len(set(names)) != len(names):
-        raise PredictionError(f"class names must be unique, got {list(names)}")
-    return names
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -50,23 +43,37 @@ class Predictions:
     logits : ndarray of shape (n, k) or None
         Unnormalised scores when the backend exposes them (needed for exact temperature scaling);
         ``None`` when only probabilities are available.
-    classes : tuple of str or None
-        Class names in column order, or ``None`` when the model does not name its classes.
+    classes : tuple or None
+        Class values in column order, as the model's user knows them (integers stay integers,
+        strings stay strings), or ``None`` when the model does not name its classes (then its
+        classes are the column indices ``0 .. k-1``).
 
-    Use :meth:`from_probs` or :meth:`from_logits` to build one with validation.
+    Use :meth:`from_probs` or :meth:`from_logits` to build one with full validation (finite
+    values, range, row sums); the plain constructor checks shapes and classes only.
 
     Examples
     --------
     >>> p = Predictions.from_logits([[2.0, 0.0], [0.0, 0.0]], classes=["neg", "pos"])
-    >>> p.labels.tolist(), p.label_names.tolist()
-    ([0, 0], ['neg', 'neg'])
+    >>> p.labels.tolist(), p.label_index.tolist()
+    (['neg', 'neg'], [0, 0])
     >>> round(float(p.probs[0, 0]), 4)
     0.8808
+    >>> Predictions.from_probs([[0.2, 0.8]], classes=[3, 7]).labels.tolist()  # ints stay ints
+    [7]
     """
 
     probs: np.ndarray
     logits: np.ndarray | None = None
-    classes: tuple[str, ...] | None = None
+    classes: Classes | None = None
+
+    def __post_init__(self) -> None:
+        probs = np.asarray(self.probs)
+        if probs.ndim != 2:
+            raise PredictionError(f"probabilities must have shape (n_inputs, n_classes), got {probs.shape}")
+        if self.logits is not None and np.shape(self.logits) != probs.shape:
+            raise PredictionError(f"logits shape {np.shape(self.logits)} != probabilities shape {probs.shape}")
+        if self.classes is not None:
+            object.__setattr__(self, "classes", as_classes(self.classes, probs.shape[1], source="Predictions"))
 
     @classmethod
     def from_probs(
@@ -114,15 +121,19 @@ class Predictions:
         return int(self.probs.shape[1])
 
     @property
-    def labels(self) -> np.ndarray:
-        """Predicted class index per row (argmax of the probabilities)."""
+    def label_index(self) -> np.ndarray:
+        """Predicted column index per row (argmax of the probabilities)."""
         return self.probs.argmax(axis=1)
 
     @property
+    def labels(self) -> np.ndarray:
+        """Predicted class per row, in the user's label space (the column index when unnamed)."""
+        return class_labels(self.label_index, self.classes, self.n_classes)
+
+    @property
     def label_names(self) -> np.ndarray:
-        """Predicted class name per row (the index as a string when classes are unnamed)."""
-        names = self.classes or tuple(str(i) for i in range(self.n_classes))
-        return np.asarray(names, dtype=object)[self.labels]
+        """Deprecated: the predicted classes as strings; use :attr:`labels`."""
+        return np.asarray([str(v) for v in self.labels.tolist()], dtype=object)
 
     def log_scores(self) -> np.ndarray:
         """Logits when known, else log-probabilities.
@@ -174,30 +185,33 @@ def _check_matrix(values: Any, what: str, source: str) -> np.ndarray:
     return arr
 
 
-def _checked_classes(classes: Sequence[Any] | None, k: int, source: str) -> tuple[str, ...] | None:
-    names = _as_classes(classes)
-    if names is not None and len(names) != k:
-        raise PredictionError(f"{source} names {len(names)} classes {list(names)} but returned {k} columns")
-    return names
+def _checked_classes(classes: Sequence[Any] | None, k: int, source: str) -> Classes | None:
+    return as_classes(classes, k, source=source)
 
 
 @dataclass(frozen=True)
 class RoutingResult:
     """One row per input, in input order: the final answer and how it was reached.
 
+    Labels are in the user's label space, as scikit-learn's ``predict`` gives them: the class
+    values of the stages (integers stay integers), or column indices when no stage names its
+    classes. The column index is kept separately in :attr:`label_index`.
+
     Attributes
     ----------
-    labels : ndarray of int, shape (n,)
-        Final class index; ``-1`` where the input was abstained on (see ``on_error``).
-    classes : tuple of str or None
-        Class names shared by all stages (the first stage's order).
+    label_index : ndarray of int, shape (n,)
+        Final column index in the cascade's class order; ``-1`` where the input was abstained
+        on (see ``on_error``).
+    classes : tuple or None
+        Class values shared by all stages (the first stage's order).
     confidence : ndarray of float, shape (n,)
         Score of the stage that answered (NaN where abstained).
     stage : ndarray of int, shape (n,)
         Index of the stage whose answer is final (``-1`` where abstained).
     stage_names : tuple of str
-    stage_labels, stage_scores : ndarray, shape (n_stages, n)
-        Each stage's own label and score for every input it saw (``-1`` / NaN elsewhere).
+    stage_label_index, stage_scores : ndarray, shape (n_stages, n)
+        Each stage's own column index and score for every input it answered (``-1`` / NaN
+        elsewhere).
     reached : ndarray of bool, shape (n_stages, n)
         Whether the input was sent to the stage; this is what each input pays for.
     degraded : ndarray of bool, shape (n,)
@@ -206,35 +220,45 @@ class RoutingResult:
         The error message for degraded inputs, else ``None``.
     cost : ndarray of float, shape (n,) or None
         Per-input cost when the router has a :class:`~confroute.CostModel`.
+    n_classes : int or None
+        Number of classes (columns), when any stage answered.
     """
 
-    labels: np.ndarray
-    classes: tuple[str, ...] | None
+    label_index: np.ndarray
+    classes: Classes | None
     confidence: np.ndarray
     stage: np.ndarray
     stage_names: tuple[str, ...]
-    stage_labels: np.ndarray
+    stage_label_index: np.ndarray
     stage_scores: np.ndarray
     reached: np.ndarray
     degraded: np.ndarray
     errors: np.ndarray
     cost: np.ndarray | None = field(default=None)
+    n_classes: int | None = None
 
     def __len__(self) -> int:
-        return int(self.labels.shape[0])
+        return int(self.label_index.shape[0])
 
     @property
     def n_stages(self) -> int:
         return len(self.stage_names)
 
     @property
+    def labels(self) -> np.ndarray:
+        """Final class per input in the user's label space (``None`` where abstained)."""
+        return class_labels(self.label_index, self.classes)
+
+    @property
+    def stage_labels(self) -> np.ndarray:
+        """Each stage's own class per input, shape ``(n_stages, n)`` (``None`` where it did not answer)."""
+        return np.stack([class_labels(row, self.classes).astype(object) for row in self.stage_label_index]) \
+            if self.n_stages else np.empty((0, len(self)), dtype=object)
+
+    @property
     def label_names(self) -> np.ndarray:
-        """Final class name per input (``None`` where abstained)."""
-        names = self.classes or tuple(str(i) for i in range(int(self.labels.max(initial=0)) + 1))
-        out = np.empty(len(self), dtype=object)
-        ok = self.labels >= 0
-        out[ok] = np.asarray(names, dtype=object)[self.labels[ok]]
-        return out
+        """Deprecated: the final classes as strings (``None`` where abstained); use :attr:`labels`."""
+        return np.asarray([None if v is None else str(v) for v in self.labels.tolist()], dtype=object)
 
     @property
     def coverage(self) -> float:
@@ -271,21 +295,22 @@ class RoutingResult:
         }
 
     def _rows(self) -> list[dict[str, Any]]:
-        names = self.label_names
+        labels = self.labels.tolist()
+        stage_labels = self.stage_labels.tolist()
         rows = []
         for i in range(len(self)):
             row: dict[str, Any] = {
-                "label": int(self.labels[i]),
-                "label_name": names[i],
-                "confidence": _json_float(self.confidence[i]),
+                "label": labels[i],
+                "label_index": int(self.label_index[i]),
+                "confidence": json_float(self.confidence[i]),
                 "stage": int(self.stage[i]),
                 "stage_name": self.stage_names[self.stage[i]] if self.stage[i] >= 0 else None,
                 "degraded": bool(self.degraded[i]),
                 "error": self.errors[i],
             }
             for s, sname in enumerate(self.stage_names):
-                row[f"{sname}_label"] = int(self.stage_labels[s, i])
-                row[f"{sname}_score"] = _json_float(self.stage_scores[s, i])
+                row[f"{sname}_label"] = stage_labels[s][i]
+                row[f"{sname}_score"] = json_float(self.stage_scores[s, i])
             if self.cost is not None:
                 row["cost"] = float(self.cost[i])
             rows.append(row)
@@ -298,23 +323,47 @@ class RoutingResult:
 
     @staticmethod
     def concat(parts: Sequence[RoutingResult]) -> RoutingResult:
-        """Join results of consecutive chunks routed by the same router, keeping order."""
+        """Join results of consecutive chunks routed by the same router, keeping order.
+
+        Refuses parts that do not come from the same router: other stage names, other classes,
+        or cost on some parts only.
+        """
         if not parts:
             raise ValueError("cannot concatenate zero RoutingResults")
         first = parts[0]
         has_cost = first.cost is not None
+        classes = first.classes
+        n_classes = first.n_classes
+        for i, p in enumerate(parts[1:], start=1):
+            if p.stage_names != first.stage_names:
+                raise ValueError(
+                    f"cannot concatenate results of different routers: part {i} has stages "
+                    f"{list(p.stage_names)}, part 0 has {list(first.stage_names)}"
+                )
+            if (p.cost is not None) != has_cost:
+                raise ValueError(f"cannot concatenate results with and without cost (part {i} differs from part 0)")
+            if p.classes is not None and classes is not None and p.classes != classes:
+                raise ValueError(
+                    f"cannot concatenate results over different classes: part {i} has {list(p.classes)}, "
+                    f"earlier parts {list(classes)}"
+                )
+            if p.n_classes is not None and n_classes is not None and p.n_classes != n_classes:
+                raise ValueError(f"cannot concatenate results over {p.n_classes} and {n_classes} classes")
+            classes = classes if classes is not None else p.classes
+            n_classes = n_classes if n_classes is not None else p.n_classes
         return RoutingResult(
-            labels=np.concatenate([p.labels for p in parts]),
-            classes=first.classes,
+            label_index=np.concatenate([p.label_index for p in parts]),
+            classes=classes,
             confidence=np.concatenate([p.confidence for p in parts]),
             stage=np.concatenate([p.stage for p in parts]),
             stage_names=first.stage_names,
-            stage_labels=np.concatenate([p.stage_labels for p in parts], axis=1),
+            stage_label_index=np.concatenate([p.stage_label_index for p in parts], axis=1),
             stage_scores=np.concatenate([p.stage_scores for p in parts], axis=1),
             reached=np.concatenate([p.reached for p in parts], axis=1),
             degraded=np.concatenate([p.degraded for p in parts]),
             errors=np.concatenate([p.errors for p in parts]),
             cost=np.concatenate([p.cost for p in parts]) if has_cost else None,  # type: ignore[misc]
+            n_classes=n_classes,
         )
 
     def __repr__(self) -> str:
@@ -329,7 +378,3 @@ class RoutingResult:
         if self.cost is not None:
             lines.append(f"  total cost       {self.total_cost:.6g}")
         return "\n".join(lines)
-
-
-def _json_float(x: float) -> float | None:
-    return None if not np.isfinite(x) else float(x)

@@ -49,6 +49,10 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from sklearn.base import BaseEstimator
+
+from ..core.decision import accepts, check_threshold
+from ..core.estimators import check_is_fitted
 
 __all__ = ["DriftMonitor", "DriftReport", "population_stability_index"]
 
@@ -155,7 +159,7 @@ class DriftReport:
         return text + "".join(f"\n  - {r}" for r in self.reasons)
 
 
-class DriftMonitor:
+class DriftMonitor(BaseEstimator):
     """Compare live scores (and routed fraction) with those seen at calibration.
 
     Parameters
@@ -226,15 +230,20 @@ class DriftMonitor:
     def _routed(self, scores: np.ndarray, labels: Any) -> np.ndarray | None:
         if self.threshold is None:
             return None
-        thr = np.asarray(self.threshold, dtype=np.float64)
-        if thr.ndim == 1:
+        spec = self.threshold
+        if hasattr(spec, "thresholds"):  # a threshold choice: the first stage's threshold
+            spec = spec.thresholds[0]
+        thr = check_threshold(spec, None, "DriftMonitor threshold")
+        if isinstance(thr, dict):
+            raise ValueError("give DriftMonitor per-class thresholds as an array in column order")
+        lab = None
+        if isinstance(thr, np.ndarray):
             if labels is None:
-                raise ValueError("per-class thresholds need the predicted labels of each score")
+                raise ValueError("per-class thresholds need the predicted labels (column indices) of each score")
             lab = np.asarray(labels, dtype=np.int64)
             if lab.shape != scores.shape:
                 raise ValueError(f"predicted_labels must have shape {scores.shape}, got {lab.shape}")
-            thr = thr[lab]
-        return scores < thr
+        return ~accepts(scores, lab, thr)
 
     @staticmethod
     def _scores(scores: Any) -> np.ndarray:
@@ -263,8 +272,7 @@ class DriftMonitor:
         return self
 
     def _check_fitted(self) -> None:
-        if not hasattr(self, "reference_scores_"):
-            raise RuntimeError("this DriftMonitor is not fitted yet; call fit(calibration_scores)")
+        check_is_fitted(self, "reference_scores_")
 
     def update(self, scores: Any, predicted_labels: Any = None) -> DriftReport:
         """Add live scores to the rolling window (the last ``window``) and check the window."""

@@ -1,50 +1,63 @@
-"""Evaluate a router at every threshold at once: :func:`evaluate` and :class:`EvaluationResult`.
+"""One evaluation for any number of stages: :func:`evaluate` and :class:`Evaluation`.
 
-Each model runs at most once per input. The threshold sweep then works on arrays: one sort of
-the primary's scores, cumulative sums of "primary correct" and "fallback correct", and one row
-per *distinct* score (tied scores are accepted together, so they make one row). The sweep is
-O(n log n) however many thresholds there are; the study this library grew out of re-ran the
-model for each of a handful of thresholds instead.
+Each model runs at most once per input; everything after that is array work on three things per
+input: each stage's score, each stage's predicted class and whether each stage is right. The
+result holds one table row per threshold candidate:
 
-The reusable core is :func:`threshold_sweep`, which needs only ``(scores, primary_correct,
-fallback_correct)`` and optional per-input costs; :func:`evaluate` turns models, predictions or
-arrays into those and wraps the sweep in an :class:`EvaluationResult`.
+* **two stages** (the fast path): one row per *distinct* primary score, exact. One sort of the
+  scores and cumulative sums of "primary correct" and "fallback correct" give every row in
+  O(n log n) (:func:`threshold_sweep`); tied scores are accepted together, so they make one row.
+* **N stages**: one row per combination of a grid of candidate thresholds per non-last stage
+  (:func:`confroute.evaluation.grid.cascade_counts`).
+
+Whatever the number of stages, :meth:`Evaluation.at` gives the exact figures at any thresholds
+(global or per class) through the library's one decision rule
+(:func:`confroute.core.decision.answering_stage`), and costs come from the
+:class:`~confroute.CostModel` alone.
+
+Labels are the user's own label values, matched to the stages' classes by value
+(:func:`confroute.core.classes.label_indices`); stages are aligned by class name.
 
 Conventions
 -----------
-* An input is accepted by the primary when ``score >= threshold``; deferred inputs are answered
-  by the fallback.
-* The first row of every table has ``threshold = +inf``: nothing accepted, everything deferred
-  (the fallback alone). The last row accepts everything (the primary alone).
-* ``accepted_accuracy`` is ``nan`` where nothing is accepted.
-* Cost follows the cascade accounting of :mod:`confroute.core.cost`: every input pays the primary,
-  deferred inputs also pay the fallback; ``savings = 1 - cost / cost_of_fallback_on_everything``.
+* An input is accepted by a stage when ``score >= threshold``; the last stage answers the rest.
+* The first row of every table has threshold ``+inf`` everywhere: nothing accepted before the last
+  stage. For two stages the last row accepts everything (the primary alone).
+* ``accepted_accuracy`` (of the first stage) is ``nan`` where it accepts nothing.
+* Cost follows :mod:`confroute.core.cost`: an input answered by stage ``s`` paid stages ``0..s``;
+  ``savings = 1 - cost / cost of sending every input to the last stage alone``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from ..calibration import metrics
+from ..core._json import json_value
 from ..core._optional import import_pandas
-from ..core.types import Predictions
+from ..core.batch import as_batch, n_rows, slice_rows
+from ..core.classes import Classes, align, as_classes, class_labels, label_indices
+from ..core.cost import CostModel
+from ..core.decision import answering_stage, check_threshold, resolve_threshold
 from ..core.scores import checked_scores, resolve_score
+from ..core.types import Predictions
+from .grid import cascade_counts, grids_for
 
 __all__ = [
     "evaluate",
+    "Evaluation",
     "EvaluationResult",
     "OperatingPoint",
     "Sweep",
     "threshold_sweep",
     "pareto_front",
-    "stage_prices",
 ]
 
-#: Columns of :attr:`EvaluationResult.table`, in display order.
+#: Columns of :meth:`Evaluation.to_pandas` for two stages, in display order.
 TABLE_COLUMNS = (
     "threshold",
     "n_accepted",
@@ -53,6 +66,7 @@ TABLE_COLUMNS = (
     "accepted_accuracy",
     "system_accuracy",
     "cost",
+    "cost_per_input",
     "savings",
 )
 
@@ -193,231 +207,461 @@ def pareto_front(cost: Any, accuracy: Any) -> np.ndarray:
     return order[a[order] > best_before]
 
 
-def stage_prices(cost_model: Any, n_stages: int = 2) -> np.ndarray | None:
-    """Per-input price of each stage from a cost model (anything with ``stage_costs``) or a
-    sequence of numbers; ``None`` passes through."""
-    if cost_model is None:
-        return None
-    raw = getattr(cost_model, "stage_costs", cost_model)
-    try:
-        prices = np.asarray(raw, dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        raise TypeError(
-            "cost_model must be a CostModel (anything with a stage_costs array) or a sequence of "
-            f"per-input prices, got {type(cost_model).__name__}"
-        ) from None
-    if prices.shape != (n_stages,):
-        raise ValueError(f"need one price per stage ({n_stages}), got {prices.tolist()}")
-    if not np.isfinite(prices).all() or (prices < 0).any():
-        raise ValueError(f"stage prices must be finite and >= 0, got {prices.tolist()}")
-    return prices
 
 
 # --------------------------------------------------------------------------- results
-def _json(x: Any) -> Any:
-    if isinstance(x, (np.floating, float)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, np.bool_):
-        return bool(x)
-    return x
-
-
 @dataclass(frozen=True)
 class OperatingPoint:
-    """The system's figures at one threshold (see :meth:`EvaluationResult.at`)."""
+    """The system's figures at one choice of thresholds (see :meth:`Evaluation.at`).
 
-    threshold: float
-    n_accepted: int
+    Attributes
+    ----------
+    thresholds : tuple of float
+        One per non-last stage; ``nan`` for a stage with per-class thresholds (then see
+        ``class_thresholds``).
+    answered : tuple of int
+        Inputs answered by each stage.
+    n : int
+    coverage : float
+        Share answered by the first stage (``shares[0]``).
+    shares : tuple of float
+        Share answered by each stage.
+    accepted_accuracy : float
+        Accuracy of the first stage on the inputs it answers (``nan`` if none).
+    system_accuracy : float or None
+        Accuracy of the whole system (``None`` without the last stage's answers).
+    cost, cost_per_input, savings : float or None
+        Total cost of the ``n`` inputs, per input, and savings against the last stage alone
+        (``None`` without prices).
+    class_thresholds : tuple or None
+        Per stage, the per-class thresholds in column order (``None`` for a global threshold);
+        ``None`` when no stage is per-class.
+    row : int or None
+        Table row of this point, when it is one.
+    """
+
+    thresholds: tuple[float, ...]
+    answered: tuple[int, ...]
+    n: int
     coverage: float
-    routed_fraction: float
+    shares: tuple[float, ...]
     accepted_accuracy: float
     system_accuracy: float | None
     cost: float | None
+    cost_per_input: float | None
     savings: float | None
-    #: The per-class thresholds (indexed by predicted class) when the point is per-class; then
-    #: ``threshold`` is ``nan``.
-    class_thresholds: tuple[float, ...] | None = None
+    class_thresholds: tuple[tuple[float, ...] | None, ...] | None = None
+    row: int | None = None
+
+    @property
+    def threshold(self) -> float:
+        """The first stage's threshold."""
+        return self.thresholds[0]
+
+    @property
+    def n_accepted(self) -> int:
+        """Inputs answered by the first stage."""
+        return self.answered[0]
+
+    @property
+    def routed_fraction(self) -> float:
+        return 1.0 - self.coverage if self.n else float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        out = {k: _json(v) for k, v in self.__dict__.items()}
+        out: dict[str, Any] = {
+            "thresholds": [json_value(t) for t in self.thresholds],
+            "answered": list(self.answered),
+            "n": self.n,
+            "coverage": json_value(self.coverage),
+            "routed_fraction": json_value(self.routed_fraction),
+            "shares": [json_value(s) for s in self.shares],
+            "accepted_accuracy": json_value(self.accepted_accuracy),
+            "system_accuracy": json_value(self.system_accuracy),
+            "cost": json_value(self.cost),
+            "cost_per_input": json_value(self.cost_per_input),
+            "savings": json_value(self.savings),
+            "row": self.row,
+        }
         if self.class_thresholds is not None:
-            out["class_thresholds"] = [_json(float(v)) for v in self.class_thresholds]
+            out["class_thresholds"] = [
+                None if c is None else [json_value(v) for v in c] for c in self.class_thresholds
+            ]
         return out
 
 
+def _table(
+    thresholds: np.ndarray, answered: np.ndarray, correct: np.ndarray, n: int,
+    cost_model: CostModel | None, last_known: bool,
+) -> dict[str, np.ndarray]:
+    """Every column from the counts: ``thresholds`` (M, N-1), ``answered`` and ``correct``
+    (correct answers per stage) (M, N)."""
+    m0 = answered[:, 0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        shares = answered / n if n else np.full(answered.shape, np.nan)
+        accepted = np.where(m0 > 0, correct[:, 0] / np.maximum(m0, 1), np.nan)
+        n_correct = correct.sum(axis=1)
+        system = n_correct / n if (n and last_known) else np.full(m0.shape, np.nan)
+    if cost_model is not None:
+        cost = cost_model.cost_of_answers(answered)
+        per_input = cost / n if n else np.full(cost.shape, np.nan)
+        savings = cost_model.savings_of(cost, n)
+    else:
+        cost = per_input = savings = np.full(m0.shape, np.nan)
+    table = {
+        "thresholds": thresholds,
+        "answered": answered,
+        "correct": correct,
+        "shares": shares,
+        "n_correct": n_correct if last_known else np.full(m0.shape, np.nan),
+        "n_accepted": m0,
+        "coverage": shares[:, 0] if answered.size else np.zeros(0),
+        "routed_fraction": 1.0 - shares[:, 0] if answered.size else np.zeros(0),
+        "accepted_accuracy": accepted,
+        "system_accuracy": system,
+        "cost": cost,
+        "cost_per_input": per_input,
+        "savings": savings,
+    }
+    if thresholds.shape[1] == 1:
+        table["threshold"] = thresholds[:, 0]
+    return table
+
+
 @dataclass(frozen=True, repr=False)
-class EvaluationResult:
-    """Everything :func:`evaluate` measured: one table row per distinct threshold, plus summaries.
+class Evaluation:
+    """A routed system measured on labelled data, at every threshold candidate at once.
+
+    Build it with :func:`evaluate`, :meth:`from_router` (run the router's stages once) or
+    :meth:`from_predictions` (stages that already ran). One type for any number of stages.
 
     Attributes
     ----------
     n : int
         Number of evaluated inputs.
     stage_names : tuple of str
-    score : str
-        Name of the confidence score swept.
+    score : tuple of str
+        Name of each non-last stage's confidence score.
+    classes : tuple or None
+        The stages' class values (``None`` when no stage names them: then column indices).
+    exhaustive : bool
+        True for two stages: one row per distinct primary score (exact). False for cascades:
+        one row per combination of the threshold grids.
+    grids : tuple of ndarray
+        Candidate thresholds of each non-last stage, strictest first (``inf`` first).
     table : dict of str to ndarray
-        Columns ``threshold, n_accepted, coverage, routed_fraction, accepted_accuracy,
-        system_accuracy, cost, savings``, one entry per distinct threshold, strictest first;
-        row 0 (``threshold = inf``) accepts nothing. ``system_accuracy`` is ``nan`` without
-        fallback answers; ``cost`` and ``savings`` are ``nan`` without prices.
+        ``thresholds`` (M, N-1), ``answered`` and ``correct`` (M, N) counts, ``shares`` (M, N),
+        and per row ``n_accepted``, ``coverage``, ``routed_fraction``, ``accepted_accuracy`` (of
+        the first stage), ``n_correct``, ``system_accuracy``, ``cost`` (total), ``cost_per_input``
+        and ``savings``; two stages also have ``threshold`` (M,). Row 0 accepts nothing before
+        the last stage. Cost columns are ``nan`` without prices, system accuracy without the
+        last stage's answers.
     stage_accuracy : dict of str to float
-        Each stage's accuracy alone on all inputs.
+        Each stage alone on all inputs.
+    cost_model : CostModel or None
+    stage_scores : ndarray of shape (N-1, n)
+    correct : ndarray of bool, shape (N, n)
+        Whether each stage is right on each input.
+    stage_label_index : ndarray of shape (N, n)
+        Each stage's predicted column (``-1`` where unknown).
+    label_index : ndarray of shape (n,)
+        The true labels as column indices.
     aurc, eaurc : float
-        Of the primary's score (see :func:`confroute.calibration.metrics.aurc`).
-    ece : float or None
-        Top-label ECE (15 equal-width bins) of the probabilities the primary is routed on
-        (after calibration when there is a calibrator); ``None`` when only scores were given.
-    ece_before_calibration : float or None
-        ECE of the raw probabilities, when a calibrator was applied.
-    stage_costs : ndarray or None
-        Per-input price of each stage.
-    scores, primary_correct, fallback_correct : ndarray
-        The per-input arrays the sweep ran on (kept for plots and :meth:`at`).
+        Of the first stage's score (:func:`confroute.calibration.metrics.aurc`).
+    ece, ece_before_calibration : float or None
+        Top-label ECE (15 bins) of the first stage's probabilities, after and before calibration.
     reliability, reliability_before_calibration : ReliabilityTable or None
+    per_class : OperatingPoint or None
+        The point at the ``per_class_thresholds`` given to :func:`evaluate`.
     """
 
     n: int
     stage_names: tuple[str, ...]
-    score: str
+    score: tuple[str, ...]
+    classes: Classes | None
+    exhaustive: bool
+    grids: tuple[np.ndarray, ...]
     table: dict[str, np.ndarray]
     stage_accuracy: dict[str, float]
-    aurc: float
-    eaurc: float
+    cost_model: CostModel | None
+    stage_scores: np.ndarray
+    correct: np.ndarray
+    stage_label_index: np.ndarray
+    label_index: np.ndarray
+    n_classes: int = 0
+    last_known: bool = True
+    aurc: float = float("nan")
+    eaurc: float = float("nan")
     ece: float | None = None
     ece_before_calibration: float | None = None
-    stage_costs: np.ndarray | None = None
-    scores: np.ndarray = field(default_factory=lambda: np.empty(0))
-    primary_correct: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=bool))
-    fallback_correct: np.ndarray | None = None
     reliability: metrics.ReliabilityTable | None = None
     reliability_before_calibration: metrics.ReliabilityTable | None = None
-    primary_labels: np.ndarray | None = None
-    classes: tuple[str, ...] | None = None
-    per_class: OperatingPoint | None = None
+    per_class: OperatingPoint | None = field(default=None)
+
+    # -- constructors ------------------------------------------------------------------------
+    @classmethod
+    def from_router(
+        cls, router: Any, inputs: Any, labels: Any, *, cost_model: Any = None, grid: Any = 20,
+        progress: bool | None = None, chunk_size: int = 4096, per_class_thresholds: Any = None,
+    ) -> Evaluation:
+        """Run every stage of ``router`` once on all inputs (calibrated and scored as the router
+        does) and evaluate. Prices come from ``router.cost_model`` unless given."""
+        stage_preds, scores, raw = _router_arrays(router, inputs, int(chunk_size), progress)
+        cm = cost_model if cost_model is not None else getattr(router, "cost_model", None)
+        score_names = [_score_name(s) for s in router.score[:-1]]
+        return _build(stage_preds, labels, scores, score_names, list(router.names), cm, grid,
+                      raw=raw, per_class_thresholds=per_class_thresholds)
+
+    @classmethod
+    def from_predictions(
+        cls, labels: Any, stages: Sequence[Any], *, scores: Any = None, score: Any = "max_prob",
+        calibrator: Any = None, cost_model: Any = None, stage_names: Sequence[str] | None = None,
+        grid: Any = 20, inputs: Any = None, per_class_thresholds: Any = None, table: bool = True,
+    ) -> Evaluation:
+        """Evaluate stages that already ran.
+
+        Parameters
+        ----------
+        labels : array of shape (n,)
+            True labels, in the stages' label space (their class values).
+        stages : sequence
+            Each stage's predictions in cascade order: :class:`~confroute.Predictions`, an
+            ``(n, k)`` probability matrix, or ``(n,)`` predicted labels (then give its scores;
+            the last stage needs no scores).
+        scores : array of shape (n,) or (N-1, n), optional
+            The non-last stages' confidence; default: ``score`` applied to their predictions.
+        score : str, callable or list, default "max_prob"
+        calibrator : fitted calibrator, optional
+            Applied to the first stage's ``log_scores()`` before scoring; the result reports ECE
+            before and after. Fit it on held-out data, not on what you evaluate on.
+        cost_model : CostModel or sequence of float, optional
+        stage_names : sequence of str, optional
+        grid : int or sequence of arrays, default 20
+            Cascades of three or more stages: quantiles of each non-last stage's scores to try
+            as thresholds, or the candidate thresholds themselves.
+        inputs : sequence, optional
+            Only needed by scores that read the inputs.
+        per_class_thresholds : array or mapping, optional
+            Also measure the system at these per-class thresholds of the first stage.
+        table : bool, default True
+            Cascades only: ``False`` skips the ``G^(N-1)``-row table (for deep cascades); the
+            coordinate search of :func:`~confroute.choose_thresholds` and :meth:`Evaluation.at`
+            still work.
+        """
+        stages = list(stages)
+        if len(stages) < 2:
+            raise ValueError(f"give the predictions of at least 2 stages, got {len(stages)}")
+        preds = [_as_predictions(p, _default_names(len(stages))[i] if stage_names is None else stage_names[i])
+                 for i, p in enumerate(stages)]
+        raw = None
+        if calibrator is not None:
+            if not isinstance(preds[0], Predictions):
+                raise ValueError("calibrator needs the first stage's probabilities or logits, not labels")
+            raw = preds[0]
+            preds[0] = Predictions.from_probs(calibrator.transform(raw.log_scores()), raw.classes,
+                                              source="calibrator")
+        n_scored = len(stages) - 1
+        score_fns = list(score) if isinstance(score, (list, tuple)) else [score] * n_scored
+        if len(score_fns) < n_scored:
+            raise ValueError(f"give one score per non-last stage ({n_scored}), got {len(score_fns)}")
+        if scores is not None:
+            arr = np.asarray(scores, dtype=np.float64)
+            score_list = [arr] if arr.ndim == 1 else list(arr)
+            if len(score_list) != n_scored:
+                raise ValueError(f"give scores for the {n_scored} non-last stage(s), got {len(score_list)}")
+            score_names = ["scores"] * n_scored
+        else:
+            score_list = []
+            for s in range(n_scored):
+                if not isinstance(preds[s], Predictions):
+                    raise ValueError(f"stage {s} is a label vector: give its confidence as scores=...")
+                score_list.append(np.asarray(resolve_score(score_fns[s])(preds[s], inputs), dtype=np.float64))
+            score_names = [_score_name(f) for f in score_fns[:n_scored]]
+        names = list(stage_names) if stage_names is not None else _default_names(len(stages))
+        return _build(preds, labels, score_list, score_names, names, cost_model, grid, raw=raw,
+                      per_class_thresholds=per_class_thresholds, full_table=table)
 
     # -- access ------------------------------------------------------------------------------
     @property
-    def thresholds(self) -> np.ndarray:
-        return self.table["threshold"]
+    def n_stages(self) -> int:
+        return len(self.stage_names)
 
     @property
-    def n_thresholds(self) -> int:
-        """Number of table rows (distinct scores, plus the accept-nothing row)."""
-        return int(self.table["threshold"].shape[0])
+    def n_rows(self) -> int:
+        return int(self.table["n_accepted"].shape[0])
+
+    n_thresholds = n_rows
+
+    @property
+    def n_candidates(self) -> int:
+        """Threshold tuples the table covers (its rows)."""
+        return self.n_rows
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """The first stage's threshold per row."""
+        return self.table["thresholds"][:, 0]
+
+    @property
+    def scores(self) -> np.ndarray:
+        """The first stage's scores."""
+        return self.stage_scores[0]
+
+    @property
+    def primary_correct(self) -> np.ndarray:
+        return self.correct[0]
+
+    @property
+    def fallback_correct(self) -> np.ndarray | None:
+        return self.correct[-1] if self.last_known else None
+
+    @property
+    def primary_labels(self) -> np.ndarray:
+        """The first stage's predicted column per input."""
+        return self.stage_label_index[0]
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The true labels, in the user's label space."""
+        return class_labels(self.label_index, self.classes)
 
     @property
     def has_cost(self) -> bool:
-        return self.stage_costs is not None
+        return self.cost_model is not None
 
     @property
     def has_fallback(self) -> bool:
-        return self.fallback_correct is not None
+        return self.last_known
+
+    @property
+    def stage_costs(self) -> np.ndarray | None:
+        return None if self.cost_model is None else self.cost_model.stage_costs
 
     def _row(self, threshold: float) -> int:
-        # Rows are strictest first; the row for t is the last one whose threshold is >= t, i.e.
-        # the one that accepts exactly the inputs with score >= t.
+        # Two stages: rows are strictest first; the row for t is the last one whose threshold is
+        # >= t, i.e. the one that accepts exactly the inputs with score >= t.
         return int(np.searchsorted(-self.thresholds, -float(threshold), side="right") - 1)
 
-    def at(self, threshold: Any) -> OperatingPoint:
-        """The figures when routing at ``threshold`` (accept ``score >= threshold``).
-
-        Exact for any threshold, not only the table's: it picks the row that accepts the
-        same inputs. ``threshold`` may also be per-class, as for the router (an array indexed
-        by the primary's predicted class, or a mapping from class name); that needs the
-        primary's predictions (not bare labels with scores).
-        """
-        if isinstance(threshold, Mapping) or np.ndim(threshold) == 1:
-            return self._at_per_class(threshold)
-        if np.isnan(threshold):
-            raise ValueError("threshold is NaN")
-        i = self._row(threshold)
+    def row(self, i: int) -> OperatingPoint:
+        """Table row ``i`` as an :class:`OperatingPoint`."""
         t = self.table
+        i = int(i)
         return OperatingPoint(
-            threshold=float(threshold),
-            n_accepted=int(t["n_accepted"][i]),
+            thresholds=tuple(float(v) for v in t["thresholds"][i]),
+            answered=tuple(int(v) for v in t["answered"][i]),
+            n=self.n,
             coverage=float(t["coverage"][i]),
-            routed_fraction=float(t["routed_fraction"][i]),
+            shares=tuple(float(v) for v in t["shares"][i]),
             accepted_accuracy=float(t["accepted_accuracy"][i]),
-            system_accuracy=float(t["system_accuracy"][i]) if self.has_fallback else None,
+            system_accuracy=float(t["system_accuracy"][i]) if self.last_known else None,
             cost=float(t["cost"][i]) if self.has_cost else None,
+            cost_per_input=float(t["cost_per_input"][i]) if self.has_cost else None,
             savings=float(t["savings"][i]) if self.has_cost else None,
+            row=i,
         )
 
-    def class_threshold_array(self, threshold: Any) -> np.ndarray:
-        """Per-class thresholds as an array in the primary's class order."""
-        if self.primary_labels is None:
-            raise ValueError("per-class thresholds need the primary's predicted classes; evaluate "
-                             "from Predictions or probabilities, not from labels and scores")
-        k = int(self.primary_labels.max(initial=-1)) + 1 if self.classes is None else len(self.classes)
-        if isinstance(threshold, Mapping):
-            if self.classes is None:
-                raise ValueError("thresholds by class name need named classes")
-            unknown = sorted(set(map(str, threshold)) - set(self.classes))
-            missing = sorted(set(self.classes) - set(map(str, threshold)))
-            if unknown or missing:
-                raise ValueError(f"per-class thresholds: unknown classes {unknown}, missing {missing}")
-            return np.array([float(threshold[c]) for c in self.classes])
-        arr = np.asarray(threshold, dtype=np.float64)
-        if arr.ndim != 1 or arr.size < k or np.isnan(arr).any():
-            raise ValueError(f"need one threshold per class ({k}) without NaN, got shape {arr.shape}")
-        return arr
+    def at(self, thresholds: Any) -> OperatingPoint:
+        """Exact figures at any thresholds, on the grid or not.
 
-    def _at_per_class(self, threshold: Any) -> OperatingPoint:
-        thr = self.class_threshold_array(threshold)
-        assert self.primary_labels is not None
-        accept = self.scores >= thr[self.primary_labels]
-        m, n = int(accept.sum()), self.n
-        pc = self.primary_correct
-        system = cost = savings = None
-        if self.has_fallback:
-            assert self.fallback_correct is not None
-            right = pc[accept].sum() + self.fallback_correct[~accept].sum()
-            system = float(right / n) if n else float("nan")
-        if self.has_cost:
-            assert self.stage_costs is not None
-            c0, c1 = float(self.stage_costs[0]), float(self.stage_costs[1])
-            cost = n * c0 + (n - m) * c1
-            savings = 1.0 - cost / (n * c1) if n * c1 else float("nan")
+        ``thresholds`` is one threshold per non-last stage (a number for two stages is enough),
+        or a threshold choice (anything with a ``thresholds`` attribute). A stage's threshold may
+        be per class: an array in column order or a mapping from class value to threshold, as
+        for the router. The answering stage comes from the library's one decision rule.
+
+        Examples
+        --------
+        >>> res = evaluate(labels=[0, 1, 1, 0], primary=[[.9, .1], [.3, .7], [.6, .4], [.45, .55]],
+        ...                fallback=[0, 1, 1, 1], cost_model=[1.0, 10.0])
+        >>> p = res.at(0.65)
+        >>> p.coverage, p.accepted_accuracy, p.system_accuracy, p.cost, p.savings
+        (0.5, 1.0, 0.75, 24.0, 0.4)
+        """
+        values = getattr(thresholds, "thresholds", thresholds)
+        if isinstance(values, dict) or np.ndim(values) == 0:
+            values = [values]
+        values = list(values)
+        if self.n_stages == 2 and len(values) != 1 and all(np.ndim(v) == 0 for v in values):
+            values = [np.asarray(values, dtype=np.float64)]  # a bare per-class array for 2 stages
+        if len(values) != self.n_stages - 1:
+            raise ValueError(f"give {self.n_stages - 1} threshold(s), one per non-last stage, got {len(values)}")
+        resolved = [
+            resolve_threshold(check_threshold(v, None, f"threshold of stage {s}"), self.classes,
+                              self.n_classes, f"stage {self.stage_names[s]!r}")
+            for s, v in enumerate(values)
+        ]
+        stage = answering_stage(list(self.stage_scores), resolved, list(self.stage_label_index[:-1]))
+        return self._point(stage, resolved)
+
+    def _point(self, stage: np.ndarray, resolved: Sequence[float | np.ndarray]) -> OperatingPoint:
+        n = self.n
+        answered = np.bincount(stage, minlength=self.n_stages)
+        right = self.correct[stage, np.arange(n)] if n else np.zeros(0, dtype=bool)
+        correct = np.bincount(stage, weights=right.astype(np.float64), minlength=self.n_stages)
+        table = _table(np.zeros((1, self.n_stages - 1)), answered[None, :], correct[None, :], n,
+                       self.cost_model, self.last_known)
+        per_class = tuple(None if np.ndim(t) == 0 else tuple(float(v) for v in t) for t in resolved)
         return OperatingPoint(
-            threshold=float("nan"),
-            n_accepted=m,
-            coverage=m / n if n else float("nan"),
-            routed_fraction=1.0 - m / n if n else float("nan"),
-            accepted_accuracy=float(pc[accept].mean()) if m else float("nan"),
-            system_accuracy=system,
-            cost=cost,
-            savings=savings,
-            class_thresholds=tuple(float(v) for v in thr),
+            thresholds=tuple(float(t) if np.ndim(t) == 0 else float("nan") for t in resolved),
+            answered=tuple(int(v) for v in answered),
+            n=n,
+            coverage=float(table["coverage"][0]) if n else float("nan"),
+            shares=tuple(float(v) for v in table["shares"][0]),
+            accepted_accuracy=float(table["accepted_accuracy"][0]),
+            system_accuracy=float(table["system_accuracy"][0]) if self.last_known else None,
+            cost=float(table["cost"][0]) if self.has_cost else None,
+            cost_per_input=float(table["cost_per_input"][0]) if self.has_cost else None,
+            savings=float(table["savings"][0]) if self.has_cost else None,
+            class_thresholds=per_class if any(c is not None for c in per_class) else None,
         )
+
+    def best(
+        self, *, target_system_accuracy: float | None = None, max_cost_per_input: float | None = None
+    ) -> OperatingPoint:
+        """The cheapest row reaching an accuracy, or the most accurate within a budget, on this
+        data (no guarantee: see :func:`~confroute.choose_thresholds` for that)."""
+        row = best_row(self.table, target_system_accuracy, max_cost_per_input, None)
+        return self.row(row if row >= 0 else -1 - row)
 
     def pareto(self) -> np.ndarray:
-        """Row indices on the cost / system-accuracy Pareto front (needs prices and a fallback)."""
-        if not (self.has_cost and self.has_fallback):
-            raise ValueError("the Pareto front needs stage prices and fallback answers")
-        return pareto_front(self.table["cost"], self.table["system_accuracy"])
+        """Rows on the cost / system-accuracy Pareto front, cheapest first (needs prices and the
+        last stage's answers)."""
+        if not (self.has_cost and self.last_known):
+            raise ValueError("the Pareto front needs stage prices and the last stage's answers")
+        return pareto_front(self.table["cost_per_input"], self.table["system_accuracy"])
 
     # -- export ------------------------------------------------------------------------------
+    def _columns(self) -> dict[str, np.ndarray]:
+        t = self.table
+        if self.n_stages == 2:
+            return {c: t[c] for c in TABLE_COLUMNS}
+        cols: dict[str, np.ndarray] = {}
+        for s, name in enumerate(self.stage_names[:-1]):
+            cols[f"threshold_{name}"] = t["thresholds"][:, s]
+        for s, name in enumerate(self.stage_names):
+            cols[f"share_{name}"] = t["shares"][:, s]
+        for c in ("accepted_accuracy", "system_accuracy", "cost", "cost_per_input", "savings"):
+            cols[c] = t[c]
+        return cols
+
     def to_pandas(self) -> Any:
-        """The per-threshold table as a DataFrame (requires pandas)."""
+        """The table as a DataFrame, one row per threshold candidate (requires pandas)."""
         pd = import_pandas()
-        return pd.DataFrame({c: self.table[c] for c in TABLE_COLUMNS})
+        return pd.DataFrame(self._columns())
 
     def summary(self) -> dict[str, Any]:
         """The scalar figures, JSON-serialisable."""
         return {
             "n": self.n,
             "stage_names": list(self.stage_names),
-            "score": self.score,
-            "stage_accuracy": {k: _json(v) for k, v in self.stage_accuracy.items()},
-            "aurc": _json(self.aurc),
-            "eaurc": _json(self.eaurc),
-            "ece": _json(self.ece),
-            "ece_before_calibration": _json(self.ece_before_calibration),
+            "score": list(self.score),
+            "classes": None if self.classes is None else list(self.classes),
+            "stage_accuracy": {k: json_value(v) for k, v in self.stage_accuracy.items()},
+            "aurc": json_value(self.aurc),
+            "eaurc": json_value(self.eaurc),
+            "ece": json_value(self.ece),
+            "ece_before_calibration": json_value(self.ece_before_calibration),
             "stage_costs": None if self.stage_costs is None else [float(c) for c in self.stage_costs],
-            "n_thresholds": self.n_thresholds,
+            "n_rows": self.n_rows,
+            "exhaustive": self.exhaustive,
         }
 
     def to_dict(self, max_rows: int | None = None) -> dict[str, Any]:
@@ -432,19 +676,19 @@ class EvaluationResult:
         """
         rows = self._spread_rows(max_rows) if max_rows is not None else slice(None)
         out = self.summary()
-        out["table"] = {
-            c: [_json(v) for v in (self.table[c][rows].tolist())] if c != "n_accepted"
-            else [int(v) for v in self.table[c][rows]]
-            for c in TABLE_COLUMNS
-        }
+        out["table"] = {c: [json_value(v) for v in col[rows].tolist()] for c, col in self._columns().items()}
+        if self.per_class is not None:
+            out["per_class"] = self.per_class.to_dict()
         return out
 
     def _spread_rows(self, k: int) -> np.ndarray:
-        d = self.n_thresholds
+        d = self.n_rows
         if k >= d:
             return np.arange(d)
         if k < 2:
             raise ValueError("max_rows must be at least 2")
+        if not self.exhaustive:
+            return np.unique(np.linspace(0, d - 1, k).round().astype(int))
         targets = np.linspace(0.0, 1.0, k)
         idx = np.searchsorted(self.table["coverage"], targets, side="left")
         return np.unique(np.clip(np.r_[0, idx, d - 1], 0, d - 1))
@@ -468,9 +712,9 @@ class EvaluationResult:
         return plotting.plot_result(self, kind=kind, ax=ax, path=path, **kwargs)
 
     def __repr__(self) -> str:
+        kind = f"{self.n_rows} thresholds" if self.exhaustive else f"{self.n_rows} threshold tuples"
         lines = [
-            f"EvaluationResult(n={self.n}, stages={list(self.stage_names)}, score={self.score!r}, "
-            f"{self.n_thresholds} thresholds)"
+            f"Evaluation(n={self.n}, stages={list(self.stage_names)}, score={list(self.score)}, {kind})"
         ]
         acc = "   ".join(f"{k} alone {v:.4f}" for k, v in self.stage_accuracy.items())
         lines.append(f"  accuracy: {acc}")
@@ -480,61 +724,80 @@ class EvaluationResult:
             if self.ece_before_calibration is not None:
                 extra += f" (before calibration {self.ece_before_calibration:.4f})"
         lines.append(extra)
-        header = f"  {'threshold':>10} {'coverage':>9} {'acc(accepted)':>14}"
+        t = self.table
+        thr_head = "threshold" if self.n_stages == 2 else "thresholds"
+        header = f"  {thr_head:>18} {'coverage':>9} {'acc(accepted)':>14}"
         if self.has_fallback:
             header += f" {'system acc':>11}"
         if self.has_cost:
-            header += f" {'cost':>12} {'savings':>8}"
+            header += f" {'cost/input':>12} {'savings':>8}"
         lines.append(header)
-        t = self.table
-        for i in self._spread_rows(11):
-            row = f"  {t['threshold'][i]:>10.4g} {t['coverage'][i]:>9.1%} {t['accepted_accuracy'][i]:>14.4f}"
-            if self.has_fallback:
-                row += f" {t['system_accuracy'][i]:>11.4f}"
-            if self.has_cost:
-                row += f" {t['cost'][i]:>12.5g} {t['savings'][i]:>8.1%}"
-            lines.append(row)
-        if self.per_class is not None:
-            p = self.per_class
-            row = f"  {'per-class':>10} {p.coverage:>9.1%} {p.accepted_accuracy:>14.4f}"
+        rows = self._spread_rows(11) if self.exhaustive or not (self.has_cost and self.has_fallback) \
+            else self.pareto()[np.unique(np.linspace(0, max(self.pareto().size - 1, 0), 10).round().astype(int))]
+
+        def fmt(r: int | None, p: OperatingPoint | None = None) -> str:
+            if p is None:
+                assert r is not None
+                p = self.row(r)
+                thr = ", ".join(f"{v:.4g}" for v in t["thresholds"][r])
+            else:
+                thr = "per-class"
+            row = f"  {thr:>18} {p.coverage:>9.1%} {p.accepted_accuracy:>14.4f}"
             if self.has_fallback:
                 row += f" {p.system_accuracy:>11.4f}"
             if self.has_cost:
-                row += f" {p.cost:>12.5g} {p.savings:>8.1%}"
-            lines.append(row)
+                row += f" {p.cost_per_input:>12.5g} {p.savings:>8.1%}"
+            return row
+
+        lines.extend(fmt(int(r)) for r in rows)
+        if self.per_class is not None:
+            lines.append(fmt(None, self.per_class))
         return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- evaluate()
-def _is_str_array(a: np.ndarray) -> bool:
-    return a.dtype.kind in "USO" and a.size > 0 and isinstance(a.flat[0], str)
+#: Deprecated names of :class:`Evaluation` (kept for one release).
+EvaluationResult = Evaluation
+CascadeEvaluation = Evaluation
 
 
-def _correct(stage: Any, labels: np.ndarray, name: str, n: int) -> np.ndarray:
-    """Per-input correctness of a stage's answers, matching classes by name or by index."""
-    if isinstance(stage, Predictions):
-        if len(stage) != n:
-            raise ValueError(f"{name}: {len(stage)} predictions for {n} labels")
-        if _is_str_array(labels):
-            if stage.classes is None:
-                raise ValueError(
-                    f"labels are class names but {name} does not name its classes; give class "
-                    "indices or Predictions with classes"
-                )
-            unknown = sorted(set(labels.tolist()) - set(stage.classes))
-            if unknown:
-                raise ValueError(f"labels {unknown[:5]} are not among {name}'s classes {list(stage.classes)}")
-            return stage.label_names == labels
-        return stage.labels == labels
-    pred = np.asarray(stage)
-    if pred.shape != (n,):
-        raise ValueError(f"{name}: predicted labels must have shape ({n},), got {pred.shape}")
-    if _is_str_array(pred) != _is_str_array(labels):
-        raise ValueError(
-            f"{name}'s predicted labels and the true labels must both be class names or both be "
-            "class indices"
-        )
-    return pred == labels
+def best_row(
+    table: dict[str, np.ndarray], target_acc: float | None, budget: float | None,
+    bounds: tuple[np.ndarray, np.ndarray] | None,
+) -> int:
+    """Row index of the best feasible row; -1 - (safe row) when none is feasible."""
+    if (target_acc is None) == (budget is None):
+        raise ValueError("give exactly one of target_system_accuracy, max_cost_per_input")
+    acc, cost = table["system_accuracy"], table["cost_per_input"]
+    acc_b, cost_b = bounds if bounds is not None else (acc, cost)
+    if target_acc is not None:
+        if np.isnan(cost).all():
+            # Without prices, the cheapest proxy is answering as early as possible.
+            cost = -(table["shares"] * np.arange(table["shares"].shape[1], 0, -1)).sum(axis=1)
+        ok = acc_b >= target_acc - 1e-12
+        # Cheapest feasible; ties to the more accurate, then to the first row.
+        key = np.lexsort((-acc, cost))
+    else:
+        if np.isnan(cost).all():
+            raise ValueError("max_cost_per_input needs stage prices (cost_model)")
+        ok = cost_b <= budget + 1e-12
+        key = np.lexsort((cost, -acc))
+    feasible = key[ok[key]]
+    if feasible.size:
+        return int(feasible[0])
+    # Safe end: the most accurate row (accuracy target) or the cheapest (budget).
+    safe = np.lexsort((cost, -acc))[0] if target_acc is not None else np.lexsort((-acc, cost))[0]
+    return -1 - int(safe)
+
+
+# --------------------------------------------------------------------------- building one
+def _default_names(k: int) -> list[str]:
+    return ["primary", "fallback"] if k == 2 else [f"stage{i}" for i in range(k)]
+
+
+def _score_name(score: Any) -> str:
+    if isinstance(score, str):
+        return score
+    return getattr(score, "__name__", None) or type(score).__name__
 
 
 def _as_predictions(x: Any, name: str) -> Any:
@@ -546,13 +809,136 @@ def _as_predictions(x: Any, name: str) -> Any:
         return Predictions.from_probs(arr, source=name)
     if arr.ndim == 1:
         return arr
-    raise ValueError(
-        f"{name} must be Predictions, an (n, k) probability matrix or (n,) labels; got {arr.shape}"
+    raise ValueError(f"{name} must be Predictions, an (n, k) probability matrix or (n,) labels; got {arr.shape}")
+
+
+def _class_space(stages: list[Any], labels: np.ndarray, names: list[str]) -> tuple[list[Any], Classes | None, int]:
+    """Align the stages that give probabilities by class name; the classes and their number."""
+    classes: Classes | None = None
+    k: int | None = None
+    out = list(stages)
+    for s, p in enumerate(stages):
+        if isinstance(p, Predictions):
+            out[s], classes = align(p, classes, k, names[s])
+            k = out[s].n_classes
+    if k is None:  # only label vectors: the classes are the values that occur
+        try:
+            values = np.unique(np.concatenate([np.asarray(v, dtype=object) for v in stages if v is not None]
+                                              + [labels.astype(object)]))
+        except TypeError:
+            raise ValueError(
+                "the labels and the stages' predicted labels mix types (e.g. numbers and strings); "
+                "give them all in one label space"
+            ) from None
+        classes = as_classes(values)
+        k = len(values)
+    return out, classes, k
+
+
+def _build(
+    stages: list[Any], labels: Any, score_list: list[np.ndarray], score_names: list[str],
+    names: list[str], cost_model: Any, grid: Any, *, raw: Predictions | None = None,
+    per_class_thresholds: Any = None, full_table: bool = True,
+) -> Evaluation:
+    if labels is None:
+        raise ValueError("labels are required")
+    y_raw = np.asarray(labels)
+    if y_raw.ndim != 1:
+        raise ValueError(f"labels must be one-dimensional, got shape {y_raw.shape}")
+    n = y_raw.shape[0]
+    n_stages = len(stages)
+    if len(names) != n_stages or len(set(names)) != n_stages:
+        raise ValueError(f"stage_names must name the {n_stages} stages distinctly, got {list(names)}")
+    last_known = stages[-1] is not None
+    stages, classes, k = _class_space(stages, y_raw, names)
+    y = label_indices(y_raw, classes, k, what="labels", owner=f"stage {names[0]!r}")
+    pred_index = np.full((n_stages, n), -1, dtype=np.int64)
+    for s, p in enumerate(stages):
+        if p is None:
+            continue
+        if isinstance(p, Predictions):
+            if len(p) != n:
+                raise ValueError(f"stage {names[s]!r}: {len(p)} predictions for {n} labels")
+            pred_index[s] = p.label_index
+        else:
+            if np.shape(p) != (n,):
+                raise ValueError(f"stage {names[s]!r}: predicted labels must have shape ({n},), got {np.shape(p)}")
+            pred_index[s] = label_indices(p, classes, k, what=f"predicted labels of stage {names[s]!r}",
+                                          owner=f"stage {names[0]!r}")
+    correct = pred_index == y[None, :]
+    scores = [checked_scores(s, n, names[i]) if np.shape(s) == (n,) else _shape_error(s, n)
+              for i, s in enumerate(score_list)]
+    cm = CostModel.coerce(cost_model, n_stages)
+
+    if n_stages == 2:
+        sweep = threshold_sweep(scores[0], correct[0], correct[1])
+        assert sweep.system_correct is not None
+        m = sweep.n_accepted
+        answered = np.stack([m, n - m], axis=1)
+        right = np.stack([sweep.primary_correct, sweep.system_correct - sweep.primary_correct], axis=1)
+        grids: tuple[np.ndarray, ...] = (sweep.thresholds,)
+        thresholds = sweep.thresholds[:, None]
+        order = sweep.order
+    else:
+        grid_list = grids_for(grid, scores)
+        grids = tuple(grid_list)
+        if full_table:
+            import itertools
+
+            answered, right = cascade_counts(scores, list(correct), grid_list)
+            thresholds = np.array(list(itertools.product(*grid_list)), dtype=np.float64).reshape(-1, n_stages - 1)
+        else:
+            answered = right = np.zeros((0, n_stages), dtype=np.int64)
+            thresholds = np.zeros((0, n_stages - 1))
+        order = None
+    table = _table(thresholds, answered, right, n, cm, last_known)
+
+    stage_accuracy = {names[s]: float(correct[s].mean()) if n else float("nan")
+                      for s in range(n_stages) if s < n_stages - 1 or last_known}
+    reliability = reliability_raw = None
+    if isinstance(stages[0], Predictions) and n:
+        reliability = metrics.reliability_table(stages[0].probs, y)
+        if raw is not None:
+            reliability_raw = metrics.reliability_table(raw.probs, y)
+    s0, c0 = scores[0], correct[0]
+    if order is None:
+        order = np.argsort(-s0, kind="stable")
+    aurc = metrics._aurc_sorted(s0[order], ~c0[order]) if n else float("nan")
+    eaurc = aurc - metrics.optimal_aurc(n, int((~c0).sum())) if n else float("nan")
+    result = Evaluation(
+        n=n,
+        stage_names=tuple(names),
+        score=tuple(score_names[: n_stages - 1]),
+        classes=classes,
+        exhaustive=n_stages == 2,
+        grids=grids,
+        table=table,
+        stage_accuracy=stage_accuracy,
+        cost_model=cm,
+        stage_scores=np.stack(scores) if scores else np.empty((0, n)),
+        correct=correct,
+        stage_label_index=pred_index,
+        label_index=y,
+        n_classes=k,
+        last_known=last_known,
+        aurc=aurc,
+        eaurc=eaurc,
+        ece=None if reliability is None else reliability.ece,
+        ece_before_calibration=None if reliability_raw is None else reliability_raw.ece,
+        reliability=reliability,
+        reliability_before_calibration=reliability_raw,
     )
+    if per_class_thresholds is not None:
+        result = replace(result, per_class=result.at([per_class_thresholds] + [np.inf] * (n_stages - 2)))
+    return result
 
 
-def _chunks(n: int, size: int) -> list[slice]:
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)] or [slice(0, 0)]
+def _shape_error(s: Any, n: int) -> np.ndarray:
+    raise ValueError(f"scores must have shape ({n},) to match the labels, got {np.shape(s)}")
+
+
+def _chunks(n: int, size: int) -> list[tuple[int, int]]:
+    return [(i, min(i + size, n)) for i in range(0, n, size)] or [(0, 0)]
 
 
 def _progress(iterable: Any, total: int, progress: bool | None, desc: str) -> Any:
@@ -568,39 +954,33 @@ def _progress(iterable: Any, total: int, progress: bool | None, desc: str) -> An
 
 
 def _router_arrays(
-    router: Any, inputs: Any, chunk_size: int, progress: bool | None, all_scores: bool = False
-) -> tuple[list[Predictions], Any, Predictions | None]:
+    router: Any, inputs: Any, chunk_size: int, progress: bool | None
+) -> tuple[list[Predictions], list[np.ndarray], Predictions | None]:
     """Run each stage once on every input (in chunks, for a progress bar) and score it.
 
-    Returns the stages' predictions, the primary's scores (or, with ``all_scores``, a list of
-    every non-last stage's scores) and the primary's uncalibrated predictions when it has a
-    calibrator.
+    Returns the stages' calibrated predictions, every non-last stage's scores, and the first
+    stage's uncalibrated predictions when it has a calibrator.
     """
-    from ..predictors.base import as_sequence
-
-    inputs = as_sequence(inputs)
-    n = len(inputs)
+    inputs = as_batch(inputs)
+    n = n_rows(inputs)
     n_stages = router.n_stages
-    n_scored = n_stages - 1 if all_scores else 1
-    # The raw primary predictions are kept to report ECE before calibration.
     raw_ok = router.calibrators[0] is not None
     parts: list[list[Predictions]] = [[] for _ in range(n_stages)]
     raw_parts: list[Predictions] = []
-    score_parts: list[list[np.ndarray]] = [[] for _ in range(n_scored)]
+    score_parts: list[list[np.ndarray]] = [[] for _ in range(n_stages - 1)]
     slices = _chunks(n, chunk_size)
-    for sl in _progress(slices, len(slices), progress, "evaluate"):
-        chunk = inputs[sl]
+    for lo, hi in _progress(slices, len(slices), progress, "evaluate"):
+        chunk = slice_rows(inputs, lo, hi)
         uncalibrated = router.stage_predictions(chunk, calibrated=False)
         raw_parts.append(uncalibrated[0])
         preds = [router._calibrated(s, p) for s, p in enumerate(uncalibrated)]
         for s in range(n_stages):
             parts[s].append(preds[s])
-        for s in range(n_scored):
+        for s in range(n_stages - 1):
             score_parts[s].append(np.asarray(router.stage_score(s, preds[s], chunk), dtype=np.float64))
     stage_preds = [Predictions.concat(p) for p in parts]
     raw = Predictions.concat(raw_parts) if raw_ok else None
-    scores = [np.concatenate(p) for p in score_parts]
-    return stage_preds, scores if all_scores else scores[0], raw
+    return stage_preds, [np.concatenate(p) for p in score_parts], raw
 
 
 def evaluate(
@@ -610,6 +990,7 @@ def evaluate(
     *,
     primary: Any = None,
     fallback: Any = None,
+    stages: Sequence[Any] | None = None,
     scores: Any = None,
     score: Any = "max_prob",
     calibrator: Any = None,
@@ -617,68 +998,45 @@ def evaluate(
     stage_names: Sequence[str] | None = None,
     progress: bool | None = None,
     chunk_size: int = 4096,
-    stages: Sequence[Any] | None = None,
     grid: int | Sequence[Any] = 20,
     per_class_thresholds: Any = None,
-) -> Any:
-    """Measure a router at every distinct threshold (two stages) or at every threshold tuple of
-    a grid (cascades), running each model once.
+) -> Evaluation:
+    """Measure a routed system at every threshold candidate, running each model once.
 
-    Two ways to call it:
+    Two ways to call it (the same as :meth:`Evaluation.from_router` and
+    :meth:`Evaluation.from_predictions`):
 
-    * ``evaluate(router, inputs, labels)``: runs every stage of a
-      :class:`~confroute.ThresholdRouter` once on all inputs (via ``router.stage_predictions``,
-      calibrated as the router calibrates), scores the primary with the router's score, and takes
-      prices from ``router.cost_model``.
-    * ``evaluate(labels=y, primary=..., fallback=..., cost_model=...)``: from precomputed
-      predictions, for when the models already ran (or run elsewhere).
+    * ``evaluate(router, inputs, labels)``: runs every stage of a router once on all inputs
+      (calibrated and scored as the router does); prices from ``router.cost_model``.
+    * ``evaluate(labels=y, stages=[...])`` or ``evaluate(labels=y, primary=..., fallback=...)``:
+      from precomputed predictions, for when the models already ran (or run elsewhere).
 
     Parameters
     ----------
-    router : ThresholdRouter, optional
-    inputs : sequence, optional
-        The router's inputs; with precomputed arrays, only needed by scores that read inputs.
+    router : Cascade or ThresholdRouter, optional
+    inputs : batch, optional
+        The router's inputs; with precomputed predictions, only needed by scores that read inputs.
     labels : array of shape (n,)
-        True labels: class indices, or class names when the stages name their classes.
-    primary : Predictions or array of shape (n, k) or (n,)
-        The primary's predictions: a :class:`~confroute.Predictions`, a probability matrix, or
-        predicted labels (then give ``scores``).
-    fallback : Predictions or array of shape (n, k) or (n,), optional
-        The fallback's predictions or predicted labels. Without it, system accuracy is ``nan``.
-    scores : array of shape (n,), optional
-        The primary's confidence; default: ``score`` applied to the (calibrated) primary.
-    score : str or callable, default "max_prob"
-        Score name or function, as for the router (ignored when ``scores`` is given).
-    calibrator : fitted calibrator, optional
-        Applied to the primary's ``log_scores()`` before scoring (precomputed mode); the result
-        reports ECE before and after. Fit it on held-out data, not on what you evaluate on.
+        True labels, in the stages' own label space: their class values (``1..4`` for a model
+        trained on labels ``1..4``; names for a model with named classes), or column indices for
+        models that do not name their classes. Matched by value; a label that is not a class is
+        an error naming both sets.
+    primary, fallback : Predictions, (n, k) array or (n,) labels, optional
+        Two stages' predictions (``fallback=None``: system accuracy is ``nan``).
+    stages : sequence, optional
+        Every stage's predictions in cascade order, instead of ``primary``/``fallback``.
+    scores, score, calibrator, stage_names, grid, per_class_thresholds
+        See :meth:`Evaluation.from_predictions`.
     cost_model : CostModel or sequence of float, optional
-        Per-input price of each stage: a :class:`~confroute.CostModel` (any object with a
-        ``stage_costs`` array) or ``[primary_price, fallback_price]``.
-    stage_names : (str, str), optional
-        Default: the router's names, else ``("primary", "fallback")``.
+        Per-input price of each stage.
     progress : bool or None, default None
-        Progress bar over chunks of inputs when running a router: ``None`` shows one when tqdm is
-        installed, ``True`` requires it, ``False`` hides it.
+        Progress bar over chunks of inputs when running a router (``None``: when tqdm is there).
     chunk_size : int, default 4096
         Inputs per ``stage_predictions`` call when running a router.
-    stages : sequence of Predictions or arrays, optional
-        Precomputed predictions of every stage, in cascade order (instead of ``primary`` and
-        ``fallback``). Two stages give an :class:`EvaluationResult` as above.
-    grid : int or sequence of arrays, default 20
-        Cascades of more than two stages only: quantiles of each non-last stage's scores to
-        try as thresholds, or the candidate thresholds themselves (see
-        :func:`confroute.evaluation.cascade.evaluate_cascade`).
-    per_class_thresholds : array or mapping, optional
-        Also measure the system at these per-class thresholds of the primary (e.g. from
-        :func:`confroute.selection.per_class.choose_per_class_thresholds`): the result's ``per_class``
-        holds that operating point, to compare with the table's global thresholds.
 
     Returns
     -------
-    EvaluationResult or CascadeEvaluation
-        A :class:`~confroute.evaluation.cascade.CascadeEvaluation` (one row per threshold tuple)
-        for a cascade of more than two stages; an :class:`EvaluationResult` otherwise.
+    Evaluation
 
     Examples
     --------
@@ -691,165 +1049,53 @@ def evaluate(
     >>> p = res.at(0.65)  # accepts 0.9 and 0.7 (both right); the fallback gets 1 of the other 2
     >>> p.coverage, p.accepted_accuracy, p.system_accuracy, p.cost, p.savings
     (0.5, 1.0, 0.75, 24.0, 0.4)
-    """
-    n_router_stages = None if router is None else (getattr(router, "n_stages", None) or len(router.stages))
-    if stages is not None:
-        if router is not None or primary is not None or fallback is not None:
-            raise ValueError("give stages=[...] or a router or primary/fallback, only one of them")
-        stages = list(stages)
-        if len(stages) == 2:
-            primary, fallback = stages
-        elif len(stages) < 2:
-            raise ValueError(f"stages must hold at least 2 stages' predictions, got {len(stages)}")
-    if (stages is not None and len(stages) > 2) or (n_router_stages is not None and n_router_stages > 2):
-        if calibrator is not None or per_class_thresholds is not None:
-            raise ValueError("calibrator= and per_class_thresholds= apply to two-stage evaluation only")
-        from .cascade import evaluate_cascade
 
-        return evaluate_cascade(
-            router, inputs, labels, stages=stages, scores=scores, score=score, cost_model=cost_model,
-            grid=grid, stage_names=stage_names, progress=progress, chunk_size=chunk_size,
-        )
+    Class names are matched by name, whatever each stage's column order:
+
+    >>> a = Predictions.from_probs([[.9, .1], [.2, .8]], ["neg", "pos"])
+    >>> b = Predictions.from_probs([[.1, .9], [.8, .2]], ["pos", "neg"])
+    >>> evaluate(labels=["neg", "pos"], primary=a, fallback=b).stage_accuracy
+    {'primary': 1.0, 'fallback': 1.0}
+    """
     if router is not None:
-        if n_router_stages != 2:
-            raise ValueError(f"evaluate() needs a router with at least two stages, got {n_router_stages}")
-        if primary is not None or fallback is not None or scores is not None:
-            raise ValueError("give either a router (with inputs) or precomputed primary/fallback, not both")
+        if primary is not None or fallback is not None or stages is not None or scores is not None:
+            raise ValueError("give either a router (with inputs) or precomputed predictions, not both")
         if inputs is None or labels is None:
             raise ValueError("evaluate(router, inputs, labels): inputs and labels are required")
         if calibrator is not None:
             raise ValueError("a router applies its own calibrators; pass calibrator=None")
-        stage_preds, s, raw = _router_arrays(router, inputs, int(chunk_size), progress)
-        primary_p, fallback_p = stage_preds[0], stage_preds[1]
-        names = tuple(stage_names or getattr(router, "names", None) or ("primary", "fallback"))
-        cm = cost_model if cost_model is not None else getattr(router, "cost_model", None)
-        sc = getattr(router, "score", "max_prob")
-        score_name = _score_name(sc[0] if isinstance(sc, (list, tuple)) else sc)
+        if getattr(router, "n_stages", 0) < 2:
+            raise ValueError("evaluate() needs a router with at least two stages")
+        result = Evaluation.from_router(router, inputs, labels, cost_model=cost_model, grid=grid,
+                                        progress=progress, chunk_size=chunk_size,
+                                        per_class_thresholds=per_class_thresholds)
+        if stage_names is not None:
+            result = replace(result, stage_names=tuple(stage_names))
+        return result
+    if stages is not None:
+        if primary is not None or fallback is not None:
+            raise ValueError("give stages=[...] or primary/fallback, not both")
     else:
         if primary is None:
-            raise ValueError("give a router, or precomputed predictions as primary=... (and fallback=...)")
-        if labels is None:
-            raise ValueError("labels are required")
-        primary_p = _as_predictions(primary, "primary")
-        fallback_p = _as_predictions(fallback, "fallback")
-        raw = None
-        if calibrator is not None:
-            if not isinstance(primary_p, Predictions):
-                raise ValueError("calibrator needs the primary's probabilities or logits, not labels")
-            raw = primary_p
-            primary_p = Predictions.from_probs(calibrator.transform(raw.log_scores()), raw.classes,
-                                               source="calibrator")
-        if scores is not None:
-            s = np.asarray(scores, dtype=np.float64)
-            score_name = "scores"
-        else:
-            if not isinstance(primary_p, Predictions):
-                raise ValueError("primary is a label vector: give its confidence as scores=...")
-            s = resolve_score(score)(primary_p, inputs)
-            score_name = _score_name(score)
-        names = tuple(stage_names or ("primary", "fallback"))
-        cm = cost_model
-
-    y = np.asarray(labels)
-    if y.ndim != 1:
-        raise ValueError(f"labels must be one-dimensional, got shape {y.shape}")
-    n = y.shape[0]
-    s = checked_scores(s, n, "primary") if s.shape == (n,) else _shape_error(s, n)
-    if len(names) != 2:
-        raise ValueError(f"stage_names must name 2 stages, got {list(names)}")
-    pc = _correct(primary_p, y, names[0], n)
-    fc = None if fallback_p is None else _correct(fallback_p, y, names[1], n)
-    prices = stage_prices(cm, 2)
-
-    sweep = threshold_sweep(
-        s, pc, fc,
-        primary_cost=None if prices is None else prices[0],
-        fallback_cost=None if prices is None else prices[1],
+            raise ValueError("give a router, or precomputed predictions as stages=[...] or primary=... (and fallback=...)")
+        stages = [primary, fallback]
+    return Evaluation.from_predictions(
+        labels, stages, scores=scores, score=score, calibrator=calibrator, cost_model=cost_model,
+        stage_names=stage_names, grid=grid, inputs=inputs, per_class_thresholds=per_class_thresholds,
     )
-    table = _table(sweep)
-
-    stage_accuracy = {names[0]: float(pc.mean()) if n else float("nan")}
-    if fc is not None:
-        stage_accuracy[names[1]] = float(fc.mean()) if n else float("nan")
-
-    reliability = reliability_raw = None
-    if isinstance(primary_p, Predictions) and n:
-        y_idx = _label_indices(primary_p, y)
-        reliability = metrics.reliability_table(primary_p.probs, y_idx)
-        if raw is not None:
-            reliability_raw = metrics.reliability_table(raw.probs, y_idx)
-
-    # AURC from the sweep's sort: one O(n log n) sort for the whole evaluation.
-    aurc = metrics._aurc_sorted(s[sweep.order], ~pc[sweep.order]) if n else float("nan")
-    eaurc = aurc - metrics.optimal_aurc(n, int((~pc).sum())) if n else float("nan")
-
-    primary_labels = primary_p.labels if isinstance(primary_p, Predictions) else None
-    result = EvaluationResult(
-        n=n,
-        stage_names=names,
-        score=score_name,
-        table=table,
-        stage_accuracy=stage_accuracy,
-        aurc=aurc,
-        eaurc=eaurc,
-        ece=None if reliability is None else reliability.ece,
-        ece_before_calibration=None if reliability_raw is None else reliability_raw.ece,
-        stage_costs=prices,
-        scores=s,
-        primary_correct=pc,
-        fallback_correct=fc,
-        reliability=reliability,
-        reliability_before_calibration=reliability_raw,
-        primary_labels=primary_labels,
-        classes=primary_p.classes if isinstance(primary_p, Predictions) else None,
-    )
-    if per_class_thresholds is not None:
-        from dataclasses import replace
-
-        result = replace(result, per_class=result.at(per_class_thresholds))
-    return result
 
 
-def _shape_error(s: np.ndarray, n: int) -> np.ndarray:
-    raise ValueError(f"scores must have shape ({n},) to match the labels, got {s.shape}")
-
-
-def _score_name(score: Any) -> str:
-    if isinstance(score, str):
-        return score
-    return getattr(score, "__name__", None) or type(score).__name__
-
-
-def _label_indices(preds: Predictions, y: np.ndarray) -> np.ndarray:
-    if _is_str_array(y):
-        assert preds.classes is not None  # checked in _correct
-        lookup = {c: i for i, c in enumerate(preds.classes)}
-        return np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
-    return y.astype(np.int64)
-
-
-def _table(sweep: Sweep) -> dict[str, np.ndarray]:
-    n = sweep.n
-    m = sweep.n_accepted
-    with np.errstate(invalid="ignore", divide="ignore"):
-        coverage = m / n if n else np.zeros(m.shape)
-        accepted_acc = np.where(m > 0, sweep.primary_correct / np.maximum(m, 1), np.nan)
-        if sweep.system_correct is not None and n:
-            system = sweep.system_correct / n
-        else:
-            system = np.full(m.shape, np.nan)
-        if sweep.cost is not None:
-            cost = sweep.cost
-            savings = 1.0 - cost / sweep.baseline_cost if sweep.baseline_cost else np.full(m.shape, np.nan)
-        else:
-            cost = savings = np.full(m.shape, np.nan)
-    return {
-        "threshold": sweep.thresholds,
-        "n_accepted": m,
-        "coverage": coverage,
-        "routed_fraction": 1.0 - coverage,
-        "accepted_accuracy": accepted_acc,
-        "system_accuracy": system,
-        "cost": cost,
-        "savings": savings,
-    }
+def evaluate_cascade(
+    router: Any = None, inputs: Any = None, labels: Any = None, *, table: bool = True, **kwargs: Any
+) -> Evaluation:
+    """Deprecated: :func:`evaluate` handles any number of stages."""
+    if not table:
+        if router is not None:
+            stage_preds, scores, _ = _router_arrays(router, inputs, int(kwargs.pop("chunk_size", 4096)),
+                                                    kwargs.pop("progress", None))
+            cm = kwargs.pop("cost_model", None) or router.cost_model
+            return Evaluation.from_predictions(labels, stage_preds, scores=scores, cost_model=cm,
+                                               stage_names=router.names, table=False, **kwargs)
+        stages = kwargs.pop("stages")
+        return Evaluation.from_predictions(labels, stages, table=False, **kwargs)
+    return evaluate(router, inputs, labels, **kwargs)

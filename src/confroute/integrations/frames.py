@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from ..core.classes import class_labels
+
 __all__ = ["route_dataframe", "result_column_names"]
 
-RESULT_COLUMNS = ("label", "label_name", "confidence", "stage", "stage_name", "degraded", "error")
+RESULT_COLUMNS = ("label", "label_index", "confidence", "stage", "stage_name", "degraded", "error")
 
 
 def result_column_names(stage_names: Sequence[str], has_cost: bool) -> list[str]:
@@ -34,32 +36,31 @@ def result_column_names(stage_names: Sequence[str], has_cost: bool) -> list[str]
     Examples
     --------
     >>> result_column_names(["small", "big"], has_cost=True)[-5:]
-    ['cost', 'small_label', 'small_score', 'big_label', 'big_score']
+    ['cost', 'small_label_index', 'small_score', 'big_label_index', 'big_score']
     """
     names = list(RESULT_COLUMNS) + (["cost"] if has_cost else [])
     for s in stage_names:
-        names += [f"{s}_label", f"{s}_score"]
+        names += [f"{s}_label_index", f"{s}_score"]
     return names
 
 
 def result_columns(
-    state: Any, stage_names: Sequence[str], classes: Sequence[str] | None, has_cost: bool
+    index: np.ndarray, stage_index: np.ndarray, state: Any, stage_names: Sequence[str],
+    classes: Sequence[Any] | None, has_cost: bool,
 ) -> dict[str, np.ndarray]:
-    """Result columns from anything with RoutingResult's per-row fields (a RoutingResult or the
-    per-row state of the stage-wise path)."""
-    labels = np.asarray(state.labels, dtype=np.int64)
+    """Result columns from the final and per-stage column indices and anything with
+    RoutingResult's other per-row fields (a RoutingResult or the stage-wise path's row state).
+
+    ``label`` holds the final class in the user's label space (``None`` where abstained);
+    ``label_index`` the column index (``-1`` where abstained).
+    """
+    labels = np.asarray(index, dtype=np.int64)
     stage = np.asarray(state.stage, dtype=np.int64)
-    answered = labels >= 0
-    label_name = np.full(labels.shape, None, dtype=object)
-    if classes is not None:
-        label_name[answered] = np.asarray(classes, dtype=object)[labels[answered]]
-    else:
-        label_name[answered] = labels[answered].astype(str).astype(object)
     stage_name = np.full(stage.shape, None, dtype=object)
     stage_name[stage >= 0] = np.asarray(stage_names, dtype=object)[stage[stage >= 0]]
     cols: dict[str, np.ndarray] = {
-        "label": labels,
-        "label_name": label_name,
+        "label": class_labels(labels, None if classes is None else tuple(classes)),
+        "label_index": labels,
         "confidence": np.asarray(state.confidence, dtype=np.float64),
         "stage": stage,
         "stage_name": stage_name,
@@ -69,7 +70,7 @@ def result_columns(
     if has_cost:
         cols["cost"] = np.asarray(state.cost, dtype=np.float64)
     for s, name in enumerate(stage_names):
-        cols[f"{name}_label"] = np.asarray(state.stage_labels[s], dtype=np.int64)
+        cols[f"{name}_label_index"] = np.asarray(stage_index[s], dtype=np.int64)
         cols[f"{name}_score"] = np.asarray(state.stage_scores[s], dtype=np.float64)
     return cols
 
@@ -85,7 +86,12 @@ def arrow_arrays(cols: dict[str, np.ndarray]) -> dict[str, Any]:
     out = {}
     for name, values in cols.items():
         if values.dtype == object:
-            out[name] = pa.array(values.tolist(), type=pa.string())
+            items = values.tolist()
+            present = [v for v in items if v is not None]
+            if present and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in present):
+                out[name] = pa.array(items, type=pa.int64())
+            else:
+                out[name] = pa.array([None if v is None else str(v) for v in items], type=pa.string())
         elif values.dtype.kind == "f":
             out[name] = pa.array(values, type=pa.float64(), from_pandas=True)
         else:
@@ -186,11 +192,11 @@ def route_dataframe(
     >>> big = CallablePredictor(lambda xs: np.tile([0.2, 0.8], (len(xs), 1)), classes=["neg", "pos"])
     >>> df = pd.DataFrame({"x": [0.95, 0.5, 0.05]})
     >>> out = route_dataframe(df, ThresholdRouter(cheap, big, threshold=0.9), text_column="x")
-    >>> out[["x", "label_name", "stage_name", "confidence"]]
-          x label_name stage_name  confidence
-    0  0.95        pos    primary        0.95
-    1  0.50        pos   fallback        0.80
-    2  0.05        neg    primary        0.95
+    >>> out[["x", "label", "stage_name", "confidence"]]
+          x label stage_name  confidence
+    0  0.95   pos    primary        0.95
+    1  0.50   pos   fallback        0.80
+    2  0.05   neg    primary        0.95
     """
     spec = InputSpec.make(text_column, feature_columns)
     names = result_column_names(router.names, router.cost_model is not None)
@@ -205,7 +211,8 @@ def route_dataframe(
             f"route_dataframe takes a pandas DataFrame or a pyarrow Table, got {type(df).__name__}"
         )
     result = router.route(inputs)
-    cols = result_columns(result, router.names, result.classes, router.cost_model is not None)
+    cols = result_columns(result.label_index, result.stage_label_index, result, router.names,
+                          result.classes, router.cost_model is not None)
     if _is_arrow(df):
         table = df
         for name, arr in arrow_arrays(cols).items():

@@ -44,7 +44,8 @@ from .frames import (
     result_columns,
     route_dataframe,
 )
-from ..routing.cascade import Cascade, _align
+from ..core.classes import align, class_labels, label_indices
+from ..routing.cascade import Cascade
 
 __all__ = [
     "route_dataset",
@@ -261,7 +262,8 @@ class _RouteStage:
         inputs = self.inputs.from_columns(lambda c: _block_column(table, c))
         state = RowState.initial(router.n_stages, m) if s == 0 else _state_from_table(table, router.names)
         state, defer = advance(router, s, inputs, state)
-        cols = result_columns(state, router.names, self.label_classes, router.cost_model is not None)
+        cols = result_columns(state.labels, state.stage_labels, state, router.names, self.label_classes,
+                              router.cost_model is not None)
         arrays = arrow_arrays(cols)
         arrays[_N_CLASSES] = pa.array(state.n_classes)
         arrays[_DEFER] = pa.array(defer, type=pa.bool_())
@@ -275,9 +277,9 @@ def _state_from_table(table: Any, names: Sequence[str]) -> RowState:
     m = table.num_rows
     cost = get("cost") if "cost" in table.column_names else np.full(m, np.nan)
     return RowState(
-        stage_labels=np.stack([get(f"{n}_label") for n in names]).astype(np.int64).reshape(len(names), m),
+        stage_labels=np.stack([get(f"{n}_label_index") for n in names]).astype(np.int64).reshape(len(names), m),
         stage_scores=np.stack([get(f"{n}_score") for n in names]).astype(np.float64).reshape(len(names), m),
-        labels=get("label").astype(np.int64),
+        labels=get("label_index").astype(np.int64),
         confidence=get("confidence").astype(np.float64),
         stage=get("stage").astype(np.int64),
         degraded=get("degraded").astype(bool),
@@ -400,7 +402,7 @@ class _ScoreStage:
         # Failures raise: evaluation needs every stage's answer on every row.
         raw = router.stages[s].predictor.predict(inputs)
         check_declared(router, s, raw.classes, ref)
-        raw, _ = _align(raw, ref, None if ref is None else len(ref), name)
+        raw, _ = align(raw, ref, None if ref is None else len(ref), name)
         if s > 0:
             earlier = table.column(_N_CLASSES).to_numpy()
             bad = earlier != raw.n_classes
@@ -411,7 +413,7 @@ class _ScoreStage:
                 )
         preds = router._calibrated(s, raw)
         arrays: dict[str, Any] = {
-            f"{_EVAL}label_{s}": pa.array(preds.labels.astype(np.int64)),
+            f"{_EVAL}label_{s}": pa.array(preds.label_index.astype(np.int64)),
             f"{_EVAL}score_{s}": pa.array(router.stage_score(s, preds, inputs)),
             _N_CLASSES: pa.array(np.full(len(preds), preds.n_classes, dtype=np.int64)),
         }
@@ -470,38 +472,27 @@ class StageArrays:
         return int(self.ids.shape[0])
 
     def stage_label_values(self, s: int) -> np.ndarray:
-        """Stage ``s``'s predictions in the form of ``y`` (class names when ``y`` holds names)."""
-        if self.y.dtype.kind in "USO" and len(self) and isinstance(self.y[0], str):
-            if self.info.classes is None:
-                raise ValueError(
-                    "the labels are class names but the stages do not declare their classes; "
-                    "give class indices or declare classes= on the predictors"
-                )
-            return np.asarray(self.info.classes, dtype=object)[self.labels[s]]
-        return self.labels[s]
+        """Stage ``s``'s predictions as class values (the user's label space)."""
+        return class_labels(self.labels[s], self.info.classes)
 
     def evaluate(self) -> Any:
-        """Sweep thresholds with :func:`confroute.evaluation.evaluate.evaluate` (two-stage routers)."""
+        """Evaluate with :func:`confroute.evaluate` on the gathered arrays (any number of stages)."""
         from ..calibration import metrics
-        from ..evaluation.evaluate import _label_indices, evaluate
+        from ..evaluation.evaluate import Evaluation
 
-        if self.info.n_stages != 2:
-            raise NotImplementedError(
-                f"evaluate() sweeps two-stage routers; this one has {self.info.n_stages} stages "
-                "(use the StageArrays of collect_stage_arrays to evaluate a cascade)"
-            )
+        n_stages = self.info.n_stages
         primary = Predictions(self.probs, None, self.info.classes)
-        result = evaluate(
-            labels=self.y,
-            primary=primary,
-            fallback=self.stage_label_values(1),
-            scores=self.scores[0],
+        result = Evaluation.from_predictions(
+            self.y,
+            [primary] + [self.stage_label_values(s) for s in range(1, n_stages)],
+            scores=self.scores[: n_stages - 1],
             cost_model=self.info.cost_model,
             stage_names=self.info.names,
         )
-        changes: dict[str, Any] = {"score": self.info.score_name}
+        changes: dict[str, Any] = {"score": (self.info.score_name,) + result.score[1:]}
         if self.raw_probs is not None and len(self):
-            before = metrics.reliability_table(self.raw_probs, _label_indices(primary, self.y))
+            y_index = label_indices(self.y, primary.classes, primary.n_classes)
+            before = metrics.reliability_table(self.raw_probs, y_index)
             changes.update(reliability_before_calibration=before, ece_before_calibration=before.ece)
         return dataclasses.replace(result, **changes)
 

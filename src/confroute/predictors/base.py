@@ -9,24 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from ..core.batch import as_batch, n_rows, slice_rows
 from ..core.types import PredictionError, Predictions
 
 __all__ = ["Predictor", "as_sequence"]
 
-
-def as_sequence(inputs: Any) -> Sequence[Any]:
-    """Accept a list, tuple, numpy array or pandas Series as a batch; refuse a bare string."""
-    if isinstance(inputs, (str, bytes)):
-        raise TypeError(
-            "inputs must be a batch (list, array, ...), not a single string; wrap it: [text]"
-        )
-    if hasattr(inputs, "to_numpy") and not isinstance(inputs, np.ndarray):
-        inputs = inputs.to_numpy()
-    if not hasattr(inputs, "__len__") or not hasattr(inputs, "__getitem__"):
-        raise TypeError(
-            f"inputs must be a sized, indexable batch (list, tuple, ndarray), got {type(inputs).__name__}"
-        )
-    return inputs
+#: Deprecated name of :func:`confroute.core.batch.as_batch`.
+as_sequence = as_batch
 
 
 class Predictor(ABC):
@@ -40,15 +29,16 @@ class Predictor(ABC):
 
     Attributes
     ----------
-    classes : tuple of str or None
-        Class names in column order, when the model names them.
+    classes : tuple or None
+        Class values in column order, when the model names them (the user's own label values:
+        integers stay integers).
     batch_size : int or None
         Largest batch handed to the model at once (``None``: the whole input in one call).
     name : str
         Used in error messages and in routing results.
     """
 
-    classes: tuple[str, ...] | None = None
+    classes: tuple[Any, ...] | None = None
     batch_size: int | None = None
     name: str = "predictor"
 
@@ -72,28 +62,28 @@ class Predictor(ABC):
         Predictions
             ``len(inputs)`` rows.
         """
-        inputs = as_sequence(inputs)
-        parts = [self._checked(self._predict_batch(chunk), len(chunk)) for chunk in self._chunks(inputs)]
-        return self._join(parts, len(inputs))
+        inputs = as_batch(inputs)
+        parts = [self._checked(self._predict_batch(chunk), n_rows(chunk)) for chunk in self._chunks(inputs)]
+        return self._join(parts, n_rows(inputs))
 
     async def apredict(self, inputs: Sequence[Any]) -> Predictions:
         """Async :meth:`predict`; batches run one after another, in order."""
-        inputs = as_sequence(inputs)
+        inputs = as_batch(inputs)
         parts = []
         for chunk in self._chunks(inputs):
-            parts.append(self._checked(await self._apredict_batch(chunk), len(chunk)))
-        return self._join(parts, len(inputs))
+            parts.append(self._checked(await self._apredict_batch(chunk), n_rows(chunk)))
+        return self._join(parts, n_rows(inputs))
 
     def predict_proba(self, inputs: Sequence[Any]) -> np.ndarray:
         """scikit-learn style shortcut: the probability matrix alone."""
         return self.predict(inputs).probs
 
     def _chunks(self, inputs: Sequence[Any]) -> list[Sequence[Any]]:
-        n = len(inputs)
+        n = n_rows(inputs)
         size = self.batch_size or max(n, 1)
         if size < 1:
             raise ValueError(f"{self.name}: batch_size must be >= 1, got {self.batch_size}")
-        return [inputs[i : i + size] for i in range(0, n, size)]
+        return [slice_rows(inputs, i, i + size) for i in range(0, n, size)]
 
     def _checked(self, out: Any, n: int) -> Predictions:
         if not isinstance(out, Predictions):

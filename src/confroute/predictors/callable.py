@@ -6,6 +6,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
+from ..core.classes import as_classes
 from ..core.types import Predictions
 from .base import Predictor
 
@@ -23,7 +24,7 @@ class CallablePredictor(Predictor):
     output : {"probs", "logits"}
         What ``fn`` returns. Logits go through a softmax and are kept for calibration;
         probabilities are validated (rows sum to one) and never treated as logits.
-    classes : sequence of str, optional
+    classes : sequence, optional
         Class names in column order.
     batch_size : int, optional
         Largest batch passed to ``fn`` at once; ``None`` passes everything in one call.
@@ -42,7 +43,7 @@ class CallablePredictor(Predictor):
         fn: Callable[[Sequence[Any]], Any],
         *,
         output: Literal["probs", "logits"] = "probs",
-        classes: Sequence[str] | None = None,
+        classes: Sequence[Any] | None = None,
         batch_size: int | None = None,
         name: str | None = None,
     ) -> None:
@@ -52,7 +53,7 @@ class CallablePredictor(Predictor):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}")
         self.fn = fn
         self.output = output
-        self.classes = None if classes is None else tuple(str(c) for c in classes)
+        self.classes = as_classes(classes, source=name or "CallablePredictor")
         self.batch_size = batch_size
         self.name = name or getattr(fn, "__name__", "callable")
         if self.name == "<lambda>":

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.classes import as_classes
 from ..core.types import Predictions
 from .base import Predictor
 
@@ -16,14 +17,15 @@ __all__ = ["SklearnPredictor"]
 class SklearnPredictor(Predictor):
     """Wrap a fitted estimator or pipeline that has ``predict_proba``.
 
-    Class names come from ``estimator.classes_`` unless given. When the estimator also has
+    Classes come from ``estimator.classes_`` as they are (integers stay integers) unless given,
+    so routing results and evaluation use the same labels as the estimator's ``predict``. When the estimator also has
     ``decision_function`` and ``use_decision_function=True``, its output is kept as logits
     (binary decision functions become ``[0, d]``), which temperature scaling can use.
 
     Parameters
     ----------
     estimator : fitted estimator
-    classes : sequence of str, optional
+    classes : sequence, optional
     batch_size : int, optional
     use_decision_function : bool, default False
     name : str, optional
@@ -32,7 +34,7 @@ class SklearnPredictor(Predictor):
     --------
     >>> from sklearn.linear_model import LogisticRegression
     >>> clf = LogisticRegression().fit([[0.0], [1.0], [2.0], [3.0]], ["a", "a", "b", "b"])
-    >>> SklearnPredictor(clf).predict([[0.1], [2.9]]).label_names.tolist()
+    >>> SklearnPredictor(clf).predict([[0.1], [2.9]]).labels.tolist()
     ['a', 'b']
     """
 
@@ -40,7 +42,7 @@ class SklearnPredictor(Predictor):
         self,
         estimator: Any,
         *,
-        classes: Sequence[str] | None = None,
+        classes: Sequence[Any] | None = None,
         batch_size: int | None = None,
         use_decision_function: bool = False,
         name: str | None = None,
@@ -49,8 +51,8 @@ class SklearnPredictor(Predictor):
             raise TypeError(f"{type(estimator).__name__} has no predict_proba; wrap it with CallablePredictor")
         self.estimator = estimator
         if classes is None and hasattr(estimator, "classes_"):
-            classes = [str(c) for c in estimator.classes_]
-        self.classes = None if classes is None else tuple(str(c) for c in classes)
+            classes = estimator.classes_
+        self.classes = as_classes(classes, source=f"{type(estimator).__name__}.classes_")
         self.batch_size = batch_size
         self.use_decision_function = use_decision_function
         self.name = name or type(estimator).__name__

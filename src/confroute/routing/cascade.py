@@ -24,16 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from ..core.types import PredictionError, Predictions, RoutingResult
+from ..core.batch import as_batch, n_rows, take_rows
+from ..core.classes import Classes, align
 from ..core.cost import CostModel
-from .fallback import Fallback, StageOutcome
-from ..predictors.base import Predictor, as_sequence
-from ..predictors.callable import CallablePredictor
+from ..core.decision import ThresholdSpec, accepts, check_threshold, resolve_threshold
 from ..core.scores import checked_scores, resolve_score, score_range
+from ..core.types import PredictionError, Predictions, RoutingResult
+from ..predictors.base import Predictor
+from ..predictors.callable import CallablePredictor
+from .fallback import Fallback, StageOutcome
 
 __all__ = ["Cascade", "ThresholdRouter"]
-
-ThresholdSpec = float | Sequence[float] | np.ndarray | Mapping[str, float]
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class StageDecision:
     scores: np.ndarray
     accept: np.ndarray
     errors: np.ndarray
-    classes: tuple[str, ...] | None
+    classes: Classes | None
     n_classes: int | None
 
     @property
@@ -102,7 +103,7 @@ class Cascade:
     def __init__(
         self,
         stages: Sequence[Predictor | Fallback | Callable[..., Any]],
-        thresholds: Sequence[ThresholdSpec],
+        thresholds: Sequence[ThresholdSpec] | Any,
         *,
         score: Any = "max_prob",
         calibrators: Sequence[Any] | None = None,
@@ -112,17 +113,12 @@ class Cascade:
         if len(stages) < 1:
             raise ValueError("a cascade needs at least one stage")
         self.stages = [_as_fallback(s) for s in stages]
-        thresholds = list(thresholds)
-        if len(thresholds) != len(self.stages) - 1:
-            raise ValueError(
-                f"{len(self.stages)} stages need {len(self.stages) - 1} threshold(s), got {len(thresholds)}"
-            )
         scores = list(score) if isinstance(score, (list, tuple)) else [score] * len(self.stages)
         if len(scores) != len(self.stages):
             raise ValueError(f"give one score per stage ({len(self.stages)}), got {len(scores)}")
         self.score = scores
         self._score_fns = [resolve_score(s) for s in scores]
-        self.thresholds = [_check_threshold(t, scores[i], i) for i, t in enumerate(thresholds)]
+        self.thresholds = thresholds  # validated by the property setter
         calibrators = list(calibrators) if calibrators is not None else [None] * len(self.stages)
         if len(calibrators) != len(self.stages):
             raise ValueError(f"give one calibrator (or None) per stage ({len(self.stages)}), got {len(calibrators)}")
@@ -139,6 +135,42 @@ class Cascade:
     def n_stages(self) -> int:
         return len(self.stages)
 
+    @property
+    def thresholds(self) -> list[float | np.ndarray | dict[Any, float]]:
+        """One threshold per stage but the last (a copy; assign a new list to change them).
+
+        Assigning validates like the constructor: ``router.thresholds = [0.7]``, or a threshold
+        choice (anything with a ``thresholds`` attribute, e.g. from
+        :func:`~confroute.choose_thresholds`).
+        """
+        return list(self._thresholds)
+
+    @thresholds.setter
+    def thresholds(self, value: Sequence[ThresholdSpec] | Any) -> None:
+        value = getattr(value, "thresholds", value)
+        if isinstance(value, (str, bytes)) or np.ndim(value) == 0 and not isinstance(value, Mapping):
+            raise TypeError(
+                f"thresholds must be a sequence with one threshold per stage but the last, got {value!r}"
+            )
+        if isinstance(value, Mapping):
+            raise TypeError("thresholds must be a sequence (one per stage but the last), not a mapping")
+        values = list(value)
+        if len(values) != len(self.stages) - 1:
+            raise ValueError(
+                f"{len(self.stages)} stages need {len(self.stages) - 1} threshold(s), got {len(values)}"
+            )
+        self._thresholds = [
+            check_threshold(t, score_range(self.score[i]), f"threshold of stage {i}") for i, t in enumerate(values)
+        ]
+
+    def with_thresholds(self, thresholds: Sequence[ThresholdSpec] | Any) -> Cascade:
+        """A copy of this router with other thresholds (a list, or a threshold choice)."""
+        import copy
+
+        other = copy.copy(self)
+        other.thresholds = thresholds
+        return other
+
     def __repr__(self) -> str:
         thr = ", ".join(_fmt_threshold(t) for t in self.thresholds)
         return f"{type(self).__name__}(stages={list(self.names)}, thresholds=[{thr}])"
@@ -152,7 +184,7 @@ class Cascade:
         -------
         RoutingResult
         """
-        plan = self._plan(as_sequence(inputs))
+        plan = self._plan(as_batch(inputs))
         try:
             stage, batch = next(plan)
             while True:
@@ -162,7 +194,7 @@ class Cascade:
 
     async def aroute(self, inputs: Sequence[Any]) -> RoutingResult:
         """Async :meth:`route`; sync predictors run in worker threads, async ones are awaited."""
-        plan = self._plan(as_sequence(inputs))
+        plan = self._plan(as_batch(inputs))
         try:
             stage, batch = next(plan)
             while True:
@@ -206,7 +238,7 @@ class Cascade:
 
     def _plan(self, inputs: Sequence[Any]) -> Generator[_StageRequest, StageOutcome, RoutingResult]:
         """The routing core, shared by every driver."""
-        n, n_stages = len(inputs), self.n_stages
+        n, n_stages = n_rows(inputs), self.n_stages
         labels = np.full(n, -1, dtype=np.int64)
         confidence = np.full(n, np.nan)
         answered_by = np.full(n, -1, dtype=np.int64)
@@ -223,7 +255,7 @@ class Cascade:
             if pending.size == 0:
                 break
             reached[s, pending] = True
-            batch = _take(inputs, pending)
+            batch = take_rows(inputs, pending)
             outcome = yield s, batch
             decision = self._decide(s, batch, outcome, classes, n_classes)
             classes, n_classes = decision.classes, decision.n_classes
@@ -247,17 +279,18 @@ class Cascade:
 
         cost = None if self.cost_model is None else self.cost_model.per_input(reached)
         return RoutingResult(
-            labels=labels,
+            label_index=labels,
             classes=classes,
             confidence=confidence,
             stage=answered_by,
             stage_names=self.names,
-            stage_labels=stage_labels,
+            stage_label_index=stage_labels,
             stage_scores=stage_scores,
             reached=reached,
             degraded=degraded,
             errors=errors,
             cost=cost,
+            n_classes=n_classes,
         )
 
     def _decide(
@@ -265,13 +298,13 @@ class Cascade:
         s: int,
         batch: Sequence[Any],
         outcome: StageOutcome,
-        classes: tuple[str, ...] | None,
+        classes: Classes | None,
         n_classes: int | None,
     ) -> StageDecision:
         """Stage ``s``'s decision on ``batch`` from what it returned: align the columns to the
         cascade's classes, calibrate, score, compare with the threshold (the last stage accepts
         everything it answered). Shared by every driver, the stage-wise (Ray) one included."""
-        m, name = len(batch), self.names[s]
+        m, name = n_rows(batch), self.names[s]
         if outcome.ok.shape != (m,):
             raise PredictionError(f"stage {name!r} returned {outcome.ok.size} results for {m} inputs")
         labels = np.full(m, -1, dtype=np.int64)
@@ -284,15 +317,18 @@ class Cascade:
         ok = np.flatnonzero(outcome.ok)
         if ok.size:
             assert outcome.predictions is not None
-            preds, classes = _align(outcome.predictions, classes, n_classes, name)
+            preds, classes = align(outcome.predictions, classes, n_classes, name)
             n_classes = preds.n_classes
             preds = self._calibrated(s, preds)
-            labels[ok] = predicted = preds.labels
-            scores[ok] = stage_scores = checked_scores(self._score_fns[s](preds, _take(batch, ok)), ok.size, name)
+            labels[ok] = predicted = preds.label_index
+            scores[ok] = stage_scores = checked_scores(
+                self._score_fns[s](preds, take_rows(batch, ok)), ok.size, name
+            )
             if s == self.n_stages - 1:
                 accept[ok] = True
             else:
-                accept[ok] = stage_scores >= self._threshold_for(s, predicted, classes, n_classes)
+                threshold = resolve_threshold(self._thresholds[s], classes, n_classes, f"stage {name!r}")
+                accept[ok] = accepts(stage_scores, predicted, threshold)
         return StageDecision(outcome.ok.copy(), labels, scores, accept, errors, classes, n_classes)
 
     # -- pieces shared with evaluation ---------------------------------------------------------
@@ -304,38 +340,18 @@ class Cascade:
         probs = calibrator.transform(preds.log_scores())
         return Predictions.from_probs(probs, preds.classes, source=f"calibrator of stage {self.names[s]!r}")
 
-    def _threshold_for(
-        self, s: int, predicted: np.ndarray, classes: tuple[str, ...] | None, n_classes: int
-    ) -> np.ndarray | float:
-        t = self.thresholds[s]
-        if isinstance(t, float):
-            return t
-        if isinstance(t, dict):
-            if classes is None:
-                raise ValueError(f"stage {self.names[s]!r}: thresholds by class name need named classes")
-            unknown = sorted(set(t) - set(classes))
-            if unknown:
-                raise ValueError(f"stage {self.names[s]!r}: thresholds name unknown classes {unknown}; classes are {list(classes)}")
-            missing = sorted(set(classes) - set(t))
-            if missing:
-                raise ValueError(f"stage {self.names[s]!r}: no threshold for classes {missing}")
-            t = np.array([t[c] for c in classes])
-        if t.shape != (n_classes,):
-            raise ValueError(f"stage {self.names[s]!r}: {t.size} per-class thresholds for {n_classes} classes")
-        return t[predicted]
-
     def stage_predictions(self, inputs: Sequence[Any], calibrated: bool = True) -> list[Predictions]:
         """Run every stage once on *all* inputs (classes aligned); for evaluation.
 
         With ``calibrated=False`` the raw predictions come back (to measure calibration error
         before and after). Failures raise: evaluation needs every stage's answer on every input.
         """
-        inputs = as_sequence(inputs)
+        inputs = as_batch(inputs)
         out: list[Predictions] = []
         classes = self.stages[0].classes
         n_classes: int | None = len(classes) if classes else None
         for s, stage in enumerate(self.stages):
-            preds, classes = _align(stage.predictor.predict(inputs), classes, n_classes, self.names[s])
+            preds, classes = align(stage.predictor.predict(inputs), classes, n_classes, self.names[s])
             n_classes = preds.n_classes
             out.append(self._calibrated(s, preds) if calibrated else preds)
         return out
@@ -390,7 +406,7 @@ class ThresholdRouter(Cascade):
     ) -> None:
         super().__init__(
             [primary, fallback],
-            [threshold],
+            list(threshold.thresholds) if hasattr(threshold, "thresholds") else [threshold],
             score=[score, "max_prob"],
             calibrators=[calibrator, None],
             cost_model=cost_model,
@@ -398,8 +414,16 @@ class ThresholdRouter(Cascade):
         )
         self.primary = self.stages[0].predictor
         self.fallback = self.stages[1]
-        self.threshold = self.thresholds[0]
         self.calibrator = calibrator
+
+    @property
+    def threshold(self) -> float | np.ndarray | dict[Any, float]:
+        """The primary's threshold; assigning validates it and changes routing."""
+        return self._thresholds[0]
+
+    @threshold.setter
+    def threshold(self, value: ThresholdSpec) -> None:
+        self.thresholds = [value]
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -422,64 +446,9 @@ def _default_names(stages: list[Fallback]) -> list[str]:
     return [f"stage{i}" for i in range(len(stages))]
 
 
-def _take(inputs: Sequence[Any], index: np.ndarray) -> Sequence[Any]:
-    if isinstance(inputs, np.ndarray):
-        return inputs[index]
-    return [inputs[i] for i in index]
-
-
-def _check_threshold(t: Any, score: Any, s: int) -> float | np.ndarray | dict[str, float]:
-    lo, hi = score_range(score) or (-math.inf, math.inf)
-
-    def check(v: Any, what: str) -> float:
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            raise TypeError(f"threshold {what}of stage {s} must be a number, got {v!r}") from None
-        # +inf is always allowed: "this stage accepts nothing" (a threshold search may choose it).
-        if math.isnan(v) or not (lo <= v <= hi or v == math.inf):
-            raise ValueError(
-                f"threshold {what}of stage {s} must lie in the score's range [{lo}, {hi}] (or be inf), got {v}"
-            )
-        return v
-
-    if isinstance(t, Mapping):
-        return {str(k): check(v, f"for class {k!r} ") for k, v in t.items()}
-    if np.ndim(t) == 0:
-        return check(t, "")
-    arr = np.asarray(t, dtype=np.float64)
-    if arr.ndim != 1:
-        raise ValueError(f"per-class thresholds of stage {s} must be 1-D, got shape {arr.shape}")
-    for c, v in enumerate(arr):
-        check(v, f"for class {c} ")
-    return arr
-
-
-def _fmt_threshold(t: float | np.ndarray | dict[str, float]) -> str:
+def _fmt_threshold(t: float | np.ndarray | dict[Any, float]) -> str:
     if isinstance(t, float):
         return f"{t:g}"
     if isinstance(t, dict):
         return "{" + ", ".join(f"{k}: {v:g}" for k, v in t.items()) + "}"
     return "[" + ", ".join(f"{v:g}" for v in t) + "]"
-
-
-def _align(
-    preds: Predictions, classes: tuple[str, ...] | None, n_classes: int | None, stage: str
-) -> tuple[Predictions, tuple[str, ...] | None]:
-    """Put a stage's columns in the cascade's class order (by name when both sides name them)."""
-    if classes is not None and preds.classes is not None:
-        if preds.classes == classes:
-            return preds, classes
-        if set(preds.classes) != set(classes):
-            raise PredictionError(
-                f"stage {stage!r} predicts classes {list(preds.classes)} but the cascade's classes are "
-                f"{list(classes)}; they cannot be matched by name"
-            )
-        order = np.array([preds.classes.index(c) for c in classes])
-        logits = None if preds.logits is None else preds.logits[:, order]
-        return Predictions(preds.probs[:, order], logits, classes), classes
-    if n_classes is not None and preds.n_classes != n_classes:
-        raise PredictionError(
-            f"stage {stage!r} returns {preds.n_classes} classes but earlier stages return {n_classes}"
-        )
-    return preds, classes if classes is not None else preds.classes

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..core.batch import n_rows, slice_rows
 from ..core.types import PredictionError, Predictions
 from ..predictors.base import Predictor
 from ..predictors.callable import CallablePredictor
@@ -238,28 +239,31 @@ class Fallback:
             if self.circuit_breaker is not None:
                 self.circuit_breaker.record(success)
             if success:
-                return StageOutcome(answer, np.ones(len(batch), dtype=bool), [None] * len(batch))
+                m = n_rows(batch)
+                return StageOutcome(answer, np.ones(m, dtype=bool), [None] * m)
             error = answer
             if not isinstance(error, self.retry_on):
                 break
         assert error is not None
         if self.on_error == "raise":
             raise error
-        if self.split_on_failure and len(batch) > 1 and not isinstance(error, CircuitOpenError):
-            half = len(batch) // 2
-            left = yield from self._attempts(batch[:half])
-            right = yield from self._attempts(batch[half:])
+        m = n_rows(batch)
+        if self.split_on_failure and m > 1 and not isinstance(error, CircuitOpenError):
+            half = m // 2
+            left = yield from self._attempts(slice_rows(batch, 0, half))
+            right = yield from self._attempts(slice_rows(batch, half, m))
             return _join_outcomes([left, right])
         message = f"{type(error).__name__}: {error}"
-        return StageOutcome(None, np.zeros(len(batch), dtype=bool), [message] * len(batch))
+        return StageOutcome(None, np.zeros(m, dtype=bool), [message] * m)
 
     def _wait(self, attempt: int) -> float:
         wait = min(self.backoff * 2 ** (attempt - 1), self.max_backoff)
         return wait * random.uniform(0.5, 1.5) if self.jitter else wait
 
     def _batches(self, inputs: Sequence[Any]) -> list[Sequence[Any]]:
-        size = self.batch_size or max(len(inputs), 1)
-        return [inputs[i : i + size] for i in range(0, len(inputs), size)]
+        n = n_rows(inputs)
+        size = self.batch_size or max(n, 1)
+        return [slice_rows(inputs, i, i + size) for i in range(0, n, size)]
 
     # -- sync driver -----------------------------------------------------------------------------
 

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from ..core.types import PredictionError, RoutingResult
-from .cascade import Cascade, _take
+from ..core.batch import n_rows, take_rows
+from .cascade import Cascade
 
 __all__ = [
     "RowState",
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 
-def declared_classes(router: Cascade, upto: int) -> tuple[str, ...] | None:
+def declared_classes(router: Cascade, upto: int) -> tuple[Any, ...] | None:
     """The class names declared by the first of stages ``0 .. upto`` that declares any."""
     for stage in router.stages[: upto + 1]:
         if stage.classes is not None:
@@ -52,7 +53,7 @@ def declared_classes(router: Cascade, upto: int) -> tuple[str, ...] | None:
 
 
 def check_declared(
-    router: Cascade, s: int, returned: tuple[str, ...] | None, ref: tuple[str, ...] | None
+    router: Cascade, s: int, returned: tuple[Any, ...] | None, ref: tuple[Any, ...] | None
 ) -> None:
     """Refuse class names that would become the cascade's reference without being declared."""
     if returned is not None and ref is None and router.stages[s].classes is None:
@@ -124,7 +125,7 @@ def advance(router: Cascade, s: int, inputs: Sequence[Any], state: RowState) -> 
     and a mask of the rows deferred to stage ``s + 1``. Rows not deferred are final: their cost
     (stages ``0 .. s``) is filled in.
     """
-    m = len(inputs)
+    m = n_rows(inputs)
     name = router.names[s]
     state = RowState(**{k: v.copy() for k, v in vars(state).items()})
     if m == 0:
@@ -175,18 +176,20 @@ def to_routing_result(router: Cascade, state: RowState) -> RoutingResult:
     # A failure makes a row final at the stage that failed: one past the last stage that answered.
     last = answered.max(axis=0, initial=-1) + state.degraded.astype(np.int64)
     reached = np.arange(n_stages)[:, None] <= last[None, :]
+    answered_classes = state.n_classes[state.n_classes >= 0]
     return RoutingResult(
-        labels=state.labels,
+        label_index=state.labels,
         classes=declared_classes(router, n_stages - 1),
         confidence=state.confidence,
         stage=state.stage,
         stage_names=router.names,
-        stage_labels=state.stage_labels,
+        stage_label_index=state.stage_labels,
         stage_scores=state.stage_scores,
         reached=reached,
         degraded=state.degraded,
         errors=state.errors,
         cost=None if router.cost_model is None else state.cost,
+        n_classes=int(answered_classes[0]) if answered_classes.size else None,
     )
 
 
@@ -196,7 +199,7 @@ def route_stagewise(router: Cascade, inputs: Sequence[Any], batch_size: int | No
 
     The reference for the Ray path that runs without Ray (tests compare it with ``route``).
     """
-    n = len(inputs)
+    n = n_rows(inputs)
     final_states: list[RowState] = []
     final_rows: list[np.ndarray] = []
     pending = np.arange(n)
@@ -209,7 +212,7 @@ def route_stagewise(router: Cascade, inputs: Sequence[Any], batch_size: int | No
         deferred_rows: list[np.ndarray] = []
         for lo in range(0, pending.size, size):
             rows = pending[lo : lo + size]
-            new, defer = advance(router, s, _take(inputs, rows), state.take(np.arange(lo, lo + rows.size)))
+            new, defer = advance(router, s, take_rows(inputs, rows), state.take(np.arange(lo, lo + rows.size)))
             final_states.append(new.take(np.flatnonzero(~defer)))
             final_rows.append(rows[~defer])
             deferred_states.append(new.take(np.flatnonzero(defer)))

@@ -38,8 +38,12 @@ from typing import Any
 import numpy as np
 
 from ..core._optional import import_pandas
-from ..evaluation.evaluate import EvaluationResult, OperatingPoint, _json
-from .thresholds import ThresholdChoice, ThresholdWarning, choose_threshold
+from ..core._json import json_value as _json
+from ..core.classes import as_classes
+from ..core.decision import accepts, check_threshold, resolve_threshold
+from ..evaluation.evaluate import Evaluation, OperatingPoint
+from ..exceptions import ThresholdWarning
+from .thresholds import ThresholdChoice, choose_threshold
 
 __all__ = ["choose_per_class_thresholds", "PerClassChoice", "compare_thresholds", "ThresholdComparison"]
 
@@ -69,7 +73,7 @@ class PerClassChoice:
 
     threshold: np.ndarray
     feasible: np.ndarray
-    classes: tuple[str, ...] | None
+    classes: tuple[Any, ...] | None
     target: float
     delta: float | None
     level: float | None
@@ -82,9 +86,14 @@ class PerClassChoice:
     def __len__(self) -> int:
         return int(self.threshold.size)
 
-    def as_dict(self) -> dict[str, float]:
-        """``{class name: threshold}`` (also accepted by the router)."""
-        names = self.classes or tuple(str(i) for i in range(len(self)))
+    @property
+    def thresholds(self) -> list[np.ndarray]:
+        """``[threshold]``: what a router takes (``ThresholdRouter(p, f, choice)``)."""
+        return [self.threshold]
+
+    def as_dict(self) -> dict[Any, float]:
+        """``{class: threshold}`` (also accepted by the router)."""
+        names = self.classes or tuple(range(len(self)))
         return {c: float(t) for c, t in zip(names, self.threshold)}
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,7 +109,7 @@ class PerClassChoice:
         }
 
     def __repr__(self) -> str:
-        names = self.classes or tuple(str(i) for i in range(len(self)))
+        names = tuple(str(c) for c in (self.classes or range(len(self))))
         lines = [f"PerClassChoice(target={self.target:g}, delta={self.delta}, level={self.level})"]
         lines.append(
             f"  {'class':<14} {'threshold':>10} {'predicted':>10} {'coverage':>9} {'acc':>7} {'bound':>7}"
@@ -136,7 +145,7 @@ def choose_per_class_thresholds(
 
     Parameters
     ----------
-    scores : array of shape (n,) or EvaluationResult
+    scores : array of shape (n,) or Evaluation
         The primary's confidence on calibration data, or an :func:`~confroute.evaluate` result
         made from the primary's predictions (then omit ``predicted_labels`` and ``correct``).
     predicted_labels : array of int, shape (n,)
@@ -181,17 +190,17 @@ def choose_per_class_thresholds(
     >>> [bool(correct[(pred == k) & (score >= c.threshold[k])].mean() >= 0.85) for k in (0, 1)]
     [True, True]
     """
-    if isinstance(scores, EvaluationResult):
+    if isinstance(scores, Evaluation):
         res = scores
         if predicted_labels is not None or correct is not None:
-            raise ValueError("with an EvaluationResult, do not pass predicted_labels / correct")
+            raise ValueError("with an Evaluation, do not pass predicted_labels / correct")
         if res.primary_labels is None:
-            raise ValueError("the EvaluationResult has no predicted classes; evaluate from predictions")
+            raise ValueError("the Evaluation has no predicted classes; evaluate from predictions")
         s, pred, ok = res.scores, res.primary_labels, res.primary_correct
         classes = classes if classes is not None else res.classes
     else:
         if predicted_labels is None or correct is None:
-            raise ValueError("give scores, predicted_labels and correct (or an EvaluationResult)")
+            raise ValueError("give scores, predicted_labels and correct (or an Evaluation)")
         s = np.asarray(scores, dtype=np.float64)
         pred = np.asarray(predicted_labels)
         ok = np.asarray(correct)
@@ -206,8 +215,7 @@ def choose_per_class_thresholds(
         raise ValueError(f"predicted_labels must be class indices (integers), got dtype {pred.dtype}")
     if pred.size and pred.min() < 0:
         raise ValueError("predicted_labels must be >= 0")
-    if classes is not None:
-        classes = tuple(str(c) for c in classes)
+    classes = as_classes(classes)
     k = n_classes if n_classes is not None else (len(classes) if classes else int(pred.max(initial=-1)) + 1)
     if classes is not None and len(classes) != k:
         raise ValueError(f"{len(classes)} class names for {k} classes")
@@ -236,7 +244,7 @@ def choose_per_class_thresholds(
             thresholds[c] = min(ch.threshold, float(upper)) if np.isfinite(upper) else ch.threshold
     bad = [c for c in range(k) if counts[c] and not feasible[c]]
     if bad:
-        names = [classes[c] if classes else c for c in bad]
+        names = [classes[c] if classes else c for c in bad]  # type: ignore[index]
         warnings.warn(
             f"no threshold meets accuracy {target_accuracy:g} for predicted classes {names}"
             + ("" if level is None else f" at level {level:.3g}")
@@ -300,12 +308,12 @@ class ThresholdComparison:
         return "\n".join(lines)
 
 
-def compare_thresholds(result: EvaluationResult, rules: Mapping[str, Any]) -> ThresholdComparison:
+def compare_thresholds(result: Evaluation, rules: Mapping[str, Any]) -> ThresholdComparison:
     """Compare threshold rules (global floats, per-class arrays or mappings) on one evaluation.
 
     Parameters
     ----------
-    result : EvaluationResult
+    result : Evaluation
         From :func:`~confroute.evaluate` with the primary's predictions (so predicted classes
         are known).
     rules : mapping of str to threshold
@@ -331,20 +339,15 @@ def compare_thresholds(result: EvaluationResult, rules: Mapping[str, Any]) -> Th
             "compare_thresholds needs the primary's predicted classes; evaluate from predictions"
         )
     pred = result.primary_labels
-    k = len(result.classes) if result.classes else int(pred.max(initial=-1)) + 1
-    names = result.classes or tuple(str(i) for i in range(k))
+    k = result.n_classes
+    names = tuple(str(c) for c in (result.classes or range(k)))
     overall: dict[str, OperatingPoint] = {}
     by_class: dict[str, dict[str, np.ndarray]] = {}
     for rule, thr in rules.items():
-        arr = np.asarray(thr, dtype=np.float64) if not isinstance(thr, Mapping) else None
-        if arr is not None and arr.ndim == 0:
-            point = result.at(float(arr))
-            per = np.full(k, float(arr))
-        else:
-            per = result.class_threshold_array(thr)
-            point = result.at(per)
-        overall[rule] = point
-        accept = result.scores >= per[pred]
+        thr = getattr(thr, "thresholds", [thr])[0] if hasattr(thr, "thresholds") else thr
+        resolved = resolve_threshold(check_threshold(thr, None, f"rule {rule!r}"), result.classes, k, f"rule {rule!r}")
+        overall[rule] = result.at([resolved])
+        accept = accepts(result.scores, pred, resolved)
         n_pred = np.bincount(pred, minlength=k)
         n_acc = np.bincount(pred[accept], minlength=k)
         n_ok = np.bincount(pred[accept & result.primary_correct], minlength=k)

@@ -64,7 +64,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta, binom
 
-from ..evaluation.evaluate import EvaluationResult, Sweep, stage_prices, threshold_sweep
+from ..core.cost import CostModel
+from ..evaluation.evaluate import Evaluation, Sweep, threshold_sweep
 from ..exceptions import ThresholdWarning
 
 __all__ = ["choose_threshold", "ThresholdChoice", "clopper_pearson", "ThresholdWarning"]
@@ -149,6 +150,12 @@ class ThresholdChoice:
     cost_per_input: float | None = None
     savings: float | None = None
 
+    @property
+    def thresholds(self) -> list[float]:
+        """``[threshold]``: what a router takes (``ThresholdRouter(p, f, choice)``,
+        ``router.thresholds = choice``)."""
+        return [self.threshold]
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable (non-finite numbers become ``None``)."""
         out: dict[str, Any] = {}
@@ -212,7 +219,7 @@ def _sequential_test(k: np.ndarray, m: np.ndarray, alpha: float, delta: float, s
 
 
 def choose_threshold(
-    data: EvaluationResult | Any,
+    data: Evaluation | Any,
     correct: Any = None,
     *,
     fallback_correct: Any = None,
@@ -225,12 +232,13 @@ def choose_threshold(
     cost_model: Any = None,
     n_starts: int | None = None,
     rule: str = "loosest",
+    correction: str = "fixed_sequence",
 ) -> ThresholdChoice:
     """Choose the primary's threshold on calibration data for one objective.
 
     Parameters
     ----------
-    data : EvaluationResult or array of shape (n,)
+    data : Evaluation or array of shape (n,)
         The result of :func:`~confroute.evaluate` on calibration data, or the primary's scores.
     correct : array of bool, shape (n,)
         Whether the primary is right on each input (when ``data`` is scores).
@@ -249,7 +257,7 @@ def choose_threshold(
     delta : float or None, default 0.05
         Failure probability of the guarantee; ``None`` for a purely empirical choice.
     cost_model : CostModel or sequence of float, optional
-        Stage prices (default: those of the EvaluationResult).
+        Stage prices (default: those of the Evaluation).
     n_starts : int, optional
         Number of fixed-sequence chains for ``target_accuracy`` (see the module notes); default:
         as many as fit in ``n`` (at most 8). The reported ``guaranteed`` bound is computed at
@@ -292,6 +300,8 @@ def choose_threshold(
     }
     if rule not in ("loosest", "first_failure"):
         raise ValueError(f"rule must be 'loosest' or 'first_failure', got {rule!r}")
+    if correction not in ("fixed_sequence", "bonferroni"):
+        raise ValueError(f"correction must be 'fixed_sequence' or 'bonferroni', got {correction!r}")
     given = [k for k, v in objectives.items() if v is not None]
     if len(given) != 1:
         raise ValueError(
@@ -333,6 +343,12 @@ def choose_threshold(
                 # Walk from strict to loose and stop before the first failure: a dip in the
                 # curve ends the walk, so a lucky point further down cannot be picked.
                 row = start + _first_failure(meets) - 1
+        elif correction == "bonferroni":
+            level = delta / max(int(m.size) - start, 1)
+            with np.errstate(invalid="ignore"):
+                upper = clopper_pearson(errors[start:], trials[start:], level, "upper")
+            ok = np.flatnonzero((upper <= alpha + 1e-12) & (trials[start:] > 0))
+            row = start + int(ok[-1]) if ok.size else -1
         elif objective == "system_accuracy":
             row = _sequential_test(errors, trials, alpha, delta, start)
         else:
@@ -407,15 +423,19 @@ def _chain_count(n: int, target: float, delta: float, most: int = 8) -> int:
 def _sweep_of(
     data: Any, correct: Any, fallback_correct: Any, cost_model: Any
 ) -> tuple[Sweep, np.ndarray | None]:
-    if isinstance(data, EvaluationResult):
+    if isinstance(data, Evaluation):
         if correct is not None or fallback_correct is not None:
-            raise ValueError("with an EvaluationResult, do not pass correct / fallback_correct")
-        prices = stage_prices(cost_model) if cost_model is not None else data.stage_costs
+            raise ValueError("with an Evaluation, do not pass correct / fallback_correct")
+        if data.n_stages != 2:
+            raise ValueError(f"a single threshold is for two stages; this evaluation has {data.n_stages}")
+        cm = CostModel.coerce(cost_model, 2) if cost_model is not None else data.cost_model
+        prices = None if cm is None else cm.stage_costs
         scores, pc, fc = data.scores, data.primary_correct, data.fallback_correct
     else:
         if correct is None:
-            raise ValueError("give an EvaluationResult, or scores with correct=...")
-        prices = stage_prices(cost_model)
+            raise ValueError("give an Evaluation, or scores with correct=...")
+        cm = CostModel.coerce(cost_model, 2)
+        prices = None if cm is None else cm.stage_costs
         scores, pc, fc = data, correct, fallback_correct
     sweep = threshold_sweep(
         scores, pc, fc,

@@ -1,0 +1,149 @@
+"""One entry point for choosing thresholds: :func:`choose_thresholds`.
+
+Whatever the number of stages, global or per-class thresholds, with a finite-sample guarantee or
+empirically, threshold selection starts here. It dispatches to the procedure that fits, each
+documented with its guarantee and references:
+
+* two stages, one global threshold: :func:`confroute.selection.thresholds.choose_threshold`
+  (exact sweep over every distinct score; Clopper–Pearson bounds tested in a fixed sequence, or
+  with a Bonferroni correction over all candidates);
+* two stages, one threshold per predicted class:
+  :func:`confroute.selection.per_class.choose_per_class_thresholds` (Bonferroni over classes);
+* three or more stages: :func:`confroute.selection._cascade_search.choose_cascade` (joint search
+  over the evaluation's grid, Bonferroni over the grid).
+
+Every result has a ``thresholds`` attribute with one threshold per non-last stage, so it is
+accepted as it is by the routers: ``Cascade(stages, thresholds=choice)``,
+``ThresholdRouter(primary, fallback, choice)``, ``router.thresholds = choice`` or
+``router.with_thresholds(choice)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..evaluation.evaluate import Evaluation
+from ._cascade_search import CascadeChoice, choose_cascade
+from .per_class import PerClassChoice, choose_per_class_thresholds
+from .thresholds import ThresholdChoice, choose_threshold
+
+__all__ = ["choose_thresholds"]
+
+_CORRECTIONS = ("auto", "fixed_sequence", "bonferroni", "none")
+
+
+def choose_thresholds(
+    evaluation: Evaluation,
+    *,
+    target_accuracy: float | None = None,
+    target_system_accuracy: float | None = None,
+    target_coverage: float | None = None,
+    max_cost_per_input: float | None = None,
+    min_savings: float | None = None,
+    delta: float | None = 0.05,
+    per_class: bool = False,
+    correction: str = "auto",
+    method: str = "exhaustive",
+    n_starts: int | None = None,
+    rule: str = "loosest",
+    max_rounds: int = 10,
+) -> ThresholdChoice | PerClassChoice | CascadeChoice:
+    """Choose the routing thresholds of any cascade for one objective.
+
+    Parameters
+    ----------
+    evaluation : Evaluation
+        From :func:`~confroute.evaluate` on calibration data: data the models were not trained
+        on and that you will not report test figures on.
+    target_accuracy : float, optional
+        Minimum accuracy of the first stage on the inputs it accepts (two stages).
+    target_system_accuracy : float, optional
+        Minimum accuracy of the whole system.
+    target_coverage : float, optional
+        Minimum share of inputs the first stage answers (two stages).
+    max_cost_per_input : float, optional
+        Budget: maximum mean cost per input (needs prices).
+    min_savings : float, optional
+        Minimum share saved against the last stage alone (two stages; needs prices).
+    delta : float or None, default 0.05
+        The target holds with probability at least ``1 - delta`` over the draw of the
+        calibration data; ``None`` for a purely empirical choice (no guarantee).
+    per_class : bool, default False
+        One threshold per predicted class of the first stage, each class meeting
+        ``target_accuracy`` (two stages).
+    correction : {"auto", "fixed_sequence", "bonferroni", "none"}, default "auto"
+        How the guarantee accounts for trying many thresholds. ``"auto"``: fixed-sequence
+        testing for one global threshold of two stages, Bonferroni over the grid for cascades,
+        Bonferroni over classes for per-class thresholds. ``"fixed_sequence"`` (two stages,
+        global): test from strict to loose, stop at the first failure. ``"bonferroni"``: every
+        candidate (or class) at ``delta / count``. ``"none"`` (per-class only): each class's
+        guarantee on its own, not simultaneously.
+    method : {"exhaustive", "coordinate"}, default "exhaustive"
+        Cascades only: search every threshold tuple of the grid, or cyclic coordinate descent.
+    n_starts, rule
+        Two stages, global: see :func:`~confroute.selection.thresholds.choose_threshold`.
+    max_rounds : int, default 10
+        Cascades with ``method="coordinate"``.
+
+    Returns
+    -------
+    ThresholdChoice, PerClassChoice or CascadeChoice
+        Each has ``thresholds`` (one per non-last stage), ``feasible`` and the figures on the
+        calibration data; pass it to a router as it is.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from confroute import ThresholdRouter, evaluate
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 4000)
+    >>> p = np.clip(0.5 + (2 * y - 1) * rng.uniform(-0.2, 0.5, 4000), 0, 1)
+    >>> res = evaluate(labels=y, primary=np.c_[1 - p, p], fallback=y, cost_model=[1.0, 10.0])
+    >>> choice = choose_thresholds(res, target_accuracy=0.95, delta=0.05)
+    >>> choice.feasible, choice.guaranteed >= 0.95
+    (True, True)
+    >>> router = ThresholdRouter(lambda xs: xs, lambda xs: xs, choice)
+    >>> router.thresholds == choice.thresholds
+    True
+    """
+    if not isinstance(evaluation, Evaluation):
+        raise TypeError(
+            f"choose_thresholds takes an Evaluation (from confroute.evaluate), got {type(evaluation).__name__}"
+        )
+    if correction not in _CORRECTIONS:
+        raise ValueError(f"correction must be one of {_CORRECTIONS}, got {correction!r}")
+    targets = {
+        "target_accuracy": target_accuracy,
+        "target_system_accuracy": target_system_accuracy,
+        "target_coverage": target_coverage,
+        "max_cost_per_input": max_cost_per_input,
+        "min_savings": min_savings,
+    }
+    given = {k: v for k, v in targets.items() if v is not None}
+    if len(given) != 1:
+        raise ValueError(f"give exactly one objective of {list(targets)}, got {list(given) or 'none'}")
+    (objective, target), = given.items()
+    if per_class:
+        if evaluation.n_stages != 2 or objective != "target_accuracy":
+            raise ValueError("per_class=True chooses the first stage's thresholds of two stages for target_accuracy")
+        if correction not in ("auto", "bonferroni", "none"):
+            raise ValueError("per-class thresholds use correction='bonferroni' or 'none'")
+        return choose_per_class_thresholds(
+            evaluation, target_accuracy=target, delta=delta, n_starts=n_starts,
+            correction="bonferroni" if correction == "auto" else correction,
+        )
+    if evaluation.n_stages > 2:
+        if objective not in ("target_system_accuracy", "max_cost_per_input"):
+            raise ValueError(
+                "for three or more stages give target_system_accuracy or max_cost_per_input, "
+                f"got {objective}"
+            )
+        if correction not in ("auto", "bonferroni"):
+            raise ValueError("cascade thresholds are certified with correction='bonferroni' over the grid")
+        return choose_cascade(evaluation, delta=delta, method=method, max_rounds=max_rounds, **given)
+    if correction == "none":
+        raise ValueError("correction='none' applies to per-class thresholds only")
+    return choose_threshold(
+        evaluation, delta=delta, n_starts=n_starts, rule=rule,
+        correction="fixed_sequence" if correction == "auto" else correction, **given,
+    )
