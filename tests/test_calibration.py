@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
 import pytest
 
 from confroute import Predictions
@@ -76,9 +77,9 @@ def test_temperature_at_search_bound_warns():
 
 def test_errors_name_the_problem():
     ts = TemperatureScaler()
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         ts.transform(np.zeros((2, 2)))
-    with pytest.raises(ValueError, match=r"labels must lie in 0\.\.1"):
+    with pytest.raises(ValueError, match=r"labels \[2\] are not column indices .* classes are 0\.\.1"):
         ts.fit(np.zeros((2, 2)), [0, 2])
     with pytest.raises(ValueError, match="shape"):
         ts.fit(np.zeros(4), [0, 1, 0, 1])
@@ -114,7 +115,7 @@ def test_one_vs_rest_calibrators_reduce_ece(cls):
 def test_calibrate_returns_predictions_with_same_classes():
     logits, labels = draw(1000, 2, 2.0, seed=2)
     preds = Predictions.from_logits(logits, classes=["neg", "pos"])
-    ts = TemperatureScaler().fit(preds, labels)
+    ts = TemperatureScaler().fit(preds, np.array(["neg", "pos"])[labels])  # labels by class name
     out = ts.calibrate(preds)
     assert out.classes == ("neg", "pos") and out.logits is None
     np.testing.assert_allclose(out.probs, softmax(logits / ts.temperature_))

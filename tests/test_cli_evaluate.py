@@ -150,7 +150,7 @@ def test_numbers_match_the_library(toy, tmp_path, capsys):
     xc, yc = load_texts(toy["cal"], limit=200)
     p, f = SklearnPredictor(cheap).predict(x), SklearnPredictor(big).predict(x)
     scaler = TemperatureScaler().fit(SklearnPredictor(cheap).predict(xc).log_scores(), yc)
-    ref = evaluate(labels=y.astype(str), primary=p, fallback=f, calibrator=scaler, cost_model=[0.001, 0.005])
+    ref = evaluate(labels=y, primary=p, fallback=f, calibrator=scaler, cost_model=[0.001, 0.005])
 
     rows = _read_csv(out / "table.csv")
     assert [float(r["threshold"]) for r in rows] == [0.5, 0.6, 0.7, 0.8, 0.9, 0.97]
@@ -278,7 +278,7 @@ def test_error_labels_that_match_no_class(toy, tmp_path, capsys):
 def test_error_fallback_with_other_classes(toy, tmp_path, capsys):
     err = _error(capsys, [f"sklearn:{toy['cheap']}", f"sklearn:{toy['named']}", str(toy["dev"]),
                           "--out", str(tmp_path / "o")])
-    assert "the fallback's classes ['neg', 'pos'] differ from the primary's ['0', '1']" in err
+    assert "stage 'fallback' predicts classes ['neg', 'pos'] but the earlier stages' classes are [0, 1]" in err
 
 
 def test_error_bad_options(toy, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
 import pytest
 
 from confroute.evaluation.drift import DriftMonitor, population_stability_index
@@ -82,7 +83,7 @@ def test_update_window_per_class_and_small_samples():
 
 
 def test_errors():
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         DriftMonitor().check([0.5])
     with pytest.raises(ValueError, match="due_on"):
         DriftMonitor(due_on=("psi", "moon")).fit(calib())

@@ -144,9 +144,9 @@ def test_evaluate_router_progress_bar(capsys):
     primary = SpyPredictor(lambda x: binary(x), classes=["neg", "pos"])
     fallback = SpyPredictor(lambda x: binary(0.5), classes=["neg", "pos"])
     xs = [0.1, 0.6, 0.9]
-    evaluate(ThresholdRouter(primary, fallback), xs, [0, 1, 1], progress=True, chunk_size=1)
+    evaluate(ThresholdRouter(primary, fallback), xs, ["neg", "pos", "pos"], progress=True, chunk_size=1)
     assert "evaluate" in capsys.readouterr().err
-    evaluate(ThresholdRouter(primary, fallback), xs, [0, 1, 1], progress=False, chunk_size=1)
+    evaluate(ThresholdRouter(primary, fallback), xs, ["neg", "pos", "pos"], progress=False, chunk_size=1)
     assert capsys.readouterr().err == ""
 
 
@@ -165,7 +165,7 @@ def test_to_dict_is_json_and_to_pandas_matches_table():
     assert list(df.columns)[:3] == ["threshold", "n_accepted", "coverage"]
     np.testing.assert_allclose(df["system_accuracy"], res.table["system_accuracy"])
     text = repr(res)
-    assert "EvaluationResult(n=300" in text and "savings" in text and len(text.splitlines()) <= 16
+    assert "Evaluation(n=300" in text and "savings" in text and len(text.splitlines()) <= 16
     assert isinstance(res, EvaluationResult)
     assert res.eaurc == pytest.approx(eaurc(res.scores, res.primary_correct))
 
@@ -192,7 +192,7 @@ def test_evaluate_errors():
         evaluate(primary=probs)
     with pytest.raises(ValueError, match="give its confidence as scores"):
         evaluate(labels=[0, 1], primary=np.array([0, 1]))
-    with pytest.raises(ValueError, match="both be class names or both"):
+    with pytest.raises(ValueError, match=r"predicted labels of stage 'fallback' \['a', 'b'\] are not column indices"):
         evaluate(labels=np.array([0, 1]), primary=probs, fallback=np.array(["a", "b"]))
     with pytest.raises(ValueError, match="one price per stage"):
         evaluate(labels=[0, 1], primary=probs, cost_model=[1.0])

@@ -82,12 +82,12 @@ def test_flaky_fallback_30_percent(policy):
     assert all(result.errors[i] == "ConnectionError: transient" for i in failed)
     assert all(result.errors[i] is None for i in np.setdiff1d(np.arange(N), failed))
     ok = np.setdiff1d(odd, failed)
-    assert (result.stage[ok] == 1).all() and (result.labels[ok] == 0).all()
+    assert (result.stage[ok] == 1).all() and (result.label_index[ok] == 0).all()
     if policy == "keep_primary":
-        assert (result.stage[failed] == 0).all() and (result.labels[failed] == 1).all()
+        assert (result.stage[failed] == 0).all() and (result.label_index[failed] == 1).all()
         np.testing.assert_allclose(result.confidence[failed], 0.6)
     else:
-        assert (result.stage[failed] == -1).all() and (result.labels[failed] == -1).all()
+        assert (result.stage[failed] == -1).all() and (result.label_index[failed] == -1).all()
         assert np.isnan(result.confidence[failed]).all()
         assert result.label_names[failed].tolist() == [None] * failed.size
     # every deferred input still paid for the fallback attempt
@@ -154,7 +154,7 @@ def test_poisoned_input_isolated_by_split_on_failure():
     result = ThresholdRouter(primary(), fb, threshold=0.8).route(list(range(N)))
     assert result.degraded.tolist() == [i == 7 for i in range(N)]
     assert result.errors[7] == "ValueError: cannot parse input 7"
-    assert result.labels[7] == -1 and (result.stage[1::2][np.arange(30) != 3] == 1).all()
+    assert result.label_index[7] == -1 and (result.stage[1::2][np.arange(30) != 3] == 1).all()
 
 
 def test_poisoned_input_without_split_takes_the_batch_down():
@@ -224,7 +224,7 @@ def test_keep_primary_on_first_stage_abstains():
     # The first stage has no earlier answer to keep: its failed inputs are abstained on.
     fb = Fallback(lambda xs: (_ for _ in ()).throw(OSError("disk")), on_error="keep_primary")
     result = ThresholdRouter(fb, good_rows, threshold=0.8).route([1, 2])
-    assert result.labels.tolist() == [-1, -1] and result.degraded.all()
+    assert result.label_index.tolist() == [-1, -1] and result.degraded.all()
     assert not result.reached[1].any()
 
 
@@ -240,7 +240,7 @@ def test_aroute_matches_route_with_sync_and_async_stages():
     async_router = ThresholdRouter(primary(), CallablePredictor(async_fallback), threshold=0.8)
     expected = sync_router.route(list(range(N)))
     got = asyncio.run(async_router.aroute(list(range(N))))
-    np.testing.assert_array_equal(got.labels, expected.labels)
+    np.testing.assert_array_equal(got.label_index, expected.label_index)
     np.testing.assert_array_equal(got.stage, expected.stage)
 
 
@@ -290,7 +290,7 @@ def test_many_threads_share_one_router():
     with ThreadPoolExecutor(8) as pool:
         parallel = list(pool.map(router.route, batches))
     for a, b in zip(serial, parallel):
-        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.label_index, b.label_index)
         np.testing.assert_array_equal(a.stage, b.stage)
         np.testing.assert_array_equal(a.reached, b.reached)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
 import pytest
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
@@ -137,8 +138,8 @@ def test_judge_routes_in_the_router_and_evaluate():
     expected = judge.score_predictions(preds, texts)
     np.testing.assert_allclose(routed.stage_scores[0], expected)
     assert (routed.stage == 0).tolist() == (expected >= 0.5).tolist()
-    labels = np.where(correct, preds.labels, 1 - preds.labels)
-    res = evaluate(router, list(range(600)), labels, progress=False)
+    index = np.where(correct, preds.label_index, 1 - preds.label_index)
+    res = evaluate(router, list(range(600)), np.array(["a", "b"])[index], progress=False)
     assert res.aurc == pytest.approx(aurc(expected, correct))
     with pytest.raises(ValueError, match="range"):
         ThresholdRouter(primary, fallback, threshold=1.5, score=judge)
@@ -173,7 +174,7 @@ def test_sklearn_conventions_and_errors():
     assert j.get_params()["C"] == 2.0 and not hasattr(j, "estimator_")
     assert clone(j).model == "hgb"
     preds = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError, match="not fitted"):
         j.score_predictions(Predictions.from_probs(preds))
     with pytest.raises(ValueError, match="both outcomes"):
         CorrectnessJudge().fit(preds, None, [True, True, True])

@@ -82,7 +82,8 @@ def test_per_class_beats_global_on_the_hard_class_and_the_router_uses_it():
     for thr in (pc, pc.as_dict()):
         routed = ThresholdRouter(primary, oracle, threshold=thr).route(np.arange(y.size))
         assert routed.coverage == pytest.approx(res.per_class.coverage)
-        assert np.mean(routed.labels == y) == pytest.approx(res.per_class.system_accuracy)
+        assert np.mean(routed.label_index == y) == pytest.approx(res.per_class.system_accuracy)
+        assert np.mean(routed.labels == np.array(["a", "b", "c"])[y]) == pytest.approx(res.per_class.system_accuracy)
 
 
 def test_infeasible_class_gets_upper_and_a_warning():
@@ -109,8 +110,9 @@ def test_errors():
         choose_per_class_thresholds([0.5], [0.0], [True], 0.9)
     with pytest.raises(ValueError, match="out of range"):
         choose_per_class_thresholds([0.5], [3], [True], 0.9, n_classes=2)
+    # Predicted labels given as a vector are matched to the classes, so per-class thresholds
+    # work on them; a threshold count that does not match the classes is an error.
     res = evaluate(labels=[0, 1], primary=np.array([0, 1]), scores=[0.5, 0.6])
-    with pytest.raises(ValueError, match="predicted classes"):
-        res.at([0.5, 0.5])
-    with pytest.raises(ValueError, match="predicted classes"):
-        choose_per_class_thresholds(res, target_accuracy=0.9)
+    assert res.at([[0.5, 0.7]]).coverage == 0.5
+    with pytest.raises(ValueError, match="3 per-class thresholds for 2 classes"):
+        res.at([[0.5, 0.5, 0.5]])

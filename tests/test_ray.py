@@ -75,8 +75,8 @@ def test_abstain_with_factory_own_id_and_per_stage_options(ray_local):
     assert got["rid"].tolist() == df["rid"].tolist()
     assert_same_routing(got, expected, result_column_names(("primary", "fallback"), has_cost=True))
     abstained = got["stage"] == -1
-    assert abstained.sum() > 0 and (got.loc[abstained, "label"] == -1).all()
-    assert got.loc[abstained, "label_name"].isna().all() and got.loc[abstained, "degraded"].all()
+    assert abstained.sum() > 0 and (got.loc[abstained, "label_index"] == -1).all()
+    assert got.loc[abstained, "label"].isna().all() and got.loc[abstained, "degraded"].all()
 
 
 def test_three_stage_cascade_matches_route(ray_local):

@@ -27,13 +27,15 @@ def test_two_stage_routing_hand_computed():
 
     # confidences: a .95 ✓, b .55 ✗, c .90 ✓, d .70 ✗, e .80 ✓ (boundary: accepted)
     assert result.stage.tolist() == [0, 1, 0, 1, 0]
-    assert result.label_names.tolist() == ["pos", "pos", "neg", "neg", "neg"]
+    assert result.labels.tolist() == ["pos", "pos", "neg", "neg", "neg"]
+    assert result.label_index.tolist() == [1, 1, 0, 0, 0]
     np.testing.assert_allclose(result.confidence, [0.95, 0.9, 0.9, 0.9, 0.8])
     assert primary.calls == [["a", "b", "c", "d", "e"]]
     assert fallback.calls == [["b", "d"]]  # once, exactly the deferred inputs, in order
     assert result.coverage == pytest.approx(0.6)
     assert result.routed_fraction == pytest.approx(0.4)
-    assert result.stage_labels.tolist() == [[1, 1, 0, 1, 0], [-1, 1, -1, 0, -1]]
+    assert result.stage_label_index.tolist() == [[1, 1, 0, 1, 0], [-1, 1, -1, 0, -1]]
+    assert result.stage_labels.tolist() == [["pos", "pos", "neg", "pos", "neg"], [None, "pos", None, "neg", None]]
     assert result.reached.sum(axis=1).tolist() == [5, 2]
     assert not result.degraded.any()
 
@@ -122,7 +124,7 @@ def test_order_preserved_on_numpy_inputs_and_large_random_batch():
     result = ThresholdRouter(primary, fallback, threshold=0.75).route(xs)
     conf = np.maximum(xs, 1 - xs)
     np.testing.assert_array_equal(result.stage, np.where(conf >= 0.75, 0, 1))
-    np.testing.assert_array_equal(result.labels, (xs > 0.5).astype(int))
+    np.testing.assert_array_equal(result.label_index, (xs > 0.5).astype(int))
     deferred = [x for b in fallback.calls for x in b]
     np.testing.assert_array_equal(deferred, xs[conf < 0.75])
 
@@ -195,7 +197,8 @@ def test_stage_predictions_run_each_stage_once_on_all_inputs():
     router = ThresholdRouter(primary, fallback, 0.8)
     preds = router.stage_predictions(["a", "b"])
     assert primary.calls == [["a", "b"]] and fallback.calls == [["a", "b"]]
-    assert [p.labels.tolist() for p in preds] == [[1, 0], [0, 1]]
+    assert [p.label_index.tolist() for p in preds] == [[1, 0], [0, 1]]
+    assert [p.labels.tolist() for p in preds] == [["pos", "neg"], ["neg", "pos"]]
     np.testing.assert_allclose(router.stage_score(0, preds[0], ["a", "b"]), [0.9, 0.6])
 
 
@@ -211,7 +214,7 @@ def test_result_tables_and_concat():
     import json
 
     d = json.loads(json.dumps(joined.to_dict()))
-    assert d["rows"][1]["label_name"] == "pos" and d["total_cost"] == 7.0
+    assert d["rows"][1]["label"] == "pos" and d["rows"][1]["label_index"] == 1 and d["total_cost"] == 7.0
     assert "primary" in repr(joined) and "50.0%" in repr(joined)
 
 

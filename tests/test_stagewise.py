@@ -19,7 +19,7 @@ CLOSE = dict(rtol=1e-12, atol=1e-15)
 
 
 def assert_same_result(a, b):
-    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.label_index, b.label_index)
     np.testing.assert_array_equal(a.stage, b.stage)
     np.testing.assert_allclose(a.confidence, b.confidence, **CLOSE)
     np.testing.assert_array_equal(a.stage_labels, b.stage_labels)
@@ -53,7 +53,7 @@ def test_cases_exercise_every_branch():
     assert 0 < keep.coverage < 1
     assert keep.degraded.sum() > 0 and (keep.stage[keep.degraded] == 0).all()
     # ... or were abstained on.
-    assert (abstain.labels[abstain.degraded] == -1).all() and abstain.degraded.sum() > 0
+    assert (abstain.label_index[abstain.degraded] == -1).all() and abstain.degraded.sum() > 0
     assert set(three.stage.tolist()) == {-1, 0, 1, 2}
 
 
@@ -76,7 +76,7 @@ def test_failure_at_first_stage_abstains():
     expected = router.route(xs)
     got = to_routing_result(router, route_stagewise(router, xs, batch_size=2))
     assert_same_result(got, expected)
-    assert got.labels.tolist() == [1, -1, 1, 0] and got.stage.tolist() == [0, -1, 1, 0]
+    assert got.label_index.tolist() == [1, -1, 1, 0] and got.stage.tolist() == [0, -1, 1, 0]
 
 
 def test_undeclared_class_names_are_refused():
@@ -120,9 +120,9 @@ def test_route_dataframe_matches_route(kind):
     assert out["keep"].tolist() == list(range(50))
     if kind == "pandas":
         assert out.index.tolist() == list(range(100, 150))
-    np.testing.assert_array_equal(out["label"].to_numpy(), expected.labels)
-    names = [None if v is None or v != v else v for v in out["label_name"].tolist()]
-    assert names == expected.label_names.tolist()
+    np.testing.assert_array_equal(out["label_index"].to_numpy(), expected.label_index)
+    labels = [None if v is None or v != v else v for v in out["label"].tolist()]
+    assert labels == expected.labels.tolist()
     np.testing.assert_array_equal(out["stage"].to_numpy(), expected.stage)
     np.testing.assert_array_equal(out["cost"].to_numpy(), expected.cost)
     np.testing.assert_array_equal(out["primary_score"].to_numpy(), expected.stage_scores[0])
@@ -140,7 +140,7 @@ def test_route_dataframe_text_column_and_errors():
     df = pd.DataFrame({"text": ["a", "abcdefghi", "abcde"]})
     out = route_dataframe(df, router, text_column="text")
     assert out["stage"].tolist() == [0, 0, 1]
-    assert out["label_name"].tolist() == ["s", "l", "s"]
+    assert out["label"].tolist() == ["s", "l", "s"]
     with pytest.raises(ValueError, match="exactly one of"):
         route_dataframe(df, router)
     with pytest.raises(KeyError, match="not found"):

@@ -36,6 +36,9 @@ case "${1:-}" in
   test)
     py=$(full_venv)
     "$py" -m pytest -q "${@:2}"
+    # The architecture and the types are checked too: layers (import-linter) and mypy.
+    "$(dirname "$py")/lint-imports"
+    "$py" -m mypy src/confroute
     # The core must also work with numpy 2 when the deepsparse extra is absent.
     py2=$(venv .venv-numpy2)
     "$py2" -m pip install -q -e ".[test]" "numpy>=2" 2>&1 | { grep -v "^WARNING: Location" || true; }

@@ -71,7 +71,7 @@ def run_demo(
 
     from .calibration.calibrators import TemperatureScaler
     from .evaluation.evaluate import evaluate
-    from .selection.thresholds import choose_threshold
+    from .selection.choose import choose_thresholds
 
     X, y = load_digits(return_X_y=True)
     X_train, X_rest, y_train, y_rest = train_test_split(X, y, test_size=0.5, random_state=seed, stratify=y)
@@ -99,34 +99,34 @@ def run_demo(
 
     # 1. Calibrate the cheap model on the calibration split (its log-probabilities: sklearn has
     #    no logits for a pipeline, and log-probs differ from logits by a per-row constant).
+    #    Labels are the digits themselves, as the estimators know them.
     cal_preds = primary.predict(X_cal)
-    cal_labels = np.searchsorted(np.asarray(primary.classes, dtype=object), np.asarray(y_cal).astype(str))
-    scaler = TemperatureScaler().fit(cal_preds.log_scores(), cal_labels)
+    scaler = TemperatureScaler().fit(cal_preds, y_cal)
     say(f"\n1. temperature scaling on the calibration split: T = {scaler.temperature_:.3f}")
 
     # 2. Choose the threshold on the calibration split, with the guarantee.
     study_prices = CostModel.per_sample([0.001, 0.005], names=["cheap", "expensive"])
     cal_eval = evaluate(
-        labels=y_cal.astype(str), primary=cal_preds, fallback=fallback.predict(X_cal),
+        labels=y_cal, primary=cal_preds, fallback=fallback.predict(X_cal),
         calibrator=scaler, cost_model=study_prices, stage_names=("cheap", "expensive"),
     )
-    choice = choose_threshold(cal_eval, target_accuracy=target_accuracy, delta=delta)
+    choice = choose_thresholds(cal_eval, target_accuracy=target_accuracy, delta=delta)
     say(f"2. threshold for >= {target_accuracy:.0%} accuracy on accepted inputs "
         f"(probability {1 - delta:.0%}), chosen on the calibration split:")
     say(f"   {choice}")
 
     # 3. Evaluate every threshold on the test split: each model runs once.
     router = ThresholdRouter(
-        primary, fallback, threshold=choice.threshold if np.isfinite(choice.threshold) else 1.0,
-        calibrator=scaler, cost_model=study_prices, names=("cheap", "expensive"),
+        primary, fallback, threshold=choice, calibrator=scaler, cost_model=study_prices,
+        names=("cheap", "expensive"),
     )
-    test_eval = evaluate(router, X_test, y_test.astype(str), progress=False)
+    test_eval = evaluate(router, X_test, y_test, progress=False)
     say("\n3. every threshold on the test split (each model run once):")
     say("\n".join("   " + line for line in repr(test_eval).splitlines()))
 
     # 4. Route the test split for real.
     result = router.route(X_test)
-    correct = result.label_names == y_test.astype(str)
+    correct = result.labels == y_test  # labels in the user's label space, as sklearn's predict
     acc_exp = test_eval.stage_accuracy["expensive"]
     say(f"\n4. routed the test split at threshold {router.threshold:.4g}:")
     say("\n".join("   " + line for line in repr(result).splitlines()))
@@ -152,7 +152,7 @@ def run_demo(
 
     return {
         "temperature": float(scaler.temperature_),
-        "threshold": float(router.threshold),
+        "threshold": float(router.thresholds[0]),  # type: ignore[arg-type]
         "choice": choice.to_dict(),
         "coverage": result.coverage,
         "accepted_accuracy": float(correct[accepted].mean()) if accepted.any() else float("nan"),

@@ -32,7 +32,7 @@ class PredictionError(ConfrouteError, ValueError):
     """A predictor returned something that is not a valid batch of class probabilities."""
 
 
-class ClassMismatchError(ConfrouteError, ValueError):
+class ClassMismatchError(PredictionError):
     """Labels, class names or stages do not describe the same set of classes.
 
     The message names both sets and how to make them match (declare ``classes=...``, pass a

@@ -66,7 +66,7 @@ def test_tiny_model_is_a_real_classifier_with_spread_confidences(tiny_model_dir)
     hf = HFPipelinePredictor(tiny_model_dir, batch_size=32, num_threads=1)
     texts, labels = _toy_data(200, seed=1)
     out = hf.predict(texts)
-    assert np.mean(out.labels == np.asarray(labels)) > 0.85
+    assert np.mean(out.label_index == np.asarray(labels)) > 0.85
     conf = out.probs.max(axis=1)
     assert conf.min() < 0.7 and conf.max() > 0.75 and np.ptp(conf) > 0.1
     assert hf.classes == CLASSES
@@ -83,7 +83,7 @@ def test_three_backends_agree(tiny_model_dir, tiny_onnx_dir, reference, batch_si
         assert out.classes == CLASSES, name
         np.testing.assert_allclose(out.probs, ref_probs, atol=ATOL, rtol=0, err_msg=name)
         np.testing.assert_allclose(out.logits, ref_logits, atol=ATOL, rtol=0, err_msg=name)
-        np.testing.assert_array_equal(out.labels, ref_probs.argmax(axis=1), err_msg=name)
+        np.testing.assert_array_equal(out.label_index, ref_probs.argmax(axis=1), err_msg=name)
 
 
 def test_reference_has_both_labels_and_unsure_rows(reference):

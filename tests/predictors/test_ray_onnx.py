@@ -73,4 +73,4 @@ def test_onnx_router_on_ray_matches_route(ray_local, tiny_onnx_dir):
     assert_same_routing(got, expected, result_column_names(("tiny_bert", "words"), has_cost=False), ONNX_CLOSE)
     assert set(got["stage"]) == {0, 1}
     assert got["degraded"].sum() > 0  # the 'zebra' rows kept the tiny model's answer
-    assert set(got["label_name"]) == set(CLASSES)
+    assert set(got["label"]) == set(CLASSES)

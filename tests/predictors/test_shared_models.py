@@ -60,7 +60,7 @@ def test_hf_pipeline_on_dense(dev):
     from confroute.predictors import HFPipelinePredictor
 
     out = HFPipelinePredictor(DENSE, batch_size=32, num_threads=THREADS).predict(dev.texts)
-    assert abs(np.mean(out.labels == dev.labels) - _recorded(DENSE)) <= TOLERANCE
+    assert abs(np.mean(out.label_index == dev.labels) - _recorded(DENSE)) <= TOLERANCE
     assert out.classes == ("NEGATIVE", "POSITIVE")
 
 
@@ -68,11 +68,11 @@ def test_onnxruntime_on_dense_export(dev, dense_onnx):
     from confroute.predictors import ONNXRuntimePredictor
 
     out = ONNXRuntimePredictor(dense_onnx, batch_size=32, num_threads=THREADS).predict(dev.texts)
-    assert abs(np.mean(out.labels == dev.labels) - _recorded(DENSE)) <= TOLERANCE
+    assert abs(np.mean(out.label_index == dev.labels) - _recorded(DENSE)) <= TOLERANCE
 
 
 def test_onnxruntime_on_pruned(dev, ort_pruned):
-    assert abs(np.mean(ort_pruned.labels == dev.labels) - _recorded(PRUNED)) <= TOLERANCE
+    assert abs(np.mean(ort_pruned.label_index == dev.labels) - _recorded(PRUNED)) <= TOLERANCE
 
 
 def test_deepsparse_on_pruned_matches_recorded_accuracy_and_onnxruntime(dev, ort_pruned, record_property):
@@ -89,7 +89,7 @@ def test_deepsparse_on_pruned_matches_recorded_accuracy_and_onnxruntime(dev, ort
     ds = DeepSparsePredictor(PRUNED, batch_size=32, num_cores=THREADS, sequence_length=64)
     out = ds.predict(dev.texts)
     assert {p.name: p.stat().st_mtime for p in PRUNED.iterdir()} == files
-    assert abs(np.mean(out.labels == dev.labels) - _recorded(PRUNED)) <= TOLERANCE
+    assert abs(np.mean(out.label_index == dev.labels) - _recorded(PRUNED)) <= TOLERANCE
     max_diff = float(np.abs(out.probs - ort_pruned.probs).max())
     agreement = float(np.mean(out.labels == ort_pruned.labels))
     record_property("deepsparse_vs_onnxruntime_max_prob_diff", max_diff)

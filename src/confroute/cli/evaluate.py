@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
+from ..core.classes import align, class_labels
 from ..core.types import Predictions
-from ..exceptions import CLIError
+from ..exceptions import ClassMismatchError, CLIError
 
 __all__ = [
     "BackendSpec",
@@ -368,7 +369,7 @@ def _load_data(path: str, args: argparse.Namespace, what: str, limit: int | None
     return texts, labels
 
 
-def match_labels(labels: np.ndarray, classes: tuple[str, ...] | None, n_classes: int,
+def match_labels(labels: np.ndarray, classes: tuple[Any, ...] | None, n_classes: int,
                  label_map: dict[str, str] | None, where: str, model: str) -> tuple[np.ndarray, str]:
     """Class index of every label, and a note on how labels were matched to classes.
 
@@ -376,7 +377,7 @@ def match_labels(labels: np.ndarray, classes: tuple[str, ...] | None, n_classes:
     names; other integer labels are class indices. A label that matches nothing is an error
     that names the labels and the classes.
     """
-    names = classes or tuple(str(i) for i in range(n_classes))
+    names = tuple(str(c) for c in (classes or range(n_classes)))
     raw = [str(v) for v in labels.tolist()]
     if label_map is not None:
         raw = [label_map.get(v, v) for v in raw]
@@ -404,19 +405,12 @@ def match_labels(labels: np.ndarray, classes: tuple[str, ...] | None, n_classes:
     return np.array([lookup[v] for v in raw], dtype=np.int64), f"labels matched to classes by {by}"
 
 
-def align_classes(fallback: Predictions, classes: tuple[str, ...] | None, n_classes: int) -> Predictions:
-    """The fallback's columns in the primary's class order; mismatched classes are an error."""
-    if fallback.n_classes != n_classes:
-        raise CLIError(f"the fallback predicts {fallback.n_classes} classes, the primary {n_classes}")
-    if classes is None or fallback.classes is None or fallback.classes == classes:
-        return fallback
-    if set(fallback.classes) != set(classes):
-        raise CLIError(
-            f"the fallback's classes {list(fallback.classes)} differ from the primary's {list(classes)}"
-        )
-    order = np.array([fallback.classes.index(c) for c in classes])
-    logits = None if fallback.logits is None else fallback.logits[:, order]
-    return Predictions(fallback.probs[:, order], logits, classes)
+def align_classes(fallback: Predictions, classes: tuple[Any, ...] | None, n_classes: int) -> Predictions:
+    """The fallback's columns in the primary's class order (by name); mismatched classes are an error."""
+    try:
+        return align(fallback, classes, n_classes, "fallback")[0]
+    except ClassMismatchError as exc:
+        raise CLIError(str(exc)) from None
 
 
 def _progress_enabled(choice: str) -> bool:
@@ -549,11 +543,12 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
         f_times.append(timed_predict(fallback, texts, "fallback (timing)", progress)[1])
     classes = pp.classes
     fp = align_classes(fp, classes, pp.n_classes)
-    y, label_note = match_labels(raw_labels, classes, pp.n_classes, label_map, "DATA", "the primary")
+    y_index, label_note = match_labels(raw_labels, classes, pp.n_classes, label_map, "DATA", "the primary")
+    y = class_labels(y_index, classes)  # the labels in the models' own label space
     sec_pp = (float(np.median(p_times)) / n, float(np.median(f_times)) / n)
     say(f"  classes {list(classes or range(pp.n_classes))}; {label_note}")
-    say(f"  primary  {args.primary}: {1 / sec_pp[0]:,.1f} inputs/s, accuracy {np.mean(pp.labels == y):.4f}")
-    say(f"  fallback {args.fallback}: {1 / sec_pp[1]:,.1f} inputs/s, accuracy {np.mean(fp.labels == y):.4f}")
+    say(f"  primary  {args.primary}: {1 / sec_pp[0]:,.1f} inputs/s, accuracy {np.mean(pp.label_index == y_index):.4f}")
+    say(f"  fallback {args.fallback}: {1 / sec_pp[1]:,.1f} inputs/s, accuracy {np.mean(fp.label_index == y_index):.4f}")
     cost_model = _cost_model(cost_spec, sec_pp)
 
     scaler = None
@@ -563,11 +558,12 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     if cal is not None:
         cal_texts, cal_raw = cal
         cpp, _ = timed_predict(primary, cal_texts, "primary (calibration)", progress)
-        y_cal, _ = match_labels(cal_raw, classes, cpp.n_classes, label_map, "--calibration", "the primary")
+        y_cal_index, _ = match_labels(cal_raw, classes, cpp.n_classes, label_map, "--calibration", "the primary")
+        y_cal = class_labels(y_cal_index, classes)
         if args.calibrate == "temperature":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                scaler = TemperatureScaler().fit(cpp.log_scores(), y_cal)
+                scaler = TemperatureScaler().fit(cpp, y_cal)
             say(f"  temperature scaling on {len(cal_texts)} calibration inputs: T = {scaler.temperature_:.3f}")
         if wants_target:
             cfp = None
@@ -584,7 +580,7 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     if wants_target:
         source = cal_result if cal_result is not None else result
         where = "the calibration split" if cal_result is not None else "DATA itself (optimistic: no --calibration)"
-        targets: list[tuple[str, dict[str, float]]] = []
+        targets: list[tuple[str, dict[str, Any]]] = []
         if args.target_accuracy is not None:
             targets.append((f"accuracy on accepted >= {args.target_accuracy:g}",
                             {"target_accuracy": args.target_accuracy}))
@@ -615,7 +611,7 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
         say(f"  on DATA: coverage {point.coverage:.1%}, accuracy on accepted {point.accepted_accuracy:.4f}{extra}{cost}")
 
     files = _write_outputs(out, args, result, rows, choices, cost_model, sec_pp, p_times, f_times, scaler,
-                           label_note, pp, fp, y)
+                           label_note, pp, fp, y_index)
     say(f"\nwrote {', '.join(sorted(f.name for f in files))} to {out}/")
     return 0
 

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..exceptions import ClassMismatchError
 from .classes import Classes, label_indices
 
 __all__ = ["ThresholdSpec", "check_threshold", "resolve_threshold", "accepts", "answering_stage"]
@@ -82,8 +83,15 @@ def resolve_threshold(
         return t
     if isinstance(t, Mapping):
         keys = list(t)
-        idx = label_indices(keys, classes, n_classes, what=f"{where}: per-class thresholds name classes",
-                            owner=where)
+        if classes is None:
+            raise ValueError(f"{where}: thresholds by class name need a stage that names its classes")
+        known = set(classes)
+        unknown = [k for k in keys if k not in known]
+        if unknown:
+            raise ClassMismatchError(
+                f"{where}: thresholds name unknown classes {unknown}; the classes are {list(classes)}"
+            )
+        idx = label_indices(keys, classes, n_classes, what=f"{where}: per-class thresholds", owner=where)
         if len(set(idx.tolist())) != n_classes:
             named = set(idx.tolist())
             missing = [c for i, c in enumerate(classes or range(n_classes)) if i not in named]

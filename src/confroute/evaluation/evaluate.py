@@ -271,6 +271,7 @@ class OperatingPoint:
         out: dict[str, Any] = {
             "thresholds": [json_value(t) for t in self.thresholds],
             "answered": list(self.answered),
+            "n_accepted": self.n_accepted,
             "n": self.n,
             "coverage": json_value(self.coverage),
             "routed_fraction": json_value(self.routed_fraction),
@@ -437,7 +438,8 @@ class Evaluation:
         stage_names : sequence of str, optional
         grid : int or sequence of arrays, default 20
             Cascades of three or more stages: quantiles of each non-last stage's scores to try
-            as thresholds, or the candidate thresholds themselves.
+            as thresholds, or the candidate thresholds themselves. Two stages use every
+            distinct score (exact) unless candidate thresholds are given.
         inputs : sequence, optional
             Only needed by scores that read the inputs.
         per_class_thresholds : array or mapping, optional
@@ -493,8 +495,8 @@ class Evaluation:
 
     @property
     def n_candidates(self) -> int:
-        """Threshold tuples the table covers (its rows)."""
-        return self.n_rows
+        """Threshold tuples on the grid (the product of the grid sizes)."""
+        return int(np.prod([g.size for g in self.grids]))
 
     @property
     def thresholds(self) -> np.ndarray:
@@ -598,7 +600,7 @@ class Evaluation:
         correct = np.bincount(stage, weights=right.astype(np.float64), minlength=self.n_stages)
         table = _table(np.zeros((1, self.n_stages - 1)), answered[None, :], correct[None, :], n,
                        self.cost_model, self.last_known)
-        per_class = tuple(None if np.ndim(t) == 0 else tuple(float(v) for v in t) for t in resolved)
+        per_class = tuple(None if np.ndim(t) == 0 else tuple(float(v) for v in np.asarray(t)) for t in resolved)
         return OperatingPoint(
             thresholds=tuple(float(t) if np.ndim(t) == 0 else float("nan") for t in resolved),
             answered=tuple(int(v) for v in answered),
@@ -724,6 +726,10 @@ class Evaluation:
             if self.ece_before_calibration is not None:
                 extra += f" (before calibration {self.ece_before_calibration:.4f})"
         lines.append(extra)
+        if self.n_rows == 0:
+            n_grid = int(np.prod([g.size for g in self.grids]))
+            lines.append(f"  (no table: {n_grid} threshold tuples on the grid)")
+            return "\n".join(lines)
         t = self.table
         thr_head = "threshold" if self.n_stages == 2 else "thresholds"
         header = f"  {thr_head:>18} {'coverage':>9} {'acc(accepted)':>14}"
@@ -731,9 +737,13 @@ class Evaluation:
             header += f" {'system acc':>11}"
         if self.has_cost:
             header += f" {'cost/input':>12} {'savings':>8}"
+        if not self.exhaustive and self.has_cost and self.has_fallback:
+            front = self.pareto()
+            rows = front[np.unique(np.linspace(0, max(front.size - 1, 0), 10).round().astype(int))]
+            lines.append("  Pareto front (cost per input vs system accuracy):")
+        else:
+            rows = self._spread_rows(11)
         lines.append(header)
-        rows = self._spread_rows(11) if self.exhaustive or not (self.has_cost and self.has_fallback) \
-            else self.pareto()[np.unique(np.linspace(0, max(self.pareto().size - 1, 0), 10).round().astype(int))]
 
         def fmt(r: int | None, p: OperatingPoint | None = None) -> str:
             if p is None:
@@ -779,6 +789,7 @@ def best_row(
     else:
         if np.isnan(cost).all():
             raise ValueError("max_cost_per_input needs stage prices (cost_model)")
+        assert budget is not None
         ok = cost_b <= budget + 1e-12
         key = np.lexsort((cost, -acc))
     feasible = key[ok[key]]
@@ -870,7 +881,8 @@ def _build(
               for i, s in enumerate(score_list)]
     cm = CostModel.coerce(cost_model, n_stages)
 
-    if n_stages == 2:
+    explicit_grid = not isinstance(grid, (int, np.integer))
+    if n_stages == 2 and not explicit_grid:
         sweep = threshold_sweep(scores[0], correct[0], correct[1])
         assert sweep.system_correct is not None
         m = sweep.n_accepted
@@ -910,7 +922,7 @@ def _build(
         stage_names=tuple(names),
         score=tuple(score_names[: n_stages - 1]),
         classes=classes,
-        exhaustive=n_stages == 2,
+        exhaustive=n_stages == 2 and not explicit_grid,
         grids=grids,
         table=table,
         stage_accuracy=stage_accuracy,

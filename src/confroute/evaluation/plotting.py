@@ -11,7 +11,7 @@ and :func:`plot_accuracy_vs_cost`; :func:`plot_summary` puts them side by side.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -19,7 +19,12 @@ from ..calibration import metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     from .evaluate import EvaluationResult
-    from ..selection.thresholds import ThresholdChoice
+
+
+class ThresholdChoice(Protocol):
+    """What the plots read from a threshold choice (any object with a ``threshold``)."""
+
+    threshold: float
 
 __all__ = [
     "plot_accuracy_vs_threshold",
@@ -147,10 +152,15 @@ def plot_accuracy_vs_cost(
         front = result.pareto()
         ax.plot(cost[front], t["system_accuracy"][front], "o-", color="C2", markersize=2.5,
                 linewidth=1.2, label="Pareto front")
-    # Colours match the other figures: the primary is C0, the fallback C1.
-    ends = [(result.stage_names[0], result.n_thresholds - 1, "C0"), (result.stage_names[1], 0, "C1")]
-    for name, i, colour in ends:
-        ax.plot(cost[i], t["system_accuracy"][i], "s", color=colour, markersize=6, label=f"{name} alone")
+    # Colours match the other figures: the primary is C0, the fallback C1. Each model alone sits at
+    # its own price: the last table row is the primary answering everything; the fallback alone
+    # costs only its own price (row 0, "accept nothing", also pays the primary that runs first).
+    prices = result.stage_costs
+    assert prices is not None
+    ends = [(result.stage_names[0], float(cost[result.n_thresholds - 1]), result.stage_accuracy[result.stage_names[0]], "C0"),
+            (result.stage_names[-1], float(prices[-1]), result.stage_accuracy[result.stage_names[-1]], "C1")]
+    for name, x, acc, colour in ends:
+        ax.plot(x, acc, "s", color=colour, markersize=6, label=f"{name} alone")
     if choice is not None and np.isfinite(choice.threshold):
         i = result._row(choice.threshold)
         ax.plot(cost[i], t["system_accuracy"][i], "*", color="k", markersize=10,

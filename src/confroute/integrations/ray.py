@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -159,6 +159,7 @@ def _per_stage(
     value: Any, n_stages: int, name: str, per_stage: tuple[type, ...] = (list, tuple)
 ) -> list[Any]:
     if isinstance(value, per_stage):
+        value = cast(Any, value)
         if len(value) != n_stages:
             raise ValueError(f"{name}: give one value or one per stage ({n_stages}), got {len(value)}")
         return list(value)
@@ -230,7 +231,7 @@ def _block_column(table: Any, name: str) -> np.ndarray:
     from ray.data.block import BlockAccessor
 
     try:
-        return BlockAccessor.for_block(table.select([name])).to_numpy(name)
+        return cast(np.ndarray, BlockAccessor.for_block(table.select([name])).to_numpy(name))
     except Exception:  # noqa: BLE001 - plain Arrow columns are read the plain way
         return arrow_column(table, name)
 

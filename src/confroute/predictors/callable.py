@@ -55,7 +55,7 @@ class CallablePredictor(Predictor):
         self.output = output
         self.classes = as_classes(classes, source=name or "CallablePredictor")
         self.batch_size = batch_size
-        self.name = name or getattr(fn, "__name__", "callable")
+        self.name: str = name or str(getattr(fn, "__name__", "callable"))
         if self.name == "<lambda>":
             self.name = "callable"
         self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(

@@ -20,7 +20,7 @@ import math
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -148,7 +148,7 @@ class Cascade:
     @thresholds.setter
     def thresholds(self, value: Sequence[ThresholdSpec] | Any) -> None:
         value = getattr(value, "thresholds", value)
-        if isinstance(value, (str, bytes)) or np.ndim(value) == 0 and not isinstance(value, Mapping):
+        if isinstance(value, (str, bytes)) or np.ndim(cast(Any, value)) == 0 and not isinstance(value, Mapping):
             raise TypeError(
                 f"thresholds must be a sequence with one threshold per stage but the last, got {value!r}"
             )
@@ -397,7 +397,7 @@ class ThresholdRouter(Cascade):
         self,
         primary: Predictor | Callable[..., Any],
         fallback: Fallback | Predictor | Callable[..., Any],
-        threshold: ThresholdSpec = 0.8,
+        threshold: ThresholdSpec | Any = 0.8,
         *,
         score: Any = "max_prob",
         calibrator: Any = None,

@@ -217,7 +217,7 @@ class Fallback:
         self.name = name or predictor.name
 
     @property
-    def classes(self) -> tuple[str, ...] | None:
+    def classes(self) -> tuple[Any, ...] | None:
         return self.predictor.classes
 
     def __repr__(self) -> str:

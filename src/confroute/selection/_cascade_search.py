@@ -197,7 +197,7 @@ def choose_cascade(
     feasible = row >= 0
     r = row if feasible else -1 - row
     objective = "system_accuracy" if target_system_accuracy is not None else "cost"
-    target = float(target_system_accuracy if target_system_accuracy is not None else max_cost_per_input)
+    target = float(target_system_accuracy if target_system_accuracy is not None else max_cost_per_input)  # type: ignore[arg-type]
     if not feasible:
         warnings.warn(
             f"no threshold tuple meets the {objective.replace('_', ' ')} target {target:g}"

@@ -136,7 +136,7 @@ def choose_per_class_thresholds(
     *,
     delta: float | None = 0.05,
     n_classes: int | None = None,
-    classes: Sequence[str] | None = None,
+    classes: Sequence[Any] | None = None,
     correction: str = "bonferroni",
     upper: float = 1.0,
     n_starts: int | None = None,
@@ -198,6 +198,7 @@ def choose_per_class_thresholds(
             raise ValueError("the Evaluation has no predicted classes; evaluate from predictions")
         s, pred, ok = res.scores, res.primary_labels, res.primary_correct
         classes = classes if classes is not None else res.classes
+        n_classes = n_classes if n_classes is not None else res.n_classes
     else:
         if predicted_labels is None or correct is None:
             raise ValueError("give scores, predicted_labels and correct (or an Evaluation)")
@@ -215,10 +216,10 @@ def choose_per_class_thresholds(
         raise ValueError(f"predicted_labels must be class indices (integers), got dtype {pred.dtype}")
     if pred.size and pred.min() < 0:
         raise ValueError("predicted_labels must be >= 0")
-    classes = as_classes(classes)
-    k = n_classes if n_classes is not None else (len(classes) if classes else int(pred.max(initial=-1)) + 1)
-    if classes is not None and len(classes) != k:
-        raise ValueError(f"{len(classes)} class names for {k} classes")
+    class_values = as_classes(classes)
+    k = n_classes if n_classes is not None else (len(class_values) if class_values else int(pred.max(initial=-1)) + 1)
+    if class_values is not None and len(class_values) != k:
+        raise ValueError(f"{len(class_values)} class names for {k} classes")
     if pred.size and pred.max() >= k:
         raise ValueError(f"predicted label {int(pred.max())} is out of range for {k} classes")
     if correction not in ("bonferroni", "none"):
@@ -244,7 +245,7 @@ def choose_per_class_thresholds(
             thresholds[c] = min(ch.threshold, float(upper)) if np.isfinite(upper) else ch.threshold
     bad = [c for c in range(k) if counts[c] and not feasible[c]]
     if bad:
-        names = [classes[c] if classes else c for c in bad]  # type: ignore[index]
+        names = [class_values[c] if class_values else c for c in bad]
         warnings.warn(
             f"no threshold meets accuracy {target_accuracy:g} for predicted classes {names}"
             + ("" if level is None else f" at level {level:.3g}")
@@ -253,7 +254,7 @@ def choose_per_class_thresholds(
             stacklevel=2,
         )
     return PerClassChoice(
-        thresholds, feasible, classes, float(target_accuracy), delta, level, choices, counts
+        thresholds, feasible, class_values, float(target_accuracy), delta, level, choices, counts
     )
 
 
@@ -269,12 +270,12 @@ class ThresholdComparison:
     by_class : dict of str to dict of str to ndarray
         Per rule: ``n_predicted``, ``n_accepted``, ``coverage`` and ``accepted_accuracy`` per
         predicted class.
-    classes : tuple of str
+    class_values : tuple of str
     """
 
     overall: dict[str, OperatingPoint]
     by_class: dict[str, dict[str, np.ndarray]]
-    classes: tuple[str, ...]
+    class_values: tuple[str, ...]
 
     def to_pandas(self) -> Any:
         """One row per rule and class (class ``"all"`` is the whole data)."""
@@ -288,7 +289,7 @@ class ThresholdComparison:
                          "accepted_accuracy": p.accepted_accuracy, "system_accuracy": p.system_accuracy,
                          "cost": p.cost, "savings": p.savings})
             b = self.by_class[rule]
-            for c, name in enumerate(self.classes):
+            for c, name in enumerate(self.class_values):
                 rows.append({"rule": rule, "class": name, "n_predicted": int(b["n_predicted"][c]),
                              "coverage": float(b["coverage"][c]),
                              "accepted_accuracy": float(b["accepted_accuracy"][c]),
@@ -314,7 +315,7 @@ def compare_thresholds(result: Evaluation, rules: Mapping[str, Any]) -> Threshol
     Parameters
     ----------
     result : Evaluation
-        From :func:`~confroute.evaluate` with the primary's predictions (so predicted classes
+        From :func:`~confroute.evaluate` with the primary's predictions (so predicted class_values
         are known).
     rules : mapping of str to threshold
         E.g. ``{"global": choice.threshold, "per-class": per_class_choice}``.
@@ -336,7 +337,7 @@ def compare_thresholds(result: Evaluation, rules: Mapping[str, Any]) -> Threshol
     """
     if result.primary_labels is None:
         raise ValueError(
-            "compare_thresholds needs the primary's predicted classes; evaluate from predictions"
+            "compare_thresholds needs the primary's predicted class_values; evaluate from predictions"
         )
     pred = result.primary_labels
     k = result.n_classes
