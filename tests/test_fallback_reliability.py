@@ -446,3 +446,16 @@ def test_stage_timeout_error_message():
         assert "no free call slot" in second.errors[0] and "max_concurrency=1" in second.errors[0]
     finally:
         release.set()
+
+
+def test_a_stage_with_limits_and_a_breaker_pickles():
+    # Routers are pickled to Ray workers: the locks are recreated, settings and state kept.
+    import pickle
+
+    cb = CircuitBreaker(failure_threshold=1, reset_after=60)
+    cb.record(False)
+    fb = Fallback(good_rows, max_concurrency=3, circuit_breaker=cb, random_state=1)
+    copy = pickle.loads(pickle.dumps(fb))
+    assert copy.max_concurrency == 3 and copy._slots.limit == 3 and copy._slots.in_use == 0
+    assert copy.circuit_breaker.state == "open" and not copy.circuit_breaker.allow()
+    assert copy._wait(1) == fb._wait(1)

@@ -51,6 +51,13 @@ class StageSlots:
         self._waiters: deque[_Waiter] = deque()
         self._released_at = time.monotonic()
 
+    def __getstate__(self) -> dict[str, int]:
+        # A copy (a router sent to a Ray worker, say) is another process's stage: its own slots.
+        return {"limit": self.limit}
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.__init__(state["limit"])  # type: ignore[misc]
+
     @property
     def in_use(self) -> int:
         with self._lock:

@@ -84,6 +84,15 @@ class CircuitBreaker:
         self._trial_out = False
         self.last_failure: BaseException | None = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        del state["_lock"]  # a copy (sent to a Ray worker, say) gets a lock of its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def state(self) -> str:
         with self._lock:
