@@ -11,15 +11,20 @@ import numpy as np
 
 from ..core.types import PredictionError, Predictions
 
-__all__ = ["Predictor", "as_sequence"]
+__all__ = ["Predictor", "as_sequence", "refuse_single_string"]
 
 
-def as_sequence(inputs: Any) -> Sequence[Any]:
-    """Accept a list, tuple, numpy array or pandas Series as a batch; refuse a bare string."""
+def refuse_single_string(inputs: Any) -> None:
+    """A bare string is one input, not a batch (or stream) of characters: refuse it."""
     if isinstance(inputs, (str, bytes)):
         raise TypeError(
             "inputs must be a batch (list, array, ...), not a single string; wrap it: [text]"
         )
+
+
+def as_sequence(inputs: Any) -> Sequence[Any]:
+    """Accept a list, tuple, numpy array or pandas Series as a batch; refuse a bare string."""
+    refuse_single_string(inputs)
     if hasattr(inputs, "to_numpy") and not isinstance(inputs, np.ndarray):
         inputs = inputs.to_numpy()
     if not hasattr(inputs, "__len__") or not hasattr(inputs, "__getitem__"):

@@ -27,7 +27,7 @@ import numpy as np
 from ..core.types import PredictionError, Predictions, RoutingResult
 from ..core.cost import CostModel
 from .fallback import Fallback, StageOutcome
-from ..predictors.base import Predictor, as_sequence
+from ..predictors.base import Predictor, as_sequence, refuse_single_string
 from ..predictors.callable import CallablePredictor
 from ..core.scores import checked_scores, resolve_score, score_range
 
@@ -178,6 +178,7 @@ class Cascade:
         """
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        refuse_single_string(inputs)
         iterator = iter(inputs)
         while chunk := list(islice(iterator, chunk_size)):
             yield self.route(chunk)
@@ -188,6 +189,7 @@ class Cascade:
         """Async :meth:`route_stream`; accepts a sync or an async iterable."""
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        refuse_single_string(inputs)
         chunk: list[Any] = []
         if hasattr(inputs, "__aiter__"):
             async for item in inputs:  # type: ignore[union-attr]
