@@ -257,8 +257,8 @@ def _labels_array(raw: list[Any], where: str) -> np.ndarray:
         for i, v in enumerate(ints):
             if not _INT64.min <= v <= _INT64.max:
                 raise ValueError(
-                    f"{where}, row {i}: label {v} is an integer beyond the 64-bit range; labels are "
-                    "class indices or names (quote it in JSONL, or fix the file)"
+                    f"{where}, row {i}: label {v} is an integer beyond the 64-bit range; labels must "
+                    "be class indices or class names"
                 )
         return np.asarray(ints, dtype=np.int64)
     return np.asarray([str(v) for v in raw], dtype=object)
