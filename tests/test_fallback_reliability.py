@@ -448,14 +448,14 @@ def test_stage_timeout_error_message():
         release.set()
 
 
-def test_a_stage_with_limits_and_a_breaker_pickles():
-    # Routers are pickled to Ray workers: the locks are recreated, settings and state kept.
+def test_a_stage_with_a_concurrency_limit_pickles():
+    # Routers are pickled to Ray workers: a copy gets slots of its own, with the same limit.
+    # (A circuit breaker is shared state and stays unpicklable: build the router in the worker.)
     import pickle
 
-    cb = CircuitBreaker(failure_threshold=1, reset_after=60)
-    cb.record(False)
-    fb = Fallback(good_rows, max_concurrency=3, circuit_breaker=cb, random_state=1)
+    fb = Fallback(good_rows, max_concurrency=3, random_state=1)
     copy = pickle.loads(pickle.dumps(fb))
     assert copy.max_concurrency == 3 and copy._slots.limit == 3 and copy._slots.in_use == 0
-    assert copy.circuit_breaker.state == "open" and not copy.circuit_breaker.allow()
     assert copy._wait(1) == fb._wait(1)
+    with pytest.raises(TypeError):
+        pickle.dumps(Fallback(good_rows, circuit_breaker=CircuitBreaker()))

@@ -84,15 +84,6 @@ class CircuitBreaker:
         self._trial_out = False
         self.last_failure: BaseException | None = None
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        del state["_lock"]  # a copy (sent to a Ray worker, say) gets a lock of its own
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
-
     @property
     def state(self) -> str:
         with self._lock:
@@ -188,12 +179,13 @@ class Fallback:
         When a batch still fails, retry each half separately, down to single inputs.
     batch_size : int, optional
         Split the deferred inputs into calls of at most this many (an API's limit, say).
-    max_concurrency : int, default 1
+    max_concurrency : int, optional
         How many calls this stage may have in flight at once, across *every* concurrent caller
-        (threads calling ``route``, tasks calling ``aroute``, on any event loop). A caller waits
-        for a free slot; with a ``timeout`` it stops waiting, with :class:`StageTimeoutError`,
-        once no slot has been freed for ``timeout`` seconds (every slot then belongs to a call
-        that ran past its timeout).
+        (threads calling ``route``, tasks calling ``aroute``, on any event loop); also how many
+        batches of one call run in parallel. A caller waits for a free slot; with a ``timeout``
+        it stops waiting, with :class:`StageTimeoutError`, once no slot has been freed for
+        ``timeout`` seconds (every slot then belongs to a call that ran past its timeout).
+        Default ``None``: no limit across callers, and each call runs its batches one at a time.
     circuit_breaker : CircuitBreaker, optional
     retry_on : exception class or tuple of them, default (Exception,)
         Errors worth retrying; others fail at once (still subject to ``on_error``).
@@ -223,7 +215,7 @@ class Fallback:
         timeout: float | None = None,
         split_on_failure: bool = False,
         batch_size: int | None = None,
-        max_concurrency: int = 1,
+        max_concurrency: int | None = None,
         circuit_breaker: CircuitBreaker | None = None,
         retry_on: type[Exception] | tuple[type[Exception], ...] = (Exception,),
         random_state: int | None = None,
@@ -252,13 +244,14 @@ class Fallback:
         self.timeout = None if timeout is None else float(timeout)
         self.split_on_failure = bool(split_on_failure)
         self.batch_size = batch_size
-        self.max_concurrency = check_int(max_concurrency, "max_concurrency", 1)
+        self.max_concurrency = None if max_concurrency is None else check_int(max_concurrency, "max_concurrency", 1)
         self.circuit_breaker = circuit_breaker
         self.retry_on = _check_retry_on(retry_on)
         self.random_state = random_state
         self.name = name or predictor.name
         self._rng = random.Random(random_state)
-        self._slots = StageSlots(self.max_concurrency)
+        self._slots = None if self.max_concurrency is None else StageSlots(self.max_concurrency)
+        self._parallel = self.max_concurrency or 1  # batches of one call run at once
         self._natively_async = _natively_async(predictor)
 
     @property
@@ -341,6 +334,10 @@ class Fallback:
         except Exception as exc:  # noqa: BLE001 - the policy decides what to do with it
             return exc
 
+    def _release(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
+
     def _timed_out(self) -> StageTimeoutError:
         return StageTimeoutError(f"{self.name} did not answer within {self.timeout} s")
 
@@ -356,7 +353,7 @@ class Fallback:
         """Run the stage on ``inputs`` under this policy (blocking). When a batch raises, no
         other batch starts a call afterwards (calls already running cannot be stopped)."""
         batches = self._batches(inputs)
-        if self.max_concurrency > 1 and len(batches) > 1:
+        if self._parallel > 1 and len(batches) > 1:
             halt: list[BaseException] = []
 
             def run(batch: Sequence[Any]) -> StageOutcome:
@@ -367,7 +364,7 @@ class Fallback:
                         halt.append(exc)
                     raise
 
-            with ThreadPoolExecutor(min(self.max_concurrency, len(batches))) as pool:
+            with ThreadPoolExecutor(min(self._parallel, len(batches))) as pool:
                 futures = [pool.submit(run, b) for b in batches]
                 wait(futures, return_when=FIRST_EXCEPTION)
                 for f in futures:  # after a raised error, queued batches never start
@@ -400,13 +397,13 @@ class Fallback:
     def _call_sync(self, batch: Sequence[Any]) -> Predictions | BaseException:
         if self._natively_async:
             return self._predict(batch)  # the predictor explains that it needs aroute
-        if not self._slots.acquire(self.timeout):
+        if self._slots is not None and not self._slots.acquire(self.timeout):
             return self._no_slot()
         if self.timeout is None:
             try:
                 return self._predict(batch)
             finally:
-                self._slots.release()
+                self._release()
         box: list[Predictions | BaseException] = []
         finished = threading.Event()
 
@@ -416,7 +413,7 @@ class Fallback:
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, which re-raises
                 box.append(exc)
             finally:
-                self._slots.release()
+                self._release()
                 finished.set()
 
         _daemon(target, self.name)
@@ -430,7 +427,7 @@ class Fallback:
         """Run the stage on ``inputs`` under this policy (at most ``max_concurrency`` calls in
         flight at the stage). When a batch raises, the batches still running are cancelled and
         none starts a call afterwards."""
-        limit = asyncio.Semaphore(self.max_concurrency)
+        limit = asyncio.Semaphore(self._parallel)
         halt: list[BaseException] = []
 
         async def one(batch: Sequence[Any]) -> StageOutcome:
@@ -467,7 +464,7 @@ class Fallback:
             core.close()  # cancelled mid-call: the core settles the breaker
 
     async def _call_async(self, batch: Sequence[Any]) -> Predictions | BaseException:
-        if not await self._slots.acquire_async(self.timeout):
+        if self._slots is not None and not await self._slots.acquire_async(self.timeout):
             return self._no_slot()
         if self._natively_async:
             try:
@@ -479,7 +476,7 @@ class Fallback:
             except Exception as exc:  # noqa: BLE001 - the policy decides
                 return exc
             finally:
-                self._slots.release()
+                self._release()
         # A sync predictor runs in a daemon thread of its own, never in the loop's default
         # executor: a call that hangs past its timeout must not starve other work of workers.
         loop = asyncio.get_running_loop()
@@ -492,7 +489,7 @@ class Fallback:
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, which re-raises
                 result = exc
             finally:
-                self._slots.release()
+                self._release()
             try:
                 loop.call_soon_threadsafe(_deliver, answer, result)
             except RuntimeError:  # the caller's loop is closed: nobody waits for this answer
