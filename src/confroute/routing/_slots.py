@@ -138,7 +138,11 @@ class StageSlots:
                 return True
             loop = asyncio.get_running_loop()
             fut: asyncio.Future[None] = loop.create_future()
-            waiter = _Waiter(lambda: loop.call_soon_threadsafe(_resolve, fut))
+
+            def notify() -> None:
+                loop.call_soon_threadsafe(_resolve, fut)
+
+            waiter = _Waiter(notify)
             self._waiters.append(waiter)
         since = time.monotonic()
         try:

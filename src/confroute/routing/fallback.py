@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 
@@ -383,12 +383,12 @@ class Fallback:
             while True:
                 kind, arg = request
                 if kind == "sleep":
-                    time.sleep(arg)
+                    time.sleep(cast(float, arg))
                     request = next(core)
                 else:
                     if halt:
                         raise _Halted
-                    request = core.send(self._call_sync(arg))
+                    request = core.send(self._call_sync(cast(Sequence[Any], arg)))
         except StopIteration as done:
             return done.value
         finally:
@@ -452,12 +452,12 @@ class Fallback:
             while True:
                 kind, arg = request
                 if kind == "sleep":
-                    await asyncio.sleep(arg)
+                    await asyncio.sleep(cast(float, arg))
                     request = next(core)
                 else:
                     if halt:
                         raise _Halted
-                    request = core.send(await self._call_async(arg))
+                    request = core.send(await self._call_async(cast(Sequence[Any], arg)))
         except StopIteration as done:
             return done.value
         finally:
