@@ -76,7 +76,7 @@ Online, with public models (downloads; the figures will differ from docs/sst2-st
   * the study's sparse model from SparseZoo (DeepSparse downloads the stub):
       --sparse zoo:nlp/sentiment_analysis/distilbert-none/pytorch/huggingface/sst2/pruned80_quant-none-vnni
   * a dense SST-2 model from the Hugging Face Hub (through the pipeline):
-      --dense distilbert-base-uncased-finetuned-sst-2-english
+      --dense hub:distilbert-base-uncased-finetuned-sst-2-english
     and for the DeepSparse timing of the dense model, export it first:
       python -m confroute.predictors.export <local dense model dir> ~/.cache/confroute/sst2/dense-onnx
   (with a Hub id the script leaves the network on; unset HF_HUB_OFFLINE if you set it yourself).
@@ -93,7 +93,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dev", help="evaluation TSV (default: SHARED/data/sst2/dev.tsv)")
     p.add_argument("--train", help="training TSV (default: SHARED/data/sst2/train.tsv)")
     p.add_argument("--sparse", help="cheap model: ONNX dir or zoo: stub (default: SHARED/models/minilm-sst2-pruned80)")
-    p.add_argument("--dense", help="fallback: HF model dir or Hub id (default: SHARED/models/minilm-sst2-dense)")
+    p.add_argument("--dense", help="fallback: HF model dir or hub:ORG/NAME (default: SHARED/models/minilm-sst2-dense)")
     p.add_argument("--cache-dir", default=os.environ.get("CONFROUTE_CACHE", "~/.cache/confroute/sst2"),
                    help="model outputs, the dense ONNX export and timings (default: ~/.cache/confroute/sst2)")
     p.add_argument("--train-slice", type=int, default=4000,

@@ -16,6 +16,7 @@ import numpy as np
 from confroute import (
     CallablePredictor,
     Cascade,
+    CircuitBreaker,
     CostModel,
     Fallback,
     Predictions,
@@ -42,6 +43,54 @@ def _evaluate_unknown_label() -> Any:
 
     preds = Predictions.from_probs([[0.9, 0.1], [0.2, 0.8]], NEG_POS)
     return evaluate(labels=np.array(["neg", "maybe"]), primary=preds, fallback=preds)
+
+
+def _choose_with_nan_budget() -> Any:
+    from confroute import choose_threshold, evaluate
+
+    rng = np.random.default_rng(0)
+    preds = Predictions.from_probs(rng.dirichlet([1, 1], 50))
+    res = evaluate(labels=rng.integers(0, 2, 50), primary=preds, fallback=preds, cost_model=[1.0, 5.0])
+    return choose_threshold(res, max_cost_per_input=float("nan"))
+
+
+def _load_file(name: str, content: str) -> Any:
+    """``load_texts("NAME")`` on a file written in a scratch folder (relative path, as typed)."""
+    import os
+    import tempfile
+
+    from confroute import load_texts
+
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as d:
+        os.chdir(d)
+        try:
+            with open(name, "w", encoding="utf-8") as fh:
+                fh.write(content)
+            return load_texts(name)
+        finally:
+            os.chdir(here)
+
+
+def _cli(*argv: str) -> Any:
+    """What ``confroute evaluate ARGV`` reports (the CLIError it prints as one line), run in a
+    scratch folder that holds a valid ``dev.tsv``."""
+    import os
+    import tempfile
+
+    from confroute.cli._main import build_parser
+    from confroute.cli.evaluate import _run
+
+    args = build_parser().parse_args(["evaluate", *argv])
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as d:
+        os.chdir(d)
+        try:
+            with open("dev.tsv", "w", encoding="utf-8") as fh:
+                fh.write("sentence\tlabel\nfine\t1\n")
+            return _run(args, lambda line: None)
+        finally:
+            os.chdir(here)
 
 
 @dataclass(frozen=True)
@@ -106,4 +155,34 @@ CASES: list[Case] = [
          ValueError, "on_error must be one of"),
     Case("label outside the known classes in evaluate()", _evaluate_unknown_label,
          ValueError, "not among"),
+    # -- issue 12 ------------------------------------------------------------------------------
+    Case("a single string to `route_stream`", lambda: next(_router(_rows([0.5, 0.5])).route_stream("great film")),
+         TypeError, "not a single string"),
+    Case("NaN retry backoff", lambda: Fallback(_rows([0.5, 0.5]), backoff=float("nan")),
+         ValueError, "backoff must be a finite number >= 0, got nan"),
+    Case("fractional retry count", lambda: Fallback(_rows([0.5, 0.5]), retries=1.5),
+         TypeError, "retries must be an integer >= 0, got 1.5"),
+    Case("fractional batch size", lambda: Fallback(_rows([0.5, 0.5]), batch_size=2.5),
+         TypeError, "batch_size must be an integer >= 1, got 2.5"),
+    Case("zero concurrency", lambda: Fallback(_rows([0.5, 0.5]), max_concurrency=0),
+         ValueError, "max_concurrency must be an integer >= 1, got 0"),
+    Case("NaN timeout", lambda: Fallback(_rows([0.5, 0.5]), timeout=float("nan")),
+         ValueError, "timeout must be a finite number > 0, got nan"),
+    Case("`KeyboardInterrupt` in `retry_on`", lambda: Fallback(_rows([0.5, 0.5]), retry_on=(KeyboardInterrupt,)),
+         TypeError, "retry_on must be a tuple of exception classes"),
+    Case("circuit breaker that never half-opens (`reset_after=nan`)",
+         lambda: CircuitBreaker(reset_after=float("nan")), ValueError, "reset_after must be a finite number >= 0"),
+    Case("fewer stage names than prices", lambda: CostModel.per_sample([0.001, 0.005], names=["cheap"]),
+         ValueError, "2 prices but 1 name"),
+    Case("one price instead of one per stage", lambda: CostModel.per_sample(0.001),
+         TypeError, "give one price per stage"),
+    Case("NaN cost budget", _choose_with_nan_budget, ValueError, "max_cost_per_input must be a finite number, got nan"),
+    Case("empty text cell in a data file", lambda: _load_file("dev.tsv", "sentence\tlabel\nfine\t1\n\t0\n"),
+         ValueError, "dev.tsv, row 1: column 'sentence' is empty"),
+    Case("integer label beyond 64 bits", lambda: _load_file("dev.tsv", f"sentence\tlabel\nfine\t{10**20}\n"),
+         ValueError, "beyond the 64-bit range"),
+    Case("CLI: a pickled model without `--allow-pickle`", lambda: _cli("sklearn:cheap.pkl", "hf:dense", "dev.tsv"),
+         Exception, "--allow-pickle"),
+    Case("CLI: `hf:` path that does not exist", lambda: _cli("hf:models/dense", "hf:models/dense", "dev.tsv"),
+         Exception, "no such file or directory: models/dense (for a model on the Hugging Face Hub, write hf:hub:"),
 ]

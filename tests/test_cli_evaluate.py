@@ -68,7 +68,8 @@ def toy(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _run(argv: list[str]) -> int:
-    return main(["evaluate", *argv, "--progress", "off"])
+    # The toy models are pickles this test wrote itself: trusted, so --allow-pickle.
+    return main(["evaluate", *argv, "--progress", "off", "--allow-pickle"])
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -215,7 +216,7 @@ def test_joblib_backend_and_not_a_pickle(toy, tmp_path, capsys):
     assert doc["fallback"] == f"joblib:{saved}" and big_acc > 0.8
     text = tmp_path / "model.pkl"
     text.write_text("not a model")
-    err = _error(capsys, [f"sklearn:{text}", f"sklearn:{toy['big']}", str(toy["dev"]), "--out", str(out)])
+    err = _error(capsys, [f"sklearn:{text}", f"sklearn:{toy['big']}", str(toy["dev"]), "--out", str(tmp_path / "o2")])
     assert "is not a pickle" in err
 
 
@@ -327,3 +328,82 @@ def test_cli_on_sst2_slice_with_shared_models(tmp_path, capsys):
     for r in rows:
         assert r["savings"] == pytest.approx(1 - (tp + (1 - r["coverage"]) * td) / td)
     assert doc["choices"][0]["chosen_on"] == "the calibration split"
+
+
+# --------------------------------------------------------------------------- safe files (issue 12)
+def _out_args(toy, out):
+    return [f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]), "--thresholds", "0.7",
+            "--out", str(out), "--no-plots"]
+
+
+def test_pickles_need_allow_pickle(toy, tmp_path, capsys):
+    out = tmp_path / "out"
+    for spec in (f"sklearn:{toy['cheap']}", f"pkl:{toy['cheap']}", f"joblib:{toy['cheap']}"):
+        rc = main(["evaluate", spec, f"hf:{tmp_path}", str(toy["dev"]), "--out", str(out), "--progress", "off"])
+        err = capsys.readouterr().err
+        assert rc == 2
+        assert "--allow-pickle" in err and "runs any code" in err and "primary model" in err
+    assert not out.exists()
+
+
+def test_out_refuses_to_overwrite_results_unless_asked(toy, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(_out_args(toy, out)) == 0
+    before = (out / "results.json").read_bytes()
+    err = _error(capsys, _out_args(toy, out))
+    assert "already holds results" in err and "--overwrite" in err and "results.json" in err
+    assert (out / "results.json").read_bytes() == before
+    assert _run([*_out_args(toy, out), "--overwrite"]) == 0
+
+
+def test_out_never_writes_through_a_symlink(toy, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    victim = tmp_path / "elsewhere.txt"
+    victim.write_text("precious")
+    (out / "table.csv").symlink_to(victim)
+    for extra in ([], ["--overwrite"]):
+        err = _error(capsys, [*_out_args(toy, out), *extra])
+        assert "symlink" in err and "table.csv" in err
+    assert victim.read_text() == "precious"
+
+
+def test_out_is_created_only_after_the_models_load(toy, tmp_path, capsys):
+    out = tmp_path / "new" / "out"
+    bad = tmp_path / "model.pkl"
+    bad.write_text("not a model")
+    err = _error(capsys, [f"sklearn:{bad}", f"sklearn:{toy['big']}", str(toy["dev"]), "--out", str(out)])
+    assert "is not a pickle" in err
+    err = _error(capsys, [f"sklearn:{toy['cheap']}", f"sklearn:{toy['named']}", str(toy["dev"]), "--out", str(out)])
+    assert "cannot be matched by name" in err
+    assert not out.exists() and not out.parent.exists()
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert "not a directory" in _error(capsys, _out_args(toy, afile))
+
+
+def test_hf_path_that_does_not_exist_is_no_such_file(toy, tmp_path, capsys):
+    import time
+
+    t0 = time.perf_counter()
+    for spec in ("hf:models/not-here", f"hf:{tmp_path / 'gone'}", "hf:not-here"):
+        err = _error(capsys, [spec, f"sklearn:{toy['big']}", str(toy["dev"]), "--out", str(tmp_path / "o")])
+        assert "primary model: no such file or directory" in err and "hf:hub:" in err
+    assert time.perf_counter() - t0 < 10  # no Hub download attempts, no retries
+    assert parse_backend("hf:hub:org/model").path == "hub:org/model"
+
+
+def test_version(capsys):
+    import confroute
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"confroute {confroute.__version__}"
+
+
+def test_huge_integer_label_is_a_clean_error(toy, tmp_path, capsys):
+    x, _ = _toy(4, 5)
+    data = _write_tsv(tmp_path / "huge.tsv", x, [0, 1, 10**30, 1])
+    err = _error(capsys, [f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(data), "--out", str(tmp_path / "o")])
+    assert "row 2" in err and "1000000000000000000000000000000" in err and "Traceback" not in err

@@ -214,9 +214,9 @@ def test_circuit_breaker_half_open_failure_reopens():
 def test_bad_fallback_parameters():
     with pytest.raises(ValueError, match="on_error must be one of"):
         Fallback(good_rows, on_error="ignore")
-    with pytest.raises(ValueError, match="timeout must be > 0"):
+    with pytest.raises(ValueError, match="timeout must be a finite number > 0"):
         Fallback(good_rows, timeout=0)
-    with pytest.raises(ValueError, match="retries must be >= 0"):
+    with pytest.raises(ValueError, match="retries must be an integer >= 0"):
         Fallback(good_rows, retries=-1)
 
 

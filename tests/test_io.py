@@ -125,3 +125,42 @@ def test_sst2_dev_from_shared():
     assert len(texts) == len(labels) == 872
     assert set(labels.tolist()) == {0, 1}
     assert texts[0].startswith("it 's a charming and often affecting journey")
+
+
+# --------------------------------------------------------------------------- issue 12
+@pytest.mark.parametrize("fmt, content", [
+    ("tsv", "sentence\tlabel\nfine\t1\n\t0\n"),
+    ("csv", 'text,label\nfine,1\n"",0\n'),
+    ("jsonl", '{"text": "fine", "label": 1}\n{"text": "", "label": 0}\n'),
+])
+def test_empty_text_cell_is_an_error(tmp_path, fmt, content):
+    f = tmp_path / f"d.{fmt}"
+    f.write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=r"row 1: column '(sentence|text)' is empty"):
+        load_texts(f)
+
+
+def test_whitespace_only_text_is_an_error(tmp_path):
+    f = tmp_path / "d.tsv"
+    f.write_text("sentence\tlabel\nfine\t1\n   \t0\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="row 1: column 'sentence' is empty"):
+        load_texts(f)
+
+
+@pytest.mark.parametrize("fmt, content", [
+    ("tsv", "sentence\tlabel\nfine\t1\n"),
+    ("csv", "text,label\nfine,1\n"),
+    ("jsonl", '{"text": "fine", "label": 1}\n'),
+])
+def test_utf8_bom_in_the_header_is_recognised(tmp_path, fmt, content):
+    f = tmp_path / f"d.{fmt}"
+    f.write_bytes(b"\xef\xbb\xbf" + content.encode("utf-8"))
+    texts, labels = load_texts(f)
+    assert texts == ["fine"] and labels.tolist() == [1]
+
+
+def test_integer_label_beyond_int64_is_an_error(tmp_path):
+    f = tmp_path / "d.tsv"
+    f.write_text(f"sentence\tlabel\na\t1\nb\t{10**30}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"row 1: label 1000000000000000000000000000000 is an integer beyond"):
+        load_texts(f)

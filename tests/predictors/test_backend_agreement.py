@@ -142,7 +142,7 @@ def test_the_network_block_catches_a_hub_download(monkeypatch):
     attempts = _block_network(monkeypatch)
     monkeypatch.setattr("time.sleep", lambda seconds: None)  # skip huggingface_hub's retry back-off
     with pytest.raises(OSError, match="Hub id"):
-        HFPipelinePredictor("confroute-test/no-such-model")
+        HFPipelinePredictor("hub:confroute-test/no-such-model")
     assert attempts, "a Hub download went unnoticed: the block below would prove nothing"
 
 

@@ -110,6 +110,25 @@ def test_missing_directory_and_file_paths_fail_clearly(tmp_path):
         HFPipelinePredictor(42)
 
 
+@pytest.mark.parametrize("name", ["models/not-here", "not-here", "org/name"])
+def test_a_name_that_does_not_exist_is_no_such_directory_not_a_download(name, monkeypatch):
+    # Without the hub: prefix a name is a path: no network, no retries, one clear error.
+    import socket
+    import time
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("tried the network")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    t0 = time.perf_counter()
+    with pytest.raises(FileNotFoundError, match=f"no such model directory: {name}.*hub:{name}"):
+        HFPipelinePredictor(name)
+    assert time.perf_counter() - t0 < 5
+    with pytest.raises(ValueError, match="name the Hub model"):
+        HFPipelinePredictor("hub:")
+
+
 def test_multi_label_models_are_refused(tmp_path, tiny_model_dir):
     import shutil
 

@@ -14,6 +14,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="confroute",
         description="Confidence-based routing of classifier predictions.",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"confroute {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 

@@ -42,10 +42,14 @@ __all__ = [
 BACKENDS = {
     "deepsparse": "ONNX model directory (model.onnx + tokenizer + config.json) or zoo: stub, run by DeepSparse",
     "onnx": "ONNX model directory (or .onnx file), run by ONNX Runtime",
-    "hf": "Hugging Face model directory or Hub id, run through a transformers pipeline",
-    "sklearn": "pickled scikit-learn estimator or pipeline with predict_proba (.pkl)",
-    "joblib": "scikit-learn estimator saved with joblib.dump (.joblib)",
+    "hf": "Hugging Face model directory (or hub:ORG/NAME for the Hub), run through a transformers pipeline",
+    "sklearn": "pickled scikit-learn estimator or pipeline with predict_proba (.pkl; needs --allow-pickle)",
+    "joblib": "scikit-learn estimator saved with joblib.dump (.joblib; needs --allow-pickle)",
 }
+_PICKLED = ("sklearn", "joblib")
+#: Every file ``--out`` may receive (checked before anything is computed).
+OUTPUT_FILES = ("table.csv", "sweep.csv", "results.json", "predictions.npz", "summary.png",
+                "accuracy_coverage.png", "reliability.png", "accuracy_vs_threshold.png")
 _ALIASES = {"onnxruntime": "onnx", "ort": "onnx", "transformers": "hf", "pickle": "sklearn", "pkl": "sklearn"}
 
 DEFAULT_THRESHOLDS = "0.5:0.95:0.05,0.97,0.99"
@@ -54,9 +58,11 @@ _EPILOG = """\
 backends (BACKEND:PATH):
   deepsparse:DIR     sparse ONNX model on DeepSparse (static shapes: --batch-size x --max-length)
   onnx:DIR           ONNX model on ONNX Runtime
-  hf:DIR_OR_HUB_ID   transformers text-classification pipeline
-  sklearn:FILE.pkl   pickled scikit-learn model with predict_proba (only unpickle files you trust)
-  joblib:FILE        the same, saved with joblib
+  hf:DIR             transformers text-classification pipeline (a local directory, loaded offline)
+  hf:hub:ORG/NAME    the same, downloaded from the Hugging Face Hub (needs internet)
+  sklearn:FILE.pkl   pickled scikit-learn model with predict_proba; needs --allow-pickle, because
+                     loading a pickle runs any code inside it: only load files you trust
+  joblib:FILE        the same, saved with joblib (also a pickle: needs --allow-pickle)
 
 thresholds (--thresholds):
   0.8,0.9,0.95       a list;   0.5:0.99:0.01   a grid start:stop:step (stop included);
@@ -73,7 +79,7 @@ examples:
       --calibration data/train.tsv --calibration-limit 2000 --cost measured \\
       --target-relative-accuracy 0.995 --threads 1 --max-length 64 --out eval/
   confroute evaluate sklearn:cheap.pkl sklearn:big.pkl test.jsonl --text-column review \\
-      --label-column stars --thresholds 0.5:0.99:0.01 --cost per-sample:0.001,0.005
+      --label-column stars --thresholds 0.5:0.99:0.01 --cost per-sample:0.001,0.005 --allow-pickle
 """
 
 
@@ -280,10 +286,15 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
     g.add_argument("--max-length", type=int, metavar="N",
                    help="truncate texts to N tokens; DeepSparse pads every input to N (default 128 there, "
                    "the model's limit elsewhere)")
+    g.add_argument("--allow-pickle", action="store_true",
+                   help="allow sklearn:/joblib: models: they are pickles, and loading a pickle runs any code "
+                   "inside it, so only pass files you made or trust")
 
     g = p.add_argument_group("output")
     g.add_argument("--out", default="confroute-evaluate", metavar="DIR",
                    help="folder for table.csv, sweep.csv, results.json and PNG plots (default: ./confroute-evaluate)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace results already in --out (default: refuse); symlinks are never written through")
     g.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
     g.add_argument("--save-predictions", action="store_true",
                    help="also write predictions.npz (probabilities and logits of both models)")
@@ -298,13 +309,40 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
 def _check_path(spec: BackendSpec, role: str) -> None:
     if spec.path.startswith("zoo:") and spec.backend == "deepsparse":
         return
+    if spec.backend == "hf" and spec.path.startswith("hub:"):
+        return  # an explicit Hub id: transformers downloads it (needs internet)
     path = Path(spec.path).expanduser()
     if path.exists():
         return
-    looks_like_hub_id = spec.backend == "hf" and not spec.path.startswith((".", "/", "~")) and spec.path.count("/") <= 1
-    if looks_like_hub_id:
-        return  # a Hub id: transformers downloads it (needs internet)
-    raise CLIError(f"{role} model: no such file or directory: {path}")
+    hint = f" (for a model on the Hugging Face Hub, write hf:hub:{spec.path})" if spec.backend == "hf" else ""
+    raise CLIError(f"{role} model: no such file or directory: {path}{hint}")
+
+
+def _check_pickle_opt_in(specs: Sequence[tuple[BackendSpec, str]], allowed: bool) -> None:
+    for spec, role in specs:
+        if spec.backend in _PICKLED and not allowed:
+            raise CLIError(
+                f"{role} model {spec.backend}:{spec.path} is a pickle, and loading a pickle runs any code "
+                "inside it; pass --allow-pickle if you made this file or trust where it came from"
+            )
+
+
+def _check_out(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, to write where results would be lost or land elsewhere."""
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is not a directory")
+    links = [n for n in OUTPUT_FILES if (out / n).is_symlink()]
+    if links:
+        raise CLIError(
+            f"--out {out}: {', '.join(links)} {'is a symlink' if len(links) == 1 else 'are symlinks'}; "
+            "confroute never writes through a symlink (it could overwrite a file elsewhere): remove it"
+        )
+    present = [n for n in OUTPUT_FILES if (out / n).exists()]
+    if present and not overwrite:
+        raise CLIError(
+            f"--out {out} already holds results ({', '.join(present)}); pass --overwrite to replace "
+            "them, or choose another --out"
+        )
 
 
 def load_predictor(spec: BackendSpec, role: str, *, threads: int | None, batch_size: int,
@@ -512,6 +550,9 @@ def _cost_model(spec: CostSpec | None, seconds_per_sample: tuple[float, float] |
 def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     thresholds, cost_spec, delta = _check_args(args)
     primary_spec, fallback_spec = parse_backend(args.primary), parse_backend(args.fallback)
+    _check_pickle_opt_in([(primary_spec, "primary"), (fallback_spec, "fallback")], args.allow_pickle)
+    out = Path(args.out).expanduser()
+    _check_out(out, args.overwrite)
     label_map = parse_label_map(args.label_map)
     progress = _progress_enabled(args.progress)
     # Load data first: a typo in a path or a column should not wait for a model to compile.
@@ -519,9 +560,6 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     cal = _load_data(args.calibration, args, "--calibration", args.calibration_limit) if args.calibration else None
     if cal is not None and Path(args.calibration).expanduser().resolve() == Path(args.data).expanduser().resolve():
         raise CLIError("--calibration is DATA itself: calibrate and choose thresholds on a held-out split")
-    out = Path(args.out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
-
     opts = {"threads": args.threads, "batch_size": args.batch_size, "max_length": args.max_length}
     primary = load_predictor(primary_spec, "primary", **opts)
     fallback = load_predictor(fallback_spec, "fallback", **opts)
@@ -610,6 +648,8 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
         cost = "" if point.savings is None else f", savings {point.savings:.1%}"
         say(f"  on DATA: coverage {point.coverage:.1%}, accuracy on accepted {point.accepted_accuracy:.4f}{extra}{cost}")
 
+    _check_out(out, args.overwrite)  # again: the models took a while, the folder may have changed
+    out.mkdir(parents=True, exist_ok=True)  # only now: a failed run leaves no empty folder behind
     files = _write_outputs(out, args, result, rows, choices, cost_model, sec_pp, p_times, f_times, scaler,
                            label_note, pp, fp, y_index)
     say(f"\nwrote {', '.join(sorted(f.name for f in files))} to {out}/")

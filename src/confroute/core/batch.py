@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["as_batch", "n_rows", "take_rows", "slice_rows"]
+__all__ = ["as_batch", "refuse_single_string", "n_rows", "take_rows", "slice_rows"]
 
 
 def _is_sparse(x: Any) -> bool:
@@ -22,6 +22,12 @@ def _is_sparse(x: Any) -> bool:
 
 def _is_frame(x: Any) -> bool:
     return hasattr(x, "iloc") and hasattr(x, "columns")
+
+
+def refuse_single_string(inputs: Any) -> None:
+    """A bare string is one input, not a batch (or a stream) of characters: refuse it."""
+    if isinstance(inputs, (str, bytes)):
+        raise TypeError("inputs must be a batch (list, array, ...), not a single string; wrap it: [text]")
 
 
 def as_batch(inputs: Any) -> Any:
@@ -41,8 +47,7 @@ def as_batch(inputs: Any) -> Any:
     ...
     TypeError: inputs must be a batch (list, array, ...), not a single string; wrap it: [text]
     """
-    if isinstance(inputs, (str, bytes)):
-        raise TypeError("inputs must be a batch (list, array, ...), not a single string; wrap it: [text]")
+    refuse_single_string(inputs)
     if _is_sparse(inputs):
         return inputs.tocsr()
     if _is_frame(inputs):

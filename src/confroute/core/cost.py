@@ -117,21 +117,35 @@ class CostModel:
     """
 
     def __init__(self, stages: Sequence[StageCost | float]) -> None:
+        items = _per_stage_list(stages, "one StageCost or price per stage", "CostModel([0.001, 0.005])")
+        for i, stage in enumerate(items):
+            if not isinstance(stage, StageCost):
+                StageCost(_price(stage, i))  # checks the price: finite, >= 0
         self.stages = stages
 
     @classmethod
     def per_sample(cls, prices: Sequence[float], names: Sequence[str] | None = None) -> CostModel:
-        """From one price per input per stage."""
-        names = names or [None] * len(prices)  # type: ignore[list-item]
-        return cls([StageCost(float(p), None, n) for p, n in zip(prices, names)])
+        """From one price per input per stage (and, optionally, one name per stage)."""
+        items = _per_stage_list(prices, "one price per stage", "CostModel.per_sample([0.001, 0.005])")
+        labels = _names(names, len(items), "prices")
+        return cls([StageCost(_price(p, i), None, n) for i, (p, n) in enumerate(zip(items, labels))])
 
     @classmethod
     def hourly(
         cls, stages: Sequence[tuple[float, float]], names: Sequence[str] | None = None
     ) -> CostModel:
         """From ``(price_per_hour, inputs_per_second)`` per stage."""
-        names = names or [None] * len(stages)  # type: ignore[list-item]
-        return cls([StageCost.hourly(p, t, n) for (p, t), n in zip(stages, names)])
+        example = "CostModel.hourly([(0.50, 100), (1.50, 10)])"
+        items = _per_stage_list(stages, "one (price_per_hour, inputs_per_second) pair per stage", example)
+        labels = _names(names, len(items), "stages")
+        out = []
+        for i, (pair, n) in enumerate(zip(items, labels)):
+            if isinstance(pair, (str, bytes)) or not isinstance(pair, Sequence) or len(pair) != 2:
+                raise TypeError(
+                    f"stage {i}: give a (price_per_hour, inputs_per_second) pair, got {pair!r}; e.g. {example}"
+                )
+            out.append(StageCost.hourly(_price(pair[0], i), _price(pair[1], i), n))
+        return cls(out)
 
     @property
     def stage_costs(self) -> np.ndarray:
@@ -247,6 +261,34 @@ class CostModel:
     def __repr__(self) -> str:
         parts = ", ".join(f"{_stage(s).per_sample:.6g}" for s in self.stages)
         return f"CostModel(per_sample=[{parts}])"
+
+
+def _per_stage_list(values: Any, what: str, example: str) -> list[Any]:
+    """``values`` as a list with one entry per stage; a scalar or a string is refused."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)):
+        raise TypeError(f"give {what} (a list, one entry per stage), got {values!r}; e.g. {example}")
+    items = list(values)
+    if not items:
+        raise ValueError(f"a cost model needs at least one stage; give {what}, e.g. {example}")
+    return items
+
+
+def _names(names: Sequence[str] | None, n: int, what: str) -> list[str | None]:
+    if names is None:
+        return [None] * n
+    if isinstance(names, str) or len(names) != n:
+        count = 1 if isinstance(names, str) else len(names)
+        raise ValueError(
+            f"{n} {what} but {count} name{'s' if count != 1 else ''}: give one name per stage (or none)"
+        )
+    return list(names)
+
+
+def _price(value: Any, stage: int) -> float:
+    """A price (or throughput) of stage ``stage`` as a float; a string or None is refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"stage {stage}: a price must be a number, got {value!r}")
+    return float(value)
 
 
 def _stage(s: StageCost | float) -> StageCost:

@@ -30,6 +30,7 @@ Conventions
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -777,6 +778,8 @@ def best_row(
     """Row index of the best feasible row; -1 - (safe row) when none is feasible."""
     if (target_acc is None) == (budget is None):
         raise ValueError("give exactly one of target_system_accuracy, max_cost_per_input")
+    if budget is not None and not math.isfinite(budget):
+        raise ValueError(f"max_cost_per_input must be a finite number, got {budget}")
     acc, cost = table["system_accuracy"], table["cost_per_input"]
     acc_b, cost_b = bounds if bounds is not None else (acc, cost)
     if target_acc is not None:

@@ -70,6 +70,8 @@ def load_texts(
     limit : int, optional
         Keep only the first ``limit`` rows.
     encoding : str, default "utf-8"
+        With UTF-8, a byte-order mark at the start of the file (as some spreadsheet programs
+        write) is skipped, so the first column keeps its name.
     dataset_kwargs : mapping, optional
         Extra arguments for ``datasets.load_dataset`` (``data_files=...``, ``name=...``).
 
@@ -134,6 +136,8 @@ def _format(path: Path, format: str | None) -> str:
 def _read_file(
     path: Path, fmt: str, encoding: str, limit: int | None
 ) -> tuple[list[str], list[Mapping[str, Any]]]:
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
+        encoding = "utf-8-sig"  # the same bytes, but a leading byte-order mark is dropped
     with open(path, encoding=encoding, newline="") as fh:
         if fmt == "jsonl":
             return _read_jsonl(fh, path, limit)
@@ -220,6 +224,8 @@ def _assemble(
                 raise ValueError(f"{where}, row {i}: column {c!r} is missing or null")
             if not isinstance(value, str):
                 raise ValueError(f"{where}, row {i}: column {c!r} holds a {type(value).__name__}, not text")
+            if not value.strip():
+                raise ValueError(f"{where}, row {i}: column {c!r} is empty (no text to classify)")
             parts.append(value)
         texts.append(separator.join(parts))
         if label_column is not None:
@@ -227,13 +233,16 @@ def _assemble(
             if label is None or label == "":
                 raise ValueError(f"{where}, row {i}: label column {label_column!r} is empty")
             raw_labels.append(label)
-    labels = None if label_column is None else _labels_array(raw_labels)
+    labels = None if label_column is None else _labels_array(raw_labels, where)
     return LabelledTexts(texts, labels)
 
 
-def _labels_array(raw: list[Any]) -> np.ndarray:
+_INT64 = np.iinfo(np.int64)
+
+
+def _labels_array(raw: list[Any], where: str) -> np.ndarray:
     """Integers when every label is an integer (``3``, ``"3"``), else strings."""
-    ints = []
+    ints: list[int] = []
     for v in raw:
         if isinstance(v, bool):
             break
@@ -245,6 +254,12 @@ def _labels_array(raw: list[Any]) -> np.ndarray:
             continue
         break
     if len(ints) == len(raw):
+        for i, v in enumerate(ints):
+            if not _INT64.min <= v <= _INT64.max:
+                raise ValueError(
+                    f"{where}, row {i}: label {v} is an integer beyond the 64-bit range; labels must "
+                    "be class indices or class names"
+                )
         return np.asarray(ints, dtype=np.int64)
     return np.asarray([str(v) for v in raw], dtype=object)
 

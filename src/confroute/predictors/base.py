@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from ..core.batch import as_batch, n_rows, slice_rows
+from ..core.batch import as_batch, n_rows, refuse_single_string, slice_rows
 from ..core.types import PredictionError, Predictions
 
-__all__ = ["Predictor", "as_sequence"]
+__all__ = ["Predictor", "as_sequence", "refuse_single_string"]
 
 #: Deprecated name of :func:`confroute.core.batch.as_batch`.
 as_sequence = as_batch

@@ -13,7 +13,10 @@ from ..core.types import Predictions
 from ._text import TextInputsMixin, check_texts, classes_from_id2label, is_multi_label
 from .base import Predictor
 
-__all__ = ["HFPipelinePredictor"]
+__all__ = ["HFPipelinePredictor", "HUB_PREFIX"]
+
+#: How a Hugging Face Hub id is written (any other name is a local path).
+HUB_PREFIX = "hub:"
 
 
 def _import_hf() -> tuple[Any, Any]:
@@ -53,9 +56,11 @@ class HFPipelinePredictor(TextInputsMixin, Predictor):
     Parameters
     ----------
     model : path, str or transformers.Pipeline
-        A local model directory (loaded offline, ``local_files_only=True``), a Hugging Face Hub
-        id such as ``"distilbert-base-uncased-finetuned-sst-2-english"`` (downloaded: needs
-        internet), or an existing ``pipeline("text-classification", ...)``.
+        A local model directory (loaded offline, ``local_files_only=True``); a Hugging Face Hub
+        id written ``"hub:ORG/NAME"``, e.g. ``"hub:distilbert-base-uncased-finetuned-sst-2-english"``
+        (downloaded: needs internet); or an existing ``pipeline("text-classification", ...)``.
+        A name without ``hub:`` is always a path: one that does not exist is an error
+        (``FileNotFoundError``) at once, never a download attempt.
     batch_size : int, default 32
         Texts per forward pass. Each batch is padded to its longest text.
     num_threads : int or None, default None
@@ -100,7 +105,7 @@ class HFPipelinePredictor(TextInputsMixin, Predictor):
         self.num_threads = num_threads
         if isinstance(model, (str, Path)):
             self.pipeline = self._load(transformers, model, device)
-            default_name = f"hf:{Path(str(model)).name}"
+            default_name = f"hf:{Path(str(model).removeprefix(HUB_PREFIX)).name}"
         elif isinstance(model, transformers.Pipeline):
             if model.tokenizer is None:
                 raise ValueError("the pipeline has no tokenizer; text classification needs one")
@@ -132,11 +137,21 @@ class HFPipelinePredictor(TextInputsMixin, Predictor):
 
     @staticmethod
     def _load(transformers: Any, model: str | Path, device: Any) -> Any:
-        path = Path(model).expanduser()
-        local = path.exists()
-        if local and not path.is_dir():
-            raise ValueError(f"{path} is a file; pass the model directory (config.json, weights, tokenizer)")
-        source = str(path) if local else str(model)
+        local = not (isinstance(model, str) and model.startswith(HUB_PREFIX))
+        if local:
+            path = Path(model).expanduser()
+            if not path.exists():
+                raise FileNotFoundError(
+                    f"no such model directory: {path} (for a model on the Hugging Face Hub, "
+                    f"write {HUB_PREFIX}{model}; it downloads, so it needs internet)"
+                )
+            if not path.is_dir():
+                raise ValueError(f"{path} is a file; pass the model directory (config.json, weights, tokenizer)")
+            source = str(path)
+        else:
+            source = str(model)[len(HUB_PREFIX):]
+            if not source:
+                raise ValueError(f"{model!r}: name the Hub model after {HUB_PREFIX!r}, e.g. {HUB_PREFIX}ORG/NAME")
         # A local directory never triggers a download; a Hub id does (users online).
         kwargs = {"local_files_only": True} if local else {}
         try:

@@ -24,7 +24,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..core.batch import as_batch, n_rows, take_rows
+from ..core.batch import as_batch, n_rows, refuse_single_string, take_rows
 from ..core.classes import Classes, align
 from ..core.cost import CostModel
 from ..core.decision import ThresholdSpec, accepts, check_threshold, resolve_threshold
@@ -210,6 +210,7 @@ class Cascade:
         """
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        refuse_single_string(inputs)
         iterator = iter(inputs)
         while chunk := list(islice(iterator, chunk_size)):
             yield self.route(chunk)
@@ -220,6 +221,7 @@ class Cascade:
         """Async :meth:`route_stream`; accepts a sync or an async iterable."""
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        refuse_single_string(inputs)
         chunk: list[Any] = []
         if hasattr(inputs, "__aiter__"):
             async for item in inputs:  # type: ignore[union-attr]

@@ -218,6 +218,9 @@ def _sequential_test(k: np.ndarray, m: np.ndarray, alpha: float, delta: float, s
     return last
 
 
+_OBJECTIVE_PARAMS = ("target_accuracy", "target_system_accuracy", "target_coverage", "max_cost_per_input", "min_savings")
+
+
 def choose_threshold(
     data: Evaluation | Any,
     correct: Any = None,
@@ -310,6 +313,9 @@ def choose_threshold(
         )
     objective = given[0]
     target = float(objectives[objective])  # type: ignore[arg-type]
+    if not math.isfinite(target):
+        param = dict(zip(objectives, _OBJECTIVE_PARAMS))[objective]
+        raise ValueError(f"{param} must be a finite number, got {target}")
     if delta is not None and not 0 < delta < 1:
         raise ValueError(f"delta must lie in (0, 1) or be None, got {delta}")
 
