@@ -755,7 +755,8 @@ def _table_rows(result: Any, thresholds: list[float] | None) -> list[dict[str, A
 
 def _fmt(v: Any, spec: str) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
+        width = spec.lstrip("<>^").split(".")[0]
+        return "-".rjust(int(width) if width.isdigit() else 1)
     return format(v, spec)
 
 

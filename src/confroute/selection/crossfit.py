@@ -574,19 +574,25 @@ def _what_is_needed(
         return float(certifiable), None, None
     cov = ev.table["coverage"]
     acc = ev.table[column]
-    rows = np.flatnonzero((cov >= emp.coverage / 2) & (acc > goal) & (cov > 0))
-    if not rows.size:
+    start = 1 if objective == "accepted_accuracy" else 0  # row 0 accepts nothing
+    wanted = np.flatnonzero((cov >= emp.coverage / 2) & (acc > goal) & (cov > 0))
+    if not wanted.size or wanted[-1] > 20_000:
         return float(certifiable), None, None
-    sizes = np.unique(np.round(ev.n * 1.05 ** np.arange(0, 400)).astype(np.int64))
+    # Fixed-sequence testing certifies a row only when every stricter row passes too, so a row
+    # needs the size at which all rows from the start to it clear the goal.
+    rows = np.arange(start, wanted[-1] + 1)
+    sizes = np.unique(np.round(ev.n * 1.05 ** np.arange(1, 400)).astype(np.int64))
     sizes = sizes[sizes <= 10**8]
     share = cov[rows] if objective == "accepted_accuracy" else np.ones(rows.size)
     trials = np.maximum(np.round(sizes[:, None] * share[None, :]), 1)
-    ok = _lower(np.broadcast_to(acc[rows], trials.shape), trials, delta) >= goal
-    first = np.where(ok.any(axis=0), ok.argmax(axis=0), sizes.size)
+    with np.errstate(invalid="ignore"):
+        ok = _lower(np.broadcast_to(np.nan_to_num(acc[rows]), trials.shape), trials, delta) >= goal
+    ok = np.logical_and.accumulate(ok, axis=1)
+    first = np.where(ok.any(axis=0), ok.argmax(axis=0), sizes.size)[wanted - start]
     best = int(first.argmin())
     if first[best] >= sizes.size:
         return float(certifiable), None, None
-    return float(certifiable), int(sizes[first[best]]), float(cov[rows[best]])
+    return float(certifiable), int(sizes[first[best]]), float(cov[wanted[best]])
 
 
 def _lower(acc: np.ndarray, trials: np.ndarray, delta: float) -> np.ndarray:
