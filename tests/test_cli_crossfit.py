@@ -14,13 +14,13 @@ import pytest
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
+from test_cli_evaluate import NEG, POS, _toy, _write_tsv
 
 from confroute.cli import main
 from confroute.cli.evaluate import CLIError, parse_calibration
 from confroute.core.types import Predictions
 from confroute.integrations.io import load_texts
 from confroute.selection.crossfit import cross_fit_threshold
-from test_cli_evaluate import NEG, POS, _toy, _write_tsv
 
 
 @pytest.fixture(scope="module")

@@ -574,7 +574,8 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     texts, raw_labels = _load_data(args.data, args, "DATA")
     cal_spec = parse_calibration(args.calibration)
     cal = _load_data(cal_spec.path, args, "--calibration", args.calibration_limit) if cal_spec.path else None
-    if cal is not None and Path(cal_spec.path).expanduser().resolve() == Path(args.data).expanduser().resolve():
+    same = cal_spec.path is not None and Path(cal_spec.path).expanduser().resolve() == Path(args.data).expanduser().resolve()
+    if same:
         raise CLIError("--calibration is DATA itself: give a held-out split, or cross-fit:K to calibrate and "
                        "choose thresholds on folds of DATA")
     out = Path(args.out).expanduser()
@@ -658,7 +659,7 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     result = evaluate(labels=y, primary=pp, fallback=fp, calibrator=scaler, score=args.score,
                       cost_model=cost_model, stage_names=("primary", "fallback"))
 
-    choices = []
+    choices: list[tuple[str, str, Any, Any, Any]] = []
     if wants_target:
         source = cal_result if cal_result is not None else result
         if cal_result is not None:
@@ -667,7 +668,7 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
             where, on = f"DATA by cross-fitting ({cal_spec.folds} folds), then refitted on all of DATA", "all of DATA"
         else:
             where, on = "DATA itself (optimistic: --calibration none)", "DATA"
-        targets: list[tuple[str, dict[str, float]]] = []
+        targets: list[tuple[str, dict[str, Any]]] = []
         if args.target_accuracy is not None:
             targets.append((f"accuracy on accepted >= {args.target_accuracy:g}",
                             {"target_accuracy": args.target_accuracy}))
@@ -733,8 +734,8 @@ def _crossfit_answer(cf: Any) -> str:
     if not cf.usable:
         return f"  no usable threshold: {cf.advice}"
     t = "" if cf.final_temperature is None else f" (T = {cf.final_temperature:.3f})"
-    lines = [f"  answer: route at threshold {cf.final.threshold:.4g} on PRIMARY's calibrated confidence{t}, "
-             "both refitted on all of DATA."]
+    lines = [(f"  answer: route at threshold {cf.final.threshold:.4g} on PRIMARY's calibrated confidence{t}, "
+              "both refitted on all of DATA.")]
     held = f"  on the held-out folds PRIMARY answers {cf.coverage:.1%} of inputs"
     if cf.system_accuracy is not None and cf.fallback_accuracy:
         held += (f", system accuracy {cf.system_accuracy:.4f} = {cf.system_accuracy / cf.fallback_accuracy:.2%} "
@@ -804,7 +805,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], n: int) -> None:
         w = csv.writer(fh)
         w.writerow([*_CSV_COLUMNS, "cost_per_input"])
         for r in rows:
-            vals = [_f(r[c]) if c != "n_accepted" else int(r[c]) for c in _CSV_COLUMNS]
+            vals: list[Any] = [_f(r[c]) if c != "n_accepted" else int(r[c]) for c in _CSV_COLUMNS]
             if r["threshold"] is not None and math.isinf(float(r["threshold"])):
                 vals[0] = "inf"  # accept nothing; pandas and float() read "inf" back as infinity
             cost = _f(r["cost"])

@@ -225,7 +225,7 @@ def route_dataframe(
         raise TypeError(f"prefix must be a string, got {type(prefix).__name__}")
     names = [prefix + n for n in names]
     if _is_arrow(df):
-        spec.check(available, names)
+        spec.check(list(df.column_names), names)
         inputs = spec.from_columns(lambda c: arrow_column(df, c))
     elif available is not None:
         spec.check(available, names)

@@ -38,14 +38,13 @@ from typing import Any
 
 import numpy as np
 
-from ..calibration import metrics
 from ..calibration.calibrators import TemperatureScaler
 from ..core.types import Predictions
 from ..evaluation.evaluate import EvaluationResult, _label_indices, evaluate
 from ..exceptions import ThresholdWarning
 from .thresholds import ThresholdChoice, choose_threshold, clopper_pearson
 
-__all__ = ["cross_fit_threshold", "cross_fit_calibration", "CrossFitResult", "FoldResult", "CrossFittedCalibrator"]
+__all__ = ["CrossFitResult", "CrossFittedCalibrator", "FoldResult", "cross_fit_calibration", "cross_fit_threshold"]
 
 _OBJECTIVES = ("target_accuracy", "target_system_accuracy", "target_relative_accuracy",
                "target_coverage", "max_cost_per_input", "min_savings")
@@ -401,7 +400,7 @@ def cross_fit_threshold(
     def choose(ev: EvaluationResult) -> tuple[ThresholdChoice, float]:
         if relative:
             goal = min(target * ev.stage_accuracy[ev.stage_names[1]], 1 - 1e-9)
-            kw = {"target_system_accuracy": goal}
+            kw: dict[str, Any] = {"target_system_accuracy": goal}
         else:
             goal, kw = target, {key: target}
         with warnings.catch_warnings():
@@ -561,7 +560,8 @@ def _what_is_needed(
     goal = min(target * scale, 1 - 1e-9)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThresholdWarning)
-        kw = {"target_accuracy": goal} if objective == "accepted_accuracy" else {"target_system_accuracy": goal}
+        kw: dict[str, Any] = (
+            {"target_accuracy": goal} if objective == "accepted_accuracy" else {"target_system_accuracy": goal})
         emp = choose_threshold(ev, delta=None, rule=rule, **kw)
     if not emp.feasible or emp.m == 0:
         return None, None, None  # not met even on these data: more of the same will not help
