@@ -145,5 +145,18 @@ def test_route_dataframe_text_column_and_errors():
         route_dataframe(df, router)
     with pytest.raises(KeyError, match="not found"):
         route_dataframe(df, router, text_column="nope")
-    with pytest.raises(ValueError, match=r"already has column\(s\) \['label'\]"):
-        route_dataframe(df.assign(label=1), router, text_column="text")
+    # A table with its own label column keeps it; the result columns are then prefixed route_.
+    own = route_dataframe(df.assign(label=[1, 0, 1]), router, text_column="text")
+    assert own["label"].tolist() == [1, 0, 1]
+    assert own["route_label"].tolist() == ["s", "l", "s"] and own["route_stage"].tolist() == [0, 0, 1]
+    assert "stage" not in own.columns
+    named = route_dataframe(df, router, text_column="text", prefix="pred_")
+    assert named["pred_label"].tolist() == ["s", "l", "s"] and "label" not in named.columns
+    with pytest.raises(ValueError, match=r"already has column\(s\) \['label'\].*another prefix="):
+        route_dataframe(df.assign(label=1), router, text_column="text", prefix="")
+    with pytest.raises(ValueError, match=r"already has column\(s\) \['route_label'\]"):
+        route_dataframe(df.assign(label=1, route_label=2), router, text_column="text")
+    pa = pytest.importorskip("pyarrow")
+    table = route_dataframe(pa.table({"text": ["a", "abcdefghi"], "label": [1, 0]}), router, text_column="text")
+    assert table.column("label").to_pylist() == [1, 0]
+    assert table.column("route_stage").to_pylist() == [0, 0]

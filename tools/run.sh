@@ -18,19 +18,26 @@ venv() {  # venv DIR: create once, print its python
   echo "$1/bin/python"
 }
 
+pip_install() {  # pip_install PY ARGS...: a quiet install, its messages on stderr
+  # (pip warns once per package about this machine's unused local index; the filter drops that
+  # noise only, and a failed install still fails: pipefail)
+  local py=$1
+  shift
+  "$py" -m pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
+}
+
 full_venv() {  # the venv with every extra, pinned; prints its python
   local py
   py=$(venv .venv)
   # torch==2.13.0 (CPU) is pinned in the constraints: a looser spec pulls a multi-GB CUDA build.
-  # (pip warns once per package about this machine's unused local index; the filter drops that noise only)
-  "$py" -m pip install -q -c constraints/py311.txt -e ".[all,test]" 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
+  pip_install "$py" -c constraints/py311.txt -e ".[all,test]"
   echo "$py"
 }
 
 case "${1:-}" in
   demo)
     py=$(venv .venv-demo)
-    "$py" -m pip install -q -e .
+    pip_install "$py" -e .
     "$py" -m confroute demo "${@:2}"
     ;;
   test)
@@ -41,7 +48,7 @@ case "${1:-}" in
     "$py" -m mypy src/confroute
     # The core must also work with numpy 2 when the deepsparse extra is absent.
     py2=$(venv .venv-numpy2)
-    "$py2" -m pip install -q -e ".[test]" "numpy>=2" 2>&1 | { grep -v "^WARNING: Location" || true; }
+    pip_install "$py2" -e ".[test]" "numpy>=2"
     "$py2" -c "import numpy; assert numpy.__version__ >= '2', numpy.__version__; print('numpy', numpy.__version__)"
     "$py2" -m pytest -q -p no:cacheprovider "${@:2}"
     ;;

@@ -33,6 +33,7 @@ __all__ = [
     "CLIError",
     "add_evaluate_parser",
     "parse_backend",
+    "parse_calibration",
     "parse_cost",
     "parse_thresholds",
     "run_evaluate",
@@ -74,10 +75,15 @@ cost (--cost):
   measured                   time both backends on the data; cost = compute seconds
   measured:0.50,1.50         hourly prices with the measured throughputs
 
+calibration (--calibration):
+  FILE               a held-out labelled split the models were not trained on
+  cross-fit:K        K folds of DATA itself: each fold's temperature and threshold are fitted on
+                     the other folds (the default, K = 5, when no FILE is given)
+  none               no calibration; thresholds chosen on DATA itself (optimistic)
+
 examples:
   confroute evaluate deepsparse:models/sparse hf:models/dense data/dev.tsv \\
-      --calibration data/train.tsv --calibration-limit 2000 --cost measured \\
-      --target-relative-accuracy 0.995 --threads 1 --max-length 64 --out eval/
+      --cost measured --target-relative-accuracy 0.97 --threads 1 --max-length 64 --out eval/
   confroute evaluate sklearn:cheap.pkl sklearn:big.pkl test.jsonl --text-column review \\
       --label-column stars --thresholds 0.5:0.99:0.01 --cost per-sample:0.001,0.005 --allow-pickle
 """
@@ -207,6 +213,46 @@ def parse_cost(spec: str | None) -> CostSpec | None:
     raise CLIError(f"--cost {spec!r}: use per-sample:P1,P2, hourly:P1@T1,P2@T2, measured or measured:P1,P2")
 
 
+@dataclass(frozen=True)
+class CalibrationSpec:
+    """A parsed ``--calibration``: ``kind`` is file, cross-fit or none."""
+
+    kind: str
+    path: str | None = None
+    folds: int = 0
+
+
+#: What ``--calibration`` means when it is not given.
+DEFAULT_CALIBRATION = "cross-fit:5"
+
+
+def parse_calibration(spec: str | None) -> CalibrationSpec:
+    """Parse ``--calibration``: a file, ``cross-fit[:K]`` or ``none`` (default: cross-fit:5).
+
+    Examples
+    --------
+    >>> parse_calibration(None)
+    CalibrationSpec(kind='cross-fit', path=None, folds=5)
+    >>> parse_calibration("cross-fit:10").folds
+    10
+    >>> parse_calibration("data/held_out.tsv")
+    CalibrationSpec(kind='file', path='data/held_out.tsv', folds=0)
+    """
+    text = (DEFAULT_CALIBRATION if spec is None else spec).strip()
+    head, _, rest = text.partition(":")
+    if head.lower().replace("_", "-") in ("cross-fit", "crossfit"):
+        if not rest:
+            return CalibrationSpec("cross-fit", folds=5)
+        if not rest.strip().isdigit() or int(rest) < 2:
+            raise CLIError(f"--calibration {text!r}: give cross-fit:K with K >= 2 folds (e.g. cross-fit:5)")
+        return CalibrationSpec("cross-fit", folds=int(rest))
+    if text.lower() == "none":
+        return CalibrationSpec("none")
+    if not text:
+        raise CLIError("--calibration: give a file, cross-fit:K or none")
+    return CalibrationSpec("file", path=text)
+
+
 def parse_label_map(spec: str | None) -> dict[str, str] | None:
     """``"0=NEGATIVE,1=POSITIVE"`` -> ``{"0": "NEGATIVE", "1": "POSITIVE"}``."""
     if not spec:
@@ -252,13 +298,17 @@ def add_evaluate_parser(sub: Any) -> argparse.ArgumentParser:
                    "labels are class indices unless the classes are themselves integers)")
 
     g = p.add_argument_group("calibration and threshold choice")
-    g.add_argument("--calibration", metavar="FILE",
-                   help="held-out labelled split (same columns): fits temperature scaling of PRIMARY and is "
-                   "where --target-* thresholds are chosen. Must not overlap DATA")
+    g.add_argument("--calibration", metavar="FILE|cross-fit:K|none",
+                   help="where temperature scaling of PRIMARY is fitted and --target-* thresholds are chosen: "
+                   "a held-out labelled split (same columns; must not overlap DATA nor be the models' "
+                   "training data), cross-fit:K (K folds of DATA, each fitted on the others), or none "
+                   f"(default: {DEFAULT_CALIBRATION})")
+    g.add_argument("--seed", type=int, default=0, metavar="N",
+                   help="fold assignment for cross-fit (default 0)")
     g.add_argument("--calibration-limit", type=int, metavar="N",
                    help="use only the first N rows of --calibration (default: --limit, else all)")
     g.add_argument("--calibrate", choices=["temperature", "none"], default="temperature",
-                   help="calibration applied when --calibration is given (default: temperature)")
+                   help="calibration of PRIMARY, on --calibration FILE or cross-fitted (default: temperature)")
     g.add_argument("--target-accuracy", type=float, metavar="A",
                    help="choose the loosest threshold whose accuracy on accepted inputs is >= A")
     g.add_argument("--target-system-accuracy", type=float, metavar="A",
@@ -557,15 +607,19 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     progress = _progress_enabled(args.progress)
     # Load data first: a typo in a path or a column should not wait for a model to compile.
     texts, raw_labels = _load_data(args.data, args, "DATA")
-    cal = _load_data(args.calibration, args, "--calibration", args.calibration_limit) if args.calibration else None
-    if cal is not None and Path(args.calibration).expanduser().resolve() == Path(args.data).expanduser().resolve():
-        raise CLIError("--calibration is DATA itself: calibrate and choose thresholds on a held-out split")
+    cal_spec = parse_calibration(args.calibration)
+    cal = _load_data(cal_spec.path, args, "--calibration", args.calibration_limit) if cal_spec.path else None
+    same = cal_spec.path is not None and Path(cal_spec.path).expanduser().resolve() == Path(args.data).expanduser().resolve()
+    if same:
+        raise CLIError("--calibration is DATA itself: give a held-out split, or cross-fit:K to calibrate and "
+                       "choose thresholds on folds of DATA")
     opts = {"threads": args.threads, "batch_size": args.batch_size, "max_length": args.max_length}
     primary = load_predictor(primary_spec, "primary", **opts)
     fallback = load_predictor(fallback_spec, "fallback", **opts)
 
     from ..calibration.calibrators import TemperatureScaler
     from ..evaluation.evaluate import evaluate
+    from ..selection.crossfit import cross_fit_calibration, cross_fit_threshold
     from ..selection.thresholds import ThresholdWarning, choose_threshold
 
     n = len(texts)
@@ -589,20 +643,29 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     say(f"  fallback {args.fallback}: {1 / sec_pp[1]:,.1f} inputs/s, accuracy {np.mean(fp.label_index == y_index):.4f}")
     cost_model = _cost_model(cost_spec, sec_pp)
 
-    scaler = None
+    scaler: Any = None
     cal_result = None
     wants_target = any(v is not None for v in (args.target_accuracy, args.target_system_accuracy,
                                                 args.target_relative_accuracy))
+    calibration_doc: dict[str, Any] = {"mode": cal_spec.kind}
     if cal is not None:
         cal_texts, cal_raw = cal
         cpp, _ = timed_predict(primary, cal_texts, "primary (calibration)", progress)
         y_cal_index, _ = match_labels(cal_raw, classes, cpp.n_classes, label_map, "--calibration", "the primary")
         y_cal = class_labels(y_cal_index, classes)
+        cal_acc = float(np.mean(cpp.label_index == y_cal_index))
+        data_acc = float(np.mean(pp.label_index == y_index))
+        if cal_acc > data_acc + 0.03:
+            say(f"  note: PRIMARY is right on {cal_acc:.1%} of --calibration but on {data_acc:.1%} of DATA. If "
+                "--calibration is (like) the models' training data, its confidence there is optimistic: the "
+                "temperature barely moves and thresholds chosen there are too loose (docs/calibration.md). "
+                "Use a held-out split, or --calibration cross-fit:5.")
         if args.calibrate == "temperature":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 scaler = TemperatureScaler().fit(cpp, y_cal)
             say(f"  temperature scaling on {len(cal_texts)} calibration inputs: T = {scaler.temperature_:.3f}")
+            calibration_doc["temperature"] = float(scaler.temperature_)
         if wants_target:
             cfp = None
             if args.target_system_accuracy is not None or args.target_relative_accuracy is not None:
@@ -610,14 +673,36 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
                 cfp = align_classes(cfp, classes, cpp.n_classes)
             cal_result = evaluate(labels=y_cal, primary=cpp, fallback=cfp, calibrator=scaler,
                                   score=args.score, cost_model=cost_model, stage_names=("primary", "fallback"))
+    factory = TemperatureScaler if args.calibrate == "temperature" else None
+    if cal_spec.kind == "cross-fit":
+        k = cal_spec.folds
+        why = "no --calibration given, so " if args.calibration is None else ""
+        what = "temperature scaling and thresholds are" if factory is not None else "thresholds are"
+        say(f"  calibration: {why}{what} cross-fitted on DATA itself: {k} stratified folds (--seed {args.seed}), "
+            f"each fitted on the other {k - 1} and applied to it, so no input is scored with its own label")
+        calibration_doc.update(folds=k, seed=args.seed)
+        if factory is not None:
+            scaler = cross_fit_calibration(y, pp, calibrator=factory, n_folds=k, random_state=args.seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t_all = TemperatureScaler().fit(pp, y).temperature_
+            temps = [float(t) for t in scaler.temperatures if t is not None]
+            say(f"  temperature per fold {' '.join(f'{t:.3f}' for t in temps)}; refitted on all of DATA T = {t_all:.3f}"
+                " (the table and ECE below use each input's out-of-fold temperature)")
+            calibration_doc.update(temperatures=temps, temperature=float(t_all))
 
     result = evaluate(labels=y, primary=pp, fallback=fp, calibrator=scaler, score=args.score,
                       cost_model=cost_model, stage_names=("primary", "fallback"))
 
-    choices = []
+    choices: list[tuple[str, str, Any, Any, Any]] = []
     if wants_target:
         source = cal_result if cal_result is not None else result
-        where = "the calibration split" if cal_result is not None else "DATA itself (optimistic: no --calibration)"
+        if cal_result is not None:
+            where, on = "the calibration split", "calibration data"
+        elif cal_spec.kind == "cross-fit":
+            where, on = f"DATA by cross-fitting ({cal_spec.folds} folds), then refitted on all of DATA", "all of DATA"
+        else:
+            where, on = "DATA itself (optimistic: --calibration none)", "DATA"
         targets: list[tuple[str, dict[str, Any]]] = []
         if args.target_accuracy is not None:
             targets.append((f"accuracy on accepted >= {args.target_accuracy:g}",
@@ -626,24 +711,37 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
             targets.append((f"system accuracy >= {args.target_system_accuracy:g}",
                             {"target_system_accuracy": args.target_system_accuracy}))
         if args.target_relative_accuracy is not None:
-            ref = source.stage_accuracy["fallback"]
-            goal = min(args.target_relative_accuracy * ref, 1 - 1e-9)
-            targets.append((f"system accuracy >= {args.target_relative_accuracy:g} x fallback ({goal:.4f})",
-                            {"target_system_accuracy": goal}))
+            if cal_spec.kind == "cross-fit":
+                targets.append((f"system accuracy >= {args.target_relative_accuracy:g} x fallback",
+                                {"target_relative_accuracy": args.target_relative_accuracy}))
+            else:
+                ref = source.stage_accuracy["fallback"]
+                goal = min(args.target_relative_accuracy * ref, 1 - 1e-9)
+                targets.append((f"system accuracy >= {args.target_relative_accuracy:g} x fallback ({goal:.4f})",
+                                {"target_system_accuracy": goal}))
         for label, kw in targets:
+            if cal_spec.kind == "cross-fit":
+                cf = cross_fit_threshold(y, pp, fp, delta=delta, n_folds=cal_spec.folds, calibrator=factory,
+                                         score=args.score, cost_model=cost_model, random_state=args.seed, **kw)
+                choices.append((label, where, cf.final, _pooled_point(cf), cf))
+                continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ThresholdWarning)
                 choice = choose_threshold(source, delta=delta, **kw)
             point = result.at(choice.threshold) if np.isfinite(choice.threshold) else result.at(math.inf)
-            choices.append((label, where, choice, point))
+            choices.append((label, where, choice, point, None))
 
     rows = _table_rows(result, thresholds)
     say("")
     say(_format_header(result))
     say(_format_table(rows, result))
-    for label, where, choice, point in choices:
+    for label, where, choice, point, cf in choices:
         say(f"\nthreshold for {label}, chosen on {where}:")
-        say(f"  {choice}")
+        say(f"  {str(choice).replace('on calibration data', f'on {on}')}")
+        if cf is not None:
+            say("\n".join("  " + line for line in repr(cf).splitlines()[1:]))
+            say(_crossfit_answer(cf))
+            continue
         extra = "" if point.system_accuracy is None else f", system accuracy {point.system_accuracy:.4f}"
         cost = "" if point.savings is None else f", savings {point.savings:.1%}"
         say(f"  on DATA: coverage {point.coverage:.1%}, accuracy on accepted {point.accepted_accuracy:.4f}{extra}{cost}")
@@ -651,9 +749,41 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     _check_out(out, args.overwrite)  # again: the models took a while, the folder may have changed
     out.mkdir(parents=True, exist_ok=True)  # only now: a failed run leaves no empty folder behind
     files = _write_outputs(out, args, result, rows, choices, cost_model, sec_pp, p_times, f_times, scaler,
-                           label_note, pp, fp, y_index)
+                           label_note, pp, fp, y_index, calibration_doc)
     say(f"\nwrote {', '.join(sorted(f.name for f in files))} to {out}/")
     return 0
+
+
+def _pooled_point(cf: Any) -> Any:
+    """The pooled held-out figures of a cross-fit as an operating point (for results.json)."""
+    from ..evaluation.evaluate import OperatingPoint
+
+    m = int(cf.accept.sum())
+    return OperatingPoint(
+        thresholds=(float(cf.final.threshold),), answered=(m, cf.n - m), n=cf.n, coverage=cf.coverage,
+        shares=(cf.coverage, 1 - cf.coverage), accepted_accuracy=cf.accepted_accuracy,
+        system_accuracy=cf.system_accuracy, cost=None if cf.cost_per_input is None else cf.cost_per_input * cf.n,
+        cost_per_input=cf.cost_per_input, savings=cf.savings,
+    )
+
+
+def _crossfit_answer(cf: Any) -> str:
+    """The usable answer of a cross-fit, or what would be needed for one."""
+    if not cf.usable:
+        return f"  no usable threshold: {cf.advice}"
+    t = "" if cf.final_temperature is None else f" (T = {cf.final_temperature:.3f})"
+    lines = [(f"  answer: route at threshold {cf.final.threshold:.4g} on PRIMARY's calibrated confidence{t}, "
+              "both refitted on all of DATA.")]
+    held = f"  on the held-out folds PRIMARY answers {cf.coverage:.1%} of inputs"
+    if cf.system_accuracy is not None and cf.fallback_accuracy:
+        held += (f", system accuracy {cf.system_accuracy:.4f} = {cf.system_accuracy / cf.fallback_accuracy:.2%} "
+                 f"of FALLBACK's {cf.fallback_accuracy:.4f}")
+    else:
+        held += f", accuracy on accepted {cf.accepted_accuracy:.4f}"
+    if cf.savings is not None:
+        held += f", savings {cf.savings:.1%}"
+    lines.append(held + f"; target met on held-out folds ({cf.folds_met} of {len(cf.folds)} folds on their own).")
+    return "\n".join(lines)
 
 
 def _table_rows(result: Any, thresholds: list[float] | None) -> list[dict[str, Any]]:
@@ -664,7 +794,8 @@ def _table_rows(result: Any, thresholds: list[float] | None) -> list[dict[str, A
 
 def _fmt(v: Any, spec: str) -> str:
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "-"
+        width = spec.lstrip("<>^").split(".")[0]
+        return "-".rjust(int(width) if width.isdigit() else 1)
     return format(v, spec)
 
 
@@ -712,7 +843,9 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], n: int) -> None:
         w = csv.writer(fh)
         w.writerow([*_CSV_COLUMNS, "cost_per_input"])
         for r in rows:
-            vals = [_f(r[c]) if c != "n_accepted" else int(r[c]) for c in _CSV_COLUMNS]
+            vals: list[Any] = [_f(r[c]) if c != "n_accepted" else int(r[c]) for c in _CSV_COLUMNS]
+            if r["threshold"] is not None and math.isinf(float(r["threshold"])):
+                vals[0] = "inf"  # accept nothing; pandas and float() read "inf" back as infinity
             cost = _f(r["cost"])
             w.writerow(["" if v is None else v for v in vals] + ["" if cost is None else cost / n])
 
@@ -720,7 +853,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], n: int) -> None:
 def _write_outputs(out: Path, args: argparse.Namespace, result: Any, rows: list[dict[str, Any]],
                    choices: list[Any], cost_model: Any, sec_pp: tuple[float, float], p_times: list[float],
                    f_times: list[float], scaler: Any, label_note: str, pp: Predictions, fp: Predictions,
-                   y: np.ndarray) -> list[Path]:
+                   y: np.ndarray, calibration_doc: dict[str, Any] | None = None) -> list[Path]:
     files = [out / "table.csv", out / "sweep.csv", out / "results.json"]
     _write_csv(files[0], rows, result.n)
     full = [dict(zip(result.table, values)) for values in zip(*result.table.values())]
@@ -733,7 +866,8 @@ def _write_outputs(out: Path, args: argparse.Namespace, result: Any, rows: list[
         "calibration": args.calibration,
         "labels": label_note,
         "summary": result.summary(),
-        "temperature": None if scaler is None else float(scaler.temperature_),
+        "temperature": (calibration_doc or {}).get("temperature"),
+        "calibration_mode": calibration_doc,
         "timing": {
             "seconds_primary": p_times,
             "seconds_fallback": f_times,
@@ -743,8 +877,9 @@ def _write_outputs(out: Path, args: argparse.Namespace, result: Any, rows: list[
         "cost_model": None if cost_model is None else {"spec": args.cost, **cost_model.to_dict()},
         "table": [{c: (_f(r[c]) if c != "n_accepted" else int(r[c])) for c in _CSV_COLUMNS} for r in rows],
         "choices": [
-            {"target": label, "chosen_on": where, **choice.to_dict(), "on_data": point.to_dict()}
-            for label, where, choice, point in choices
+            {"target": label, "chosen_on": where, **choice.to_dict(), "on_data": point.to_dict(),
+             **({} if cf is None else {"cross_fit": cf.to_dict()})}
+            for label, where, choice, point, cf in choices
         ],
     }
     files[2].write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")

@@ -7,12 +7,17 @@ columns to a Ray Dataset, so code written against one works on the other.
 
 Result columns
 --------------
-``label`` (int, ``-1`` where abstained), ``label_name`` (str or null), ``confidence`` (float,
-missing where abstained), ``stage`` (index of the answering stage, ``-1`` where abstained),
-``stage_name``, ``degraded`` (bool), ``error`` (str or null), ``cost`` (float, only when the
-router has a cost model), and for every stage ``<name>_label`` / ``<name>_score``: that stage's
-own answer on the rows it saw (``-1`` / missing elsewhere). Missing floats are NaN in pandas
+``label`` (the final class in the user's label space, as scikit-learn's ``predict`` gives it;
+null where abstained), ``label_index`` (its column index, ``-1`` where abstained),
+``confidence`` (float, missing where abstained), ``stage`` (index of the answering stage, ``-1``
+where abstained), ``stage_name``, ``degraded`` (bool), ``error`` (str or null), ``cost`` (float,
+only when the router has a cost model), and for every stage ``<name>_label_index`` /
+``<name>_score``: that stage's own answer on the rows it saw (``-1`` / missing elsewhere). Missing floats are NaN in pandas
 and null in Arrow tables (and so in Ray Datasets and the Parquet files written from them).
+
+A table that already has one of these names (typically its own ``label`` column) keeps it:
+:func:`route_dataframe` then writes every result column with the prefix ``route_``
+(``route_label``, ``route_confidence``, ...); ``prefix=`` chooses the prefix yourself.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ import numpy as np
 from ..core.classes import class_labels
 
 __all__ = ["route_dataframe", "result_column_names"]
+
+#: Prefix of the result columns when a plain name is already taken (see route_dataframe).
+CLASH_PREFIX = "route_"
 
 RESULT_COLUMNS = ("label", "label_index", "confidence", "stage", "stage_name", "degraded", "error")
 
@@ -134,7 +142,8 @@ class InputSpec:
         clash = sorted(set(available) & set(result_names))
         if clash:
             raise ValueError(
-                f"the table already has column(s) {clash} that routing would write; rename or drop them"
+                f"the table already has column(s) {clash} that routing would write; rename or drop them, "
+                "or give route_dataframe another prefix= for the result columns"
             )
 
     def from_columns(self, get: Any) -> Any:
@@ -166,6 +175,7 @@ def route_dataframe(
     *,
     text_column: str | None = None,
     feature_columns: Sequence[str] | None = None,
+    prefix: str | None = None,
 ) -> Any:
     """Route every row of a pandas DataFrame or pyarrow Table; append the result as columns.
 
@@ -177,6 +187,10 @@ def route_dataframe(
         The column whose values are the inputs (texts, or any per-row object the stages take).
     feature_columns : list of str, optional
         Numeric columns stacked into one feature row per input (for scikit-learn stages).
+    prefix : str, optional
+        Put this before every result column's name. Default: the plain names, or ``"route_"``
+        when the table already has a column of one of those names (e.g. your own ``label``);
+        ``""`` insists on the plain names. A prefixed name that is taken too is an error.
 
     Returns
     -------
@@ -197,22 +211,40 @@ def route_dataframe(
     0  0.95   pos    primary        0.95
     1  0.50   pos   fallback        0.80
     2  0.05   neg    primary        0.95
+
+    A table with its own ``label`` column keeps it; the result columns get the prefix ``route_``:
+
+    >>> df["label"] = ["pos", "neg", "neg"]
+    >>> route_dataframe(df, ThresholdRouter(cheap, big, threshold=0.9), text_column="x").columns[:5].tolist()
+    ['x', 'label', 'route_label', 'route_label_index', 'route_confidence']
     """
     spec = InputSpec.make(text_column, feature_columns)
     names = result_column_names(router.names, router.cost_model is not None)
     if _is_arrow(df):
-        spec.check(df.column_names, names)
-        inputs = spec.from_columns(lambda c: arrow_column(df, c))
+        available = list(df.column_names)
     elif hasattr(df, "columns") and hasattr(df, "assign"):
-        spec.check(list(df.columns), names)
+        available = list(df.columns)
+    else:
+        available = None
+    if prefix is None:
+        prefix = CLASH_PREFIX if available is not None and set(available) & set(names) else ""
+    elif not isinstance(prefix, str):
+        raise TypeError(f"prefix must be a string, got {type(prefix).__name__}")
+    names = [prefix + n for n in names]
+    if _is_arrow(df):
+        spec.check(list(df.column_names), names)
+        inputs = spec.from_columns(lambda c: arrow_column(df, c))
+    elif available is not None:
+        spec.check(available, names)
         inputs = spec.from_columns(lambda c: df[c].to_numpy())
     else:
         raise TypeError(
             f"route_dataframe takes a pandas DataFrame or a pyarrow Table, got {type(df).__name__}"
         )
     result = router.route(inputs)
-    cols = result_columns(result.label_index, result.stage_label_index, result, router.names,
-                          result.classes, router.cost_model is not None)
+    cols = {prefix + k: v for k, v in
+            result_columns(result.label_index, result.stage_label_index, result, router.names,
+                           result.classes, router.cost_model is not None).items()}
     if _is_arrow(df):
         table = df
         for name, arr in arrow_arrays(cols).items():
