@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _html
 from ._optional import import_pandas
 from ..exceptions import PredictionError
 
@@ -316,6 +317,9 @@ class RoutingResult:
             errors=np.concatenate([p.errors for p in parts]),
             cost=np.concatenate([p.cost for p in parts]) if has_cost else None,  # type: ignore[misc]
         )
+
+    def _repr_html_(self) -> str:
+        return _html.routing_result_html(self)
 
     def __repr__(self) -> str:
         lines = [f"RoutingResult(n={len(self)}, stages={list(self.stage_names)})"]

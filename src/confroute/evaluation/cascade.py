@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import _html
 from ..core._optional import import_pandas
 from ..core.types import Predictions
 from .evaluate import _as_predictions, _correct, _json, _score_name, pareto_front, stage_prices
@@ -330,6 +331,9 @@ class CascadeEvaluation:
             "table": {k: [_json(float(v)) for v in col] for k, col in self._columns().items()},
         }
 
+    def _repr_html_(self) -> str:
+        return _html.cascade_evaluation_html(self)
+
     def __repr__(self) -> str:
         lines = [
             f"CascadeEvaluation(n={self.n}, stages={list(self.stage_names)}, "
@@ -597,6 +601,9 @@ class CascadeChoice:
     accuracy_bound: float | None
     cost_bound: float | None
     shares: tuple[float, ...]
+
+    def _repr_html_(self) -> str:
+        return _html.cascade_choice_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: _json(v) if isinstance(v, float) else v for k, v in self.__dict__.items()}

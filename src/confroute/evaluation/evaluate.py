@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..calibration import metrics
+from ..core import _html
 from ..core._optional import import_pandas
 from ..core.types import Predictions
 from ..core.scores import checked_scores, resolve_score
@@ -466,6 +467,9 @@ class EvaluationResult:
         from . import plotting
 
         return plotting.plot_result(self, kind=kind, ax=ax, path=path, **kwargs)
+
+    def _repr_html_(self) -> str:
+        return _html.evaluation_html(self)
 
     def __repr__(self) -> str:
         lines = [
