@@ -265,3 +265,41 @@ def test_tfidf_pipeline_grid_search_on_trec_matches_evaluate():
     assert 0.0 < result.coverage < 1.0
     assert system_accuracy > 0.8
     assert search.best_params_["route__target"] == routed.target
+
+
+# --------------------------------------------------------------------------- scikit-learn's calibration
+def _sklearn_has_temperature() -> bool:
+    import sklearn
+
+    major, minor = (int(v) for v in sklearn.__version__.split(".")[:2])
+    return (major, minor) >= (1, 8)
+
+
+@pytest.mark.skipif(not _sklearn_has_temperature(), reason="scikit-learn < 1.8 has no temperature method")
+def test_temperature_scaler_agrees_with_sklearn_on_the_same_input(digits):
+    from sklearn.calibration import CalibratedClassifierCV
+
+    from confroute import TemperatureScaler
+
+    X, y, X_test, _ = digits
+    model = LogisticRegression(C=0.05, max_iter=3000).fit(X[:500], y[:500])
+    ours = TemperatureScaler().fit(Predictions.from_probs(model.predict_proba(X[500:])), y[500:])
+    theirs = CalibratedClassifierCV(FrozenEstimator(model), method="temperature").fit(X[500:], y[500:])
+    beta = float(np.ravel(theirs.calibrated_classifiers_[0].calibrators[0].beta_)[0])
+    assert ours.temperature_ == pytest.approx(1.0 / beta, rel=1e-4)
+    np.testing.assert_allclose(ours.transform(Predictions.from_probs(model.predict_proba(X_test))),
+                               theirs.predict_proba(X_test), atol=1e-6)
+
+
+@pytest.mark.skipif(not _sklearn_has_temperature(), reason="scikit-learn < 1.8 has no temperature method")
+def test_sklearn_calibrated_stage_without_a_second_calibration(digits):
+    from sklearn.calibration import CalibratedClassifierCV
+
+    X, y, X_test, y_test = digits
+    stage = CalibratedClassifierCV(GaussianNB(), method="temperature", cv=3)
+    clf = RoutedClassifier([("nb", stage), ("lr", make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)))],
+                           calibration=None, target=0.85, cv=3).fit(X, y)
+    assert clf.calibrators_ == [None, None]
+    proba = clf.predict_proba(X_test)
+    answered = clf.route(X_test).stage == 0
+    np.testing.assert_allclose(proba[answered], clf.estimators_[0].predict_proba(X_test[answered]))
