@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from html import unescape
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from confroute.evaluation.cascade import choose_cascade_thresholds
 
 
 def _cells(html: str) -> list[str]:
-    return [re.sub(r"<[^>]+>", "", c) for c in re.findall(r"<td[^>]*>(.*?)</td>", html)]
+    return [unescape(re.sub(r"<[^>]+>", "", c)) for c in re.findall(r"<td[^>]*>(.*?)</td>", html)]
 
 
 @pytest.fixture(scope="module")
