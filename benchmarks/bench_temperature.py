@@ -65,7 +65,8 @@ def datasets() -> list[tuple[str, str, Any, Any, Any, Any, Any, Any, Any]]:
     X, y = load_digits(return_X_y=True)
     tr, ca, te = _splits(len(y), 0, (0.5, 0.25))
     out.append(("digits (10 classes)", "logistic regression, 4x4 pooled pixels",
-                LogisticRegression(C=0.1, max_iter=2000), _pool(X[tr]), y[tr], _pool(X[ca]), y[ca], _pool(X[te]), y[te]))
+                LogisticRegression(C=0.1, max_iter=2000),
+                _pool(X[tr]), y[tr], _pool(X[ca]), y[ca], _pool(X[te]), y[te]))
     out.append(("digits (10 classes)", "Gaussian naive Bayes (no decision_function)",
                 GaussianNB(), X[tr], y[tr], X[ca], y[ca], X[te], y[te]))
 
@@ -84,7 +85,8 @@ def datasets() -> list[tuple[str, str, Any, Any, Any, Any, Any, Any, Any]]:
         out.append(("TREC (6 classes)", "TF-IDF + logistic regression",
                     LogisticRegression(C=5, max_iter=3000), A, ytr[tr], B, ytr[ca], C, yte))
         out.append(("TREC (6 classes)", "TF-IDF + SGD log-loss (one-vs-rest)",
-                    SGDClassifier(loss="log_loss", alpha=1e-5, random_state=0), A, ytr[tr], B, ytr[ca], C, yte))
+                    SGDClassifier(loss="log_loss", alpha=1e-5, random_state=0),
+                    A, ytr[tr], B, ytr[ca], C, yte))
     ag = trec / "ag_news_test.csv"
     if ag.exists():
         with open(ag, encoding="utf-8", newline="") as fh:
@@ -110,7 +112,8 @@ def datasets() -> list[tuple[str, str, Any, Any, Any, Any, Any, Any, Any]]:
         ca, te = _splits(len(ydev), 3, (0.5, 0.5))[:2]
         out.append(("SST-2 (2 classes)", "TF-IDF + logistic regression (20k train sentences)",
                     LogisticRegression(C=5, max_iter=3000), vec.transform(Xtr), ytr,
-                    vec.transform([Xdev[i] for i in ca]), ydev[ca], vec.transform([Xdev[i] for i in te]), ydev[te]))
+                    vec.transform([Xdev[i] for i in ca]), ydev[ca],
+                    vec.transform([Xdev[i] for i in te]), ydev[te]))
     return out
 
 
@@ -154,7 +157,8 @@ def compare(model: Any, X_cal: Any, y_cal: np.ndarray, X_test: Any, y_test: np.n
     beta = float(np.ravel(theirs.calibrated_classifiers_[0].calibrators[0].beta_)[0])
     sk_probs = theirs.predict_proba(X_test)
     row["T_sklearn"] = 1.0 / beta
-    row["sklearn_input"] = "decision_function" if hasattr(model, "decision_function") else "log(predict_proba)"
+    has_decision = hasattr(model, "decision_function")
+    row["sklearn_input"] = "decision_function" if has_decision else "log(predict_proba)"
     row["nll_sklearn"] = _nll(sk_probs, y_test)
     row["max_abs_prob_diff"] = float(np.max(np.abs(sk_probs - ours_probs)))
     row["max_abs_prob_diff_same_input"] = float(np.max(np.abs(sk_probs - same_probs)))
@@ -192,7 +196,8 @@ def main() -> None:
     print("\n" + table(rows))
     out = Path(__file__).resolve().parent / "results" / "temperature.json"
     out.write_text(json.dumps({
-        "machine": platform.platform(), "python": platform.python_version(), "scikit_learn": sklearn.__version__,
+        "machine": platform.platform(), "python": platform.python_version(),
+        "scikit_learn": sklearn.__version__,
         "threads": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         "rows": rows,
     }, indent=2) + "\n")

@@ -73,7 +73,8 @@ def test_evaluate_dataset_matches_evaluate_and_reuses_the_columns():
     # Second evaluation from the stored columns: the models do not run again.
     calls = []
     silent = ThresholdRouter(
-        CallablePredictor(lambda xs: calls.append(len(xs)) or _cheap(xs), classes=["neg", "pos"], name="cheap"),
+        CallablePredictor(lambda xs: calls.append(len(xs)) or _cheap(xs), classes=["neg", "pos"],
+                          name="cheap"),
         CallablePredictor(_big, classes=["neg", "pos"], name="big"), threshold=0.9, names=("cheap", "big"),
     )
     again, _ = evaluate_dataset(silent, with_probs, cost_model=[1.0, 10.0])

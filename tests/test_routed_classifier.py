@@ -63,7 +63,8 @@ def _two_stage(**kw):
     kw.setdefault("target", 0.85)
     kw.setdefault("cv", 3)
     return RoutedClassifier(
-        [("nb", GaussianNB()), ("lr", make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)))], **kw
+        [("nb", GaussianNB()), ("lr", make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)))],
+        **kw,
     )
 
 
@@ -141,7 +142,8 @@ def test_three_stages_joint_choice(digits):
     assert clf.thresholds_.shape == (2,)
     assert type(clf.choice_).__name__ == "CascadeChoice"
     assert clf.choice_.feasible and clf.choice_.accuracy_bound >= 0.85
-    point = evaluate(clf.to_router(), X_test, y_test, grid=[[t] for t in clf.thresholds_], progress=False).row(0)
+    grid = [[t] for t in clf.thresholds_]  # the chosen thresholds as a one-row grid
+    point = evaluate(clf.to_router(), X_test, y_test, grid=grid, progress=False).row(0)
     result = clf.route(X_test)
     assert np.mean(clf.predict(X_test) == y_test) == pytest.approx(point.system_accuracy, abs=1e-12)
     shares = np.bincount(result.stage, minlength=3) / len(y_test)
@@ -297,9 +299,19 @@ def test_sklearn_calibrated_stage_without_a_second_calibration(digits):
 
     X, y, X_test, y_test = digits
     stage = CalibratedClassifierCV(GaussianNB(), method="temperature", cv=3)
-    clf = RoutedClassifier([("nb", stage), ("lr", make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)))],
-                           calibration=None, target=0.85, cv=3).fit(X, y)
+    big = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    clf = RoutedClassifier([("nb", stage), ("lr", big)], calibration=None, target=0.85, cv=3).fit(X, y)
     assert clf.calibrators_ == [None, None]
     proba = clf.predict_proba(X_test)
     answered = clf.route(X_test).stage == 0
     np.testing.assert_allclose(proba[answered], clf.estimators_[0].predict_proba(X_test[answered]))
+
+
+def test_unnamed_stages_get_numbered_class_names(digits):
+    X, y, _, _ = digits
+    clf = RoutedClassifier([GaussianNB(), GaussianNB(var_smoothing=1e-3), LogisticRegression(max_iter=200)],
+                           target=0.5, grid=4, cv=2, delta=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X[:300], y[:300])
+    assert clf.stage_names_ == ["gaussiannb0", "gaussiannb1", "logisticregression"]

@@ -145,7 +145,9 @@ def _labels(dataset: Any, label_column: str, classes: tuple[str, ...] | None) ->
     """Gold labels as the stages' class names when both sides name classes (a ``ClassLabel``
     column and named stages), else as they are stored (class indices)."""
     if label_column not in dataset.column_names:
-        raise KeyError(f"evaluate_dataset: no label column {label_column!r}; columns are {dataset.column_names}")
+        raise KeyError(
+            f"evaluate_dataset: no label column {label_column!r}; columns are {dataset.column_names}"
+        )
     raw = np.asarray(dataset[label_column])
     feature = dataset.features[label_column]
     names = getattr(feature, "names", None)
@@ -214,7 +216,8 @@ def evaluate_dataset(
                              f"{[c for c, p in zip(cols, present) if not p]}")
         dataset = predict_dataset(router, dataset, input_column, batch_size=batch_size, prefix=prefix)
     classes = router.stages[0].classes if hasattr(router, "stages") else None
-    stages = [Predictions.from_probs(np.asarray(dataset[c], dtype=np.float64), classes, source=c) for c in cols]
+    stages = [Predictions.from_probs(np.asarray(dataset[c], dtype=np.float64), classes, source=c)
+              for c in cols]
     y = _labels(dataset, label_column, classes)
     scores = list(router.score)[: len(cols) - 1]
     inputs = None

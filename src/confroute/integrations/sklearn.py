@@ -236,18 +236,22 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         elif any(isinstance(s, tuple) for s in stages):
             raise ValueError("give every stage as an estimator or every stage as a (name, estimator) tuple")
         else:
+            bases = [_default_name(est) for est in stages]
+            seen: dict[str, int] = {}
             named = []
-            for est in stages:
-                base = _default_name(est)
-                count = sum(1 for e in stages if _default_name(e) == base)
-                named.append((f"{base}{sum(1 for n, _ in named if n.startswith(base))}" if count > 1 else base, est))
+            for base, est in zip(bases, stages):
+                # Repeated class names are numbered in order: gaussiannb0, gaussiannb1, ...
+                k = seen[base] = seen.get(base, -1) + 1
+                named.append((f"{base}{k}" if bases.count(base) > 1 else base, est))
         names = [n for n, _ in named]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names must be unique, got {names}")
         clash = sorted(set(names) & set(self.get_params(deep=False)))
         bad = [n for n in names if "__" in n or not n]
         if clash or bad:
-            raise ValueError(f"stage names must be non-empty, without '__', and not a parameter name: {clash + bad}")
+            raise ValueError(
+                f"stage names must be non-empty, without '__', and not a parameter name: {clash + bad}"
+            )
         for name, est in named:
             if not hasattr(est, "fit") or not hasattr(est, "predict_proba"):
                 raise TypeError(
@@ -267,7 +271,9 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             raise ValueError(f"target must be a finite number, got {self.target!r}")
         cost_model = None
         if self.costs is not None:
-            cost_model = self.costs if isinstance(self.costs, CostModel) else CostModel.per_sample(list(self.costs))
+            cost_model = (
+                self.costs if isinstance(self.costs, CostModel) else CostModel.per_sample(list(self.costs))
+            )
             cost_model._check_stages(n_stages)
             prices = cost_model.stage_costs
             if not np.isfinite(prices).all() or (prices < 0).any():
@@ -297,7 +303,7 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     def _splits(self, X: Any, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         cv = self.cv
         if isinstance(cv, numbers.Real) and not isinstance(cv, numbers.Integral):
-            if not 0 < cv < 1:
+            if not 0 < float(cv) < 1:
                 raise ValueError(f"a float cv is the hold-out share and must lie in (0, 1), got {cv}")
             splitter: Any = StratifiedShuffleSplit(n_splits=1, test_size=cv, random_state=self.random_state)
         else:
@@ -376,22 +382,24 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
         # 3. Measure every threshold and choose with the library's own selection.
         names = [name for name, _ in named]
+        goal: dict[str, Any] = {keyword: float(self.target)}
+        choice: Any
         if n_stages == 2:
             evaluation = evaluate(labels=y_cal, primary=calibrated[0], fallback=calibrated[1],
                                   score=self.confidence, cost_model=cost_model, stage_names=names)
-            choice = choose_threshold(evaluation, delta=self.delta, **{keyword: float(self.target)})
+            choice = choose_threshold(evaluation, delta=self.delta, **goal)
             thresholds = [choice.threshold]
         else:
             from ..evaluation.cascade import choose_cascade_thresholds
 
             evaluation = evaluate(labels=y_cal, stages=calibrated, score=self.confidence,
                                   cost_model=cost_model, stage_names=names, grid=int(self.grid))
-            choice = choose_cascade_thresholds(evaluation, delta=self.delta, method=self.method,
-                                               **{keyword: float(self.target)})
+            choice = choose_cascade_thresholds(evaluation, delta=self.delta, method=self.method, **goal)
             thresholds = list(choice.thresholds)
 
         # 4. Refit the stages to fit on all the data.
-        estimators = [est if is_frozen else clone(est).fit(X, y) for (_, est), is_frozen in zip(named, frozen)]
+        estimators = [est if is_frozen else clone(est).fit(X, y)
+                      for (_, est), is_frozen in zip(named, frozen)]
         for (name, _), est in zip(named, estimators):
             if not np.array_equal(np.asarray(est.classes_), classes):
                 raise ClassMismatchError(
@@ -424,7 +432,7 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             )
 
     def _cascade(self, stages: Sequence[Any]) -> Cascade:
-        cost_model = None if self.stage_costs_ is None else CostModel.per_sample(self.stage_costs_)
+        cost_model = None if self.stage_costs_ is None else CostModel.per_sample(self.stage_costs_.tolist())
         return Cascade(stages, thresholds=list(self.thresholds_), score=self.confidence,
                        calibrators=self.calibrators_, cost_model=cost_model, names=self.stage_names_)
 
@@ -433,13 +441,15 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         :class:`~confroute.SklearnPredictor` stages, to route inputs with the rest of the library
         (``route_stream``, ``aroute``, :class:`~confroute.Fallback` policies...)."""
         self._check_fitted()
-        return self._cascade([SklearnPredictor(e, name=n) for e, n in zip(self.estimators_, self.stage_names_)])
+        stages = [SklearnPredictor(e, name=n) for e, n in zip(self.estimators_, self.stage_names_)]
+        return self._cascade(stages)
 
     def _route(self, X: Any) -> tuple[RoutingResult, list[_RowPredictor]]:
         self._check_fitted()
         X = indexable(X)[0]
         stages = [_RowPredictor(e, X, n) for e, n in zip(self.estimators_, self.stage_names_)]
-        result = self._cascade(stages).route(np.arange(_num_samples(X)))
+        rows: Any = np.arange(_num_samples(X))
+        result = self._cascade(stages).route(rows)
         return result, stages
 
     def route(self, X: Any) -> RoutingResult:
