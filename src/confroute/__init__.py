@@ -60,6 +60,7 @@ _LAZY: dict[str, str] = {
     "DriftMonitor": "confroute.evaluation.drift",
     "DriftReport": "confroute.evaluation.drift",
     "load_texts": "confroute.integrations.io",
+    "RoutedClassifier": "confroute.integrations.sklearn",
 }
 
 __all__ = [
@@ -121,8 +122,9 @@ __all__ = [
     "cross_fit",
     "DriftMonitor",
     "DriftReport",
-    # io
+    # io and scikit-learn
     "load_texts",
+    "RoutedClassifier",
 ]
 
 
@@ -152,6 +154,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .evaluation.evaluate import EvaluationResult, evaluate
     from .predictors.export import add_hidden_output, export_to_onnx
     from .integrations.io import load_texts
+    from .integrations.sklearn import RoutedClassifier
     from .predictors.deepsparse import DeepSparsePredictor
     from .predictors.huggingface import HFPipelinePredictor
     from .predictors.onnxruntime import ONNXRuntimePredictor

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _html
 from ..exceptions import PredictionError
 from ._json import json_float
 from ._optional import import_pandas
@@ -365,6 +366,9 @@ class RoutingResult:
             cost=np.concatenate([p.cost for p in parts]) if has_cost else None,  # type: ignore[misc]
             n_classes=n_classes,
         )
+
+    def _repr_html_(self) -> str:
+        return _html.routing_result_html(self)
 
     def __repr__(self) -> str:
         lines = [f"RoutingResult(n={len(self)}, stages={list(self.stage_names)})"]

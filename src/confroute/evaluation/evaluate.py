@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..calibration import metrics
+from ..core import _html
 from ..core._json import json_value
 from ..core._optional import import_pandas
 from ..core.batch import as_batch, n_rows, slice_rows
@@ -713,6 +714,9 @@ class Evaluation:
         from . import plotting
 
         return plotting.plot_result(self, kind=kind, ax=ax, path=path, **kwargs)
+
+    def _repr_html_(self) -> str:
+        return _html.evaluation_html(self)
 
     def __repr__(self) -> str:
         kind = f"{self.n_rows} thresholds" if self.exhaustive else f"{self.n_rows} threshold tuples"

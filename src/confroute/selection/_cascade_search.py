@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import _html
 from ..core._json import json_value
 from ..evaluation.evaluate import Evaluation, _table, best_row
 from ..evaluation.grid import cascade_counts
@@ -73,6 +74,9 @@ class CascadeChoice:
     accuracy_bound: float | None
     cost_bound: float | None
     shares: tuple[float, ...]
+
+    def _repr_html_(self) -> str:
+        return _html.cascade_choice_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: json_value(v) if isinstance(v, float) else v for k, v in self.__dict__.items()}

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from ..core._optional import import_pandas
+from ..core import _html
 from ..core._json import json_value as _json
 from ..core.classes import as_classes
 from ..core.decision import accepts, check_threshold, resolve_threshold
@@ -79,6 +80,9 @@ class PerClassChoice:
     level: float | None
     choices: list[ThresholdChoice | None]
     n_predicted: np.ndarray
+
+    def _repr_html_(self) -> str:
+        return _html.per_class_choice_html(self)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return self.threshold if dtype is None else self.threshold.astype(dtype)

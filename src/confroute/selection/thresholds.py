@@ -64,6 +64,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta, binom
 
+from ..core import _html
 from ..core.cost import CostModel
 from ..evaluation.evaluate import Evaluation, Sweep, threshold_sweep
 from ..exceptions import ThresholdWarning
@@ -184,6 +185,9 @@ class ThresholdChoice:
             f"(target {self.target:.4g}{bound}); coverage {self.coverage:.1%}, "
             f"{self.m} accepted of {self.n}, {self.k} errors"
         )
+
+    def _repr_html_(self) -> str:
+        return _html.threshold_choice_html(self)
 
     def __repr__(self) -> str:
         fields = ", ".join(
