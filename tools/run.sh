@@ -35,6 +35,8 @@ case "${1:-}" in
     ;;
   test)
     py=$(full_venv)
+    # MLServer (the real model server the serving tests start) lives in its own venv: built once.
+    bash tools/mlserver_venv.sh
     "$py" -m pytest -q "${@:2}"
     # The core must also work with numpy 2 when the deepsparse extra is absent.
     py2=$(venv .venv-numpy2)
