@@ -8,7 +8,6 @@ stage deployment and calls the fallback through :class:`OIPPredictor`.
 from __future__ import annotations
 
 import asyncio
-import functools
 import re
 import socket
 import time
@@ -22,7 +21,6 @@ pytest.importorskip("ray.serve", reason="the serving tests need Ray Serve: pip i
 
 import httpx  # noqa: E402
 
-from confroute import CircuitBreaker, CostModel, Fallback, OIPPredictor, ThresholdRouter  # noqa: E402
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
 
@@ -30,21 +28,28 @@ THRESHOLD = 0.9
 N = 240
 
 
-def make_router(fallback_url: str, minilm: str) -> ThresholdRouter:
-    """The served router (built in every stage replica, and in the test for reference)."""
-    from confroute import ONNXRuntimePredictor
-
-    primary = ONNXRuntimePredictor(minilm, num_threads=1, batch_size=32, name="minilm")
-    fallback = OIPPredictor(fallback_url, "mpnet", batch_size=32, timeout=20.0, connect_timeout=1.0,
-                            classes=["NEGATIVE", "POSITIVE"], output="logits", input_name="text",
-                            output_name="logits", name="mpnet")
-    return ThresholdRouter(
-        primary,
-        Fallback(fallback, on_error="keep_primary", circuit_breaker=CircuitBreaker(2, reset_after=2.0)),
-        threshold=THRESHOLD,
-        cost_model=CostModel.per_sample([1.0, 10.0]),
-        names=("minilm", "mpnet"),
-    )
+CONFIG = """
+name: sst2
+stages:
+  - name: minilm
+    model: onnx:{minilm}
+    threads: 1
+    batch_size: 32
+    deployment: {{ray_actor_options: {{num_cpus: 0.5}}, max_batch_size: 32}}
+  - name: mpnet
+    url: {url}
+    model_name: mpnet
+    batch_size: 32
+    timeout: 20
+    connect_timeout: 1
+    fallback:
+      on_error: keep_primary
+      circuit_breaker: {{failure_threshold: 2, reset_after: 2.0}}
+    deployment: {{ray_actor_options: {{num_cpus: 0.5}}, max_batch_size: 32}}
+thresholds: [{threshold}]
+cost: {{per_sample: [1.0, 10.0]}}
+drift: {{reference_scores: reference.npy, every: 50, min_samples: 50}}
+"""
 
 
 def _free_port() -> int:
@@ -54,41 +59,44 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def service():
+def service(tmp_path_factory):
     from _mlserver import MINILM, MPNET, start, sst2_dev
 
     import ray
-    from ray import cloudpickle, serve
+    from ray import serve
 
-    from confroute.integrations.serve import build_app
+    from confroute.cli.serve import app_from_config, build_router, load_config
 
     # batch_size=1: the int8 MPNet quantizes activations per batch (DynamicQuantizeLinear), so a
     # row's output depends on the rows that share its batch; one text per call makes it exact.
     fallback = start({"mpnet": MPNET}, num_threads=1, batch_size=1)
     metrics_port, http_port = _free_port(), _free_port()
-    cloudpickle.register_pickle_by_value(__import__(__name__))
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-             _metrics_export_port=metrics_port)
+    folder = tmp_path_factory.mktemp("serve")
+    from confroute import ONNXRuntimePredictor
+
+    # Drift reference: the primary's scores on other dev sentences (as if from calibration).
+    reference = ONNXRuntimePredictor(MINILM, num_threads=1).predict(sst2_dev(N + 200)[N:]).probs.max(axis=1)
+    np.save(folder / "reference.npy", reference)
+    (folder / "serve.yaml").write_text(CONFIG.format(minilm=MINILM, url=fallback.url, threshold=THRESHOLD))
+    cfg = load_config(folder / "serve.yaml")
     try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                 _metrics_export_port=metrics_port)
         serve.start(http_options={"host": "127.0.0.1", "port": http_port})
-        factory = functools.partial(make_router, fallback.url, str(MINILM))
-        app = build_app(factory, name="sst2",
-                        stage_options=[{"ray_actor_options": {"num_cpus": 0.5}, "max_batch_size": 32},
-                                       {"ray_actor_options": {"num_cpus": 0.5}, "max_batch_size": 32}])
-        serve.run(app, name="sst2", route_prefix="/")
+        serve.run(app_from_config(cfg), name="sst2", route_prefix="/")
         yield {
             "url": f"http://127.0.0.1:{http_port}",
             "metrics": f"http://127.0.0.1:{metrics_port}/metrics",
             "fallback": fallback,
-            "router": factory(),
+            "router": build_router(cfg),
             "texts": sst2_dev(N),
             "serve": serve,
             "sent": {"requests": 0, "inputs": 0, "degraded": 0, "answered": {"minilm": 0, "mpnet": 0}},
         }
     finally:
-        serve.shutdown()
-        ray.shutdown()
-        cloudpickle.unregister_pickle_by_value(__import__(__name__))
+        if ray.is_initialized():
+            serve.shutdown()
+            ray.shutdown()
         fallback.close()
 
 
@@ -200,7 +208,7 @@ def test_fallback_killed_then_restarted(service):
     degraded = [i for i, r in enumerate(rows) if r["degraded"]]
     assert degraded, "the fallback was killed mid-run: some inputs must have been degraded"
     # Degraded inputs keep the primary's answer (keep_primary): stage minilm, the primary's label.
-    primary_labels = router.primary.predict([texts[i] for i in degraded]).label_names.tolist()
+    primary_labels = router.stages[0].predictor.predict([texts[i] for i in degraded]).label_names.tolist()
     assert [rows[i]["stage"] for i in degraded] == ["minilm"] * len(degraded)
     assert [rows[i]["label"] for i in degraded] == primary_labels
     assert all(rows[i]["error"] for i in degraded)
@@ -236,3 +244,7 @@ def test_metrics_match_what_was_sent(service):
     assert _scrape(url, "confroute_degraded_total", app="sst2", stage="mpnet") == sent["degraded"]
     assert _scrape(url, "confroute_stage_latency_seconds_count", app="sst2", stage="minilm") > 0
     assert _wait_metric(url, "confroute_breaker_state", 0.0, app="sst2", stage="mpnet") == 0.0
+    # The drift monitor is fed online: its gauges are exported (PSI of a same-distribution window).
+    psi = _scrape(url, "confroute_drift_psi", app="sst2")
+    assert 0 < psi < 1
+    assert _scrape(url, "confroute_drift_alarm", app="sst2", flag="psi") in (0.0, 1.0)
