@@ -24,7 +24,7 @@ from ..exceptions import CLIError
 __all__ = ["load_config", "check_config", "build_router", "app_from_config", "add_serve_parser", "run_serve"]
 
 _TOP = {"name", "http", "ray", "stages", "thresholds", "thresholds_from", "score", "cost", "drift", "ingress"}
-_LOCAL = {"name", "model", "threads", "batch_size", "max_length", "classes", "fallback", "deployment"}
+_LOCAL = {"name", "model", "threads", "batch_size", "max_length", "classes", "device", "fallback", "deployment"}
 _REMOTE = {"name", "url", "model_name", "version", "classes", "output", "input_name", "output_name",
            "batch_size", "timeout", "connect_timeout", "max_connections", "headers", "fallback", "deployment"}
 _FALLBACK = {"on_error", "retries", "backoff", "max_backoff", "jitter", "timeout", "split_on_failure",
@@ -193,8 +193,18 @@ def _stage(stage: dict[str, Any]) -> Any:
     if "model" in stage:
         from .evaluate import load_predictor, parse_backend
 
-        predictor = load_predictor(parse_backend(stage["model"]), stage["name"], threads=stage.get("threads"),
-                                   batch_size=int(stage.get("batch_size", 32)), max_length=stage.get("max_length"))
+        spec = parse_backend(stage["model"])
+        if stage.get("device") is not None:
+            if spec.backend != "hf":
+                raise CLIError(f"config stage {stage['name']!r}: device applies to hf: models only")
+            from ..predictors.huggingface import HFPipelinePredictor
+
+            predictor = HFPipelinePredictor(spec.path, batch_size=int(stage.get("batch_size", 32)),
+                                            num_threads=stage.get("threads"), max_length=stage.get("max_length"),
+                                            device=stage["device"], name=stage["name"])
+        else:
+            predictor = load_predictor(spec, stage["name"], threads=stage.get("threads"),
+                                       batch_size=int(stage.get("batch_size", 32)), max_length=stage.get("max_length"))
         if stage.get("classes") is not None:
             predictor.classes = tuple(str(c) for c in stage["classes"])
     else:

@@ -488,9 +488,12 @@ def build_app(
         Per stage (or one for all): Ray Serve deployment options (``num_replicas``,
         ``ray_actor_options={"num_cpus": 1, "num_gpus": 1}``, ``max_ongoing_requests``,
         ``autoscaling_config``, ...) plus ``max_batch_size`` (default 32) and
-        ``batch_wait_timeout_s`` (default 0.005) of the stage's dynamic batching.
+        ``batch_wait_timeout_s`` (default 0.005) of the stage's dynamic batching. Defaults:
+        ``num_cpus=1``, ``max_ongoing_requests`` twice ``max_batch_size`` (Ray's own default,
+        5, would cap the batches).
     ingress_options : mapping, optional
-        Deployment options of the ingress (default: 1 replica, ``num_cpus=0.1``).
+        Deployment options of the ingress (default: 1 replica, ``num_cpus=0.1``,
+        ``max_ongoing_requests=128``).
     drift : DriftMonitor, optional
         A fitted :class:`~confroute.DriftMonitor` (on the first stage's calibration scores); the
         ingress feeds it the first stage's live scores and exports PSI, KS and routed-rate alarms
@@ -527,9 +530,12 @@ def build_app(
     for s, opts in enumerate(per_stage):
         dep_opts, batch = _split_options(opts, f"stage_options[{s}]", allow_batch=True)
         dep_opts.setdefault("ray_actor_options", {"num_cpus": 1})
+        # Ray Serve's default (5 requests in flight per replica) would cap what serve.batch can merge.
+        dep_opts.setdefault("max_ongoing_requests", 2 * int(batch.get("max_batch_size", 32)))
         deployment = serve.deployment(StageServer, name=f"stage{s}-{info.names[s]}", **dep_opts)
         handles.append(deployment.bind(source, s, name, metrics=metrics, **batch))
     ing_opts, _ = _split_options(dict(ingress_options or {}), "ingress_options", allow_batch=False)
     ing_opts.setdefault("ray_actor_options", {"num_cpus": 0.1})
+    ing_opts.setdefault("max_ongoing_requests", 128)
     ingress = serve.deployment(Ingress, name="ingress", **ing_opts)
     return ingress.bind(info, name, handles, drift=drift, drift_every=drift_every, metrics=metrics)
