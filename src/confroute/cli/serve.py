@@ -190,6 +190,7 @@ def _thresholds_from(path: str) -> list[Any]:
 def _stage(stage: dict[str, Any]) -> Any:
     from ..routing.fallback import CircuitBreaker, Fallback
 
+    predictor: Any
     if "model" in stage:
         from .evaluate import load_predictor, parse_backend
 
@@ -251,7 +252,7 @@ def _drift_monitor(drift: dict[str, Any] | None, thresholds: list[Any]) -> Any:
         scores = np.load(path) if path.suffix == ".npy" else np.loadtxt(path)
     except (OSError, ValueError) as exc:
         raise CLIError(f"config drift.reference_scores: cannot read {path} ({exc})") from None
-    opts = {k: (tuple(v) if k == "due_on" else v) for k, v in drift.items() if k not in ("reference_scores", "every")}
+    opts: dict[str, Any] = {k: (tuple(v) if k == "due_on" else v) for k, v in drift.items() if k not in ("reference_scores", "every")}
     threshold = thresholds[0] if thresholds else None
     return DriftMonitor(threshold=threshold, **opts).fit(scores)
 

@@ -114,7 +114,7 @@ class _Metrics:
             elif kind == "gauge":
                 self._m[name] = metrics.Gauge(name, description=doc, tag_keys=keys)
             else:
-                buckets = _BATCH_BUCKETS if name.endswith("batch_size") else _LATENCY_BUCKETS
+                buckets = [float(b) for b in (_BATCH_BUCKETS if name.endswith("batch_size") else _LATENCY_BUCKETS)]
                 self._m[name] = metrics.Histogram(name, description=doc, boundaries=buckets, tag_keys=keys)
 
     def inc(self, name: str, value: float = 1.0, **tags: str) -> None:
@@ -393,7 +393,7 @@ def _oip_answer(r: RoutingResult, model: str, body: dict[str, Any]) -> dict[str,
         outputs.append({"name": "cost", "datatype": "FP64", "shape": [n], "data": [_json_float(v) for v in r.cost]})
     wanted = body.get("outputs")
     if isinstance(wanted, list) and wanted:
-        keep = {o.get("name") for o in wanted if isinstance(o, dict)}
+        keep = {str(o.get("name")) for o in wanted if isinstance(o, dict)}
         unknown = keep - {o["name"] for o in outputs}
         if unknown:
             raise _BadRequest(f"unknown outputs {sorted(unknown)}; this model returns {[o['name'] for o in outputs]}")
