@@ -128,7 +128,11 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=0.9)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serve.json"))
     ap.add_argument("--plot", default=str(ROOT / "docs" / "img" / "serving_load.png"))
+    ap.add_argument("--plot-only", action="store_true", help="redraw the plot from --out, run nothing")
     args = ap.parse_args()
+    if args.plot_only:
+        plot(json.loads(Path(args.out).read_text()), Path(args.plot))
+        return
 
     import ray
     from ray import serve
@@ -183,11 +187,11 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    for service, rows in results["services"].items():
-        c = [r["concurrency"] for r in rows]
-        axes[0].plot(c, [r["throughput_rps"] for r in rows], marker="o", label=service.replace("_", " "))
-        axes[1].plot(c, [r["p50_ms"] for r in rows], marker="o", label=f"{service.replace('_', ' ')} p50")
-        axes[1].plot(c, [r["p99_ms"] for r in rows], marker="x", linestyle="--", label=f"{service.replace('_', ' ')} p99")
+    for (service, rows), color in zip(results["services"].items(), ("tab:blue", "tab:orange")):
+        c, label = [r["concurrency"] for r in rows], service.replace("_", " ")
+        axes[0].plot(c, [r["throughput_rps"] for r in rows], marker="o", color=color, label=label)
+        axes[1].plot(c, [r["p50_ms"] for r in rows], marker="o", color=color, label=f"{label} p50")
+        axes[1].plot(c, [r["p99_ms"] for r in rows], marker="x", linestyle="--", color=color, label=f"{label} p99")
     for ax in axes:
         ax.set_xscale("log", base=2)
         ax.set_xticks([1, 8, 32], ["1", "8", "32"])

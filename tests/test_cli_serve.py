@@ -69,6 +69,9 @@ def test_yaml_and_toml_configs_build_the_router(models):
     result = router.route(x)
     np.testing.assert_allclose(result.cost, np.where(result.reached[1], 11.0, 1.0))
 
+
+def test_toml_config_with_a_saved_threshold_choice(models):
+    folder, x = models
     # A saved threshold choice (ThresholdChoice.to_dict()) supplies the threshold.
     (folder / "choice.json").write_text(json.dumps({"threshold": 0.7, "target": 0.9}))
     (folder / "serve.toml").write_text(TOML)
