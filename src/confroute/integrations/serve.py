@@ -240,7 +240,7 @@ class Ingress:
         m.inc("confroute_routed", routed)
         if r.degraded.any():
             # The stage that failed: one past the last stage that answered the input.
-            answered = np.where(r.stage_labels >= 0, np.arange(len(names))[:, None], -1).max(axis=0)
+            answered = np.where(_stage_index(r) >= 0, np.arange(len(names))[:, None], -1).max(axis=0)
             for i in np.flatnonzero(r.degraded):
                 failed_at = names[min(int(answered[i]) + 1, len(names) - 1)]
                 m.inc("confroute_degraded", 1, stage=failed_at)
@@ -256,9 +256,10 @@ class Ingress:
     def _watch_drift(self, r: RoutingResult) -> None:
         if self.drift is None or not len(r):
             return
-        ok = r.stage_labels[0] >= 0
+        index = _stage_index(r)
+        ok = index[0] >= 0
         self._drift_scores.append(r.stage_scores[0][ok])
-        self._drift_labels.append(r.stage_labels[0][ok])
+        self._drift_labels.append(index[0][ok])
         self._since_check += int(ok.sum())
         if self._since_check < self.drift_every:
             return
@@ -327,6 +328,15 @@ async def _json_body(request: Any) -> Any:
         return json.loads(await request.body())
     except ValueError as exc:
         raise _BadRequest(f"the body is not JSON ({exc})") from None
+
+
+def _stage_index(r: RoutingResult) -> np.ndarray:
+    """Each stage's predicted column index, ``-1`` where it did not answer (shape (n_stages, n)).
+
+    ``stage_label_index`` once results carry class values (the "one engine" refactor);
+    ``stage_labels`` holds the indices before it.
+    """
+    return np.asarray(getattr(r, "stage_label_index", r.stage_labels))
 
 
 def _error_kind(message: Any) -> str:
