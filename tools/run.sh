@@ -42,6 +42,8 @@ case "${1:-}" in
     ;;
   test)
     py=$(full_venv)
+    # MLServer (the real model server the serving tests start) lives in its own venv: built once.
+    bash tools/mlserver_venv.sh
     "$py" -m pytest -q "${@:2}"
     # The architecture and the types are checked too: layers (import-linter) and mypy.
     "$(dirname "$py")/lint-imports"

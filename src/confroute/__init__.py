@@ -48,6 +48,7 @@ _LAZY: dict[str, str] = {
     "HFPipelinePredictor": "confroute.predictors.huggingface",
     "DeepSparsePredictor": "confroute.predictors.deepsparse",
     "ONNXRuntimePredictor": "confroute.predictors.onnxruntime",
+    "OIPPredictor": "confroute.predictors.remote",
     "export_to_onnx": "confroute.predictors.export",
     "add_hidden_output": "confroute.predictors.export",
     "CascadeEvaluation": "confroute.evaluation.evaluate",
@@ -81,6 +82,7 @@ __all__ = [
     "HFPipelinePredictor",
     "DeepSparsePredictor",
     "ONNXRuntimePredictor",
+    "OIPPredictor",
     "export_to_onnx",
     "add_hidden_output",
     # routing
@@ -158,4 +160,5 @@ if TYPE_CHECKING:  # pragma: no cover
     from .predictors.deepsparse import DeepSparsePredictor
     from .predictors.huggingface import HFPipelinePredictor
     from .predictors.onnxruntime import ONNXRuntimePredictor
+    from .predictors.remote import OIPPredictor
     from .selection.thresholds import ThresholdChoice, choose_threshold

@@ -16,6 +16,8 @@ __all__ = [
     "NotFittedError",
     "CircuitOpenError",
     "StageTimeoutError",
+    "RemoteStageError",
+    "RemoteUnavailableError",
     "ExportMismatchError",
     "CLIError",
     "ConfrouteWarning",
@@ -50,6 +52,27 @@ class CircuitOpenError(ConfrouteError, RuntimeError):
 
 class StageTimeoutError(ConfrouteError, TimeoutError):
     """A stage call ran past its timeout."""
+
+
+class RemoteStageError(ConfrouteError, ConnectionError):
+    """A remote stage (a model server) refused a request: a wrong model name, input or output.
+
+    ``status`` is the HTTP status. A retry would get the same answer; under a
+    :class:`~confroute.Fallback` it still counts as a failure for the circuit breaker and
+    ``on_error``.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RemoteUnavailableError(RemoteStageError):
+    """A remote stage gave no usable answer: connection refused or reset, 429, 5xx.
+
+    Worth retrying; ``Fallback(..., retry_on=(RemoteUnavailableError, StageTimeoutError))``
+    retries these (and timeouts) but not :class:`RemoteStageError` itself.
+    """
 
 
 class ExportMismatchError(ConfrouteError, RuntimeError):

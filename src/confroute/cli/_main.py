@@ -1,4 +1,4 @@
-"""Command line: ``confroute demo`` and ``confroute evaluate`` (also ``python -m confroute ...``)."""
+"""Command line: ``confroute demo``, ``confroute evaluate`` and ``confroute serve`` (also ``python -m confroute ...``)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluate import add_evaluate_parser
 
     add_evaluate_parser(sub)
+
+    from .serve import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 

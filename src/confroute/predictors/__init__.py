@@ -19,12 +19,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from .deepsparse import DeepSparsePredictor
     from .huggingface import HFPipelinePredictor
     from .onnxruntime import ONNXRuntimePredictor
+    from .remote import OIPPredictor
 
 #: Lazily imported names -> the submodule that defines them.
 _LAZY = {
     "HFPipelinePredictor": "huggingface",
     "DeepSparsePredictor": "deepsparse",
     "ONNXRuntimePredictor": "onnxruntime",
+    "OIPPredictor": "remote",
 }
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "HFPipelinePredictor",
     "DeepSparsePredictor",
     "ONNXRuntimePredictor",
+    "OIPPredictor",
 ]
 
 

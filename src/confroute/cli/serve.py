@@ -1,0 +1,325 @@
+"""``confroute serve CONFIG``: serve a router on Ray Serve from a YAML or TOML file.
+
+The file names the stages (a local model as ``BACKEND:PATH``, as in ``confroute evaluate``, or a
+remote model server by URL over the Open Inference Protocol), the thresholds (or a saved threshold
+choice), the failure policies and each stage's Ray Serve deployment options. The format is
+documented, with an example, in ``docs/serving.md``; :func:`load_config` reads it,
+:func:`build_router` builds the router it describes and :func:`app_from_config` the Ray Serve
+application.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..exceptions import CLIError
+
+__all__ = ["load_config", "check_config", "build_router", "app_from_config", "add_serve_parser", "run_serve"]
+
+_TOP = {"name", "http", "ray", "stages", "thresholds", "thresholds_from", "score", "cost", "drift", "ingress"}
+_LOCAL = {"name", "model", "threads", "batch_size", "max_length", "classes", "device", "fallback", "deployment"}
+_REMOTE = {"name", "url", "model_name", "version", "classes", "output", "input_name", "output_name",
+           "batch_size", "timeout", "connect_timeout", "max_connections", "headers", "fallback", "deployment"}
+_FALLBACK = {"on_error", "retries", "backoff", "max_backoff", "jitter", "timeout", "split_on_failure",
+             "batch_size", "max_concurrency", "circuit_breaker"}
+_BREAKER = {"failure_threshold", "reset_after"}
+_DRIFT = {"reference_scores", "every", "window", "min_samples", "n_bins", "psi_alert", "ks_alpha",
+          "rate_alpha", "rate_tolerance", "due_on"}
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a ``.yaml``/``.yml`` or ``.toml`` config and check it (see :func:`check_config`).
+
+    Relative model, threshold and drift paths are resolved against the file's folder.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CLIError(f"config: no such file: {path}")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            import yaml
+        except ImportError:
+            raise CLIError("YAML configs need PyYAML: pip install 'confroute[serve]' (or write TOML)") from None
+        try:
+            cfg = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise CLIError(f"config {path}: not valid YAML ({exc})") from None
+    elif path.suffix.lower() == ".toml":
+        import tomllib
+
+        try:
+            cfg = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise CLIError(f"config {path}: not valid TOML ({exc})") from None
+    else:
+        raise CLIError(f"config {path}: use a .yaml, .yml or .toml file")
+    return check_config(cfg, base=path.parent)
+
+
+def _unknown(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    bad = sorted(set(section) - allowed)
+    if bad:
+        raise CLIError(f"config {where}: unknown keys {bad}; allowed: {sorted(allowed)}")
+
+
+def _mapping(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise CLIError(f"config {where}: expected a mapping, got {type(value).__name__}")
+    return dict(value)
+
+
+def _resolve(path: str, base: Path) -> str:
+    p = Path(path).expanduser()
+    return str(p if p.is_absolute() else (base / p).resolve())
+
+
+def check_config(cfg: Any, base: str | Path = ".") -> dict[str, Any]:
+    """Validate a config (a parsed YAML/TOML document); return it with paths made absolute.
+
+    Raises :class:`~confroute.exceptions.CLIError` naming the key at fault.
+
+    Examples
+    --------
+    >>> cfg = check_config({"stages": [{"name": "a", "model": "onnx:/m/a"},
+    ...                                {"name": "b", "url": "http://gpu:8080", "classes": ["n", "p"]}],
+    ...                     "thresholds": [0.9]})
+    >>> [s["name"] for s in cfg["stages"]], cfg["thresholds"]
+    (['a', 'b'], [0.9])
+    >>> check_config({"stages": [{"name": "a", "model": "onnx:/m"}, {"name": "b", "model": "onnx:/n"}]})
+    Traceback (most recent call last):
+    ...
+    confroute.exceptions.CLIError: config: give thresholds (one per stage but the last) or thresholds_from
+    """
+    base = Path(base)
+    cfg = _mapping(cfg, "(top level)")
+    _unknown(cfg, _TOP, "(top level)")
+    stages = cfg.get("stages")
+    if not isinstance(stages, list) or not stages:
+        raise CLIError("config: 'stages' must be a non-empty list, cheapest first")
+    out_stages = []
+    for i, stage in enumerate(stages):
+        where = f"stages[{i}]"
+        stage = _mapping(stage, where)
+        if "name" not in stage:
+            raise CLIError(f"config {where}: every stage needs a name")
+        if ("model" in stage) == ("url" in stage):
+            raise CLIError(f"config {where}: give either model (BACKEND:PATH, a local model) or url (a model server)")
+        _unknown(stage, _LOCAL if "model" in stage else _REMOTE, where)
+        if "model" in stage:
+            from .evaluate import parse_backend
+
+            spec = parse_backend(str(stage["model"]))
+            path = spec.path if spec.path.startswith("zoo:") else _resolve(spec.path, base)
+            stage["model"] = f"{spec.backend}:{path}"
+        elif not str(stage["url"]).startswith(("http://", "https://")):
+            raise CLIError(f"config {where}: url must start with http:// or https://, got {stage['url']!r}")
+        fb = _mapping(stage.get("fallback"), f"{where}.fallback")
+        _unknown(fb, _FALLBACK, f"{where}.fallback")
+        _unknown(_mapping(fb.get("circuit_breaker"), f"{where}.fallback.circuit_breaker"), _BREAKER,
+                 f"{where}.fallback.circuit_breaker")
+        stage["fallback"] = fb
+        stage["deployment"] = _mapping(stage.get("deployment"), f"{where}.deployment")
+        out_stages.append(stage)
+    names = [s["name"] for s in out_stages]
+    if len(set(names)) != len(names):
+        raise CLIError(f"config: stage names must be distinct, got {names}")
+    cfg["stages"] = out_stages
+    if "thresholds_from" in cfg:
+        if "thresholds" in cfg:
+            raise CLIError("config: give thresholds or thresholds_from, not both")
+        cfg["thresholds_from"] = _resolve(str(cfg["thresholds_from"]), base)
+        cfg["thresholds"] = _thresholds_from(cfg["thresholds_from"])
+    if "thresholds" not in cfg and len(out_stages) > 1:
+        raise CLIError("config: give thresholds (one per stage but the last) or thresholds_from")
+    thresholds = cfg.get("thresholds", [])
+    thresholds = thresholds if isinstance(thresholds, list) else [thresholds]
+    if len(thresholds) != len(out_stages) - 1:
+        raise CLIError(f"config: {len(out_stages)} stages need {len(out_stages) - 1} threshold(s), got {len(thresholds)}")
+    cfg["thresholds"] = thresholds
+    cost = _mapping(cfg.get("cost"), "cost")
+    _unknown(cost, {"per_sample", "hourly"}, "cost")
+    if len(cost) > 1:
+        raise CLIError("config cost: give per_sample or hourly, not both")
+    for key, value in cost.items():
+        if not isinstance(value, list) or len(value) != len(out_stages):
+            raise CLIError(f"config cost.{key}: give one entry per stage ({len(out_stages)})")
+    drift = _mapping(cfg.get("drift"), "drift")
+    _unknown(drift, _DRIFT, "drift")
+    if drift:
+        if "reference_scores" not in drift:
+            raise CLIError("config drift: give reference_scores (the first stage's calibration scores, .npy or .txt)")
+        drift["reference_scores"] = _resolve(str(drift["reference_scores"]), base)
+    cfg["drift"] = drift or None
+    http = _mapping(cfg.get("http"), "http")
+    _unknown(http, {"host", "port"}, "http")
+    cfg["http"] = http
+    ray_cfg = _mapping(cfg.get("ray"), "ray")
+    _unknown(ray_cfg, {"address", "namespace", "num_cpus", "num_gpus"}, "ray")
+    cfg["ray"] = ray_cfg
+    cfg["ingress"] = _mapping(cfg.get("ingress"), "ingress")
+    cfg.setdefault("name", "confroute")
+    return cfg
+
+
+def _thresholds_from(path: str) -> list[Any]:
+    """Thresholds from a saved choice: a ``ThresholdChoice.to_dict()`` JSON (``threshold``), a
+    cascade choice (``thresholds``), or the ``results.json`` of ``confroute evaluate`` (its first choice)."""
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"config thresholds_from: cannot read {path} ({exc})") from None
+    if isinstance(doc, dict) and isinstance(doc.get("choices"), list) and doc["choices"]:
+        doc = doc["choices"][0]
+    if isinstance(doc, dict) and "thresholds" in doc:
+        return list(doc["thresholds"])
+    if isinstance(doc, dict) and doc.get("threshold") is not None:
+        return [doc["threshold"]]
+    raise CLIError(f"config thresholds_from: {path} holds no 'threshold' or 'thresholds' (a saved threshold choice)")
+
+
+def _stage(stage: dict[str, Any]) -> Any:
+    from ..routing.fallback import CircuitBreaker, Fallback
+
+    predictor: Any
+    if "model" in stage:
+        from .evaluate import load_predictor, parse_backend
+
+        spec = parse_backend(stage["model"])
+        if stage.get("device") is not None:
+            if spec.backend != "hf":
+                raise CLIError(f"config stage {stage['name']!r}: device applies to hf: models only")
+            from ..predictors.huggingface import HFPipelinePredictor
+
+            predictor = HFPipelinePredictor(spec.path, batch_size=int(stage.get("batch_size", 32)),
+                                            num_threads=stage.get("threads"), max_length=stage.get("max_length"),
+                                            device=stage["device"], name=stage["name"])
+        else:
+            predictor = load_predictor(spec, stage["name"], threads=stage.get("threads"),
+                                       batch_size=int(stage.get("batch_size", 32)), max_length=stage.get("max_length"))
+        if stage.get("classes") is not None:
+            predictor.classes = tuple(str(c) for c in stage["classes"])
+    else:
+        from ..predictors.remote import OIPPredictor
+
+        remote = {k: stage[k] for k in ("version", "classes", "output", "input_name", "output_name", "batch_size",
+                                        "timeout", "connect_timeout", "max_connections", "headers") if k in stage}
+        predictor = OIPPredictor(stage["url"], stage.get("model_name", stage["name"]), name=stage["name"], **remote)
+    fb = dict(stage.get("fallback") or {})
+    breaker = fb.pop("circuit_breaker", None)
+    if breaker is not None:
+        fb["circuit_breaker"] = CircuitBreaker(**breaker)
+    return Fallback(predictor, name=stage["name"], **fb)
+
+
+def build_router(cfg: dict[str, Any]) -> Any:
+    """The :class:`~confroute.Cascade` a checked config describes (models load here)."""
+    from ..core.cost import CostModel, StageCost
+    from ..routing.cascade import Cascade
+
+    stages = [_stage(s) for s in cfg["stages"]]
+    cost = cfg.get("cost") or {}
+    cost_model = None
+    if "per_sample" in cost:
+        cost_model = CostModel.per_sample([float(p) for p in cost["per_sample"]])
+    elif "hourly" in cost:
+        cost_model = CostModel([StageCost.hourly(float(p), float(t)) for p, t in cost["hourly"]])
+    try:
+        return Cascade(stages, cfg["thresholds"], score=cfg.get("score", "max_prob"), cost_model=cost_model,
+                       names=[s["name"] for s in cfg["stages"]])
+    except (TypeError, ValueError) as exc:
+        raise CLIError(f"config: {exc}") from None
+
+
+def _drift_monitor(drift: dict[str, Any] | None, thresholds: list[Any]) -> Any:
+    if not drift:
+        return None
+    import numpy as np
+
+    from ..evaluation.drift import DriftMonitor
+
+    path = Path(drift["reference_scores"])
+    try:
+        scores = np.load(path) if path.suffix == ".npy" else np.loadtxt(path)
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"config drift.reference_scores: cannot read {path} ({exc})") from None
+    opts: dict[str, Any] = {k: (tuple(v) if k == "due_on" else v) for k, v in drift.items() if k not in ("reference_scores", "every")}
+    threshold = thresholds[0] if thresholds else None
+    return DriftMonitor(threshold=threshold, **opts).fit(scores)
+
+
+def app_from_config(cfg: dict[str, Any]) -> Any:
+    """The Ray Serve application for a checked config (Ray must be initialised)."""
+    from ..integrations.serve import build_app
+
+    factory = functools.partial(build_router, cfg)
+    return build_app(
+        factory,
+        name=cfg["name"],
+        stage_options=[s["deployment"] for s in cfg["stages"]],
+        ingress_options=cfg["ingress"] or None,
+        drift=_drift_monitor(cfg.get("drift"), cfg["thresholds"]),
+        drift_every=int((cfg.get("drift") or {}).get("every", 100)),
+    )
+
+
+def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
+    p = sub.add_parser(
+        "serve",
+        help="serve a router on Ray Serve from a YAML/TOML config (JSON + Open Inference Protocol endpoints)",
+        description="Start Ray Serve with one deployment per stage and an ingress at http://HOST:PORT/ "
+        "(POST /route, POST /v2/models/NAME/infer). See docs/serving.md for the config format.",
+    )
+    p.add_argument("config", help="a .yaml/.yml or .toml file")
+    p.add_argument("--check", action="store_true",
+                   help="check the config and build the router once in this process, then exit (no Ray)")
+    p.set_defaults(func=run_serve)
+    return p
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Entry point of ``confroute serve``; returns the exit status."""
+    try:
+        return _serve(args)
+    except CLIError as exc:
+        print(f"confroute serve: error: {exc}", file=sys.stderr)
+        return 2
+    except (ImportError, OSError, ValueError) as exc:
+        print(f"confroute serve: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    if args.check:
+        router = build_router(cfg)
+        print(f"config ok: {router!r}; classes {list(router.stages[0].classes or []) or 'unnamed'}")
+        return 0
+    try:
+        import ray
+        from ray import serve
+    except ImportError:
+        raise CLIError("confroute serve needs Ray Serve: pip install 'confroute[serve]'") from None
+    ray_cfg = cfg["ray"]
+    ray.init(address=ray_cfg.get("address"), namespace=ray_cfg.get("namespace"),
+             num_cpus=ray_cfg.get("num_cpus"), num_gpus=ray_cfg.get("num_gpus"))
+    http = {"host": cfg["http"].get("host", "127.0.0.1"), "port": int(cfg["http"].get("port", 8000))}
+    serve.start(http_options=http)
+    serve.run(app_from_config(cfg), name=cfg["name"], route_prefix="/")
+    print(f"serving {cfg['name']!r} at http://{http['host']}:{http['port']}/ "
+          f"(POST /route, POST /v2/models/{cfg['name']}/infer); Ctrl-C stops", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        serve.shutdown()
+    return 0

@@ -1,0 +1,545 @@
+"""Serve a router online: a Ray Serve application with one deployment per stage.
+
+:func:`build_app` turns a :class:`~confroute.Cascade` (or a zero-argument function that builds
+one, so that models load where they run) into a Ray Serve application:
+
+* **one deployment per stage**, each with its own replicas, resources (``num_cpus``,
+  ``num_gpus``) and dynamic batching (``serve.batch``: concurrent requests are merged into one
+  model call of up to ``max_batch_size`` inputs). A stage replica runs
+  :func:`confroute.routing.stagewise.advance`: the stage is called through its
+  :class:`~confroute.Fallback` (retries, timeout, circuit breaker, ``on_error``) and accepts or
+  defers with the router's own rule;
+* an **ingress** deployment that receives the requests, sends every input to stage 0 and only the
+  deferred inputs on to the next stage, and answers in input order, over HTTP:
+
+  ``POST /route``
+      JSON ``{"inputs": [...]}`` in; ``{"results": [{"label", "confidence", "stage",
+      "degraded", "error", "cost"}, ...]}`` out (``label`` is the class name, ``null`` where no
+      stage answered; ``stage`` the answering stage's name).
+  ``POST /v2/models/{name}/infer``, ``GET /v2/models/{name}``, ``GET /v2/health/ready`` ...
+      The Open Inference Protocol (KServe v2) for the routed system itself: one ``BYTES`` input
+      (the texts) or a numeric ``[n, d]`` one; outputs ``label`` (``BYTES``), ``confidence``
+      (``FP64``, ``null`` where abstained), ``stage`` (``INT64``, ``-1`` where abstained),
+      ``degraded`` (``BOOL``) and ``cost`` (``FP64``, with a cost model). Existing KServe /
+      Triton HTTP clients and :class:`~confroute.OIPPredictor` can call it.
+
+Metrics go through Ray's metrics API (:mod:`ray.util.metrics`), which every Ray node exports for
+Prometheus (``ray start --metrics-export-port``); names carry Ray's ``ray_`` prefix there. See
+``docs/serving.md`` for the list and for :data:`METRICS`.
+
+The routed answers are those of ``router.route`` on the same inputs (the test-suite checks this
+against a real MLServer fallback). Requires ``pip install 'confroute[serve]'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core.types import RoutingResult
+from ..core._json import json_float as _json_float
+from ..core.batch import take_rows
+from ..routing.cascade import Cascade
+from ..routing.stagewise import RowState, advance, to_routing_result
+from .ray import RouterInfo, _describe, _RouterSource
+
+__all__ = ["build_app", "METRICS", "DEPLOYMENT_OPTIONS", "BATCH_OPTIONS"]
+
+#: Options of a stage or the ingress that go to ``serve.deployment`` (Ray Serve's own names).
+DEPLOYMENT_OPTIONS = (
+    "num_replicas", "ray_actor_options", "max_ongoing_requests", "max_queued_requests",
+    "autoscaling_config", "health_check_period_s", "health_check_timeout_s",
+    "graceful_shutdown_timeout_s", "graceful_shutdown_wait_loop_s", "placement_group_bundles",
+    "placement_group_strategy", "max_replicas_per_node", "user_config", "logging_config",
+)
+#: Options of a stage that configure its dynamic batching (``serve.batch``).
+BATCH_OPTIONS = ("max_batch_size", "batch_wait_timeout_s")
+
+#: The metrics the application exports (name, kind, tags, description). Prometheus sees them
+#: with Ray's ``ray_`` prefix (and ``_total`` on counters, ``_bucket``/``_sum``/``_count`` on
+#: histograms). Every metric also carries the tag ``app`` (the served model name).
+METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
+    ("confroute_requests", "counter", ("endpoint", "status"), "HTTP requests by endpoint and outcome (ok, error)"),
+    ("confroute_inputs", "counter", (), "Inputs received"),
+    ("confroute_reached", "counter", ("stage",), "Inputs that reached each stage"),
+    ("confroute_answered", "counter", ("stage",), "Inputs answered by each stage (stage='abstained': none)"),
+    ("confroute_routed", "counter", (), "Inputs the first stage deferred to a later stage"),
+    ("confroute_degraded", "counter", ("stage",), "Inputs a failing stage could not answer (by that stage)"),
+    ("confroute_abstained", "counter", (), "Inputs no stage answered (on_error='abstain')"),
+    ("confroute_errors", "counter", ("stage", "kind"), "Failed inputs by stage and error type"),
+    ("confroute_cost", "counter", (), "Summed cost of the answered inputs (cost model units)"),
+    ("confroute_routed_fraction", "gauge", (), "Share of inputs routed past the first stage, since start"),
+    ("confroute_request_latency_seconds", "histogram", ("endpoint",), "Request latency at the ingress"),
+    ("confroute_stage_latency_seconds", "histogram", ("stage",), "Latency of one stage call, queueing and batching included"),
+    ("confroute_stage_batch_size", "histogram", ("stage",), "Inputs per model call after dynamic batching"),
+    ("confroute_breaker_state", "gauge", ("stage",), "Circuit breaker: 0 closed, 1 half-open, 2 open"),
+    ("confroute_drift_psi", "gauge", (), "PSI of the first stage's live scores (window) vs calibration"),
+    ("confroute_drift_ks_statistic", "gauge", (), "KS statistic of the live scores (window) vs calibration"),
+    ("confroute_drift_ks_pvalue", "gauge", (), "KS p-value of the live scores (window)"),
+    ("confroute_drift_routed_fraction", "gauge", (), "Routed fraction in the drift window"),
+    ("confroute_drift_alarm", "gauge", ("flag",), "1 while a drift flag is raised (psi, ks, rate, recalibration_due)"),
+)
+
+_LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
+_BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+_BREAKER = {"closed": 0, "half_open": 1, "open": 2}
+
+
+def _import_serve() -> Any:
+    try:
+        from ray import serve
+    except ImportError:
+        raise ImportError("confroute.integrations.serve needs Ray Serve: pip install 'confroute[serve]'") from None
+    return serve
+
+
+class _Metrics:
+    """The application's metrics (Ray metrics API); a no-op when ``enabled`` is False."""
+
+    def __init__(self, app: str, enabled: bool = True) -> None:
+        self.app = app
+        self.enabled = enabled
+        self._m: dict[str, Any] = {}
+        if not enabled:
+            return
+        from ray.util import metrics
+
+        for name, kind, tags, doc in METRICS:
+            keys = ("app", *tags)
+            if kind == "counter":
+                self._m[name] = metrics.Counter(name, description=doc, tag_keys=keys)
+            elif kind == "gauge":
+                self._m[name] = metrics.Gauge(name, description=doc, tag_keys=keys)
+            else:
+                buckets = [float(b) for b in (_BATCH_BUCKETS if name.endswith("batch_size") else _LATENCY_BUCKETS)]
+                self._m[name] = metrics.Histogram(name, description=doc, boundaries=buckets, tag_keys=keys)
+
+    def inc(self, name: str, value: float = 1.0, **tags: str) -> None:
+        if self.enabled and value > 0:
+            self._m[name].inc(float(value), tags={"app": self.app, **tags})
+
+    def set(self, name: str, value: float, **tags: str) -> None:
+        if self.enabled:
+            self._m[name].set(float(value), tags={"app": self.app, **tags})
+
+    def observe(self, name: str, value: float, **tags: str) -> None:
+        if self.enabled:
+            self._m[name].observe(float(value), tags={"app": self.app, **tags})
+
+
+class StageServer:
+    """A replica of one stage: builds the router once, runs :func:`advance` on merged batches."""
+
+    def __init__(self, source: _RouterSource, s: int, app: str, max_batch_size: int = 32,
+                 batch_wait_timeout_s: float = 0.005, metrics: bool = True) -> None:
+        serve = _import_serve()
+        self.router = source.build()
+        self.s = s
+        self.stage_name = self.router.names[s]
+        self.metrics = _Metrics(app, metrics)
+        # One batch queue per replica: concurrent requests merge into one model call.
+        self._batched = serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_timeout_s)(
+            self._run_batch
+        )
+        self._report_breaker()
+
+    async def __call__(self, inputs: Sequence[Any], state: RowState) -> tuple[RowState, np.ndarray]:
+        result: tuple[RowState, np.ndarray] = await self._batched((inputs, state))
+        return result
+
+    async def _run_batch(self, requests: list[tuple[Sequence[Any], RowState]]) -> list[tuple[RowState, np.ndarray]]:
+        inputs = [x for batch, _ in requests for x in batch]
+        state = RowState.concat([st for _, st in requests])
+        self.metrics.observe("confroute_stage_batch_size", len(inputs), stage=self.stage_name)
+        try:
+            new, defer = await asyncio.to_thread(advance, self.router, self.s, inputs, state)
+        finally:
+            self._report_breaker()
+        out, lo = [], 0
+        for batch, _ in requests:
+            rows = np.arange(lo, lo + len(batch))
+            out.append((new.take(rows), defer[rows]))
+            lo += len(batch)
+        return out
+
+    def _report_breaker(self) -> None:
+        breaker = self.router.stages[self.s].circuit_breaker
+        if breaker is not None:
+            self.metrics.set("confroute_breaker_state", _BREAKER[breaker.state], stage=self.stage_name)
+
+    def breaker_state(self) -> str | None:
+        """``"closed"``, ``"half_open"``, ``"open"``, or ``None`` without a breaker."""
+        breaker = self.router.stages[self.s].circuit_breaker
+        return None if breaker is None else breaker.state
+
+    def info(self) -> RouterInfo:
+        return _describe(self.router)
+
+
+class Ingress:
+    """The HTTP entry point: routes each request through the stage deployments."""
+
+    def __init__(self, info: RouterInfo, model_name: str, stages: list[Any], drift: Any = None,
+                 drift_every: int = 100, metrics: bool = True) -> None:
+        self.info = info
+        self.model_name = model_name
+        self.stages = list(stages)
+        self.shape = _shell_router(info)
+        self.metrics = _Metrics(model_name, metrics)
+        self.drift = drift
+        self.drift_every = max(int(drift_every), 1)
+        self._since_check = 0
+        self._drift_scores: list[np.ndarray] = []
+        self._drift_labels: list[np.ndarray] = []
+        self.last_drift_report: Any = None
+        self._n_inputs = 0
+        self._n_routed = 0
+
+    # -- routing ---------------------------------------------------------------------------------
+
+    async def route(self, inputs: Sequence[Any]) -> RoutingResult:
+        """Route ``inputs`` through the stages (deferred inputs only), in input order."""
+        n, n_stages = len(inputs), self.info.n_stages
+        pending = np.arange(n)
+        state = RowState.initial(n_stages, n)
+        finals: list[RowState] = []
+        rows: list[np.ndarray] = []
+        for s, handle in enumerate(self.stages):
+            if pending.size == 0:
+                break
+            t0 = time.perf_counter()
+            new, defer = await handle.remote(take_rows(inputs, pending), state)
+            self.metrics.observe("confroute_stage_latency_seconds", time.perf_counter() - t0,
+                                 stage=self.info.names[s])
+            finals.append(new.take(np.flatnonzero(~defer)))
+            rows.append(pending[~defer])
+            pending, state = pending[defer], new.take(np.flatnonzero(defer))
+        if finals:
+            order = np.argsort(np.concatenate(rows), kind="stable")
+            final = RowState.concat(finals).take(order)
+        else:
+            final = RowState.initial(n_stages, 0)
+        result = to_routing_result(self.shape, final)
+        self._record(result)
+        return result
+
+    def _record(self, r: RoutingResult) -> None:
+        m, names = self.metrics, self.info.names
+        n = len(r)
+        m.inc("confroute_inputs", n)
+        for s, name in enumerate(names):
+            m.inc("confroute_reached", int(r.reached[s].sum()), stage=name)
+            m.inc("confroute_answered", int((r.stage == s).sum()), stage=name)
+        abstained = int((r.stage < 0).sum())
+        m.inc("confroute_answered", abstained, stage="abstained")
+        m.inc("confroute_abstained", abstained)
+        routed = int(r.reached[1:].any(axis=0).sum()) if len(names) > 1 else 0
+        m.inc("confroute_routed", routed)
+        if r.degraded.any():
+            # The stage that failed: one past the last stage that answered the input.
+            answered = np.where(_stage_index(r) >= 0, np.arange(len(names))[:, None], -1).max(axis=0)
+            for i in np.flatnonzero(r.degraded):
+                failed_at = names[min(int(answered[i]) + 1, len(names) - 1)]
+                m.inc("confroute_degraded", 1, stage=failed_at)
+                m.inc("confroute_errors", 1, stage=failed_at, kind=_error_kind(r.errors[i]))
+        if r.cost is not None and n:
+            m.inc("confroute_cost", float(np.nansum(r.cost)))
+        self._n_inputs += n
+        self._n_routed += routed
+        if self._n_inputs:
+            m.set("confroute_routed_fraction", self._n_routed / self._n_inputs)
+        self._watch_drift(r)
+
+    def _watch_drift(self, r: RoutingResult) -> None:
+        if self.drift is None or not len(r):
+            return
+        index = _stage_index(r)
+        ok = index[0] >= 0
+        self._drift_scores.append(r.stage_scores[0][ok])
+        self._drift_labels.append(index[0][ok])
+        self._since_check += int(ok.sum())
+        if self._since_check < self.drift_every:
+            return
+        scores, labels = np.concatenate(self._drift_scores), np.concatenate(self._drift_labels)
+        self._drift_scores, self._drift_labels, self._since_check = [], [], 0
+        report = self.drift.update(scores, labels)  # adds them to the window, checks the window
+        m = self.metrics
+        m.set("confroute_drift_psi", report.psi)
+        m.set("confroute_drift_ks_statistic", report.ks_statistic)
+        m.set("confroute_drift_ks_pvalue", report.ks_pvalue)
+        if report.routed_fraction is not None:
+            m.set("confroute_drift_routed_fraction", report.routed_fraction)
+        for flag in ("psi_flag", "ks_flag", "rate_flag", "recalibration_due"):
+            m.set("confroute_drift_alarm", float(getattr(report, flag)), flag=flag.removesuffix("_flag"))
+        self.last_drift_report = report
+
+    # -- HTTP --------------------------------------------------------------------------------------
+
+    async def __call__(self, request: Any) -> Any:
+        from starlette.responses import JSONResponse
+
+        path, method = request.url.path.rstrip("/") or "/", request.method
+        t0 = time.perf_counter()
+        endpoint = "other"
+        try:
+            if path == "/route" and method == "POST":
+                endpoint = "route"
+                body = await _json_body(request)
+                inputs = body.get("inputs") if isinstance(body, dict) else None
+                if not isinstance(inputs, list):
+                    raise _BadRequest('send a JSON object {"inputs": [...]} (a list of texts or feature rows)')
+                response = JSONResponse(_route_json(await self.route(inputs), self.info))
+            elif path == f"/v2/models/{self.model_name}/infer" and method == "POST":
+                endpoint = "infer"
+                body = await _json_body(request)
+                inputs = _oip_inputs(body)
+                response = JSONResponse(_oip_answer(await self.route(inputs), self.model_name, body))
+            elif path in ("/v2/health/ready", "/v2/health/live", f"/v2/models/{self.model_name}/ready"):
+                response = JSONResponse({"ready": True}) if "ready" in path else JSONResponse({"live": True})
+            elif path == f"/v2/models/{self.model_name}":
+                response = JSONResponse(_oip_metadata(self.model_name, self.info))
+            elif path == "/v2":
+                response = JSONResponse({"name": "confroute", "version": _version(), "extensions": []})
+            elif path.startswith("/v2/models/"):
+                response = JSONResponse({"error": f"unknown model; this server serves {self.model_name!r}"}, 404)
+            else:
+                response = JSONResponse({"error": f"no endpoint {method} {path}; see docs/serving.md"}, 404)
+        except _BadRequest as exc:
+            response = JSONResponse({"error": str(exc)}, 400)
+        except Exception as exc:  # noqa: BLE001 - a failing stage under on_error="raise"
+            self.metrics.inc("confroute_errors", 1, stage="request", kind=type(exc).__name__)
+            response = JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, 500)
+        status = "ok" if response.status_code < 400 else "error"
+        self.metrics.inc("confroute_requests", 1, endpoint=endpoint, status=status)
+        if endpoint != "other":
+            self.metrics.observe("confroute_request_latency_seconds", time.perf_counter() - t0, endpoint=endpoint)
+        return response
+
+
+class _BadRequest(ValueError):
+    pass
+
+
+async def _json_body(request: Any) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError as exc:
+        raise _BadRequest(f"the body is not JSON ({exc})") from None
+
+
+def _stage_index(r: RoutingResult) -> np.ndarray:
+    """Each stage's predicted column index, ``-1`` where it did not answer (shape (n_stages, n))."""
+    return np.asarray(r.stage_label_index)
+
+
+def _error_kind(message: Any) -> str:
+    """``"StageTimeoutError"`` from ``"StageTimeoutError: ..."`` (how Fallback records errors)."""
+    text = str(message or "")
+    head = text.split(":", 1)[0]
+    return head if head.isidentifier() else "error"
+
+
+def _route_json(r: RoutingResult, info: RouterInfo) -> dict[str, Any]:
+    names = r.labels.tolist()  # class values, as the user's label space has them
+    rows = []
+    for i in range(len(r)):
+        s = int(r.stage[i])
+        rows.append({
+            "label": names[i],
+            "confidence": _json_float(r.confidence[i]),
+            "stage": info.names[s] if s >= 0 else None,
+            "degraded": bool(r.degraded[i]),
+            "error": r.errors[i],
+            "cost": None if r.cost is None else _json_float(r.cost[i]),
+        })
+    return {"results": rows}
+
+
+def _oip_inputs(body: Any) -> list[Any]:
+    tensors = body.get("inputs") if isinstance(body, dict) else None
+    if not isinstance(tensors, list) or len(tensors) != 1 or not isinstance(tensors[0], dict):
+        raise _BadRequest("send one input tensor: BYTES texts of shape [n], or numeric rows of shape [n, d]")
+    t = tensors[0]
+    data, shape = t.get("data"), t.get("shape")
+    if not isinstance(data, list) or not isinstance(shape, list) or not shape:
+        raise _BadRequest("the input tensor needs 'shape' and 'data'")
+    if t.get("datatype") == "BYTES":
+        flat = np.asarray(data, dtype=object).ravel().tolist()
+        if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
+            raise _BadRequest(f"BYTES input must have shape [n] (one text per row), got {shape}")
+        if len(flat) != int(shape[0]):
+            raise _BadRequest(f"shape {shape} does not match {len(flat)} data elements")
+        return [str(x) for x in flat]
+    try:
+        rows = np.asarray(data, dtype=np.float64).reshape([int(d) for d in shape])
+    except (TypeError, ValueError) as exc:
+        raise _BadRequest(f"numeric input does not match shape {shape} ({exc})") from None
+    if rows.ndim != 2:
+        raise _BadRequest(f"numeric input must have shape [n, d], got {shape}")
+    return list(rows)
+
+
+def _oip_answer(r: RoutingResult, model: str, body: dict[str, Any]) -> dict[str, Any]:
+    n = len(r)
+    names = r.labels.tolist()
+    outputs: list[dict[str, Any]] = [
+        {"name": "label", "datatype": "BYTES", "shape": [n], "data": ["" if v is None else str(v) for v in names]},
+        {"name": "confidence", "datatype": "FP64", "shape": [n], "data": [_json_float(v) for v in r.confidence]},
+        {"name": "stage", "datatype": "INT64", "shape": [n], "data": [int(v) for v in r.stage]},
+        {"name": "degraded", "datatype": "BOOL", "shape": [n], "data": [bool(v) for v in r.degraded]},
+    ]
+    if r.cost is not None:
+        outputs.append({"name": "cost", "datatype": "FP64", "shape": [n], "data": [_json_float(v) for v in r.cost]})
+    wanted = body.get("outputs")
+    if isinstance(wanted, list) and wanted:
+        keep = {str(o.get("name")) for o in wanted if isinstance(o, dict)}
+        unknown = keep - {o["name"] for o in outputs}
+        if unknown:
+            raise _BadRequest(f"unknown outputs {sorted(unknown)}; this model returns {[o['name'] for o in outputs]}")
+        outputs = [o for o in outputs if o["name"] in keep]
+    answer: dict[str, Any] = {"model_name": model, "outputs": outputs}
+    if body.get("id") is not None:
+        answer["id"] = body["id"]
+    return answer
+
+
+def _oip_metadata(model: str, info: RouterInfo) -> dict[str, Any]:
+    classes = None if info.classes is None else [str(c) for c in info.classes]
+    return {
+        "name": model,
+        "versions": [],
+        "platform": "confroute",
+        "inputs": [{"name": "input", "datatype": "BYTES", "shape": [-1]}],
+        "outputs": [
+            {"name": "label", "datatype": "BYTES", "shape": [-1], "parameters": {"classes": classes}},
+            {"name": "confidence", "datatype": "FP64", "shape": [-1]},
+            {"name": "stage", "datatype": "INT64", "shape": [-1], "parameters": {"stages": list(info.names)}},
+            {"name": "degraded", "datatype": "BOOL", "shape": [-1]},
+            *([{"name": "cost", "datatype": "FP64", "shape": [-1]}] if info.cost_model is not None else []),
+        ],
+    }
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def _shell_router(info: RouterInfo) -> Cascade:
+    """A router with the served router's names, classes and cost model whose stages never run.
+
+    :func:`~confroute.routing.stagewise.to_routing_result` reads only those, so the ingress can
+    assemble results without loading any model.
+    """
+    from ..predictors.callable import CallablePredictor
+
+    def never(xs: Sequence[Any]) -> Any:  # pragma: no cover - never called
+        raise RuntimeError("the ingress does not run models")
+
+    classes = None if info.classes is None else list(info.classes)
+    stages = [CallablePredictor(never, classes=classes, name=n) for n in info.names]
+    return Cascade(stages, [np.inf] * (len(stages) - 1), cost_model=info.cost_model, names=info.names)
+
+
+def _options_for(options: Any, n_stages: int) -> list[dict[str, Any]]:
+    if options is None:
+        return [{} for _ in range(n_stages)]
+    if isinstance(options, Mapping):
+        return [dict(options) for _ in range(n_stages)]
+    options = list(options)
+    if len(options) != n_stages:
+        raise ValueError(f"stage_options: give one mapping or one per stage ({n_stages}), got {len(options)}")
+    return [dict(o or {}) for o in options]
+
+
+def _split_options(opts: dict[str, Any], where: str, allow_batch: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    allowed = DEPLOYMENT_OPTIONS + (BATCH_OPTIONS if allow_batch else ())
+    unknown = sorted(set(opts) - set(allowed))
+    if unknown:
+        raise ValueError(f"{where}: unknown options {unknown}; allowed: {list(allowed)}")
+    batch = {k: opts[k] for k in BATCH_OPTIONS if k in opts}
+    return {k: v for k, v in opts.items() if k not in BATCH_OPTIONS}, batch
+
+
+def build_app(
+    router: Cascade | Callable[[], Cascade],
+    *,
+    name: str = "confroute",
+    stage_options: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+    ingress_options: Mapping[str, Any] | None = None,
+    drift: Any = None,
+    drift_every: int = 100,
+    metrics: bool = True,
+    info: RouterInfo | None = None,
+) -> Any:
+    """A Ray Serve application that serves ``router``.
+
+    Parameters
+    ----------
+    router : Cascade or callable
+        The router, or a zero-argument function building it (called once in every stage replica,
+        so models load where they run, and once in a short Ray task to learn the stage names).
+    name : str, default "confroute"
+        Model name on the Open Inference Protocol endpoint (``/v2/models/{name}``), and the
+        ``app`` tag of the metrics.
+    stage_options : mapping or list of mappings, optional
+        Per stage (or one for all): Ray Serve deployment options (``num_replicas``,
+        ``ray_actor_options={"num_cpus": 1, "num_gpus": 1}``, ``max_ongoing_requests``,
+        ``autoscaling_config``, ...) plus ``max_batch_size`` (default 32) and
+        ``batch_wait_timeout_s`` (default 0.005) of the stage's dynamic batching. Defaults:
+        ``num_cpus=1``, ``max_ongoing_requests`` twice ``max_batch_size`` (Ray's own default,
+        5, would cap the batches).
+    ingress_options : mapping, optional
+        Deployment options of the ingress (default: 1 replica, ``num_cpus=0.1``,
+        ``max_ongoing_requests=128``).
+    drift : DriftMonitor, optional
+        A fitted :class:`~confroute.DriftMonitor` (on the first stage's calibration scores); the
+        ingress feeds it the first stage's live scores and exports PSI, KS and routed-rate alarms
+        over its window every ``drift_every`` inputs.
+    metrics : bool, default True
+        Export metrics through Ray's metrics API.
+    info : RouterInfo, optional
+        Skip learning the stage names from the router (advanced).
+
+    Returns
+    -------
+    ray.serve.Application
+        Pass it to ``serve.run(app, name=..., route_prefix="/")``.
+
+    Examples
+    --------
+    >>> from ray import serve  # doctest: +SKIP
+    >>> serve.run(build_app(make_router, name="sst2",
+    ...                     stage_options=[{"max_batch_size": 64},
+    ...                                    {"ray_actor_options": {"num_gpus": 1}}]))  # doctest: +SKIP
+    """
+    serve = _import_serve()
+    import ray
+
+    source = _RouterSource(router)
+    if info is None:
+        if source.router is None and not ray.is_initialized():
+            ray.init()
+        info = source.info(ray)
+    if drift is not None and not hasattr(drift, "reference_scores_"):
+        raise ValueError("drift: pass a DriftMonitor fitted on the first stage's calibration scores")
+    per_stage = _options_for(stage_options, info.n_stages)
+    handles = []
+    for s, opts in enumerate(per_stage):
+        dep_opts, batch = _split_options(opts, f"stage_options[{s}]", allow_batch=True)
+        dep_opts.setdefault("ray_actor_options", {"num_cpus": 1})
+        # Ray Serve's default (5 requests in flight per replica) would cap what serve.batch can merge.
+        dep_opts.setdefault("max_ongoing_requests", 2 * int(batch.get("max_batch_size", 32)))
+        deployment = serve.deployment(StageServer, name=f"stage{s}-{info.names[s]}", **dep_opts)
+        handles.append(deployment.bind(source, s, name, metrics=metrics, **batch))
+    ing_opts, _ = _split_options(dict(ingress_options or {}), "ingress_options", allow_batch=False)
+    ing_opts.setdefault("ray_actor_options", {"num_cpus": 0.1})
+    ing_opts.setdefault("max_ongoing_requests", 128)
+    ingress = serve.deployment(Ingress, name="ingress", **ing_opts)
+    return ingress.bind(info, name, handles, drift=drift, drift_every=drift_every, metrics=metrics)

@@ -1,0 +1,378 @@
+"""A stage that runs on a model server, over the Open Inference Protocol (KServe v2, REST).
+
+The Open Inference Protocol is the REST/gRPC protocol spoken by Triton, KServe, MLServer,
+TorchServe (KServe mode) and others (specification:
+https://github.com/kserve/open-inference-protocol). :class:`OIPPredictor` speaks its REST
+flavour: ``GET /v2/models/{name}`` for the model metadata (input and output tensors, and here the
+class names), ``POST /v2/models/{name}/infer`` with one input tensor (``BYTES`` texts, or
+``FP32``/``FP64`` feature rows), reading back probabilities or logits, and
+``GET /v2/health/ready``.
+
+HTTP goes through a pooled ``httpx`` client (one per predictor, and one per event loop for the
+async path), with separate connect and read timeouts. Failures become confroute errors so that
+a :class:`~confroute.Fallback` applies its policies (retries, circuit breaker, ``keep_primary``):
+
+* no answer (connection refused or reset, connect timeout), HTTP 429 and 5xx:
+  :class:`~confroute.exceptions.RemoteUnavailableError` (worth retrying);
+* read timeout: :class:`~confroute.exceptions.StageTimeoutError`;
+* any other HTTP error (404 unknown model, 400 bad input):
+  :class:`~confroute.exceptions.RemoteStageError` (a retry gets the same answer);
+* a 200 answer that is not a valid batch of scores: :class:`~confroute.exceptions.PredictionError`.
+
+Requires ``httpx`` (``pip install 'confroute[serve]'``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from ..core.types import PredictionError, Predictions
+from ..exceptions import RemoteStageError, RemoteUnavailableError, StageTimeoutError
+from .base import Predictor
+
+__all__ = ["OIPPredictor"]
+
+_OUTPUT_NAMES = {"probs": ("probs", "probabilities", "probas", "predict_proba"), "logits": ("logits",)}
+
+
+def _import_httpx() -> Any:
+    try:
+        import httpx
+    except ImportError:
+        raise ImportError("OIPPredictor needs httpx: pip install 'confroute[serve]'") from None
+    return httpx
+
+
+class OIPPredictor(Predictor):
+    """A classifier behind an Open Inference Protocol (KServe v2) REST endpoint.
+
+    Parameters
+    ----------
+    url : str
+        Server base URL, e.g. ``"http://127.0.0.1:8080"``.
+    model : str
+        Model name on the server.
+    version : str, optional
+        Model version (``/v2/models/{model}/versions/{version}``).
+    classes : sequence of str, optional
+        Class names in column order. Default: the ``classes`` parameter of the output tensor
+        (or of the model) in the server's model metadata; when the metadata has none, the
+        predictions are unnamed.
+    output : {"probs", "logits"}, optional
+        What the output tensor holds. Default: ``"logits"`` if the metadata names an output
+        ``logits``, else ``"probs"``.
+    input_name, output_name : str, optional
+        Tensor names. Default: the metadata's first input; the output named after ``output``
+        (``logits``, or ``probs``/``probabilities``), else the metadata's only output.
+    batch_size : int, default 64
+        Inputs per request.
+    timeout : float, default 30.0
+        Seconds to wait for an answer (read timeout).
+    connect_timeout : float, default 2.0
+        Seconds to wait for a connection; short, so that a dead server fails fast.
+    max_connections : int, default 16
+        Size of the connection pool.
+    headers : mapping, optional
+        Sent with every request (an API key, say).
+    name : str, optional
+
+    Notes
+    -----
+    The metadata is read once, when the predictor is built, unless ``classes``, ``output``,
+    ``input_name`` and ``output_name`` are all given (then the server may be down at that time).
+    Texts are sent as a ``BYTES`` tensor of shape ``[n]``; anything else as a numeric tensor of
+    shape ``[n, d]`` (``FP64``, or ``datatype``). The predictor pickles without its HTTP clients
+    (new ones open on first use), so it can be shipped to Ray workers.
+
+    Examples
+    --------
+    >>> p = OIPPredictor("http://127.0.0.1:8080", "mpnet")  # doctest: +SKIP
+    >>> p.classes  # doctest: +SKIP
+    ('NEGATIVE', 'POSITIVE')
+    >>> router = ThresholdRouter(local_model, Fallback(p, on_error="keep_primary", retries=1,
+    ...                          circuit_breaker=CircuitBreaker(3, reset_after=10)))  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        url: str,
+        model: str,
+        *,
+        version: str | None = None,
+        classes: Sequence[str] | None = None,
+        output: Literal["probs", "logits"] | None = None,
+        input_name: str | None = None,
+        output_name: str | None = None,
+        datatype: str = "FP64",
+        batch_size: int = 64,
+        timeout: float = 30.0,
+        connect_timeout: float = 2.0,
+        max_connections: int = 16,
+        headers: Mapping[str, str] | None = None,
+        name: str | None = None,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {url!r}")
+        if output not in (None, "probs", "logits"):
+            raise ValueError(f"output must be 'probs' or 'logits', got {output!r}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if not timeout > 0 or not connect_timeout > 0:
+            raise ValueError(f"timeouts must be > 0 seconds, got timeout={timeout}, connect_timeout={connect_timeout}")
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        if datatype not in ("FP32", "FP64"):
+            raise ValueError(f"datatype (of numeric inputs) must be 'FP32' or 'FP64', got {datatype!r}")
+        _import_httpx()
+        self.url = url.rstrip("/")
+        self.model = model
+        self.version = version
+        self.datatype = datatype
+        self.batch_size = int(batch_size)
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.max_connections = int(max_connections)
+        self.headers = dict(headers or {})
+        self.name = name or f"oip:{model}"
+        self._lock = threading.Lock()
+        self._client: Any = None
+        self._aclients: dict[int, tuple[Any, Any]] = {}
+        self.metadata_: dict[str, Any] | None = None
+        if classes is None or output is None or input_name is None or output_name is None:
+            self.metadata_ = self.metadata()
+        self.output, self.input_name, self.output_name = self._resolve_tensors(output, input_name, output_name)
+        if classes is None:
+            classes = self._metadata_classes()
+        self.classes = None if classes is None else tuple(str(c) for c in classes)
+
+    # -- endpoints -----------------------------------------------------------------------------------
+
+    @property
+    def model_path(self) -> str:
+        path = f"/v2/models/{self.model}"
+        return path + (f"/versions/{self.version}" if self.version else "")
+
+    def metadata(self) -> dict[str, Any]:
+        """The model metadata (``GET /v2/models/{model}``)."""
+        return self._checked_json(self._request("GET", self.model_path), "model metadata")
+
+    def ready(self) -> bool:
+        """Whether the server answers ``GET /v2/health/ready`` and the model its readiness check."""
+        try:
+            return (self._request("GET", "/v2/health/ready").status_code == 200
+                    and self._request("GET", self.model_path + "/ready").status_code == 200)
+        except RemoteStageError:
+            return False
+        except StageTimeoutError:
+            return False
+
+    def _resolve_tensors(
+        self, output: str | None, input_name: str | None, output_name: str | None
+    ) -> tuple[str, str, str]:
+        meta = self.metadata_ or {}
+        outputs = [o.get("name") for o in meta.get("outputs") or []]
+        if output is None:
+            output = "logits" if (output_name or "") in _OUTPUT_NAMES["logits"] or (
+                output_name is None and "logits" in outputs) else "probs"
+        if output_name is None:
+            named = [o for o in outputs if o in _OUTPUT_NAMES[output]]
+            if named:
+                output_name = named[0]
+            elif len(outputs) == 1:
+                output_name = outputs[0]
+            elif not outputs:
+                output_name = output
+            else:
+                raise ValueError(
+                    f"{self.name}: the model has outputs {outputs}; say which holds the {output} with output_name="
+                )
+        if input_name is None:
+            inputs = [i.get("name") for i in meta.get("inputs") or []]
+            input_name = inputs[0] if inputs else "input"
+        return output, input_name, output_name
+
+    def _metadata_classes(self) -> tuple[str, ...] | None:
+        meta = self.metadata_ or {}
+        for tensor in meta.get("outputs") or []:
+            if tensor.get("name") == self.output_name:
+                found = _classes_parameter(tensor.get("parameters"))
+                if found is not None:
+                    return found
+        return _classes_parameter(meta.get("parameters"))
+
+    # -- prediction ------------------------------------------------------------------------------------
+
+    def _payload(self, inputs: Sequence[Any]) -> bytes:
+        n = len(inputs)
+        if all(isinstance(x, str) for x in inputs):
+            tensor: dict[str, Any] = {"name": self.input_name, "shape": [n], "datatype": "BYTES", "data": list(inputs)}
+        else:
+            try:
+                rows = np.asarray(inputs, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise TypeError(
+                    f"{self.name}: inputs must be texts (str) or numeric feature rows, got "
+                    f"{type(inputs[0]).__name__}"
+                ) from None
+            if rows.ndim != 2:
+                raise ValueError(f"{self.name}: feature rows must form a 2-D array, got shape {rows.shape}")
+            if not np.isfinite(rows).all():
+                raise ValueError(f"{self.name}: feature rows must be finite (JSON has no NaN or inf)")
+            tensor = {"name": self.input_name, "shape": list(rows.shape), "datatype": self.datatype,
+                      "data": rows.ravel().tolist()}
+        return json.dumps({"inputs": [tensor], "outputs": [{"name": self.output_name}]}).encode()
+
+    def _parse(self, response: Any, n: int) -> Predictions:
+        body = self._checked_json(response, "inference")
+        outputs = body.get("outputs")
+        if not isinstance(outputs, list):
+            raise PredictionError(f"{self.name}: the answer has no 'outputs' list: {_short(body)}")
+        match = [o for o in outputs if isinstance(o, dict) and o.get("name") == self.output_name]
+        if not match:
+            names = [o.get("name") for o in outputs if isinstance(o, dict)]
+            raise PredictionError(f"{self.name}: the answer has outputs {names}, not {self.output_name!r}")
+        tensor = match[0]
+        try:
+            values = np.asarray(tensor["data"], dtype=np.float64)
+            shape = [int(d) for d in tensor["shape"]]
+            values = values.reshape(shape)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PredictionError(f"{self.name}: output {self.output_name!r} is not a numeric tensor ({exc})") from None
+        if values.ndim != 2 or values.shape[0] != n:
+            raise PredictionError(
+                f"{self.name}: output {self.output_name!r} has shape {list(values.shape)}; expected [{n}, classes]"
+            )
+        if self.output == "logits":
+            return Predictions.from_logits(values, self.classes, source=self.name)
+        return Predictions.from_probs(values, self.classes, source=self.name)
+
+    def _predict_batch(self, inputs: Sequence[Any]) -> Predictions:
+        payload = self._payload(inputs)
+        return self._parse(self._request("POST", self.model_path + "/infer", content=payload), len(inputs))
+
+    async def _apredict_batch(self, inputs: Sequence[Any]) -> Predictions:
+        payload = self._payload(inputs)
+        response = await self._arequest("POST", self.model_path + "/infer", content=payload)
+        return self._parse(response, len(inputs))
+
+    # -- HTTP ------------------------------------------------------------------------------------------
+
+    def _client_options(self) -> dict[str, Any]:
+        httpx = _import_httpx()
+        return dict(
+            base_url=self.url,
+            timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
+            limits=httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections),
+            headers={"Content-Type": "application/json", **self.headers},
+        )
+
+    def _sync_client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = _import_httpx().Client(**self._client_options())
+            return self._client
+
+    def _async_client(self) -> Any:
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._aclients.get(id(loop))
+            if entry is None or entry[0] is not loop:
+                entry = (loop, _import_httpx().AsyncClient(**self._client_options()))
+                self._aclients[id(loop)] = entry
+            return entry[1]
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        httpx = _import_httpx()
+        try:
+            return self._sync_client().request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, path) from exc
+
+    async def _arequest(self, method: str, path: str, **kwargs: Any) -> Any:
+        httpx = _import_httpx()
+        try:
+            return await self._async_client().request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, path) from exc
+
+    def _transport_error(self, exc: Exception, path: str) -> Exception:
+        httpx = _import_httpx()
+        where = f"{self.url}{path}"
+        if isinstance(exc, httpx.ConnectTimeout):
+            return RemoteUnavailableError(f"{self.name}: no connection to {where} within {self.connect_timeout} s")
+        if isinstance(exc, httpx.TimeoutException):
+            return StageTimeoutError(f"{self.name}: {where} did not answer within {self.timeout} s")
+        return RemoteUnavailableError(f"{self.name}: {where} unreachable ({type(exc).__name__}: {exc})")
+
+    def _checked_json(self, response: Any, what: str) -> dict[str, Any]:
+        status = int(response.status_code)
+        if status != 200:
+            try:
+                detail = response.json().get("error") or response.text
+            except ValueError:
+                detail = response.text
+            message = f"{self.name}: {what} request to {response.request.url} failed with HTTP {status}: {_short(detail)}"
+            if status == 429 or status >= 500:
+                raise RemoteUnavailableError(message, status)
+            raise RemoteStageError(message, status)
+        try:
+            body = response.json()
+        except ValueError:
+            raise PredictionError(f"{self.name}: the {what} answer is not JSON: {_short(response.text)}") from None
+        if not isinstance(body, dict):
+            raise PredictionError(f"{self.name}: the {what} answer is not a JSON object: {_short(body)}")
+        return body
+
+    def close(self) -> None:
+        """Close the pooled sync client (async clients close with :meth:`aclose`)."""
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close this event loop's async client and the sync one."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            entry = self._aclients.pop(id(loop), None)
+        if entry is not None:
+            await entry[1].aclose()
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.update(_client=None, _aclients={}, _lock=None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"OIPPredictor(url={self.url!r}, model={self.model!r}, output={self.output!r}, batch_size={self.batch_size})"
+
+
+def _classes_parameter(parameters: Any) -> tuple[str, ...] | None:
+    """``classes`` from an OIP ``parameters`` object: a list, or a JSON list / comma-separated string."""
+    if not isinstance(parameters, dict) or parameters.get("classes") is None:
+        return None
+    value = parameters["classes"]
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            value = [v.strip() for v in value.split(",")]
+    if not isinstance(value, list) or not value:
+        raise PredictionError(f"the model metadata's 'classes' parameter is not a list of names: {value!r}")
+    return tuple(str(v) for v in value)
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
