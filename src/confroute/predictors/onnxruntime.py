@@ -54,6 +54,12 @@ class ONNXRuntimePredictor(TextInputsMixin, Predictor):
         read from its directory), or a ready session (then pass ``tokenizer``).
     batch_size : int, default 32
         Texts per call to the session.
+    sort_by_length : bool, default True
+        Tokenise the whole call once, cut it into batches in order of token length (each batch
+        is then padded only to about its own texts' length), and return the outputs in input
+        order. About 1.5x faster on SST-2 (docs/backends.md); ``False`` batches in input order.
+        Outputs are the same either way, except for dynamically quantised (int8) models, whose
+        activation scales are computed per batch, so they move slightly with batch composition.
     num_threads : int or None, default None
         ``intra_op_num_threads`` of this session only (``None``: ONNX Runtime's default, one
         per physical core). Unlike :class:`HFPipelinePredictor` this setting is per predictor,
@@ -88,6 +94,7 @@ class ONNXRuntimePredictor(TextInputsMixin, Predictor):
         num_threads: int | None = None,
         max_length: int | None = None,
         sequence_length: int | None = None,
+        sort_by_length: bool = True,
         tokenizer: Any = None,
         classes: Sequence[str] | None = None,
         providers: Sequence[str] | None = None,
@@ -101,6 +108,7 @@ class ONNXRuntimePredictor(TextInputsMixin, Predictor):
         self.batch_size = int(batch_size)
         self.num_threads = num_threads
         self.sequence_length = sequence_length
+        self.sort_by_length = bool(sort_by_length)
         if isinstance(model, (str, Path)):
             path, model_dir = onnx_file(model)
             self.name = name or f"onnxruntime:{model_dir.name}"
@@ -152,7 +160,7 @@ class ONNXRuntimePredictor(TextInputsMixin, Predictor):
         return {k: batch.arrays[k].astype(dtype, copy=False) for k, dtype in self._inputs.items()}
 
     def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Raw logits for one batch of texts, shape (n, k)."""
+        """Raw logits for one batch of texts (or :class:`TokenizedTexts`), shape (n, k)."""
         batch = self.encoder.encode(check_texts(texts, self.name))
         (logits,) = self.session.run([self._output], self._feed(batch))
         return np.asarray(logits)
@@ -164,5 +172,5 @@ class ONNXRuntimePredictor(TextInputsMixin, Predictor):
         return (
             f"ONNXRuntimePredictor(name={self.name!r}, batch_size={self.batch_size}, "
             f"num_threads={self.num_threads}, max_length={self.max_length}, "
-            f"sequence_length={self.sequence_length})"
+            f"sequence_length={self.sequence_length}, sort_by_length={self.sort_by_length})"
         )
