@@ -38,6 +38,12 @@ def main() -> None:
     parser.add_argument("--overwrite", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "int8_export.json")
     ns = parser.parse_args()
+    try:  # one thread for the PyTorch side of the export check, as for every model here
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
     shared = ns.shared.resolve()
     texts, _ = load_texts(shared / "data" / "sst2" / "dev.tsv")
     texts = list(texts)
