@@ -77,6 +77,20 @@ def test_int8_export_is_quantised_and_agrees_with_float32(int8_export, tiny_onnx
 
 
 @needs_quantize
+def test_int8_models_batch_in_input_order_unless_told(int8_export, tiny_onnx_dir):
+    from confroute.predictors import ONNXRuntimePredictor
+    from confroute.predictors.onnxruntime import is_dynamically_quantized
+
+    assert is_dynamically_quantized(int8_export.onnx_path)
+    assert not is_dynamically_quantized(tiny_onnx_dir / "model.onnx")
+    # Per-batch activation scales: batch composition changes outputs, so no silent re-batching.
+    p = ONNXRuntimePredictor(int8_export.output_dir, num_threads=1)
+    assert p.dynamic_quantized and not p.sort_by_length
+    assert ONNXRuntimePredictor(int8_export.output_dir, sort_by_length=True).sort_by_length
+    assert ONNXRuntimePredictor(tiny_onnx_dir).sort_by_length
+
+
+@needs_quantize
 def test_quantize_onnx_on_an_existing_export(tiny_onnx_dir, tmp_path):
     before = (tiny_onnx_dir / "model.onnx").read_bytes()
     r = export_module.quantize_onnx(tiny_onnx_dir, tmp_path / "q")
