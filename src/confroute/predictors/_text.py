@@ -440,7 +440,7 @@ class TextInputsMixin:
         """(texts, or the texts tokenised once; the sorting order, or None for input order)."""
         from .base import as_sequence
 
-        texts = check_texts(as_sequence(inputs), self.name)
+        texts: Sequence[str] = check_texts(as_sequence(inputs), self.name)
         encoder = getattr(self, "encoder", None)
         if isinstance(encoder, TextEncoder):
             texts = encoder.tokenize(texts)

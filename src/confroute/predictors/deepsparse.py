@@ -218,7 +218,7 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
         """The engine compiled for ``length`` tokens, compiling it on first use."""
         engine = self._engines.get(length)
         if engine is None:
-            assert self.model_path is not None
+            assert self.model_path is not None and self.batch_size is not None
             engine = _compile_copy(self._ds, self.model_path, self.batch_size, length, self.num_cores)
             self._engines[length] = engine
         return engine
@@ -264,11 +264,11 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
     def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
         """Raw logits for at most ``batch_size`` texts (or :class:`TokenizedTexts`), shape (n, k)."""
         tokens = self.encoder.tokenize(check_texts(texts, self.name))
-        n = len(tokens)
-        if n > self.batch_size:
-            raise ValueError(f"{self.name}: got {n} texts for an engine compiled for {self.batch_size}")
+        n, size = len(tokens), int(self.batch_size or 1)
+        if n > size:
+            raise ValueError(f"{self.name}: got {n} texts for an engine compiled for {size}")
         width = self.bucket_for(int(tokens.lengths.max(initial=1)))
-        batch = self.encoder.pad(tokens, width).pad_rows(self.batch_size)
+        batch = self.encoder.pad(tokens, width).pad_rows(size)
         engine = self._engine_for(width)
         outputs = engine.run([batch.arrays[k] for k in self._input_names])
         return np.asarray(outputs[_logits_index(engine)])[:n]
@@ -300,7 +300,7 @@ def _graph_io(path: Path) -> tuple[list[str], list[str]]:
     graph = onnx.load(str(path), load_external_data=False).graph
     initializers = {t.name for t in graph.initializer}
     inputs = [i.name for i in graph.input if i.name not in initializers]
-    files = set()
+    files: set[str] = set()
     for t in graph.initializer:
         if t.data_location == onnx.TensorProto.EXTERNAL:
             files.update(e.value for e in t.external_data if e.key == "location")

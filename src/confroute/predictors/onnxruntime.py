@@ -120,6 +120,7 @@ class ONNXRuntimePredictor(TextInputsMixin, Predictor):
         self.batch_size = int(batch_size)
         self.num_threads = num_threads
         self.sequence_length = sequence_length
+        model_dir: Path | None
         if isinstance(model, (str, Path)):
             path, model_dir = onnx_file(model)
             self.name = name or f"onnxruntime:{model_dir.name}"
