@@ -196,7 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "median_ms_per_sentence": 1e3 * float(np.median(v["seconds"])) / n,
                                 "accuracy_of_the_run": measured_acc[k], "seconds": v["seconds"]}
                             for k, v in measured.items()},
-        "pareto": {c: comp.to_dict() for c, comp in comparisons.items()},
+        # Every single model and the routed points on the front (the full sweep is 871 points each).
+        "pareto": {c: {**d, "points": [q for q in d["points"] if q["on_front"] or not q["routed"]]}
+                   for c, d in ((c, comp.to_dict()) for c, comp in comparisons.items())},
     }
     path = Path(args.results).expanduser() if args.results else cache.root / "mpnet_pair.json"
     path.parent.mkdir(parents=True, exist_ok=True)
