@@ -2,8 +2,12 @@
 # One entry point for newcomers and CI: sets up what a job needs, then runs it.
 #   bash tools/run.sh demo   # core-only venv, then the embedded routing demo (no download)
 #   bash tools/run.sh test   # full venv (every extra, pinned), the whole test suite,
-#                            # then the core tests again under numpy 2 without the heavy extras
+#                            # then the core tests again under numpy 2 without the heavy extras,
+#                            # then the int8-export tests in the quantize venv (numpy 2, onnx>=1.16)
 #   bash tools/run.sh study  # the SST-2 routing study (needs ../shared; see docs/sst2-study.md)
+#   bash tools/run.sh int8   # the int8 MiniLM models (quantize venv) for the benchmarks and the MPNet study
+#   bash tools/run.sh bench  # int8 models, then benchmarks/bench_backends.py (docs/backends.md)
+#   bash tools/run.sh study-mpnet  # int8 models, then examples/sst2_mpnet_pair.py (docs/sst2-study.md)
 #   bash tools/run.sh confroute ARGS...  # the confroute CLI in the full venv (e.g. `evaluate ...`)
 set -euo pipefail
 shopt -s inherit_errexit  # a failed install inside $(full_venv) must stop the script
@@ -34,6 +38,14 @@ full_venv() {  # the venv with every extra, pinned; prints its python
   echo "$py"
 }
 
+quantize_venv() {  # numpy 2 + ONNX Runtime's quantisation tools (cannot live with deepsparse); prints its python
+  local py
+  py=$(venv .venv-quantize)
+  # torch (CPU, 2.13.0 in the constraints) builds the tiny test model; the constraints pin the rest.
+  "$py" -m pip install -q -c constraints/quantize-py311.txt -e ".[test,quantize,export]" 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
+  echo "$py"
+}
+
 case "${1:-}" in
   demo)
     py=$(venv .venv-demo)
@@ -53,6 +65,24 @@ case "${1:-}" in
     pip_install "$py2" -e ".[test]" "numpy>=2"
     "$py2" -c "import numpy; assert numpy.__version__ >= '2', numpy.__version__; print('numpy', numpy.__version__)"
     "$py2" -m pytest -q -p no:cacheprovider "${@:2}"
+    # int8 export: ONNX Runtime's quantisation tools need onnx>=1.16 and numpy 2, so these tests
+    # skip in the full venv and run here, on a really quantised tiny BERT.
+    py3=$(quantize_venv)
+    "$py3" -m pytest -q -p no:cacheprovider -m quantize tests/predictors
+    ;;
+  int8)
+    py=$(quantize_venv)
+    "$py" benchmarks/make_int8.py "${@:2}"
+    ;;
+  bench)
+    bash tools/run.sh int8
+    py=$(full_venv)
+    "$py" benchmarks/bench_backends.py "${@:2}"
+    ;;
+  study-mpnet)
+    bash tools/run.sh int8
+    py=$(full_venv)
+    "$py" examples/sst2_mpnet_pair.py "${@:2}"
     ;;
   study)
     py=$(full_venv)
@@ -63,7 +93,7 @@ case "${1:-}" in
     "$py" -m confroute "${@:2}"
     ;;
   *)
-    echo "usage: bash tools/run.sh demo|test|study|confroute [extra args]" >&2
+    echo "usage: bash tools/run.sh demo|test|study|int8|bench|study-mpnet|confroute [extra args]" >&2
     exit 2
     ;;
 esac

@@ -159,3 +159,35 @@ def test_bad_arguments(tiny_onnx_dir, tmp_path):
         DeepSparsePredictor(tmp_path / "absent")
     with pytest.raises(TypeError, match="model must be"):
         DeepSparsePredictor(3.5)
+
+
+# -- length buckets ------------------------------------------------------------------------------
+
+
+def test_bucket_lengths_are_capped_and_sorted():
+    assert ds_module._buckets((64, 16, 128, 32), 64) == (16, 32, 64)
+    assert ds_module._buckets((16, 32), 48) == (16, 32, 48)
+    assert ds_module._buckets(None, 128) == (128,)
+    with pytest.raises(ValueError, match=">= 2 tokens"):
+        ds_module._buckets((1, 16), 64)
+
+
+@needs_deepsparse
+def test_buckets_compile_on_first_use_and_match_static_shapes(tiny_onnx_dir, ort_reference):
+    from confroute.predictors import DeepSparsePredictor
+
+    p = DeepSparsePredictor(tiny_onnx_dir, batch_size=4, num_cores=1, sequence_length=32, buckets=(8, 16))
+    assert p.buckets == (8, 16, 32) and p._engines == {}
+    assert [p.bucket_for(n) for n in (3, 8, 9, 17, 40)] == [8, 8, 16, 32, 32]
+    out = p.predict(TEXTS)
+    lengths = p.encoder.tokenize(TEXTS).lengths
+    # Sorted by length, each batch of 4 goes to the smallest bucket that holds its longest text.
+    order = np.argsort(lengths, kind="stable")
+    used = {p.bucket_for(int(lengths[order[i:i + 4]].max())) for i in range(0, len(TEXTS), 4)}
+    assert set(p._engines) == used and len(used) >= 2
+    np.testing.assert_allclose(out.logits, ort_reference.logits, atol=1e-4, rtol=0)
+    static = DeepSparsePredictor(tiny_onnx_dir, batch_size=4, num_cores=1, sequence_length=32, buckets=None,
+                                 sort_by_length=False)
+    assert set(static._engines) == {32}  # compiled at construction, as before
+    np.testing.assert_allclose(static.predict(TEXTS).logits, out.logits, atol=1e-4, rtol=0)
+    assert "buckets=(8, 16, 32)" in repr(p)

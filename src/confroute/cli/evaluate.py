@@ -735,6 +735,9 @@ def _run(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     say("")
     say(_format_header(result))
     say(_format_table(rows, result))
+    if result.has_cost:
+        # Routing against each model alone, on one accuracy-vs-cost front (each at its own price).
+        say("\n" + result.compare_to_alternatives(cost_unit="cost per input").summary)
     for label, where, choice, point, cf in choices:
         say(f"\nthreshold for {label}, chosen on {where}:")
         say(f"  {str(choice).replace('on calibration data', f'on {on}')}")

@@ -632,6 +632,36 @@ class Evaluation:
             raise ValueError("the Pareto front needs stage prices and the last stage's answers")
         return pareto_front(self.table["cost_per_input"], self.table["system_accuracy"])
 
+    def compare_to_alternatives(
+        self, alternatives: dict[str, tuple[float, float]] | None = None, *, cost_unit: str = "cost per input"
+    ) -> Any:
+        """The routed operating points (the Pareto front of this table) beside single models on
+        one accuracy-vs-cost front, with a sentence saying whether routing is on it.
+
+        Each stage alone is always included, at its own price (the last stage alone does not pay
+        the first); ``alternatives`` adds other models measured on the same inputs, as
+        ``{name: (cost per input, accuracy)}`` (e.g. the fallback quantised to int8).
+
+        Returns
+        -------
+        confroute.evaluation.alternatives.ParetoComparison
+        """
+        from .alternatives import compare_to_alternatives
+
+        if not (self.has_cost and self.last_known):
+            raise ValueError("comparing with single models needs stage prices and the last stage's answers")
+        assert self.cost_model is not None
+        prices = self.cost_model.stage_costs
+        singles = {f"{name} alone": (float(prices[s]), float(self.correct[s].mean()) if self.n else float("nan"))
+                   for s, name in enumerate(self.stage_names)}
+        singles.update(alternatives or {})
+        rows = self.pareto()
+        labels = [f"row {r}: " + ", ".join(f"{v:.6g}" for v in self.table["thresholds"][r]) for r in rows]
+        return compare_to_alternatives(
+            self.table["cost_per_input"][rows], self.table["system_accuracy"][rows], singles,
+            routed_names=[f"threshold {label}" for label in labels], cost_unit=cost_unit,
+        )
+
     # -- export ------------------------------------------------------------------------------
     def _columns(self) -> dict[str, np.ndarray]:
         t = self.table

@@ -23,6 +23,8 @@ __all__ = [
     "default_max_length",
     "TextEncoder",
     "EncodedBatch",
+    "TokenizedTexts",
+    "length_order",
     "onnx_file",
     "is_multi_label",
     "TextInputsMixin",
@@ -55,6 +57,8 @@ def check_texts(inputs: Sequence[Any], source: str) -> list[str]:
     ...
     TypeError: demo: input 1 is None; every input must be a str
     """
+    if isinstance(inputs, TokenizedTexts):
+        return inputs  # type: ignore[return-value]  # checked when it was built
     texts = list(inputs)
     for i, t in enumerate(texts):
         if isinstance(t, str):
@@ -189,6 +193,77 @@ class EncodedBatch:
         )
 
 
+class TokenizedTexts(Sequence[str]):
+    """Texts together with their token ids, tokenised once.
+
+    A sequence of the texts themselves (so it can stand wherever a batch of texts is expected);
+    slicing or :meth:`take` keeps each text's tokens, so a predictor that receives a slice pads
+    the stored ids instead of tokenising again.
+
+    Examples
+    --------
+    >>> t = TokenizedTexts(["a b", "c"], [[1, 5, 6, 2], [1, 7, 2]], [[0] * 4, [0] * 3], [False, False])
+    >>> t.lengths.tolist(), t[1], t[::-1].lengths.tolist()
+    ([4, 3], 'c', [3, 4])
+    """
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        ids: Sequence[Sequence[int]],
+        type_ids: Sequence[Sequence[int]],
+        truncated: Sequence[bool],
+    ) -> None:
+        if not len(texts) == len(ids) == len(type_ids) == len(truncated):
+            raise ValueError("texts, ids, type_ids and truncated must have one entry per text")
+        self.texts = list(texts)
+        self.ids = list(ids)
+        self.type_ids = list(type_ids)
+        self.truncated = np.asarray(truncated, dtype=bool).reshape(-1)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Token count of each text (special tokens included, after truncation)."""
+        return np.fromiter((len(x) for x in self.ids), dtype=np.int64, count=len(self.ids))
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, (int, np.integer)):
+            return self.texts[index]
+        if isinstance(index, slice):
+            return self.take(np.arange(len(self))[index])
+        return self.take(np.asarray(index))
+
+    def take(self, index: Any) -> TokenizedTexts:
+        """The texts at ``index`` (integer positions), in that order, with their tokens."""
+        idx = np.asarray(index, dtype=np.intp).reshape(-1)
+        return TokenizedTexts(
+            [self.texts[i] for i in idx],
+            [self.ids[i] for i in idx],
+            [self.type_ids[i] for i in idx],
+            self.truncated[idx],
+        )
+
+    def __repr__(self) -> str:
+        return f"TokenizedTexts(n={len(self)}, longest={int(self.lengths.max(initial=0))} tokens)"
+
+
+def length_order(lengths: Any) -> np.ndarray:
+    """Positions that sort ``lengths`` ascending; ties keep their input order.
+
+    Cutting inputs sorted this way into mini-batches puts texts of similar length together, so
+    little padding is computed; ``np.argsort(order)`` restores the input order afterwards.
+
+    Examples
+    --------
+    >>> length_order([5, 2, 9, 2]).tolist()
+    [1, 3, 0, 2]
+    """
+    return np.argsort(np.asarray(lengths, dtype=np.int64).reshape(-1), kind="stable")
+
+
 class TextEncoder:
     """Tokenise texts the way the model was trained, truncate, and pad.
 
@@ -196,6 +271,9 @@ class TextEncoder:
     ``transformers`` import, same ids as the Hugging Face fast tokenizer that wrote the file),
     else ``transformers.AutoTokenizer`` from the directory, offline. A ready tokenizer object
     (``tokenizers.Tokenizer`` or a ``transformers`` tokenizer) can be passed instead.
+
+    :meth:`tokenize` and :meth:`pad` are the two halves of :meth:`encode`: predictors tokenise a
+    whole call once (to sort it by length), then pad each mini-batch.
 
     Parameters
     ----------
@@ -228,39 +306,58 @@ class TextEncoder:
             self._fast.no_padding()
             self._fast.enable_truncation(max_length=self.max_length)
 
-    def encode(self, texts: Sequence[str]) -> EncodedBatch:
-        """Token arrays for ``texts`` (already checked to be ``str``)."""
+    def tokenize(self, texts: Sequence[str]) -> TokenizedTexts:
+        """Token ids of ``texts`` (already checked to be ``str``), truncated, not padded.
+
+        Warns (once per encoder) when some inputs were longer than ``max_length``.
+        """
+        if isinstance(texts, TokenizedTexts):
+            return texts
         if self._fast is not None:
             ids_list, types_list, truncated = self._encode_fast(texts)
         else:
             ids_list, types_list, truncated = self._encode_hf(texts)
-        n = len(ids_list)
-        width = self.pad_to if self.pad_to is not None else max((len(x) for x in ids_list), default=1)
-        ids = np.full((n, width), self.pad_id, dtype=np.int64)
-        mask = np.zeros((n, width), dtype=np.int64)
-        types = np.zeros((n, width), dtype=np.int64)
-        for i, (row, trow) in enumerate(zip(ids_list, types_list)):
-            ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
-            types[i, : len(trow)] = trow
-        if truncated and not self._warned:
+        n_truncated = int(np.sum(truncated))
+        if n_truncated and not self._warned:
             self._warned = True
             warnings.warn(
-                f"{self.source}: {truncated} input(s) in a batch were longer than max_length="
+                f"{self.source}: {n_truncated} input(s) were longer than max_length="
                 f"{self.max_length} tokens and were truncated (warned once per predictor)",
                 stacklevel=4,
             )
-        return EncodedBatch({"input_ids": ids, "attention_mask": mask, "token_type_ids": types}, truncated)
+        return TokenizedTexts(list(texts), ids_list, types_list, truncated)
 
-    def _encode_fast(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]], int]:
+    def pad(self, tokens: TokenizedTexts, width: int | None = None) -> EncodedBatch:
+        """Pad ``tokens`` into arrays ``width`` wide (default: ``pad_to``, else the longest row)."""
+        n = len(tokens)
+        longest = max((len(x) for x in tokens.ids), default=1)
+        if width is None:
+            width = self.pad_to if self.pad_to is not None else longest
+        if width < longest:
+            raise ValueError(f"{self.source}: cannot pad {longest} tokens into width {width}")
+        ids = np.full((n, width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((n, width), dtype=np.int64)
+        types = np.zeros((n, width), dtype=np.int64)
+        for i, (row, trow) in enumerate(zip(tokens.ids, tokens.type_ids)):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+            types[i, : len(trow)] = trow
+        arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        return EncodedBatch(arrays, int(tokens.truncated.sum()))
+
+    def encode(self, texts: Sequence[str], width: int | None = None) -> EncodedBatch:
+        """Token arrays for ``texts`` (already checked to be ``str``, or a :class:`TokenizedTexts`)."""
+        return self.pad(self.tokenize(texts), width)
+
+    def _encode_fast(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]], list[bool]]:
         encodings = self._fast.encode_batch(list(texts))
-        truncated = sum(1 for e in encodings if e.overflowing)
+        truncated = [bool(e.overflowing) for e in encodings]
         return [e.ids for e in encodings], [e.type_ids for e in encodings], truncated
 
-    def _encode_hf(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]], int]:
+    def _encode_hf(self, texts: Sequence[str]) -> tuple[list[list[int]], list[list[int]], list[bool]]:
         full = self._hf(list(texts), truncation=False, padding=False, verbose=False)
         enc = self._hf(list(texts), truncation=True, max_length=self.max_length, padding=False)
-        truncated = sum(len(a) > len(b) for a, b in zip(full["input_ids"], enc["input_ids"]))
+        truncated = [len(a) > len(b) for a, b in zip(full["input_ids"], enc["input_ids"])]
         types = enc.get("token_type_ids") or [[0] * len(x) for x in enc["input_ids"]]
         return list(enc["input_ids"]), list(types), truncated
 
@@ -323,19 +420,47 @@ def _tokenizers() -> Any:
 
 
 class TextInputsMixin:
-    """Check a whole batch of texts before chunking, so that errors name the global position.
+    """Check a whole call's texts, tokenise them once, and sort them by length.
 
-    Put it before :class:`~confroute.predictors.Predictor` in the bases.
+    Put it before :class:`~confroute.predictors.Predictor` in the bases. Errors name the
+    position in the whole call, not in a mini-batch. When ``sort_by_length`` is true (the
+    predictors' default), the texts are cut into mini-batches in order of token length, so each
+    batch is padded to about its own texts' length, and the outputs are put back in input order.
+    A predictor with an ``encoder`` (:class:`TextEncoder`) tokenises the call once and hands its
+    batches :class:`TokenizedTexts`; others implement :meth:`_token_lengths`.
     """
 
     name: str
+    sort_by_length: bool = False
+
+    def _token_lengths(self, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _prepare(self, inputs: Sequence[Any]) -> tuple[Sequence[str], np.ndarray | None]:
+        """(texts, or the texts tokenised once; the sorting order, or None for input order)."""
+        from ..core.batch import as_batch
+
+        texts: Sequence[str] = check_texts(as_batch(inputs), self.name)
+        encoder = getattr(self, "encoder", None)
+        if isinstance(encoder, TextEncoder):
+            texts = encoder.tokenize(texts)
+        if not self.sort_by_length or len(texts) < 2:
+            return texts, None
+        if isinstance(texts, TokenizedTexts):
+            lengths = texts.lengths
+        else:
+            lengths = self._token_lengths(texts)
+        order = length_order(lengths)
+        if isinstance(texts, TokenizedTexts):
+            return texts.take(order), order
+        return [texts[i] for i in order], order
 
     def predict(self, inputs: Sequence[Any]) -> Any:
-        from .base import as_sequence
-
-        return super().predict(check_texts(as_sequence(inputs), self.name))  # type: ignore[misc]
+        texts, order = self._prepare(inputs)
+        out = super().predict(texts)  # type: ignore[misc]
+        return out if order is None else out.take(np.argsort(order))
 
     async def apredict(self, inputs: Sequence[Any]) -> Any:
-        from .base import as_sequence
-
-        return await super().apredict(check_texts(as_sequence(inputs), self.name))  # type: ignore[misc]
+        texts, order = self._prepare(inputs)
+        out = await super().apredict(texts)  # type: ignore[misc]
+        return out if order is None else out.take(np.argsort(order))

@@ -34,7 +34,7 @@ class CallablePredictor(Predictor):
     --------
     >>> import numpy as np
     >>> p = CallablePredictor(lambda xs: np.array([[1 - x, x] for x in xs]), classes=["no", "yes"])
-    >>> p.predict([0.9, 0.2]).label_names.tolist()
+    >>> p.predict([0.9, 0.2]).labels.tolist()
     ['yes', 'no']
     """
 

@@ -10,8 +10,11 @@ DeepSparse traps this module handles, so users do not have to:
   to ``1`` unless the user chose a value.
 * Compiling rewrites ``model.onnx`` in place (to fix the input shapes). confroute compiles a
   copy in a temporary directory and never writes to the user's files.
-* Its sparse kernels only run with static shapes, so the engine is compiled for one batch size
-  and one sequence length: texts are padded to ``sequence_length`` tokens, and a last batch
+* Its sparse kernels only run with static shapes, so an engine is compiled for one batch size
+  and one sequence length. Padding every text to one long length wastes most of the compute on
+  short texts, so this predictor compiles one engine per length bucket (by default 16, 32, 64
+  and 128 tokens up to ``sequence_length``, each on first use), sorts a call's texts by token
+  length, and sends each batch to the smallest bucket that holds its longest text. A last batch
   smaller than ``batch_size`` is padded with dummy rows that are dropped from the output.
 * Its ``Pipeline`` returns softmax scores only; this predictor calls the compiled engine
   directly, so it returns the logits that temperature scaling needs.
@@ -42,9 +45,13 @@ from ._text import (
 )
 from .base import Predictor
 
-__all__ = ["DeepSparsePredictor", "import_deepsparse"]
+__all__ = ["DeepSparsePredictor", "import_deepsparse", "DEFAULT_BUCKETS"]
 
 _TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+#: Default length buckets (tokens); those above ``sequence_length`` are dropped, and
+#: ``sequence_length`` itself is always the last bucket.
+DEFAULT_BUCKETS = (16, 32, 64, 128)
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -116,12 +123,21 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
         text-classification ``Pipeline``, whose compiled engine and tokenizer are reused (its
         batch size and sequence length then apply).
     batch_size : int, optional
-        Batch size the engine is compiled for (default 32). Smaller final batches are padded.
+        Batch size the engines are compiled for (default 32). Smaller final batches are padded.
     num_cores : int, optional
         Physical cores the engine uses (``None``: all of them). Per engine, not process-wide.
     sequence_length : int, default 128
-        Static token length every input is padded to. Longer inputs are truncated to it (with a
-        warning), so set it to at least the longest input the model should see in full.
+        The longest input, in tokens: longer inputs are truncated to it (with a warning), so set
+        it to at least the longest input the model should see in full. It is also the largest
+        bucket.
+    buckets : sequence of int or None, default (16, 32, 64, 128)
+        Static lengths to compile engines for, each on first use; a batch goes to the smallest
+        bucket that holds its longest text. Lengths above ``sequence_length`` are dropped and
+        ``sequence_length`` is added. ``None``: one engine, every input padded to
+        ``sequence_length`` (compiled at construction).
+    sort_by_length : bool, default True
+        Cut each call into batches in order of token length (then restore the input order), so
+        that short texts share small buckets. ``False`` batches in input order.
     tokenizer : path or tokenizer, optional
         Overrides the tokenizer in the model directory.
     classes : sequence of str, optional
@@ -132,7 +148,7 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
     --------
     >>> p = DeepSparsePredictor("models/minilm-sst2-pruned80", batch_size=8,
     ...                         num_cores=2, sequence_length=64)  # doctest: +SKIP
-    >>> p.predict(["a gorgeous, witty film"]).label_names  # doctest: +SKIP
+    >>> p.predict(["a gorgeous, witty film"]).labels  # doctest: +SKIP
     array(['POSITIVE'], dtype=object)
     """
 
@@ -143,6 +159,8 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
         batch_size: int | None = None,
         num_cores: int | None = None,
         sequence_length: int = 128,
+        buckets: Sequence[int] | None = DEFAULT_BUCKETS,
+        sort_by_length: bool = True,
         tokenizer: Any = None,
         classes: Sequence[str] | None = None,
         name: str | None = None,
@@ -154,7 +172,9 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
         if sequence_length < 2:
             raise ValueError(f"sequence_length must be >= 2, got {sequence_length}")
         ds = import_deepsparse()
+        self._ds = ds
         self.num_cores = num_cores
+        self.sort_by_length = bool(sort_by_length)
         if _is_pipeline(model):
             self._init_from_pipeline(model, batch_size, tokenizer, classes, name)
             return
@@ -174,19 +194,34 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
         self.sequence_length = int(sequence_length)
         self.max_length = self.sequence_length
         self.model_path: Path | None = path
-        self.engine, self._input_names = _compile_copy(
-            ds, path, self.batch_size, self.sequence_length, num_cores
-        )
+        self.buckets = _buckets(buckets, self.sequence_length)
+        self._input_names = _checked_inputs(path)
+        self._engines: dict[int, Any] = {}
+        if len(self.buckets) == 1:
+            self._engine_for(self.sequence_length)  # one static shape: compile now, as before
         self.encoder = TextEncoder(
             tokenizer if tokenizer is not None else model_dir,
             max_length=self.sequence_length,
-            pad_to=self.sequence_length,
+            pad_to=self.sequence_length if len(self.buckets) == 1 else None,
             source=self.name,
         )
         if classes is None:
             classes = model_classes(model_dir)
         self.classes = None if classes is None else tuple(str(c) for c in classes)
-        self._output_index = _logits_index(self.engine)
+
+    @property
+    def engine(self) -> Any:
+        """The engine of the largest bucket (compiled on first access)."""
+        return self._engine_for(self.buckets[-1])
+
+    def _engine_for(self, length: int) -> Any:
+        """The engine compiled for ``length`` tokens, compiling it on first use."""
+        engine = self._engines.get(length)
+        if engine is None:
+            assert self.model_path is not None and self.batch_size is not None
+            engine = _compile_copy(self._ds, self.model_path, self.batch_size, length, self.num_cores)
+            self._engines[length] = engine
+        return engine
 
     def _init_from_pipeline(
         self, pipeline: Any, batch_size: int | None, tokenizer: Any, classes: Any, name: str | None
@@ -206,7 +241,8 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
         self.sequence_length = seq
         self.max_length = seq
         self.model_path = None
-        self.engine = engine
+        self.buckets = (seq,)
+        self._engines = {seq: engine}
         self._input_names = list(getattr(pipeline, "onnx_input_names", None) or _TEXT_INPUTS)
         self.encoder = TextEncoder(
             tokenizer if tokenizer is not None else pipeline.tokenizer,
@@ -217,17 +253,25 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
         if classes is None:
             classes = classes_from_id2label(getattr(pipeline.config, "id2label", None), self.name)
         self.classes = None if classes is None else tuple(str(c) for c in classes)
-        self._output_index = _logits_index(engine)
+
+    def bucket_for(self, n_tokens: int) -> int:
+        """The smallest bucket that holds ``n_tokens`` tokens (the largest one if none does)."""
+        for b in self.buckets:
+            if n_tokens <= b:
+                return b
+        return self.buckets[-1]
 
     def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Raw logits for at most ``batch_size`` texts, shape (n, k)."""
-        texts = check_texts(texts, self.name)
-        n = len(texts)
-        if n > self.batch_size:
-            raise ValueError(f"{self.name}: got {n} texts for an engine compiled for {self.batch_size}")
-        batch = self.encoder.encode(texts).pad_rows(self.batch_size)
-        outputs = self.engine.run([batch.arrays[k] for k in self._input_names])
-        return np.asarray(outputs[self._output_index])[:n]
+        """Raw logits for at most ``batch_size`` texts (or :class:`TokenizedTexts`), shape (n, k)."""
+        tokens = self.encoder.tokenize(check_texts(texts, self.name))
+        n, size = len(tokens), int(self.batch_size or 1)
+        if n > size:
+            raise ValueError(f"{self.name}: got {n} texts for an engine compiled for {size}")
+        width = self.bucket_for(int(tokens.lengths.max(initial=1)))
+        batch = self.encoder.pad(tokens, width).pad_rows(size)
+        engine = self._engine_for(width)
+        outputs = engine.run([batch.arrays[k] for k in self._input_names])
+        return np.asarray(outputs[_logits_index(engine)])[:n]
 
     def _predict_batch(self, inputs: Sequence[Any]) -> Predictions:
         return Predictions.from_logits(self.predict_logits(inputs), self.classes, source=self.name)
@@ -235,7 +279,8 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
     def __repr__(self) -> str:
         return (
             f"DeepSparsePredictor(name={self.name!r}, batch_size={self.batch_size}, "
-            f"num_cores={self.num_cores}, sequence_length={self.sequence_length})"
+            f"num_cores={self.num_cores}, sequence_length={self.sequence_length}, "
+            f"buckets={self.buckets}, sort_by_length={self.sort_by_length})"
         )
 
 
@@ -255,24 +300,39 @@ def _graph_io(path: Path) -> tuple[list[str], list[str]]:
     graph = onnx.load(str(path), load_external_data=False).graph
     initializers = {t.name for t in graph.initializer}
     inputs = [i.name for i in graph.input if i.name not in initializers]
-    files = set()
+    files: set[str] = set()
     for t in graph.initializer:
         if t.data_location == onnx.TensorProto.EXTERNAL:
             files.update(e.value for e in t.external_data if e.key == "location")
     return inputs, sorted(files)
 
 
-def _compile_copy(
-    ds: Any, path: Path, batch_size: int, sequence_length: int, num_cores: int | None
-) -> tuple[Any, list[str]]:
-    """Compile a private copy of ``path`` with static shapes; the user's file is only read."""
-    input_names, external = _graph_io(path)
+def _buckets(buckets: Sequence[int] | None, sequence_length: int) -> tuple[int, ...]:
+    """Sorted bucket lengths up to ``sequence_length``, which is always the last one."""
+    if buckets is None:
+        return (sequence_length,)
+    values = [int(b) for b in buckets]
+    bad = [b for b in values if b < 2]
+    if bad:
+        raise ValueError(f"bucket lengths must be >= 2 tokens, got {bad}")
+    return tuple(sorted({b for b in values if b < sequence_length} | {sequence_length}))
+
+
+def _checked_inputs(path: Path) -> list[str]:
+    """The graph's text inputs, refusing any other input."""
+    input_names, _ = _graph_io(path)
     unknown = set(input_names) - set(_TEXT_INPUTS)
     if unknown:
         raise ValueError(
             f"{path}: model inputs {sorted(unknown)} are not text-classifier inputs "
             "(expected input_ids, attention_mask, token_type_ids)"
         )
+    return input_names
+
+
+def _compile_copy(ds: Any, path: Path, batch_size: int, sequence_length: int, num_cores: int | None) -> Any:
+    """Compile a private copy of ``path`` with static shapes; the user's file is only read."""
+    input_names, external = _graph_io(path)
     with tempfile.TemporaryDirectory(prefix="confroute-deepsparse-") as tmp:
         copy = Path(tmp) / "model.onnx"
         shutil.copyfile(path, copy)
@@ -287,7 +347,7 @@ def _compile_copy(
             input_shapes=[[batch_size, sequence_length] for _ in input_names],
         )
     # The compiled engine no longer needs the file, so the copy is gone as soon as it is built.
-    return engine, input_names
+    return engine
 
 
 def _download_zoo(stub: str) -> Path:

@@ -21,9 +21,19 @@ from ._text import (
 )
 from .base import Predictor
 
-__all__ = ["ONNXRuntimePredictor"]
+__all__ = ["ONNXRuntimePredictor", "is_dynamically_quantized"]
 
 _ORT_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+
+
+def is_dynamically_quantized(path: str | Path) -> bool:
+    """True when the ONNX graph at ``path`` has ``DynamicQuantizeLinear`` nodes.
+
+    Such graphs (ONNX Runtime's ``quantize_dynamic``, :func:`confroute.predictors.export.quantize_onnx`)
+    compute activation scales from each batch, so their outputs depend on batch composition. The
+    op name is stored as a plain string in the protobuf, so a byte search finds it without onnx.
+    """
+    return b"DynamicQuantizeLinear" in Path(path).read_bytes()
 
 
 def _import_ort() -> Any:
@@ -54,6 +64,14 @@ class ONNXRuntimePredictor(TextInputsMixin, Predictor):
         read from its directory), or a ready session (then pass ``tokenizer``).
     batch_size : int, default 32
         Texts per call to the session.
+    sort_by_length : bool or None, default None
+        Tokenise the whole call once, cut it into batches in order of token length (each batch
+        is then padded only to about its own texts' length), and return the outputs in input
+        order: 1.4x-2.8x faster on SST-2 (docs/backends.md), same outputs for float models.
+        ``None`` (default): on, except for dynamically quantised (int8) graphs. Those quantise
+        activations with one scale per batch, so their outputs depend on which texts share a
+        batch, and batches of similar length cost accuracy on SST-2 (MPNet int8 0.9209 in input
+        order, 0.9117 sorted; 0.9220 one text at a time). ``True``/``False`` force it.
     num_threads : int or None, default None
         ``intra_op_num_threads`` of this session only (``None``: ONNX Runtime's default, one
         per physical core). Unlike :class:`HFPipelinePredictor` this setting is per predictor,
@@ -76,7 +94,7 @@ class ONNXRuntimePredictor(TextInputsMixin, Predictor):
     Examples
     --------
     >>> p = ONNXRuntimePredictor("models/minilm-sst2-pruned80", num_threads=2)  # doctest: +SKIP
-    >>> p.predict(["a gorgeous, witty film"]).label_names  # doctest: +SKIP
+    >>> p.predict(["a gorgeous, witty film"]).labels  # doctest: +SKIP
     array(['POSITIVE'], dtype=object)
     """
 
@@ -88,6 +106,7 @@ class ONNXRuntimePredictor(TextInputsMixin, Predictor):
         num_threads: int | None = None,
         max_length: int | None = None,
         sequence_length: int | None = None,
+        sort_by_length: bool | None = None,
         tokenizer: Any = None,
         classes: Sequence[str] | None = None,
         providers: Sequence[str] | None = None,
@@ -101,6 +120,7 @@ class ONNXRuntimePredictor(TextInputsMixin, Predictor):
         self.batch_size = int(batch_size)
         self.num_threads = num_threads
         self.sequence_length = sequence_length
+        model_dir: Path | None
         if isinstance(model, (str, Path)):
             path, model_dir = onnx_file(model)
             self.name = name or f"onnxruntime:{model_dir.name}"
@@ -147,12 +167,15 @@ class ONNXRuntimePredictor(TextInputsMixin, Predictor):
             )
         outputs = [o.name for o in self.session.get_outputs()]
         self._output = "logits" if "logits" in outputs else outputs[0]
+        #: True when the graph quantises activations at run time (per batch).
+        self.dynamic_quantized = self.model_path is not None and is_dynamically_quantized(self.model_path)
+        self.sort_by_length = (not self.dynamic_quantized) if sort_by_length is None else bool(sort_by_length)
 
     def _feed(self, batch: EncodedBatch) -> dict[str, np.ndarray]:
         return {k: batch.arrays[k].astype(dtype, copy=False) for k, dtype in self._inputs.items()}
 
     def predict_logits(self, texts: Sequence[str]) -> np.ndarray:
-        """Raw logits for one batch of texts, shape (n, k)."""
+        """Raw logits for one batch of texts (or :class:`TokenizedTexts`), shape (n, k)."""
         batch = self.encoder.encode(check_texts(texts, self.name))
         (logits,) = self.session.run([self._output], self._feed(batch))
         return np.asarray(logits)
@@ -164,5 +187,5 @@ class ONNXRuntimePredictor(TextInputsMixin, Predictor):
         return (
             f"ONNXRuntimePredictor(name={self.name!r}, batch_size={self.batch_size}, "
             f"num_threads={self.num_threads}, max_length={self.max_length}, "
-            f"sequence_length={self.sequence_length})"
+            f"sequence_length={self.sequence_length}, sort_by_length={self.sort_by_length})"
         )
