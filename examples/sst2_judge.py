@@ -29,8 +29,8 @@ both targets, trained on the train slice or cross-fitted on dev.
 Besides the oracle coverage (threshold chosen on all of dev, an upper bound), every score gets
 an off-fold threshold: for each fold, the threshold is chosen on the other folds' scores (for a
 cross-fitted judge: their out-of-fold scores) by ``choose_thresholds(..., delta=None,
-rule="first_failure")`` on an :class:`~confroute.Evaluation` of those scores and applied to the held-out fold; coverage and system accuracy are then
-counted over all of dev. The figures go to ``benchmarks/results/sst2_judge.json``.
+rule="first_failure")`` on an :class:`~confroute.Evaluation` of those scores, and applied to the
+held-out fold; coverage and system accuracy are then counted over all of dev. The figures go to ``benchmarks/results/sst2_judge.json``.
 
 Run from the repository root::
 
