@@ -24,10 +24,8 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from confroute import CostModel, SklearnPredictor, ThresholdRouter
+from confroute import CostModel, SklearnPredictor, ThresholdRouter, choose_thresholds, evaluate
 from confroute.calibration.calibrators import IsotonicCalibrator, TemperatureScaler
-from confroute.evaluation.evaluate import evaluate
-from confroute.selection.thresholds import choose_threshold
 
 IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
 
@@ -65,7 +63,7 @@ def main() -> None:
     iso = IsotonicCalibrator().fit(cal_preds, y_cal)
     print(f"fitted temperature: {ts.temperature_:.2f}")
 
-    # -- evaluate the router on the test split, every threshold at once ------------------------
+    # -- evaluate the router on the test split, every threshold at once (one Evaluation) -------
     cost = CostModel.per_sample([1.0, 10.0])
     router = ThresholdRouter(primary, fallback, threshold=0.9, calibrator=ts, cost_model=cost)
     result = evaluate(router, X_test, y_test, progress=False)
@@ -86,16 +84,23 @@ def main() -> None:
     # -- choose a threshold on the calibration split, check it on the test split ---------------
     cal_result = evaluate(labels=y_cal, primary=cal_preds, fallback=fallback.predict(X_cal),
                           calibrator=ts, cost_model=cost)
-    choice = choose_threshold(cal_result, target_accuracy=0.95, delta=0.1)
+    choice = choose_thresholds(cal_result, target_accuracy=0.95, delta=0.1)
     print(choice)
-    test_point = result.at(choice.threshold)
+    test_point = result.at(choice)
     print(f"on test: accepted accuracy {test_point.accepted_accuracy:.4f}, coverage "
           f"{test_point.coverage:.1%}, system accuracy {test_point.system_accuracy:.4f}, "
           f"savings {test_point.savings:.1%}")
-    system = choose_threshold(cal_result, target_system_accuracy=0.92, delta=0.1)
+    system = choose_thresholds(cal_result, target_system_accuracy=0.92, delta=0.1)
     print(system)
-    budget = choose_threshold(cal_result, max_cost_per_input=6.0, delta=0.1)
+    budget = choose_thresholds(cal_result, max_cost_per_input=6.0, delta=0.1)
     print(budget)
+
+    # -- a choice goes to the router as it is; routing then matches the evaluation -------------
+    router.thresholds = choice
+    routed = router.route(X_test)
+    assert np.isclose(routed.coverage, test_point.coverage)
+    print(f"routed at the chosen threshold: {routed.coverage:.1%} answered by {routed.stage_names[0]}, "
+          f"accuracy {np.mean(routed.labels == y_test):.4f} (labels are the digits themselves)")
 
     if args.figures:
         import matplotlib

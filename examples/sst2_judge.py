@@ -28,9 +28,9 @@ both targets, trained on the train slice or cross-fitted on dev.
 
 Besides the oracle coverage (threshold chosen on all of dev, an upper bound), every score gets
 an off-fold threshold: for each fold, the threshold is chosen on the other folds' scores (for a
-cross-fitted judge: their out-of-fold scores) by ``choose_threshold(..., delta=None,
-rule="first_failure")`` and applied to the held-out fold; coverage and system accuracy are then
-counted over all of dev. The figures go to ``benchmarks/results/sst2_judge.json``.
+cross-fitted judge: their out-of-fold scores) by ``choose_thresholds(..., delta=None,
+rule="first_failure")`` on an :class:`~confroute.Evaluation` of those scores, and applied to the
+held-out fold; coverage and system accuracy are then counted over all of dev. The figures go to ``benchmarks/results/sst2_judge.json``.
 
 Run from the repository root::
 
@@ -49,12 +49,11 @@ from typing import Any
 
 import numpy as np
 
-from confroute import Predictions
-from confroute.evaluation.evaluate import threshold_sweep
-from confroute.integrations.io import load_texts
+from confroute import Predictions, choose_thresholds, evaluate
 from confroute.calibration.judge import CorrectnessJudge, cross_fit
 from confroute.calibration.metrics import aurc
-from confroute.selection.thresholds import choose_threshold
+from confroute.evaluation.evaluate import threshold_sweep
+from confroute.integrations.io import load_texts
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "benchmarks" / "results" / "sst2_judge.json"
@@ -217,10 +216,14 @@ def off_fold(scores: np.ndarray, folds: np.ndarray, pc: np.ndarray, fc: np.ndarr
     other folds' scores (empirical, first failure from the strict end) for ``relative`` x the
     dense accuracy on those folds."""
     accepted = correct = 0
+    # Only correctness matters here: label every input 1, a right answer 1, a wrong one 0.
+    one = np.ones(scores.size, dtype=np.int64)
     for k in np.unique(folds):
         tr, te = folds != k, folds == k
-        c = choose_threshold(scores[tr], pc[tr], fallback_correct=fc[tr],
-                             target_system_accuracy=relative * fc[tr].mean(), delta=None, rule="first_failure")
+        ev = evaluate(labels=one[tr], primary=pc[tr].astype(np.int64), fallback=fc[tr].astype(np.int64),
+                      scores=scores[tr])
+        c = choose_thresholds(ev, target_system_accuracy=relative * fc[tr].mean(), delta=None,
+                              rule="first_failure")
         keep = scores[te] >= c.threshold
         accepted += int(keep.sum())
         correct += int(np.where(keep, pc[te], fc[te]).sum())
@@ -236,9 +239,11 @@ def main() -> int:
     warnings.filterwarnings("ignore")
     t_start = time.perf_counter()
     d = load_outputs(sys.argv[1:])
+    # The SST-2 files label sentences 0/1, the models' column indices (NEGATIVE, POSITIVE);
+    # ``labels`` are the class names, so compare column indices.
     y, sp, de, tf = d["dev_y"], d["sp_dev"], d["de_dev"], d["tf_dev"]
-    pc, fc = sp.labels == y, de.labels == y
-    pcs, fcs = d["sp_sl"].labels == d["sl_y"], d["de_sl"].labels == d["sl_y"]
+    pc, fc = sp.label_index == y, de.label_index == y
+    pcs, fcs = d["sp_sl"].label_index == d["sl_y"], d["de_sl"].label_index == d["sl_y"]
     relative = 0.995
     target = relative * fc.mean()
     texts = d["dev_texts"]
@@ -290,7 +295,7 @@ def main() -> int:
 
     mp = sp.probs.max(axis=1)
     fixed_row("max-probability", mp)
-    cov_pc, thr = per_class_coverage_at(mp, sp.labels, pc, fc, target)
+    cov_pc, thr = per_class_coverage_at(mp, sp.label_index, pc, fc, target)
     rows.append({"score": f"max-probability, per-class thresholds {thr[0]:.3f} / {thr[1]:.3f} (both chosen on dev)",
                  "oracle_coverage": {"mean": cov_pc}, "aurc": None, "off_fold_coverage": None})
 
@@ -313,7 +318,7 @@ def main() -> int:
 
     def tfidf_features(ix: Any) -> np.ndarray:
         ix = np.asarray(ix)
-        return np.c_[tf.probs[ix, 1], (tf.labels[ix] == sp.labels[ix]).astype(float)]
+        return np.c_[tf.probs[ix, 1], (tf.label_index[ix] == sp.label_index[ix]).astype(float)]
 
     variants = (
         ("judge (logistic) cross-fitted on dev", CorrectnessJudge(), texts),
