@@ -1,0 +1,152 @@
+"""Populations with exact truth, for checking certificates by simulation.
+
+A :class:`Population` has ``K`` score levels (ties included), each with a probability mass and
+the probabilities of the four joint outcomes of a cheap stage and a reference stage (both right,
+gain = cheap right / reference wrong, loss = cheap wrong / reference right, both wrong). Every
+population figure at every threshold is then an exact finite sum, so a certificate's violation
+("the population figure at the chosen threshold misses the target") is decided without Monte
+Carlo error.
+
+:meth:`Population.draw_counts` draws many calibration sets at once as multinomial counts per
+(level, outcome): the count-based certification cores in :mod:`confroute.selection.certify` take
+their cumulative sums directly, so a thousand draws cost one vectorised call.
+:meth:`Population.draw_inputs` draws per-input sequences (for order-dependent tests such as
+betting).
+
+Used by ``tests/test_validity.py`` and ``benchmarks/bench_certify.py``.
+
+Examples
+--------
+>>> pop = Population.linear()
+>>> round(pop.oracle_accepted(0.9), 3)      # P(correct | s) = 0.5 + 0.5 s: coverage 0.4
+0.4
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Population", "CELLS"]
+
+#: Outcome order of the last axis: both right, gain, loss, both wrong.
+CELLS = ("both_right", "gain", "loss", "both_wrong")
+
+
+def _joint(a: np.ndarray, r: np.ndarray, corr: float) -> np.ndarray:
+    """Joint outcome probabilities from marginal accuracies and a dependence in [0, 1]."""
+    p11 = a * r + corr * np.minimum(a * (1 - r), r * (1 - a))
+    return np.stack([p11, a - p11, r - p11, 1 - a - r + p11], axis=-1)
+
+
+@dataclass(frozen=True)
+class Population:
+    """Score levels (descending), their masses and the joint outcome probabilities per level."""
+
+    name: str
+    scores: np.ndarray  # (K,), strictly descending
+    mass: np.ndarray  # (K,), sums to 1
+    cells: np.ndarray  # (K, 4), rows sum to 1, order CELLS
+
+    # ----------------------------------------------------------------- constructors
+    @classmethod
+    def from_accuracy(cls, name: str, scores: Any, mass: Any, cheap_acc: Any, ref_acc: Any = 0.9,
+                      corr: float = 0.9) -> Population:
+        s = np.asarray(scores, dtype=float)
+        w = np.asarray(mass, dtype=float)
+        a = np.broadcast_to(np.asarray(cheap_acc, dtype=float), s.shape)
+        r = np.broadcast_to(np.asarray(ref_acc, dtype=float), s.shape)
+        order = np.argsort(-s, kind="stable")
+        return cls(name, s[order], w[order] / w.sum(), _joint(a, r, corr)[order])
+
+    @classmethod
+    def linear(cls, levels: int = 1000, ref_acc: float = 0.9, corr: float = 0.9) -> Population:
+        """s uniform on (0, 1), P(cheap right | s) = 0.5 + 0.5 s (the issue's population)."""
+        s = (np.arange(levels) + 0.5) / levels
+        return cls.from_accuracy("linear", s, np.ones(levels), 0.5 + 0.5 * s, ref_acc, corr)
+
+    @classmethod
+    def ties(cls, levels: int = 8, ref_acc: float = 0.9, corr: float = 0.9) -> Population:
+        """The linear population rounded to a few score values: heavy ties."""
+        s = (np.arange(levels) + 0.5) / levels
+        return cls.from_accuracy("ties", s, np.ones(levels), 0.5 + 0.5 * s, ref_acc, corr)
+
+    @classmethod
+    def perfect(cls, levels: int = 1000, top: float = 0.3, ref_acc: float = 0.9) -> Population:
+        """A share ``top`` at score exactly 1 and always right (perfect confidence), then linear."""
+        s = np.r_[1.0, (np.arange(levels) + 0.5) / levels * 0.99]
+        w = np.r_[top * levels / (1 - top), np.ones(levels)]
+        a = np.r_[1.0, 0.5 + 0.5 * s[1:]]
+        return cls.from_accuracy("perfect", s, w, a, ref_acc, 0.9)
+
+    @classmethod
+    def top_errors(cls, levels: int = 1000, ref_acc: float = 0.9) -> Population:
+        """Errors concentrated at the top: the most confident 3% are right only half the time,
+        then accuracy is high and falls off (over-confident on a bad slice)."""
+        s = (np.arange(levels) + 0.5) / levels
+        a = np.where(s > 0.97, 0.5, 0.55 + 0.45 * np.clip(s / 0.97, 0, 1) ** 0.5)
+        return cls.from_accuracy("top_errors", s, np.ones(levels), a, ref_acc, 0.6)
+
+    # ----------------------------------------------------------------- truth per row
+    # Row r accepts levels 0 .. r-1 (row 0 accepts nothing), like the certification cores.
+    def _cum(self) -> np.ndarray:
+        return np.vstack([np.zeros((1, 4)), np.cumsum(self.mass[:, None] * self.cells, axis=0)])
+
+    def coverage(self) -> np.ndarray:
+        """Population coverage per row."""
+        return np.r_[0.0, np.cumsum(self.mass)]
+
+    def accepted_accuracy(self) -> np.ndarray:
+        """Population accuracy of the cheap stage on accepted inputs, per row (nan at row 0)."""
+        cum = self._cum()
+        cov = cum.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (cum[:, 0] + cum[:, 1]) / cov
+
+    def drop(self) -> np.ndarray:
+        """Population reference accuracy minus system accuracy, per row: P(loss) - P(gain)."""
+        cum = self._cum()
+        return cum[:, 2] - cum[:, 1]
+
+    def reference_accuracy(self) -> float:
+        tot = self._cum()[-1]
+        return float(tot[0] + tot[2])
+
+    def oracle_accepted(self, target: float) -> float:
+        """Largest population coverage whose accepted accuracy meets the target."""
+        ok = np.flatnonzero(self.accepted_accuracy()[1:] >= target - 1e-12)
+        return float(self.coverage()[1 + ok[-1]]) if ok.size else 0.0
+
+    def allowed_drop(self, epsilon: float, kind: str) -> float:
+        return epsilon * self.reference_accuracy() if kind == "ratio" else epsilon
+
+    def oracle_paired(self, epsilon: float, kind: str) -> float:
+        ok = np.flatnonzero(self.drop() <= self.allowed_drop(epsilon, kind) + 1e-15)
+        return float(self.coverage()[ok[-1]])
+
+    # ----------------------------------------------------------------- draws
+    def draw_counts(self, n: int, draws: int, rng: np.random.Generator) -> np.ndarray:
+        """Counts per (draw, level, outcome): ``draws`` calibration sets of ``n`` i.i.d. inputs."""
+        p = (self.mass[:, None] * self.cells).ravel()
+        return rng.multinomial(n, p / p.sum(), size=draws).reshape(draws, self.mass.size, 4)
+
+    def draw_inputs(self, n: int, draws: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Per-input (level, outcome) index arrays of shape (draws, n), in arrival order."""
+        p = (self.mass[:, None] * self.cells).ravel()
+        flat = rng.choice(p.size, size=(draws, n), p=p / p.sum())
+        return flat // 4, flat % 4
+
+    @staticmethod
+    def path(counts: np.ndarray) -> dict[str, np.ndarray]:
+        """Cumulative counts per row (row 0 = nothing accepted) from :meth:`draw_counts`:
+        accepted ``m``, cheap errors ``k``, losses ``L``, gains ``G``, and ``F`` (reference right,
+        all inputs) and ``observed`` (the row of the same accepted set at an observed score)."""
+        cum = np.concatenate([np.zeros(counts.shape[:1] + (1, 4), counts.dtype), np.cumsum(counts, axis=1)], axis=1)
+        m = cum.sum(axis=2)
+        nonempty = np.concatenate([np.ones((counts.shape[0], 1), bool), counts.sum(axis=2) > 0], axis=1)
+        rows = np.arange(m.shape[1])
+        observed = np.maximum.accumulate(np.where(nonempty, rows, 0), axis=1)
+        return {"m": m, "k": cum[..., 2] + cum[..., 3], "L": cum[..., 2], "G": cum[..., 1],
+                "F": cum[:, -1, 0] + cum[:, -1, 2], "observed": observed}
