@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from confroute.selection.bounds import betting_test, clopper_pearson, fixed_sequence
-from confroute.selection.certify import select_accepted, select_accepted_split, select_paired
+from confroute.selection.certify import betting_min_count, select_accepted, select_accepted_split, select_paired
 from confroute.selection.simulate import Population
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +83,7 @@ def accepted_rows(pop: Population, n: int, target: float, delta: float, method: 
         elif method == "betting":
             levels, cells = pop.draw_inputs(n, size, rng)
             rows = _grid_rows(pop)
+            rows = rows[pop.coverage()[rows] * n >= betting_min_count(1 - target, delta)]
             err = (cells >= 2).astype(float) - (1 - target)
             y = np.where(levels[:, None, :] < rows[None, :, None], err[:, None, :], 0.0)
             run = fixed_sequence(betting_test(y, delta, upper=target, lower=-(1 - target)))

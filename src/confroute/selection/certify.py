@@ -106,6 +106,8 @@ __all__ = [
     "select_accepted",
     "select_accepted_split",
     "select_paired",
+    "fallback_weights",
+    "betting_min_count",
     "paired_counts",
     "threshold_path",
 ]
@@ -720,8 +722,9 @@ def certify_accepted_accuracy(
         row, level = int(row_a), delta
         m, k = m_b, k_b  # the certificate rests on part B
     else:
-        rows = _grid_rows(ends, grid)
         alpha = 1.0 - target
+        rows = _grid_rows(ends, grid)
+        rows = rows[ends[rows] >= betting_min_count(alpha, delta)]  # stricter rows cannot pass
         y = np.stack([np.where(s >= thresholds[r], (~ok).astype(float) - alpha, 0.0) for r in rows])
         rej = betting_test(y, delta, upper=1 - alpha, lower=-alpha)
         run = int(fixed_sequence(rej))
@@ -738,6 +741,12 @@ def certify_accepted_accuracy(
         certified=certified, index=row, threshold=float(thresholds[row]), coverage=float(ends[row] / n),
         empirical=float(empirical), bound=bound, n=n, labels_used=n, reason=reason, labels_needed=needed,
     )
+
+
+def betting_min_count(alpha: float, delta: float, max_fraction: float = 0.5) -> int:
+    """Fewest accepted inputs with which :func:`~confroute.selection.bounds.betting_test` can
+    certify an error rate below ``alpha`` even with no error (a label-free grid cut-off)."""
+    return math.ceil(math.log(1 / delta) / math.log1p(max_fraction * alpha / (1 - alpha)))
 
 
 def _grid_rows(ends: np.ndarray, grid: int) -> np.ndarray:
