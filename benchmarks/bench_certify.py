@@ -35,117 +35,24 @@ from typing import Any
 
 import numpy as np
 
-from confroute.selection.bounds import betting_test, clopper_pearson, fixed_sequence
-from confroute.selection.certify import betting_min_count, select_accepted, select_accepted_split, select_paired
-from confroute.selection.simulate import Population
+from confroute.selection.simulate import (
+    Population,
+    accepted_rows,
+    paired_rows,
+    summarize_accepted,
+    summarize_paired,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCEPTED_SETTINGS = ((0.9, 0.05), (0.95, 0.1))
 PAIRED_SETTINGS = (("ratio", 0.02, 0.05), ("difference", 0.01, 0.05))
-GRID = 32
 
 
 def populations() -> list[Population]:
     return [Population.linear(), Population.ties(), Population.perfect(), Population.top_errors()]
 
 
-def _chunks(draws: int, size: int = 100) -> list[int]:
-    return [min(size, draws - i) for i in range(0, draws, size)]
-
-
-def _grid_rows(pop: Population, grid: int = GRID) -> np.ndarray:
-    cov = pop.coverage()
-    return np.unique(np.clip(np.searchsorted(cov, np.linspace(1 / grid, 1, grid) - 1e-12), 1, cov.size - 1))
-
-
-def _observed_rows(levels: np.ndarray, K: int) -> np.ndarray:
-    """Per draw, the row of the same accepted set at an observed score, for every row."""
-    present = np.zeros((levels.shape[0], K + 1), bool)
-    present[:, 0] = True
-    np.put_along_axis(present, levels + 1, True, axis=1)
-    rows = np.arange(K + 1)
-    return np.maximum.accumulate(np.where(present, rows, 0), axis=1)
-
-
-# --------------------------------------------------------------------------- accepted accuracy
-def accepted_rows(pop: Population, n: int, target: float, delta: float, method: str, draws: int,
-                  rng: np.random.Generator) -> np.ndarray:
-    """The observed row each draw certifies (0: nothing)."""
-    out = []
-    for size in _chunks(draws):
-        if method == "split":
-            n_a = int(round(0.3 * n))
-            pa, pb = Population.path(pop.draw_counts(n_a, size, rng)), Population.path(pop.draw_counts(n - n_a, size, rng))
-            row, _ = select_accepted_split(pa["m"], pa["k"], pb["m"], pb["k"], target, delta)
-            both = np.maximum(np.take_along_axis(pa["observed"], row[:, None], 1),
-                              np.take_along_axis(pb["observed"], row[:, None], 1))[:, 0]
-            out.append(both)
-        elif method == "betting":
-            levels, cells = pop.draw_inputs(n, size, rng)
-            rows = _grid_rows(pop)
-            rows = rows[pop.coverage()[rows] * n >= betting_min_count(1 - target, delta)]
-            err = (cells >= 2).astype(float) - (1 - target)
-            y = np.where(levels[:, None, :] < rows[None, :, None], err[:, None, :], 0.0)
-            run = fixed_sequence(betting_test(y, delta, upper=target, lower=-(1 - target)))
-            chosen = np.where(run > 0, rows[np.maximum(run - 1, 0)], 0)
-            obs = _observed_rows(levels, pop.mass.size)
-            out.append(np.take_along_axis(obs, chosen[:, None], 1)[:, 0])
-        else:
-            name, _, rho = method.partition(":")
-            path = Population.path(pop.draw_counts(n, size, rng))
-            kw = {"restart_weight": float(rho)} if rho else {}
-            row, _ = select_accepted(path["m"], path["k"], n, target, delta, name, **kw)
-            out.append(np.take_along_axis(path["observed"], row[:, None], 1)[:, 0])
-    return np.concatenate(out)
-
-
-def summarize_accepted(pop: Population, rows: np.ndarray, target: float) -> dict[str, float]:
-    acc = pop.accepted_accuracy()
-    cov = pop.coverage()
-    bad = (rows > 0) & (acc[rows] < target - 1e-12)
-    return {"violation": float(bad.mean()), "coverage": float(cov[rows].mean()),
-            "certified": float((rows > 0).mean())}
-
-
-# --------------------------------------------------------------------------- paired
-def paired_rows(pop: Population, n: int, kind: str, eps: float, delta: float, bound: str, draws: int,
-                rng: np.random.Generator) -> np.ndarray:
-    out = []
-    for size in _chunks(draws):
-        if bound == "betting":
-            levels, cells = pop.draw_inputs(n, size, rng)
-            rows = _grid_rows(pop)
-            acc = levels[:, None, :] < rows[None, :, None]
-            diff = (cells == 2).astype(float) - (cells == 1)
-            off = eps * ((cells == 0) | (cells == 2)) if kind == "ratio" else np.full(cells.shape, eps)
-            y = np.where(acc, diff[:, None, :], 0.0) - off[:, None, :]
-            run = fixed_sequence(betting_test(y, delta, upper=1.0, lower=-1.0 - eps))
-            chosen = np.where(run > 0, rows[np.maximum(run - 1, 0)], 0)
-            obs = _observed_rows(levels, pop.mass.size)
-            out.append(np.take_along_axis(obs, chosen[:, None], 1)[:, 0])
-            continue
-        path = Population.path(pop.draw_counts(n, size, rng))
-        if bound == "unpaired":
-            # Clopper–Pearson lower bound on system accuracy against the target computed from
-            # the reference's observed accuracy, fixed-sequence from strict to loose.
-            sys_correct = path["F"][:, None] - path["L"] + path["G"]
-            goal = (1 - eps) * path["F"] / n if kind == "ratio" else path["F"] / n - eps
-            lo = clopper_pearson(sys_correct, n, delta, "lower")
-            row = fixed_sequence(lo[:, 1:] >= goal[:, None])
-        else:
-            row, _ = select_paired(path["L"], path["G"], n, eps, delta, kind=kind, bound=bound,
-                                   fallback_correct=path["F"])
-        out.append(np.take_along_axis(path["observed"], row[:, None], 1)[:, 0])
-    return np.concatenate(out)
-
-
-def summarize_paired(pop: Population, rows: np.ndarray, kind: str, eps: float) -> dict[str, float]:
-    bad = pop.drop()[rows] > pop.allowed_drop(eps, kind) + 1e-15
-    return {"violation": float(bad.mean()), "coverage": float(pop.coverage()[rows].mean()),
-            "certified": float((rows > 0).mean())}
-
-
-ACCEPTED_METHODS = ("single", "multistart", "fallback:0.05", "fallback:0.1", "fallback:0.2", "split", "betting")
+ACCEPTED_METHODS = ("single", "multistart", "split", "betting", "fallback:0", "fallback")
 PAIRED_METHODS = ("unpaired", "cp_losses", "conditional", "betting")
 
 
