@@ -254,7 +254,9 @@ def test_certify_from_disagreements_matches_full_labels():
     partial[ask] = y[ask]
     cert = certify_from_disagreements(preds, partial, scores=s, epsilon=0.02, kind="difference", delta=0.05)
     assert cert.certified and cert.index == full.index and cert.bound == pytest.approx(full.bound)
-    assert cert.labels_used == int(ask.sum()) < n / 3
+    # Labelling in score order can stop at the first failing candidate: far fewer labels.
+    t, _, _ = threshold_path(s)
+    assert cert.labels_used == int((ask & (s >= t[cert.index + 1])).sum()) < ask.sum() / 5
     # A missing label on a disagreement is an error, not a silent guess.
     partial[np.flatnonzero(ask)[0]] = np.ma.masked
     with pytest.raises(ValueError, match="have no label"):

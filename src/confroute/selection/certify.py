@@ -947,7 +947,7 @@ def _paired_reason(n: int, L: float, G: float, coverage: float, epsilon: float, 
         reason = (f"too many losses among the disagreements at the first candidate (coverage {coverage:.1%}): "
                   f"{int(L)} inputs where the reference is right and the early stage wrong, {int(G)} the "
                   f"other way, out of {n}")
-    plan = plan_labels(max((L + G) / n, 1e-12), L / n, G / n, epsilon=epsilon, kind=kind, reference_accuracy=acc_ref,
+    plan = plan_labels((L + G) / n, L / n, G / n, epsilon=epsilon, kind=kind, reference_accuracy=acc_ref,
                        delta=delta, bound=bound)
     return reason, None if bound == "betting" else plan.n_inputs
 
@@ -1020,7 +1020,9 @@ def certify_from_disagreements(
     Returns
     -------
     Certificate
-        ``labels_used`` counts the labels read.
+        ``labels_used`` counts the labels the certificate depends on: the disagreements answered
+        early up to the first candidate that failed. Labelling in candidate order (strict to
+        loose) and stopping there gives the same certificate as labelling every disagreement.
 
     Examples
     --------
@@ -1050,6 +1052,17 @@ def certify_from_disagreements(
     cert = certify_relative_accuracy(scores, correct, answered_by=answered_by, candidates=candidates,
                                      epsilon=epsilon, kind=kind, delta=delta, bound=bound,
                                      reference_lower=reference_lower)
-    return Certificate(**{**cert.__dict__, "labels_used": int(ask.sum()),
+    # Labels a labeller walking the candidates in order needs: the disagreements answered early
+    # up to the first candidate that fails (the test never looks past it).
+    if scores is not None:
+        t, _, _ = threshold_path(scores)
+        nxt = t[min(cert.index + 1, t.size - 1)]
+        used = int((ask & (np.asarray(scores, dtype=float) >= nxt)).sum())
+    else:
+        a = np.asarray(answered_by)
+        a = a[None, :] if a.ndim == 1 else a
+        rows = a[: min(cert.index + 1, a.shape[0])]
+        used = int((ask & ((rows != p.shape[0] - 1) & (p[rows, np.arange(p.shape[1])] != p[-1])).any(axis=0)).sum())
+    return Certificate(**{**cert.__dict__, "labels_used": used,
                           "empirical": cert.empirical if kind == "difference" else float("nan"),
                           "bound": cert.bound if kind == "difference" else None})
