@@ -323,3 +323,18 @@ def test_bad_inputs_name_the_problem():
         certify_accepted_accuracy(s, c[0], target=0.9, method="nope")
     with pytest.raises(ValueError, match="target must lie"):
         certify_accepted_accuracy(s, c[0], target=1.0)
+
+
+def test_simulated_population_truth_matches_its_draws():
+    from confroute.selection.simulate import Population
+
+    pop = Population.perfect(levels=50)
+    rng = np.random.default_rng(0)
+    path = Population.path(pop.draw_counts(200_000, 1, rng))
+    row = 20
+    acc = (path["m"][0, row] - path["k"][0, row]) / path["m"][0, row]
+    assert acc == pytest.approx(pop.accepted_accuracy()[row], abs=0.01)
+    assert path["m"][0, row] / 200_000 == pytest.approx(pop.coverage()[row], abs=0.01)
+    drop = (path["L"][0, row] - path["G"][0, row]) / 200_000
+    assert drop == pytest.approx(pop.drop()[row], abs=0.005)
+    assert path["F"][0] / 200_000 == pytest.approx(pop.reference_accuracy(), abs=0.005)
