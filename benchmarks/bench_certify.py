@@ -45,11 +45,12 @@ from confroute.selection.simulate import (
 
 ROOT = Path(__file__).resolve().parents[1]
 ACCEPTED_SETTINGS = ((0.9, 0.05), (0.95, 0.1))
-PAIRED_SETTINGS = (("ratio", 0.02, 0.05), ("difference", 0.01, 0.05))
+PAIRED_SETTINGS = (("ratio", 0.005, 0.05), ("ratio", 0.02, 0.05), ("difference", 0.01, 0.05))
 
 
 def populations() -> list[Population]:
-    return [Population.linear(), Population.ties(), Population.perfect(), Population.top_errors()]
+    return [Population.linear(), Population.ties(), Population.perfect(), Population.top_errors(),
+            Population.agree()]
 
 
 ACCEPTED_METHODS = ("single", "multistart", "split", "betting", "fallback:0", "fallback")

@@ -95,6 +95,14 @@ class Population:
         a = np.where(s > 0.97, 0.5, 0.55 + 0.45 * np.clip(s / 0.97, 0, 1) ** 0.5)
         return cls.from_accuracy("top_errors", s, np.ones(levels), a, ref_acc, 0.6)
 
+    @classmethod
+    def agree(cls, levels: int = 1000) -> Population:
+        """Both stages find the same inputs easy (as on SST-2): the cheap stage's accuracy
+        0.5 + 0.5 s, the reference's 0.6 + 0.4 sqrt(s) (never below it), strongly dependent,
+        so the most confident inputs have almost no disagreement and few gains anywhere."""
+        s = (np.arange(levels) + 0.5) / levels
+        return cls.from_accuracy("agree", s, np.ones(levels), 0.5 + 0.5 * s, 0.6 + 0.4 * np.sqrt(s), 0.9)
+
     # ----------------------------------------------------------------- truth per row
     # Row r accepts levels 0 .. r-1 (row 0 accepts nothing), like the certification cores.
     def _cum(self) -> np.ndarray:
