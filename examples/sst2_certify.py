@@ -119,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             holds.append(system >= RELATIVE * fc.mean() - 1e-12)
         cross[bound] = {"coverage_mean": float(np.mean(cov)), "coverage_min": float(np.min(cov)),
                         "coverage_max": float(np.max(cov)), "relative_mean": float(np.mean(rel)),
+                        "relative_min": float(np.min(rel)), "relative_max": float(np.max(rel)),
                         "holds_share": float(np.mean(holds))}
     out["crossfit"] = cross | {"folds": args.folds, "seeds": args.seeds}
 
