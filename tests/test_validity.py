@@ -57,7 +57,7 @@ def test_paired_violation_rate(pop_name, bound, kind, eps):
     pop = POPULATIONS[pop_name]()
     rng = np.random.default_rng(4321)
     delta = 0.1
-    n = 2000 if eps < 0.01 else 500  # 0.5% needs about 700 inputs before anything can pass
+    n = 1000 if eps < 0.01 else 500  # 0.5% needs about 700 inputs before anything can pass
     rows = paired_rows(pop, n, kind, eps, delta, bound, DRAWS, rng)
     s = summarize_paired(pop, rows, kind, eps)
     assert s["violation"] <= margin(delta), (pop_name, bound, kind, s)
