@@ -98,8 +98,8 @@ def test_single_chain_stops_at_first_failure_and_fallback_restarts():
     single = certify_accepted_accuracy(s, ok, target=0.9, delta=0.05, method="single")
     assert not single.certified and single.reason and "most confident" in single.reason
     fb = certify_accepted_accuracy(s, ok, target=0.9, delta=0.05, method="fallback")
-    # The early chain is lost (delta / 2), and so is the main start (1 error in 40 accepted fails
-    # at 0.4 delta) and the first restart (80 accepted, 0.1 delta / 3); the restarts at 160 and
+    # The early chain is lost (0.4 delta), and so is the main start (1 error in 40 accepted fails
+    # at 0.5 delta) and the first restart (80 accepted, 0.1 delta / 3); the restarts at 160 and
     # 320 accepted pass and their levels add up.
     assert fb.certified and fb.coverage == 1.0
     assert fb.bound == pytest.approx(1 - clopper_pearson(1, 400, 0.05 * 0.1 * 2 / 3), abs=1e-12)
@@ -112,10 +112,10 @@ def test_fallback_weights_sum_to_one_and_start_where_documented():
     w = fallback_weights(m, 2000, 0.9, 0.05)
     assert w.sum() == pytest.approx(1.0)
     starts = np.flatnonzero(w).tolist()
-    # early chain: zero errors pass from ceil(log(0.025) / log(0.9)) = 36 accepted; main at n/10;
+    # early chain: zero errors pass from ceil(log(0.02) / log(0.9)) = 38 accepted; main at n/10;
     # restarts at 400, 800, 1600.
-    assert starts == [36, 200, 400, 800, 1600]
-    assert w[starts].tolist() == pytest.approx([0.5, 0.4, 0.1 / 3, 0.1 / 3, 0.1 / 3])
+    assert starts == [38, 200, 400, 800, 1600]
+    assert w[starts].tolist() == pytest.approx([0.4, 0.5, 0.1 / 3, 0.1 / 3, 0.1 / 3])
 
 
 def test_every_method_certifies_an_easy_population_and_reports_its_bound():

@@ -11,8 +11,8 @@ Accepted accuracy (:func:`certify_accepted_accuracy`)
 
     ``"fallback"`` (default)
         The fallback procedure (Wiens 2003) over the candidates, strict to loose: an early chain
-        from the top at ``delta / 2``, a main start at ``n / 10`` accepted inputs that adds
-        ``0.4 delta``, and restarts at doubling counts after it sharing ``0.1 delta``
+        from the top at ``0.4 delta``, a main start at ``n / 10`` accepted inputs that adds
+        ``0.5 delta``, and restarts at doubling counts after it sharing ``0.1 delta``
         (:func:`fallback_weights`). A chain keeps its level while unbroken, so where it matters
         it is tested at the full ``delta``; one unlucky error among the few most confident
         inputs only costs the early chain's share.
@@ -116,7 +116,7 @@ ACCEPTED_METHODS = ("fallback", "single", "multistart", "split", "betting")
 PAIRED_BOUNDS = ("cp_losses", "conditional", "betting")
 #: The default fallback procedure's layout (chosen with benchmarks/bench_certify.py): share of
 #: delta on the early chain, on the restarts, and the main start as a share of n.
-EARLY_WEIGHT = 0.5
+EARLY_WEIGHT = 0.4
 RESTART_WEIGHT = 0.1
 MAIN_START = 0.1
 #: Share of delta spent on the reference's accuracy for a ratio target.
