@@ -40,10 +40,13 @@ def choose_thresholds(
     target_coverage: float | None = None,
     max_cost_per_input: float | None = None,
     min_savings: float | None = None,
+    target_relative_accuracy: float | None = None,
+    max_accuracy_drop: float | None = None,
     delta: float | None = 0.05,
     per_class: bool = False,
     correction: str = "auto",
-    method: str = "exhaustive",
+    method: str | None = None,
+    bound: str = "cp_losses",
     n_starts: int | None = None,
     rule: str = "loosest",
     max_rounds: int = 10,
@@ -65,6 +68,12 @@ def choose_thresholds(
         Budget: maximum mean cost per input (needs prices).
     min_savings : float, optional
         Minimum share saved against the last stage alone (two stages; needs prices).
+    target_relative_accuracy : float, optional
+        System accuracy at least this fraction of the last stage's own accuracy, certified with a
+        *paired* bound that reads only the inputs where the stages disagree (two stages; see
+        :mod:`confroute.selection.certify`).
+    max_accuracy_drop : float, optional
+        System accuracy at least the last stage's accuracy minus this (paired, two stages).
     delta : float or None, default 0.05
         The target holds with probability at least ``1 - delta`` over the draw of the
         calibration data; ``None`` for a purely empirical choice (no guarantee).
@@ -78,8 +87,14 @@ def choose_thresholds(
         global): test from strict to loose, stop at the first failure. ``"bonferroni"``: every
         candidate (or class) at ``delta / count``. ``"none"`` (per-class only): each class's
         guarantee on its own, not simultaneously.
-    method : {"exhaustive", "coordinate"}, default "exhaustive"
-        Cascades only: search every threshold tuple of the grid, or cyclic coordinate descent.
+    method : str, optional
+        Cascades: ``"exhaustive"`` (default: every threshold tuple of the grid) or
+        ``"coordinate"`` (cyclic coordinate descent). Two stages with ``target_accuracy``: the
+        certification procedure, ``"fallback"`` (default: the fallback procedure, the best valid
+        one in our simulations), ``"single"``, ``"multistart"``, ``"split"`` (Learn-then-Test)
+        or ``"betting"`` (see :func:`confroute.selection.certify.certify_accepted_accuracy`).
+    bound : {"cp_losses", "conditional", "betting"}, default "cp_losses"
+        The paired bound for ``target_relative_accuracy`` / ``max_accuracy_drop``.
     n_starts, rule
         Two stages, global: see :func:`~confroute.selection.thresholds.choose_threshold`.
     max_rounds : int, default 10
@@ -118,6 +133,8 @@ def choose_thresholds(
         "target_coverage": target_coverage,
         "max_cost_per_input": max_cost_per_input,
         "min_savings": min_savings,
+        "target_relative_accuracy": target_relative_accuracy,
+        "max_accuracy_drop": max_accuracy_drop,
     }
     given = {k: v for k, v in targets.items() if v is not None}
     if len(given) != 1:
@@ -140,10 +157,16 @@ def choose_thresholds(
             )
         if correction not in ("auto", "bonferroni"):
             raise ValueError("cascade thresholds are certified with correction='bonferroni' over the grid")
-        return choose_cascade(evaluation, delta=delta, method=method, max_rounds=max_rounds, **given)
+        return choose_cascade(evaluation, delta=delta, method=method or "exhaustive", max_rounds=max_rounds,
+                              **given)
     if correction == "none":
         raise ValueError("correction='none' applies to per-class thresholds only")
+    if method in ("exhaustive", "coordinate"):
+        method = None  # a two-stage sweep is exact: nothing to search
+    if objective == "target_accuracy" and method is None and n_starts is None and delta is not None \
+            and correction == "auto":
+        method = "fallback"
     return choose_threshold(
-        evaluation, delta=delta, n_starts=n_starts, rule=rule,
+        evaluation, delta=delta, n_starts=n_starts, rule=rule, method=method, bound=bound,
         correction="fixed_sequence" if correction == "auto" else correction, **given,
     )

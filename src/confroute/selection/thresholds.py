@@ -13,6 +13,10 @@
     The primary answers at least the target share of inputs (equivalently: the mean cost per
     input stays within budget, or the savings reach the target), with probability at least
     ``1 - delta``.
+``target_relative_accuracy`` / ``max_accuracy_drop``
+    Paired: system accuracy is at least the target share of the fallback's accuracy (or at most
+    ``max_accuracy_drop`` below it), certified from the inputs where the two disagree
+    (:mod:`confroute.selection.certify`).
 
 How the guarantee works
 -----------------------
@@ -62,47 +66,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.stats import beta, binom
+from scipy.stats import binom
 
 from ..core import _html
 from ..core.cost import CostModel
 from ..evaluation.evaluate import Evaluation, Sweep, threshold_sweep
 from ..exceptions import ThresholdWarning
+from .bounds import clopper_pearson  # moved to bounds.py; still importable from here
+from .certify import ACCEPTED_METHODS, certify_accepted_accuracy, certify_relative_accuracy
 
 __all__ = ["choose_threshold", "ThresholdChoice", "clopper_pearson", "ThresholdWarning"]
-
-
-
-def clopper_pearson(k: Any, m: Any, delta: float, side: str = "upper") -> np.ndarray:
-    """One-sided exact (Clopper–Pearson) confidence bound on a binomial proportion.
-
-    Parameters
-    ----------
-    k, m : int or array
-        Successes and trials (``0 <= k <= m``).
-    delta : float
-        The bound holds with probability at least ``1 - delta``.
-    side : {"upper", "lower"}
-
-    Examples
-    --------
-    >>> round(float(clopper_pearson(0, 59, 0.05)), 4)  # zero errors in 59 trials
-    0.0495
-    >>> round(float(clopper_pearson(10, 10, 0.05, side="lower")), 4)
-    0.7411
-    """
-    k = np.asarray(k, dtype=np.float64)
-    m = np.asarray(m, dtype=np.float64)
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must lie in (0, 1), got {delta}")
-    with np.errstate(invalid="ignore"):
-        if side == "upper":
-            out = np.where(k >= m, 1.0, beta.ppf(1 - delta, k + 1, np.maximum(m - k, 1e-300)))
-        elif side == "lower":
-            out = np.where(k <= 0, 0.0, beta.ppf(delta, np.maximum(k, 1e-300), m - k + 1))
-        else:
-            raise ValueError(f"side must be 'upper' or 'lower', got {side!r}")
-    return out
 
 
 @dataclass(frozen=True)
@@ -114,8 +87,8 @@ class ThresholdChoice:
     threshold : float
         Accept when ``score >= threshold`` (``inf``: accept nothing).
     objective : str
-        ``"accepted_accuracy"``, ``"system_accuracy"``, ``"coverage"``, ``"cost"`` or
-        ``"savings"``.
+        ``"accepted_accuracy"``, ``"system_accuracy"``, ``"coverage"``, ``"cost"``,
+        ``"savings"``, ``"relative_accuracy"`` or ``"accuracy_drop"`` (paired targets).
     target : float
         The target as given (a cost budget is a mean cost per input).
     delta : float or None
@@ -173,6 +146,8 @@ class ThresholdChoice:
             "coverage": "coverage",
             "cost": "cost per input",
             "savings": "savings",
+            "relative_accuracy": "system / fallback accuracy",
+            "accuracy_drop": "system - fallback accuracy",
         }[self.objective]
         bound = ""
         if self.guaranteed is not None:
@@ -240,6 +215,10 @@ def choose_threshold(
     n_starts: int | None = None,
     rule: str = "loosest",
     correction: str = "fixed_sequence",
+    target_relative_accuracy: float | None = None,
+    max_accuracy_drop: float | None = None,
+    method: str | None = None,
+    bound: str = "cp_losses",
 ) -> ThresholdChoice:
     """Choose the primary's threshold on calibration data for one objective.
 
@@ -304,6 +283,8 @@ def choose_threshold(
         "coverage": target_coverage,
         "cost": max_cost_per_input,
         "savings": min_savings,
+        "relative_accuracy": target_relative_accuracy,
+        "accuracy_drop": max_accuracy_drop,
     }
     if rule not in ("loosest", "first_failure"):
         raise ValueError(f"rule must be 'loosest' or 'first_failure', got {rule!r}")
@@ -313,7 +294,8 @@ def choose_threshold(
     if len(given) != 1:
         raise ValueError(
             "give exactly one of target_accuracy, target_system_accuracy, target_coverage, "
-            f"max_cost_per_input, min_savings (got {given or 'none'})"
+            "max_cost_per_input, min_savings, target_relative_accuracy, max_accuracy_drop "
+            f"(got {given or 'none'})"
         )
     objective = given[0]
     target = float(objectives[objective])  # type: ignore[arg-type]
@@ -328,6 +310,18 @@ def choose_threshold(
     if n == 0:
         raise ValueError("choose_threshold needs at least one calibration input")
     m, k = sweep.n_accepted, sweep.n_errors
+
+    # ---- issue 16 wiring: certificates from selection/certify.py (paired targets, methods) ----
+    if method is not None and method not in ("multistart", *ACCEPTED_METHODS):
+        raise ValueError(f"method must be one of {('multistart', *ACCEPTED_METHODS)}, got {method!r}")
+    if method not in (None, "multistart") and objective != "accepted_accuracy":
+        raise ValueError(f"method={method!r} applies to target_accuracy only")
+    if objective in ("relative_accuracy", "accuracy_drop") or method not in (None, "multistart"):
+        if method not in (None, "multistart") and n_starts is not None:
+            raise ValueError("n_starts applies to method='multistart' only")
+        return _certified_choice(data, correct, fallback_correct, sweep, prices, objective, target, delta,
+                                 method, bound)
+    # ---- end of issue 16 wiring ----
 
     if objective in ("accepted_accuracy", "system_accuracy"):
         if not 0 < target < 1:
@@ -415,6 +409,45 @@ def choose_threshold(
             stacklevel=2,
         )
     return _choice(sweep, prices, row, objective, target, delta, feasible, empirical, guaranteed)
+
+
+def _certified_choice(
+    data: Any, correct: Any, fallback_correct: Any, sweep: Sweep, prices: np.ndarray | None, objective: str,
+    target: float, delta: float | None, method: str | None, bound: str,
+) -> ThresholdChoice:
+    """Issue 16: the choice from a :mod:`~confroute.selection.certify` certificate."""
+    if delta is None:
+        raise ValueError(f"the {objective.replace('_', ' ')} objective is a certificate: give delta (e.g. 0.05)")
+    if isinstance(data, Evaluation):
+        scores, pc, fc = data.scores, data.primary_correct, data.fallback_correct
+    else:
+        scores, pc, fc = data, correct, fallback_correct
+    if objective == "accepted_accuracy":
+        cert = certify_accepted_accuracy(scores, pc, target=target, delta=delta, method=str(method))
+    else:
+        if fc is None:
+            raise ValueError(f"the {objective.replace('_', ' ')} objective needs the fallback's answers "
+                             "(fallback_correct)")
+        kind = "ratio" if objective == "relative_accuracy" else "difference"
+        if kind == "ratio" and not 0 < target < 1:
+            raise ValueError(f"target_relative_accuracy must lie in (0, 1), got {target}")
+        if kind == "difference" and not 0 < target < 1:
+            raise ValueError(f"max_accuracy_drop must lie in (0, 1), got {target}")
+        epsilon = 1.0 - target if kind == "ratio" else target
+        cert = certify_relative_accuracy(scores, np.stack([np.asarray(pc, bool), np.asarray(fc, bool)]),
+                                         epsilon=epsilon, kind=kind, delta=delta, bound=bound)
+    row = int(np.flatnonzero(sweep.thresholds == cert.threshold)[0])
+    if not cert.certified:
+        warnings.warn(
+            f"no threshold meets {objective.replace('_', ' ')} target {target:g} with probability "
+            f"{1 - delta:g} on {sweep.n} calibration inputs ({cert.reason}"
+            + ("" if cert.labels_needed is None else f"; about {cert.labels_needed} labelled inputs needed")
+            + "); returning the safe end (accept nothing)",
+            ThresholdWarning,
+            stacklevel=3,
+        )
+    # empirical / guaranteed: system / fallback accuracy (ratio) or system - fallback (difference)
+    return _choice(sweep, prices, row, objective, target, delta, cert.certified, cert.empirical, cert.bound)
 
 
 def _min_trials(target: float, level: float) -> int:
