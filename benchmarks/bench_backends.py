@@ -170,7 +170,7 @@ def main() -> None:
         t0 = time.perf_counter()
         c.predictor = c.make()
         out = c.predictor.predict(texts)  # warm-up (and bucket compilation) + accuracy
-        c.accuracy = float(np.mean(out.labels == labels))
+        c.accuracy = float(np.mean(out.label_index == labels))
         if c.bare:
             c.bare_batches = _bare_batches(c.predictor, texts)
         print(f"ready {c.key:<48} acc {c.accuracy:.4f} ({time.perf_counter() - t0:.1f}s)", flush=True)

@@ -92,7 +92,7 @@ def main() -> int:
 
     runs = []
     for seed in range(args.seeds):
-        cf = cross_fit_threshold(y, sparse, dense, target_relative_accuracy=0.97, delta=0.05,
+        cf = cross_fit_threshold(np.array(["NEGATIVE", "POSITIVE"])[y], sparse, dense, target_relative_accuracy=0.97, delta=0.05,
                                  n_folds=args.folds, random_state=seed)
         runs.append(cf)
     first = runs[0]
@@ -131,7 +131,7 @@ def main() -> int:
 
         from confroute.evaluation.plotting import plot_reliability
 
-        cal = cross_fit_calibration(y, sparse, n_folds=args.folds, random_state=0)
+        cal = cross_fit_calibration(np.array(["NEGATIVE", "POSITIVE"])[y], sparse, n_folds=args.folds, random_state=0)
         fig, ax = plt.subplots(figsize=(4.6, 4.4))
         soft = lambda t: np.exp(z / t) / np.exp(z / t).sum(axis=1, keepdims=True)
         for name, probs in (("uncalibrated", soft(1.0)), (f"T = {t_train:.2f} fitted on train", soft(t_train)),

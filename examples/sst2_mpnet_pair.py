@@ -108,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 fingerprint(paths[name], k_dev, f"batch32-sorted{m.sort_by_length}"),
                                 lambda m=m: m.predict(texts)) for name, m in models.items()}
     print("batches sorted by length: " + ", ".join(f"{k} {m.sort_by_length}" for k, m in models.items()))
-    acc = {name: float(np.mean(p.labels == y)) for name, p in preds.items()}
+    acc = {name: float(np.mean(p.label_index == y)) for name, p in preds.items()}
     target = args.relative * acc[FALLBACK]
     print("dev accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in acc.items()))
     print(f"bar: system accuracy >= {args.relative:.1%} of {FALLBACK} = {target:.4f} ({target * n:.1f} of {n})")
@@ -119,13 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Warm-up: first-call allocations; DeepSparse compiles a bucket the first time one is needed.
         m.predict(texts if name.startswith("pruned80") else texts[:64])
     full: dict[str, list[float]] = {name: [] for name in models}
-    fc = preds[FALLBACK].labels == y
+    fc = preds[FALLBACK].label_index == y
 
     # 3. Thresholds per cheap model: oracle on dev; cross-fit (fixed-sequence, margin 0 / 0.25 pt).
     chosen: dict[str, dict[str, Any]] = {}
     for cheap in CHEAP:
         s = preds[cheap].probs.max(axis=1)
-        pc = preds[cheap].labels == y
+        pc = preds[cheap].label_index == y
 
         def cf(margin: float, s: np.ndarray = s, pc: np.ndarray = pc):
             return lambda sel, app: s[app] >= relative_choice(s[sel], pc[sel], fc[sel], args.relative,
@@ -166,8 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 measured[key]["seconds"].append(t)
                 measured[key]["ratio_to_fallback"].append(t / full[FALLBACK][-1])
                 if rep == 0:
-                    final = preds[cheap].labels.copy()
-                    final[~keep] = box["out"].labels
+                    final = preds[cheap].label_index.copy()
+                    final[~keep] = box["out"].label_index
                     measured_acc[key] = float(np.mean(final == y))
         print(f"  repeat {rep + 1}: " + ", ".join(f"{k} {n / v[-1]:.0f}/s" for k, v in full.items()), flush=True)
     tau = {name: float(np.median(v)) / n for name, v in full.items()}
@@ -177,7 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     singles = {name: (1e3 * tau[name], acc[name]) for name in models}
     comparisons, sweeps = {}, {}
     for cheap in CHEAP:
-        res = evaluate(labels=y, primary=preds[cheap], fallback=preds[FALLBACK],
+        y_values = np.asarray(preds[FALLBACK].classes)[y] if preds[FALLBACK].classes else y  # the models' label space
+        res = evaluate(labels=y_values, primary=preds[cheap], fallback=preds[FALLBACK],
                        cost_model=CostModel.per_sample([tau[cheap], tau[FALLBACK]]), stage_names=(cheap, FALLBACK))
         t = res.table
         routes = (t["coverage"] > 0) & (t["coverage"] < 1)

@@ -160,7 +160,7 @@ class Cache:
         if path.exists():
             with np.load(path, allow_pickle=False) as z:
                 logits = z["logits"] if z["logits"].size else None
-                return Predictions(z["probs"], logits, tuple(z["classes"].tolist()))
+                return Predictions(z["probs"], logits, tuple(z["classes"].tolist()) or None)
         t0 = time.perf_counter()
         preds = compute()
         print(f"  computed {tag} ({len(preds)} inputs, {time.perf_counter() - t0:.0f} s) -> {path.name}")
@@ -331,6 +331,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*truncated.*")
 
     dev_texts, dev_y = load_texts(paths["dev"])
+    # The TSV's labels are 0/1; the models name their classes: labels are matched by value.
+    dev_names = np.array(["NEGATIVE", "POSITIVE"])[dev_y]
     train_texts, train_y = load_texts(paths["train"])
     order = rng.permutation(len(train_texts))
     sl, rest = np.sort(order[: args.train_slice]), np.sort(order[args.train_slice :])
@@ -357,12 +359,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     tf_dev = cache.logits("tfidf-dev", fingerprint(tfidf_key, k_dev), lambda: tfidf.predict(dev_texts))
     tf_sl = cache.logits("tfidf-slice", fingerprint(tfidf_key, k_sl), lambda: tfidf.predict(sl_texts))
 
-    acc = {name: float(np.mean(p.labels == dev_y)) for name, p in
+    acc = {name: float(np.mean(p.label_index == dev_y)) for name, p in
            (("sparse", sp_dev), ("dense", de_dev), ("tfidf", tf_dev))}
     print(f"\naccuracy on dev: dense {acc['dense']:.4f}, sparse {acc['sparse']:.4f}, TF-IDF {acc['tfidf']:.4f} "
           f"(study: no routing {STUDY['dense_accuracy']:.2%})")
-    print(f"accuracy on the train slice (seen in fine-tuning): dense {np.mean(de_sl.labels == sl_y):.4f}, "
-          f"sparse {np.mean(sp_sl.labels == sl_y):.4f}, TF-IDF {np.mean(tf_sl.labels == sl_y):.4f} (held out)")
+    print(f"accuracy on the train slice (seen in fine-tuning): dense {np.mean(de_sl.label_index == sl_y):.4f}, "
+          f"sparse {np.mean(sp_sl.label_index == sl_y):.4f}, TF-IDF {np.mean(tf_sl.label_index == sl_y):.4f} (held out)")
 
     # 2. Temperature scaling on the train slice (never on dev).
     with warnings.catch_warnings():
@@ -372,8 +374,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     s_sl = softmax(sp_sl.log_scores() / scaler.temperature_).max(axis=1)
     t_dev = tf_dev.probs.max(axis=1)
     t_sl = tf_sl.probs.max(axis=1)
-    pc, fc, tc = sp_dev.labels == dev_y, de_dev.labels == dev_y, tf_dev.labels == dev_y
-    pc_sl, fc_sl, tc_sl = sp_sl.labels == sl_y, de_sl.labels == sl_y, tf_sl.labels == sl_y
+    pc, fc, tc = sp_dev.label_index == dev_y, de_dev.label_index == dev_y, tf_dev.label_index == dev_y
+    pc_sl, fc_sl, tc_sl = sp_sl.label_index == sl_y, de_sl.label_index == sl_y, tf_sl.label_index == sl_y
     target_dev = args.relative * acc["dense"]
     print(f"temperature of the sparse model, fitted on the train slice: T = {scaler.temperature_:.3f}")
 
@@ -478,10 +480,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "measured here, HF-pipeline dense ($0.50/h both)": CostModel(
             [StageCost.hourly(CPU_PRICE, 1 / tau["hf"][1]), StageCost.hourly(CPU_PRICE, 1 / tau["hf"][2])]),
     }
-    results = {name: evaluate(labels=dev_y, primary=sp_dev, fallback=de_dev, calibrator=scaler, cost_model=cm,
+    results = {name: evaluate(labels=dev_names, primary=sp_dev, fallback=de_dev, calibrator=scaler, cost_model=cm,
                               stage_names=("sparse", "dense"))
                for name, cm in cost_models.items()}
-    raw = evaluate(labels=dev_y, primary=sp_dev, fallback=de_dev, stage_names=("sparse", "dense"))
+    raw = evaluate(labels=dev_names, primary=sp_dev, fallback=de_dev, stage_names=("sparse", "dense"))
     table = study_table(results, raw, {"train slice": slice_t, "oracle": oracle_t})
     print_report(acc, scaler, raw, results, table, oracle, from_slice, from_slice_fs, cross, guaranteed, oracle3,
                  slice3, cross3, timing, tau, args)
