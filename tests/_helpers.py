@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,3 +39,17 @@ class SpyPredictor(Predictor):
 
 def binary(p_pos: float) -> list[float]:
     return [1.0 - p_pos, p_pos]
+
+
+#: The shared models and data (``../shared`` beside the checkout, or ``$CONFROUTE_SHARED``).
+SHARED = Path(os.environ.get("CONFROUTE_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
+
+
+def shared_models_reason() -> str | None:
+    """Why the SST-2 command-line tests cannot run here (``None`` when they can)."""
+    if not (SHARED / "models/minilm-sst2-pruned80/model.onnx").is_file():
+        return f"needs the shared SST-2 models and data at {SHARED} (or set CONFROUTE_SHARED)"
+    for mod in ("deepsparse", "transformers", "torch"):
+        if importlib.util.find_spec(mod) is None:
+            return f"needs {mod} (pip install 'confroute[all]')"
+    return None

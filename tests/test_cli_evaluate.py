@@ -4,7 +4,6 @@ library; plus one run on a slice of SST-2 dev with the shared models (skipped wi
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import pickle
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import SHARED, shared_models_reason
 from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -21,7 +21,6 @@ from confroute.calibration.calibrators import TemperatureScaler
 from confroute.cli import main
 from confroute.evaluation.evaluate import evaluate
 
-SHARED = Path(os.environ.get("CONFROUTE_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
 
 POS = ["good", "great", "lovely", "fine", "superb", "witty"]
 NEG = ["bad", "dull", "awful", "poor", "boring", "flat"]
@@ -290,18 +289,9 @@ def test_error_bad_options(toy, capsys):
 
 
 # --------------------------------------------------------------------------- the shared models
-def _shared_reason() -> str | None:
-    if not (SHARED / "models/minilm-sst2-pruned80/model.onnx").is_file():
-        return f"needs the shared SST-2 models and data at {SHARED} (or set CONFROUTE_SHARED)"
-    for mod in ("deepsparse", "transformers", "torch"):
-        if importlib.util.find_spec(mod) is None:
-            return f"needs {mod} (pip install 'confroute[all]')"
-    return None
-
-
 @pytest.mark.shared
 @pytest.mark.slow
-@pytest.mark.skipif(_shared_reason() is not None, reason=str(_shared_reason()))
+@pytest.mark.skipif(shared_models_reason() is not None, reason=str(shared_models_reason()))
 def test_cli_on_sst2_slice_with_shared_models(tmp_path, capsys):
     os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
     out = tmp_path / "out"

@@ -5,7 +5,6 @@ threshold that meets its target on the held-out folds). Needs ../shared and ever
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import math
 import os
@@ -13,10 +12,10 @@ import shlex
 from pathlib import Path
 
 import pytest
+from _helpers import SHARED, shared_models_reason
 
 from confroute.cli import main
 
-SHARED = Path(os.environ.get("CONFROUTE_SHARED", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
 
 #: README.md's example, word for word after ``bash tools/run.sh confroute`` (paths relative to
 #: ../shared are rewritten to SHARED, and --out to a temporary folder).
@@ -27,18 +26,9 @@ README_COMMAND = (
 )
 
 
-def _reason() -> str | None:
-    if not (SHARED / "models/minilm-sst2-pruned80/model.onnx").is_file():
-        return f"needs the shared SST-2 models and data at {SHARED} (or set CONFROUTE_SHARED)"
-    for mod in ("deepsparse", "transformers", "torch"):
-        if importlib.util.find_spec(mod) is None:
-            return f"needs {mod} (pip install 'confroute[all]')"
-    return None
-
-
 @pytest.mark.shared
 @pytest.mark.slow
-@pytest.mark.skipif(_reason() is not None, reason=str(_reason()))
+@pytest.mark.skipif(shared_models_reason() is not None, reason=str(shared_models_reason()))
 def test_readme_example_ends_in_a_usable_answer(tmp_path, capsys):
     os.environ.setdefault("NM_DISABLE_ANALYTICS", "1")
     out = tmp_path / "eval"

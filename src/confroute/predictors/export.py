@@ -397,15 +397,9 @@ def quantize_onnx(
     """
     _check_quantize_mode(mode)
     quantization = _import_quantization()
-    from ._text import TextEncoder, default_max_length, onnx_file
+    from ._text import TextEncoder, default_max_length
 
-    src_file, src_dir = onnx_file(model)
-    dst = Path(output_dir).expanduser().resolve()
-    if dst == src_dir.resolve():
-        raise ValueError("output_dir must differ from the model's directory: the source is never written to")
-    out_file = dst / "model.onnx"
-    if out_file.exists() and not overwrite:
-        raise FileExistsError(f"{out_file} exists; pass overwrite=True to replace it")
+    src_file, src_dir, dst, out_file = _copy_target(model, output_dir, overwrite)
     texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
     if not texts:
         raise ValueError("check_texts must hold at least one text")
@@ -519,6 +513,20 @@ def _classifier_input(graph: Any, logits_name: str) -> tuple[str, int | None]:
     return x, width
 
 
+def _copy_target(model: Any, output_dir: Any, overwrite: bool) -> tuple[Path, Path, Path, Path]:
+    """Source ONNX file and folder, and the destination folder and file of a rewritten copy."""
+    from ._text import onnx_file
+
+    src_file, src_dir = onnx_file(model)
+    dst = Path(output_dir).expanduser().resolve()
+    if dst == src_dir.resolve():
+        raise ValueError("output_dir must differ from the model's directory: the source is never written to")
+    out_file = dst / "model.onnx"
+    if out_file.exists() and not overwrite:
+        raise FileExistsError(f"{out_file} exists; pass overwrite=True to replace it")
+    return src_file, src_dir, dst, out_file
+
+
 def add_hidden_output(
     model: str | Path,
     output_dir: str | Path,
@@ -579,15 +587,9 @@ def add_hidden_output(
         from onnx import helper
     except ImportError:
         raise ImportError("add_hidden_output needs onnx and onnxruntime: pip install 'confroute[onnx]'") from None
-    from ._text import TextEncoder, default_max_length, onnx_file
+    from ._text import TextEncoder, default_max_length
 
-    src_file, src_dir = onnx_file(model)
-    dst = Path(output_dir).expanduser().resolve()
-    if dst == src_dir.resolve():
-        raise ValueError("output_dir must differ from the model's directory: the source is never written to")
-    out_file = dst / "model.onnx"
-    if out_file.exists() and not overwrite:
-        raise FileExistsError(f"{out_file} exists; pass overwrite=True to replace it")
+    src_file, src_dir, dst, out_file = _copy_target(model, output_dir, overwrite)
 
     proto = onnx.load(str(src_file))
     graph = proto.graph
