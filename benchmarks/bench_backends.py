@@ -12,7 +12,8 @@ The comparisons (issue 13):
 * **input order vs sorted by length** (``sort_by_length``): ONNX Runtime (dense fp32, dense int8,
   pruned80 fp32 and int8), the MPNet int8 fallback and, with ``--hf``, the HF pipeline,
 * **fp32 vs int8** (dynamic quantisation, made by ``benchmarks/make_int8.py``),
-* **DeepSparse static 64 tokens vs length buckets** (16/32/64 tokens),
+* **DeepSparse static 64 tokens vs length buckets** (the default buckets up to 64 tokens, and the
+  buckets ``tune_buckets()`` keeps on this machine; ``bench_deepsparse_lengths.py`` shows why),
 * **wrapper overhead**: the predictor (tokenise, sort, pad, run, softmax, checks, restore order)
   against the bare runtime (``session.run`` / ``engine.run`` only) on the same padded token-id
   batches, prepared beforehand,
@@ -68,6 +69,7 @@ class Config:
 
 def _configs(shared: Path, cache: Path, threads: int, hf: bool) -> list[Config]:
     from confroute.predictors import DeepSparsePredictor, HFPipelinePredictor, ONNXRuntimePredictor
+    from confroute.predictors.deepsparse import DEFAULT_BUCKETS
 
     models = shared / "models"
     paths = {
@@ -93,10 +95,22 @@ def _configs(shared: Path, cache: Path, threads: int, hf: bool) -> list[Config]:
         lambda: DeepSparsePredictor(pruned, batch_size=BATCH, num_cores=threads, sequence_length=STATIC_TOKENS,
                                     buckets=None, sort_by_length=False),
     ))
+    default = "/".join(str(b) for b in DEFAULT_BUCKETS if b <= STATIC_TOKENS)
     out.append(Config(
-        f"deepsparse:pruned80:fp32:buckets:sorted", "deepsparse", "pruned80", "fp32", "buckets 16/32/64", "sorted",
+        "deepsparse:pruned80:fp32:buckets:sorted", "deepsparse", "pruned80", "fp32", f"buckets {default}", "sorted",
         lambda: DeepSparsePredictor(pruned, batch_size=BATCH, num_cores=threads, sequence_length=STATIC_TOKENS),
         bare=True,
+    ))
+
+    def tuned() -> DeepSparsePredictor:
+        p = DeepSparsePredictor(pruned, batch_size=BATCH, num_cores=threads, sequence_length=STATIC_TOKENS)
+        p.tune_buckets(repeats=5)
+        print(f"tune_buckets kept {p.buckets}", flush=True)
+        return p
+
+    out.append(Config(
+        "deepsparse:pruned80:fp32:tuned-buckets:sorted", "deepsparse", "pruned80", "fp32", "tune_buckets()",
+        "sorted", tuned,
     ))
     if hf:
         dense = models / "minilm-sst2-dense"
@@ -169,6 +183,8 @@ def main() -> None:
     for c in configs:
         t0 = time.perf_counter()
         c.predictor = c.make()
+        if ":tuned-buckets:" in c.key:
+            c.shapes = "tune_buckets(): " + "/".join(map(str, c.predictor.buckets))
         out = c.predictor.predict(texts)  # warm-up (and bucket compilation) + accuracy
         c.accuracy = float(np.mean(out.label_index == labels))
         if c.bare:
@@ -236,6 +252,9 @@ def _ratios(by_key: dict[str, dict[str, Any]]) -> dict[str, Any]:
     ds_b, ds_s = "deepsparse:pruned80:fp32:buckets:sorted", f"deepsparse:pruned80:fp32:static{STATIC_TOKENS}:input"
     if ds_b in by_key and ds_s in by_key:
         out["deepsparse_buckets_vs_static64"] = sps(ds_b) / sps(ds_s)
+    ds_t = "deepsparse:pruned80:fp32:tuned-buckets:sorted"
+    if ds_t in by_key and ds_s in by_key:
+        out["deepsparse_tuned_buckets_vs_static64"] = sps(ds_t) / sps(ds_s)
     ref = "onnxruntime:dense:fp32:dynamic:sorted"
     minilm = [r for k, r in by_key.items() if ":mpnet:" not in k and r["accuracy"] >= 0.89 and k != ref
               and k.startswith(("onnxruntime:", "deepsparse:"))]

@@ -119,7 +119,7 @@ def test_short_last_batch_is_padded_and_cut(tiny_onnx_dir, ort_reference, n):
 def test_static_shapes_and_batch_limit(tiny_onnx_dir):
     from confroute.predictors import DeepSparsePredictor
 
-    p = DeepSparsePredictor(tiny_onnx_dir, batch_size=2, num_cores=1, sequence_length=16)
+    p = DeepSparsePredictor(tiny_onnx_dir, batch_size=2, num_cores=1, sequence_length=16, buckets=None)
     assert p.encoder.encode(["good"]).arrays["input_ids"].shape == (1, 16)
     with pytest.raises(ValueError, match="compiled for 2"):
         p.predict_logits(TEXTS[:3])
@@ -191,3 +191,44 @@ def test_buckets_compile_on_first_use_and_match_static_shapes(tiny_onnx_dir, ort
     assert set(static._engines) == {32}  # compiled at construction, as before
     np.testing.assert_allclose(static.predict(TEXTS).logits, out.logits, atol=1e-4, rtol=0)
     assert "buckets=(8, 16, 32)" in repr(p)
+
+
+def test_keep_faster_buckets_drops_lengths_no_faster_than_a_longer_one():
+    # The shape measured on DeepSparse 1.8 (ms per batch of 32): 16-32 tokens slower than 40.
+    times = {8: 0.047, 12: 0.074, 16: 0.227, 24: 0.224, 32: 0.400, 40: 0.229, 48: 0.270, 64: 0.309}
+    assert ds_module.keep_faster_buckets(times) == (8, 12, 40, 48, 64)
+    # Brute force: a kept length beats every longer kept one by min_gain; a dropped one does not
+    # beat the fastest longer kept one; the longest is always kept.
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        lengths = sorted(rng.choice(np.arange(2, 200), size=rng.integers(1, 8), replace=False).tolist())
+        t = {n: float(rng.uniform(0.01, 1.0)) for n in lengths}
+        kept = ds_module.keep_faster_buckets(t, 0.1)
+        assert kept[-1] == lengths[-1] and set(kept) <= set(lengths)
+        for n in lengths[:-1]:
+            longer = [t[m] for m in kept if m > n]
+            assert (n in kept) == (t[n] < 0.9 * min(longer))
+    assert ds_module.keep_faster_buckets({10: 0.2, 20: 0.2}, min_gain=0.0) == (20,)  # ties go long
+    with pytest.raises(ValueError, match="no lengths"):
+        ds_module.keep_faster_buckets({})
+
+
+@needs_deepsparse
+def test_time_and_tune_buckets_on_a_real_engine(tiny_onnx_dir, ort_reference):
+    from confroute.predictors import DeepSparsePredictor
+
+    p = DeepSparsePredictor(tiny_onnx_dir, batch_size=4, num_cores=1, sequence_length=32, buckets=(8, 16))
+    times = p.time_buckets([8, 32], repeats=2)
+    assert list(times) == [8, 32] and all(t > 0 for t in times.values())
+    assert set(p._engines) == {8, 32}  # bucket engines are kept for prediction
+    with pytest.raises(ValueError, match="outside 2..sequence_length=32"):
+        p.time_buckets([64])
+    with pytest.raises(ValueError, match="repeats"):
+        p.time_buckets([8], repeats=0)
+    timed = p.tune_buckets(candidates=(8, 12, 16), repeats=2)
+    assert list(timed) == [8, 12, 16, 32]
+    assert p.buckets == ds_module.keep_faster_buckets(timed) and p.buckets[-1] == 32
+    assert set(p._engines) <= set(p.buckets)  # engines of dropped candidates are released
+    np.testing.assert_allclose(p.predict(TEXTS).logits, ort_reference.logits, atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="min_gain"):
+        p.tune_buckets(min_gain=1.0)

@@ -12,8 +12,9 @@ DeepSparse traps this module handles, so users do not have to:
   copy in a temporary directory and never writes to the user's files.
 * Its sparse kernels only run with static shapes, so an engine is compiled for one batch size
   and one sequence length. Padding every text to one long length wastes most of the compute on
-  short texts, so this predictor compiles one engine per length bucket (by default 16, 32, 64
-  and 128 tokens up to ``sequence_length``, each on first use), sorts a call's texts by token
+  short texts, so this predictor compiles one engine per length bucket (by default 12, 40, 64
+  and 128 tokens up to ``sequence_length``, each on first use; :meth:`DeepSparsePredictor.tune_buckets`
+  picks them from timings on the user's machine), sorts a call's texts by token
   length, and sends each batch to the smallest bucket that holds its longest text. A last batch
   smaller than ``batch_size`` is padded with dummy rows that are dropped from the output.
 * Its ``Pipeline`` returns softmax scores only; this predictor calls the compiled engine
@@ -27,6 +28,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,7 @@ from ..core.types import Predictions
 from ._text import (
     TextEncoder,
     TextInputsMixin,
+    TokenizedTexts,
     check_single_label,
     check_texts,
     classes_from_id2label,
@@ -45,13 +48,19 @@ from ._text import (
 )
 from .base import Predictor
 
-__all__ = ["DeepSparsePredictor", "import_deepsparse", "DEFAULT_BUCKETS"]
+__all__ = ["DeepSparsePredictor", "import_deepsparse", "keep_faster_buckets", "DEFAULT_BUCKETS", "TUNING_CANDIDATES"]
 
 _TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 #: Default length buckets (tokens); those above ``sequence_length`` are dropped, and
-#: ``sequence_length`` itself is always the last bucket.
-DEFAULT_BUCKETS = (16, 32, 64, 128)
+#: ``sequence_length`` itself is always the last bucket. Chosen by measurement
+#: (:meth:`DeepSparsePredictor.tune_buckets`, docs/backends.md): DeepSparse 1.8 ran 13-32-token
+#: engines 2-3x slower per token than 12- or 33+-token ones on the machine we measured, so there
+#: is no bucket in that range.
+DEFAULT_BUCKETS = (12, 40, 64, 128)
+
+#: The lengths :meth:`DeepSparsePredictor.tune_buckets` tries by default.
+TUNING_CANDIDATES = (8, 12, 16, 24, 32, 40, 48, 64, 96)
 
 
 def _version_tuple(version: str) -> tuple[int, ...]:
@@ -130,9 +139,11 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
         The longest input, in tokens: longer inputs are truncated to it (with a warning), so set
         it to at least the longest input the model should see in full. It is also the largest
         bucket.
-    buckets : sequence of int or None, default (16, 32, 64, 128)
+    buckets : sequence of int or None, default (12, 40, 64, 128)
         Static lengths to compile engines for, each on first use; a batch goes to the smallest
-        bucket that holds its longest text. Lengths above ``sequence_length`` are dropped and
+        bucket that holds its longest text. The default skips 13-32 tokens, a range DeepSparse
+        1.8 ran 2-3x slower per token on the machine we measured; :meth:`tune_buckets` picks
+        buckets from timings on yours. Lengths above ``sequence_length`` are dropped and
         ``sequence_length`` is added. ``None``: one engine, every input padded to
         ``sequence_length`` (compiled at construction).
     sort_by_length : bool, default True
@@ -276,12 +287,140 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
     def _predict_batch(self, inputs: Sequence[Any]) -> Predictions:
         return Predictions.from_logits(self.predict_logits(inputs), self.classes, source=self.name)
 
+    def time_buckets(self, lengths: Sequence[int] | None = None, *, repeats: int = 3) -> dict[int, float]:
+        """Measured seconds per batch of the engine for each sequence length, on this machine.
+
+        Compiles (or reuses) one engine per length at this predictor's ``batch_size`` and
+        ``num_cores``, runs it once to warm up and then ``repeats`` times on a full batch of
+        dummy token ids, and returns the median time of one batch. DeepSparse picks its kernels
+        per static shape, and the time does not follow the token count: measured here
+        (DeepSparse 1.8, AVX-512 VNNI, one core, batch 32) engines for 13 to 32 tokens ran on a
+        path 2-3x slower per token than those for 12 or 33 and more, so a 32-token engine was
+        slower than a 64-token one (docs/backends.md). :meth:`tune_buckets` uses these times.
+
+        Parameters
+        ----------
+        lengths : sequence of int, optional
+            Sequence lengths to time (each >= 2 and <= ``sequence_length``); default: this
+            predictor's buckets.
+        repeats : int, default 3
+
+        Returns
+        -------
+        dict
+            ``{length: seconds per batch}``, in increasing length.
+        """
+        if self.model_path is None:
+            raise ValueError(f"{self.name}: a predictor built from a Pipeline has one fixed shape; nothing to time")
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {repeats}")
+        wanted = sorted({int(n) for n in (self.buckets if lengths is None else lengths)})
+        bad = [n for n in wanted if n < 2 or n > self.sequence_length]
+        if bad:
+            raise ValueError(
+                f"lengths {bad} are outside 2..sequence_length={self.sequence_length}; "
+                "raise sequence_length to time longer engines"
+            )
+        times = {}
+        for length in wanted:
+            engine = self._engines.get(length)
+            if engine is None:
+                assert self.batch_size is not None
+                engine = _compile_copy(self._ds, self.model_path, self.batch_size, length, self.num_cores)
+            feed = _dummy_feed(self, length)
+            engine.run(feed)  # warm-up
+            runs = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                engine.run(feed)
+                runs.append(time.perf_counter() - start)
+            times[length] = float(np.median(runs))
+            if length in self.buckets:
+                self._engines[length] = engine  # a bucket's engine is kept, not compiled again
+        return times
+
+    def tune_buckets(
+        self, candidates: Sequence[int] = TUNING_CANDIDATES, *, repeats: int = 3, min_gain: float = 0.1
+    ) -> dict[int, float]:
+        """Keep only the buckets that are measurably faster than every longer one, on this machine.
+
+        Times one engine per candidate length with :meth:`time_buckets` (one compilation each, a
+        few seconds for MiniLM) and sets :attr:`buckets` to the candidates whose batch is at
+        least ``min_gain`` faster than that of every longer bucket kept (``sequence_length``
+        is always kept). A batch then goes to the shortest kept bucket that holds it, so a
+        length the engine runs slowly is never used. The kept buckets' engines are reused.
+
+        Parameters
+        ----------
+        candidates : sequence of int, default (8, 12, 16, 24, 32, 40, 48, 64, 96)
+            Lengths to try; those at or above ``sequence_length`` are dropped.
+        repeats : int, default 3
+        min_gain : float, default 0.1
+            Relative time a shorter bucket must save to be kept (guards against timing noise).
+
+        Returns
+        -------
+        dict
+            ``{length: seconds per batch}`` for every candidate timed.
+
+        Examples
+        --------
+        >>> p = DeepSparsePredictor("models/minilm-sst2-pruned80", num_cores=1, sequence_length=64)  # doctest: +SKIP
+        >>> p.tune_buckets()  # doctest: +SKIP
+        {8: 0.047, 12: 0.074, 16: 0.227, 24: 0.224, 32: 0.400, 40: 0.229, 48: 0.270, 64: 0.309}
+        >>> p.buckets  # doctest: +SKIP
+        (8, 12, 40, 48, 64)
+        """
+        if not 0 <= min_gain < 1:
+            raise ValueError(f"min_gain must be in [0, 1), got {min_gain}")
+        lengths = _buckets(candidates, self.sequence_length)
+        old = self.buckets
+        self.buckets = lengths  # so that time_buckets keeps every candidate's engine for now
+        times = self.time_buckets(lengths, repeats=repeats)
+        self.buckets = keep_faster_buckets(times, min_gain)
+        for length in set(old) | set(lengths):
+            if length not in self.buckets:
+                self._engines.pop(length, None)
+        return times
+
     def __repr__(self) -> str:
         return (
             f"DeepSparsePredictor(name={self.name!r}, batch_size={self.batch_size}, "
             f"num_cores={self.num_cores}, sequence_length={self.sequence_length}, "
             f"buckets={self.buckets}, sort_by_length={self.sort_by_length})"
         )
+
+
+def keep_faster_buckets(seconds_per_batch: dict[int, float], min_gain: float = 0.1) -> tuple[int, ...]:
+    """The lengths worth a bucket: each at least ``min_gain`` faster than every longer one kept.
+
+    Walks from the longest length (always kept) down; a shorter length is kept when its time
+    per batch is below ``(1 - min_gain)`` times the fastest longer length kept, since a batch
+    that fits it also fits those.
+
+    >>> keep_faster_buckets({12: 0.074, 16: 0.227, 32: 0.400, 40: 0.229, 64: 0.309})
+    (12, 40, 64)
+    """
+    if not seconds_per_batch:
+        raise ValueError("no lengths were timed")
+    kept: list[int] = []
+    best = float("inf")
+    for length in sorted(seconds_per_batch, reverse=True):
+        t = seconds_per_batch[length]
+        if not kept or t < (1 - min_gain) * best:
+            kept.append(length)
+            best = min(best, t)
+    return tuple(sorted(kept))
+
+
+def _dummy_feed(predictor: DeepSparsePredictor, length: int) -> list[np.ndarray]:
+    """A full batch of rows of exactly ``length`` real tokens of the model's vocabulary, for timing."""
+    sample = predictor.encoder.tokenize(["a gorgeous, witty, seductive movie."])
+    ids, type_ids = sample.ids[0], sample.type_ids[0]
+    body = [ids[1 + i % max(len(ids) - 2, 1)] for i in range(length - 2)]  # the words, repeated
+    row = TokenizedTexts([""], [[ids[0], *body, ids[-1]]], [[type_ids[0]] * length], [False])
+    arrays = predictor.encoder.pad(row, length).pad_rows(int(predictor.batch_size or 1)).arrays
+    return [arrays[name] for name in predictor._input_names]
 
 
 def _is_pipeline(model: Any) -> bool:

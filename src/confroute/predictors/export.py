@@ -420,6 +420,9 @@ def quantize_onnx(
             weight_type=quantization.QuantType.QInt8,
             per_channel=per_channel,
             reduce_range=reduce_range,
+            # Graphs fused by ONNX Runtime's transformer optimizer hold com.microsoft ops that
+            # shape inference cannot type; their MatMul outputs are float32 (1 = FLOAT).
+            extra_options={"DefaultTensorType": 1},
         )
     finally:
         root.removeFilter(not_preprocessing)
