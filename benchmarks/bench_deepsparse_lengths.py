@@ -52,8 +52,10 @@ def modelled_seconds(lengths: np.ndarray, seconds: dict[int, float], buckets: tu
     ordered = np.sort(lengths, kind="stable")
     for i in range(0, len(ordered), BATCH):
         need = int(ordered[i : i + BATCH].max())
-        fits = [n for n in (buckets or tuple(seconds)) if n >= need]
-        total += min(seconds[n] for n in fits) if not buckets else seconds[min(fits)]
+        if buckets:  # the smallest bucket that holds the batch
+            total += seconds[min(n for n in buckets if n >= need)]
+        else:  # the ceiling: the fastest timed length that holds it
+            total += min(t for n, t in seconds.items() if n >= need)
     return total
 
 
