@@ -55,8 +55,8 @@ _TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 #: Default length buckets (tokens); those above ``sequence_length`` are dropped, and
 #: ``sequence_length`` itself is always the last bucket. Chosen by measurement
 #: (:meth:`DeepSparsePredictor.tune_buckets`, docs/backends.md): DeepSparse 1.8 ran 13-32-token
-#: engines 2-3x slower per token than 12- or 33+-token ones on the machine we measured, so there
-#: is no bucket in that range.
+#: engines about 2x slower per token (1.6-2.9x) than 12- or 36+-token ones on the machine we
+#: measured, so there is no bucket in that range.
 DEFAULT_BUCKETS = (12, 40, 64, 128)
 
 #: The lengths :meth:`DeepSparsePredictor.tune_buckets` tries by default.
@@ -142,8 +142,8 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
     buckets : sequence of int or None, default (12, 40, 64, 128)
         Static lengths to compile engines for, each on first use; a batch goes to the smallest
         bucket that holds its longest text. The default skips 13-32 tokens, a range DeepSparse
-        1.8 ran 2-3x slower per token on the machine we measured; :meth:`tune_buckets` picks
-        buckets from timings on yours. Lengths above ``sequence_length`` are dropped and
+        1.8 ran about 2x slower per token (1.6-2.9x) on the machine we measured;
+        :meth:`tune_buckets` picks buckets from timings on yours. Lengths above ``sequence_length`` are dropped and
         ``sequence_length`` is added. ``None``: one engine, every input padded to
         ``sequence_length`` (compiled at construction).
     sort_by_length : bool, default True
@@ -295,8 +295,8 @@ class DeepSparsePredictor(TextInputsMixin, Predictor):
         dummy token ids, and returns the median time of one batch. DeepSparse picks its kernels
         per static shape, and the time does not follow the token count: measured here
         (DeepSparse 1.8, AVX-512 VNNI, one core, batch 32) engines for 13 to 32 tokens ran on a
-        path 2-3x slower per token than those for 12 or 33 and more, so a 32-token engine was
-        slower than a 64-token one (docs/backends.md). :meth:`tune_buckets` uses these times.
+        path about 2x slower per token (1.6-2.9x) than those for 12 or 36 and more, so a
+        32-token engine was slower than a 64-token one (docs/backends.md). :meth:`tune_buckets` uses these times.
 
         Parameters
         ----------
