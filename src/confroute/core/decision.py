@@ -8,7 +8,13 @@ it accepts; the last stage answers whatever reaches it.
 :func:`accepts` is that rule for one stage; :func:`answering_stage` folds it over a cascade on
 precomputed arrays. The router (one stage at a time, on the inputs that reached it), evaluation
 at a threshold, per-class selection, drift monitoring, Ray and the cascade search all call
-these two functions, so they cannot disagree.
+these two functions, so they cannot disagree. :func:`threshold_path` is the same rule walked
+along every candidate threshold at once (the sweep, the certificates and the risk-coverage
+metrics count along it); it asks :func:`accepts` whether a score equal to the threshold is
+accepted, so a change of the rule changes the path too.
+
+Callers use the rule through this module (``decision.accepts(...)``), never a copy of the
+comparison: a test replaces :func:`accepts` and checks that every path follows.
 """
 
 from __future__ import annotations
@@ -22,7 +28,15 @@ import numpy as np
 from ..exceptions import ClassMismatchError
 from .classes import Classes, label_indices
 
-__all__ = ["ThresholdSpec", "check_threshold", "resolve_threshold", "accepts", "answering_stage"]
+__all__ = [
+    "ThresholdSpec",
+    "check_threshold",
+    "resolve_threshold",
+    "accepts",
+    "ties_accepted",
+    "threshold_path",
+    "answering_stage",
+]
 
 #: A stage's threshold as a user gives it: a number, one number per class (in column order),
 #: or a mapping from class value to number.
@@ -158,3 +172,55 @@ def answering_stage(
         stage[take] = s
         pending &= ~take
     return stage
+
+
+def ties_accepted() -> bool:
+    """Whether :func:`accepts` accepts a score equal to the threshold (it does: ``>=``).
+
+    :func:`threshold_path` reads this from the rule itself rather than assuming it.
+
+    >>> ties_accepted()
+    True
+    """
+    return bool(accepts(np.ones(1), None, 1.0)[0])
+
+
+def threshold_path(scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every candidate threshold of one stage, strict to loose, and how to count along them.
+
+    The one "sort scores, group ties, count along the path" of the library: the threshold sweep,
+    the certificates and the risk-coverage metrics all walk it.
+
+    Returns
+    -------
+    thresholds : ndarray, shape (m + 1,)
+        ``thresholds[0]`` accepts nothing; then one threshold per distinct score, each accepting
+        one more group of tied scores, down to accepting every input. With the rule
+        ``score >= t`` these are ``inf`` and then the distinct scores, descending.
+    order : ndarray of int
+        Sorts the inputs by descending score (stable).
+    ends : ndarray of int, shape (m + 1,)
+        The inputs accepted at row ``h`` are ``order[:ends[h]]``; counts of a per-input
+        indicator ``x`` at every row are ``np.r_[0, np.cumsum(x[order])][ends]``.
+
+    Examples
+    --------
+    >>> t, order, ends = threshold_path([0.9, 0.6, 0.9, 0.7])
+    >>> t.tolist(), ends.tolist()
+    ([inf, 0.9, 0.7, 0.6], [0, 2, 3, 4])
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1:
+        raise ValueError(f"scores must be one-dimensional, got shape {s.shape}")
+    if np.isnan(s).any():
+        raise ValueError("scores contain NaN; a NaN score can be neither accepted nor deferred")
+    order = np.argsort(-s, kind="stable")
+    ss = s[order]
+    last_of_tie = np.r_[ss[1:] != ss[:-1], True] if ss.size else np.zeros(0, bool)
+    ends = np.r_[0, np.flatnonzero(last_of_tie) + 1]
+    distinct = ss[last_of_tie]
+    if ties_accepted():
+        thresholds = np.r_[np.inf, distinct]
+    else:  # a strict rule: the next lower distinct score accepts a group; -inf accepts all
+        thresholds = np.r_[distinct, -np.inf]
+    return thresholds, order, ends
