@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 __all__ = ["REMOVED_IN", "warn_renamed", "deprecated_alias"]
 
-#: The release that removes the names deprecated in 0.2 and 0.3.
-REMOVED_IN = "0.4"
+#: The release that removes the names deprecated in 0.2 (listed in CHANGELOG.md).
+REMOVED_IN = "0.3"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
