@@ -30,11 +30,28 @@ pip_install() {  # pip_install PY ARGS...: a quiet install, its messages on stde
   "$py" -m pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
 }
 
+installed_for() {  # installed_for DIR FILES...: true when DIR was installed for exactly these files
+  # The stamp holds a hash of pyproject.toml and the constraints: pip runs again only when they
+  # change (a check by pip itself costs ~13 s on this machine, every call).
+  local dir=$1
+  shift
+  [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$(cat "$@" | sha256sum | cut -d' ' -f1)" ]
+}
+
+stamp() {  # stamp DIR FILES...: record what DIR was installed for
+  local dir=$1
+  shift
+  cat "$@" | sha256sum | cut -d' ' -f1 >"$dir/.stamp"
+}
+
 full_venv() {  # the venv with every extra, pinned; prints its python
   local py
   py=$(venv .venv)
-  # torch==2.13.0 (CPU) is pinned in the constraints: a looser spec pulls a multi-GB CUDA build.
-  pip_install "$py" -c constraints/py311.txt -e ".[all,test]"
+  if ! installed_for .venv pyproject.toml constraints/py311.txt; then
+    # torch==2.13.0 (CPU) is pinned in the constraints: a looser spec pulls a multi-GB CUDA build.
+    pip_install "$py" -c constraints/py311.txt -e ".[all,test]"
+    stamp .venv pyproject.toml constraints/py311.txt
+  fi
   echo "$py"
 }
 

@@ -28,7 +28,7 @@ from .predictors import CallablePredictor, Predictor, SklearnPredictor
 from .routing.cascade import Cascade, ThresholdRouter
 from .routing.fallback import CircuitBreaker, Fallback
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # kept equal to pyproject.toml by tests/test_packaging.py
 
 # Public names that live in modules with optional or heavier dependencies: imported on access.
 _LAZY: dict[str, str] = {
