@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+    import pytest
+
+    tomllib = pytest.importorskip("tomli")
 
 
 def _project() -> dict:
