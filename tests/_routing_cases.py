@@ -47,7 +47,7 @@ def reversed_model(xs: np.ndarray) -> np.ndarray:
     return np.column_stack([p, 1 - p])
 
 
-def two_stage(on_error: str = "keep_primary", cost: bool = True) -> ThresholdRouter:
+def two_stage(on_error: str = "keep_previous", cost: bool = True) -> ThresholdRouter:
     fallback = Fallback(
         CallablePredictor(big_model, classes=CLASSES, name="big"),
         on_error=on_error,  # type: ignore[arg-type]
@@ -74,8 +74,8 @@ def three_stage() -> Cascade:
 
 
 ROUTERS: dict[str, Callable[[], Cascade]] = {
-    "two_stage_keep_primary": lambda: two_stage("keep_primary"),
+    "two_stage_keep_previous": lambda: two_stage("keep_previous"),
     "two_stage_abstain": lambda: two_stage("abstain"),
-    "two_stage_no_cost": lambda: two_stage("keep_primary", cost=False),
+    "two_stage_no_cost": lambda: two_stage("keep_previous", cost=False),
     "three_stage": three_stage,
 }

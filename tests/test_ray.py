@@ -40,8 +40,8 @@ def dataset(ray, df: pd.DataFrame, blocks: int = 4):
     return ray.data.from_pandas([df.iloc[i : i + size] for i in range(0, len(df), size)])
 
 
-def test_two_stage_keep_primary_matches_route_and_restores_order(ray_local):
-    router = two_stage("keep_primary")
+def test_two_stage_keep_previous_matches_route_and_restores_order(ray_local):
+    router = two_stage("keep_previous")
     df = frame(300, seed=1)
     # Two blocks: the distributed sort shuffles into as many partitions as there are blocks.
     out = route_dataset(dataset(ray_local, df, blocks=2), router, feature_columns=FEATURES, batch_size=40,

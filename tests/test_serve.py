@@ -43,7 +43,7 @@ stages:
     timeout: 20
     connect_timeout: 1
     fallback:
-      on_error: keep_primary
+      on_error: keep_previous
       circuit_breaker: {{failure_threshold: 2, reset_after: 2.0}}
     deployment: {{ray_actor_options: {{num_cpus: 0.5}}, max_batch_size: 32}}
 thresholds: [{threshold}]
@@ -207,7 +207,7 @@ def test_fallback_killed_then_restarted(service):
     _count(service, rows)
     degraded = [i for i, r in enumerate(rows) if r["degraded"]]
     assert degraded, "the fallback was killed mid-run: some inputs must have been degraded"
-    # Degraded inputs keep the primary's answer (keep_primary): stage minilm, the primary's label.
+    # Degraded inputs keep the primary's answer (keep_previous): stage minilm, the primary's label.
     primary_labels = router.stages[0].predictor.predict([texts[i] for i in degraded]).label_names.tolist()
     assert [rows[i]["stage"] for i in degraded] == ["minilm"] * len(degraded)
     assert [rows[i]["label"] for i in degraded] == primary_labels
