@@ -104,7 +104,7 @@ def test_evaluate_dataset_equals_in_memory_evaluate(ray_local):
     ds = dataset(ray_local, df)
     arrays = collect_stage_arrays(ds, make_router, label_column="y", feature_columns=FEATURES, batch_size=64)
     # The arrays come back in row order, one label and score per stage and row.
-    assert arrays.labels.shape == arrays.scores.shape == (2, 400)
+    assert arrays.label_index.shape == arrays.scores.shape == (2, 400)
     assert arrays.y.tolist() == df["y"].tolist()
     got = arrays.evaluate()
     assert got.n == expected.n and got.stage_names == expected.stage_names and got.score == expected.score
@@ -151,7 +151,7 @@ def test_scoring_actors_and_assembly_match_evaluate_with_a_calibrator():
 
     from confroute import TemperatureScaler
     from confroute.integrations.frames import InputSpec
-    from confroute.integrations.ray import _describe, _RouterSource, _ScoreStage, assemble_stage_arrays
+    from confroute.integrations.ray import ShippedRouter, _ScoreStage, assemble_stage_arrays, describe_router
 
     primary = ROUTERS["three_stage"]().stages[0].predictor
     X_cal, y_cal = features(300, seed=11)
@@ -169,7 +169,7 @@ def test_scoring_actors_and_assembly_match_evaluate_with_a_calibrator():
 
     rng = np.random.default_rng(0)
     shuffled = df.assign(id=np.arange(len(df))).iloc[rng.permutation(len(df))]
-    source, spec = _RouterSource(router), InputSpec.make(None, FEATURES)
+    source, spec = ShippedRouter(router), InputSpec.make(None, FEATURES)
     stages = [_ScoreStage(source, s, spec) for s in range(2)]
     parts = []
     for chunk in np.array_split(np.arange(len(df)), 3):
@@ -177,7 +177,7 @@ def test_scoring_actors_and_assembly_match_evaluate_with_a_calibrator():
         for stage in stages:
             table = stage(table)
         parts.append(table)
-    got = assemble_stage_arrays(parts, _describe(router), id_column="id", label_column="y").evaluate()
+    got = assemble_stage_arrays(parts, describe_router(router), id_column="id", label_column="y").evaluate()
     assert got.score == expected.score and got.stage_names == expected.stage_names
     for column, values in expected.table.items():
         np.testing.assert_allclose(got.table[column], values, rtol=1e-12, equal_nan=True, err_msg=column)
