@@ -106,6 +106,11 @@ class Cascade:
         self.calibrators = calibrators
         if cost_model is not None and cost_model.n_stages != len(self.stages):
             raise ValueError(f"cost model has {cost_model.n_stages} stages but the router has {len(self.stages)}")
+        if getattr(cost_model, "input_prices", None) is not None:
+            raise ValueError(
+                "a router prices each input as it routes it: give one price per stage "
+                "(CostModel.per_sample or .hourly), not prices of the inputs of an evaluation"
+            )
         self.cost_model = cost_model
         names = list(names) if names is not None else _default_names(self.stages)
         if len(names) != len(self.stages) or len(set(names)) != len(names):
