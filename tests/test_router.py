@@ -229,3 +229,37 @@ def test_predictions_validation_messages():
         Predictions.from_probs([[0.5, 0.5]], classes=["a", "b", "c"])
     with pytest.raises(PredictionError, match="outside \\[0, 1\\]"):
         Predictions.from_probs([[2.0, -1.0]])
+
+
+def test_thresholds_are_read_through_the_one_unwrap():
+    from confroute.core.choice import Choice
+
+    primary_p = {"a": 0.95, "b": 0.55}
+    primary, fallback = make_pair(primary_p, {"a": 0.0, "b": 0.9})
+
+    class Picked(Choice):
+        thresholds = [0.5]
+
+    router = ThresholdRouter(primary, fallback, Picked())
+    assert router.thresholds == [0.5] and router.route(["a", "b"]).stage.tolist() == [0, 0]
+    router.thresholds = Picked()
+    assert router.with_thresholds(Picked()).threshold == 0.5
+
+    class Table:  # an evaluation or a sweep: one threshold per table row, not per stage
+        row_thresholds = np.array([np.inf, 0.9, 0.5])
+
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        ThresholdRouter(primary, fallback, Table())
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        router.thresholds = Table()
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        Cascade([primary, fallback], Table())
+
+    import confroute
+
+    evaluation = confroute.evaluate(router, ["a", "b"], ["pos", "pos"], progress=False)
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        ThresholdRouter(primary, fallback, evaluation)
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        router.thresholds = evaluation
+    assert router.thresholds == [0.5]  # unchanged
