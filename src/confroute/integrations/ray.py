@@ -2,10 +2,13 @@
 
 :func:`route_dataset` runs stage 1 on every row with ``map_batches`` (an actor pool: each actor
 builds the router once, so a heavy model loads once per actor), keeps the rows it deferred
-(``filter``) and runs stage 2 on those only, and so on. The output holds every input row with
-the result columns of :func:`confroute.integrations.frames.route_dataframe` (final label and label name,
-confidence, answering stage, degraded flag, error, cost, and each stage's own label and score)
-and an id column; sort on it to restore the input order.
+(``filter``) and runs stage 2 on those only, and so on. Every actor advances its rows with the
+one stage loop (:func:`confroute.routing.stagewise.advance`, as ``router.route`` does). The output
+holds every input row with the columns of the one routing output schema
+(:mod:`confroute.core.schema`, as :func:`confroute.integrations.frames.route_dataframe` writes
+them: final label and column index, confidence, answering stage index and name, degraded flag,
+error, cost, and each stage's own label, column index and score) and an id column; sort on it
+to restore the input order.
 
 :func:`evaluate_dataset` runs every stage once on every row in the cluster, brings the per-row
 scores and labels back as arrays (a few numbers per row) and sweeps thresholds on them with
@@ -22,7 +25,7 @@ Routers reach the workers in one of two ways:
   The driver never calls it; it runs it once in a short Ray task to learn the stage names,
   prices and scores.
 
-The per-stage acceptance rule is the router's own (see :mod:`confroute.routing.stagewise`).
+The per-stage acceptance rule is the router's own (see :mod:`confroute.routing.stage_loop`).
 """
 
 from __future__ import annotations
