@@ -89,7 +89,7 @@ def test_flaky_fallback_30_percent(policy):
     else:
         assert (result.stage[failed] == -1).all() and (result.label_index[failed] == -1).all()
         assert np.isnan(result.confidence[failed]).all()
-        assert result.label_names[failed].tolist() == [None] * failed.size
+        assert result.labels[failed].tolist() == [None] * failed.size
     # every deferred input still paid for the fallback attempt
     assert result.reached[1, failed].all()
 

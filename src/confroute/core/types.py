@@ -15,6 +15,7 @@ import numpy as np
 from . import _html
 from ..exceptions import PredictionError
 from . import schema
+from ._deprecation import warn_renamed
 from .classes import Classes, as_classes, class_labels
 
 __all__ = ["Predictions", "RoutingResult", "PredictionError"]
@@ -133,6 +134,7 @@ class Predictions:
     @property
     def label_names(self) -> np.ndarray:
         """Deprecated: the predicted classes as strings; use :attr:`labels`."""
+        warn_renamed("Predictions.label_names", "Predictions.labels (class values; str() them if you need strings)")
         return np.asarray([str(v) for v in self.labels.tolist()], dtype=object)
 
     def log_scores(self) -> np.ndarray:
@@ -258,6 +260,7 @@ class RoutingResult:
     @property
     def label_names(self) -> np.ndarray:
         """Deprecated: the final classes as strings (``None`` where abstained); use :attr:`labels`."""
+        warn_renamed("RoutingResult.label_names", "RoutingResult.labels (class values; str() them if you need strings)")
         return np.asarray([None if v is None else str(v) for v in self.labels.tolist()], dtype=object)
 
     @property

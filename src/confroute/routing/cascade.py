@@ -75,7 +75,7 @@ class Cascade:
     >>> mid = CallablePredictor(lambda xs: np.tile([0.6, 0.4], (len(xs), 1)), classes=["a", "b"])
     >>> big = CallablePredictor(lambda xs: np.tile([0.0, 1.0], (len(xs), 1)), classes=["a", "b"])
     >>> r = Cascade([cheap, mid, big], thresholds=[0.9, 0.55]).route([0.95, 0.5, 0.3])
-    >>> r.stage.tolist(), r.label_names.tolist()
+    >>> r.stage.tolist(), r.labels.tolist()
     ([0, 1, 1], ['a', 'a', 'a'])
     >>> Cascade([cheap, mid, big], thresholds=[0.9, 0.7]).route([0.95, 0.5]).stage.tolist()
     [0, 2]
@@ -340,7 +340,7 @@ class ThresholdRouter(Cascade):
     >>> router = ThresholdRouter(primary, fallback, threshold=0.8,
     ...                          cost_model=CostModel.per_sample([0.001, 0.005]))
     >>> result = router.route([0.95, 0.6, 0.1])
-    >>> result.stage.tolist(), result.label_names.tolist()
+    >>> result.stage.tolist(), result.labels.tolist()
     ([0, 1, 0], ['pos', 'pos', 'neg'])
     >>> round(result.total_cost, 6)  # 3 x 0.001 + 1 x 0.005
     0.008
