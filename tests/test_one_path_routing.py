@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from _routing_cases import TIE_XS, fake_per_input, strict_accepts, tie_router
 from confroute import CallablePredictor, CostModel, Fallback, ThresholdRouter
 from confroute.core import decision
 from confroute.integrations.frames import route_dataframe
@@ -22,39 +23,12 @@ from confroute.integrations.serve import Ingress, _oip_answer, _route_json
 from confroute.routing.stage_loop import RowState, StageDecision, step
 from confroute.routing.stagewise import advance, route_stagewise, to_routing_result
 
-# Inputs 0.8 and 0.2 give the primary a max probability of exactly 0.8: a tie at the threshold.
-XS = [0.95, 0.8, 0.5, 0.2, 0.05, 0.8]
+XS = TIE_XS
 TIES = [1, 3, 5]
 
 
-def _primary(xs):
-    return np.array([[1 - x, x] for x in xs])
-
-
-def _fallback(xs):
-    return np.tile([0.3, 0.7], (len(xs), 1))
-
-
-def _router(cost: bool = True) -> ThresholdRouter:
-    return ThresholdRouter(
-        CallablePredictor(_primary, classes=["neg", "pos"], name="small"),
-        CallablePredictor(_fallback, classes=["neg", "pos"], name="big"),
-        threshold=0.8,
-        cost_model=CostModel.per_sample([1.0, 10.0]) if cost else None,
-    )
-
-
-def strict_accepts(scores, predicted_index, threshold):
-    """``score > threshold``: the other tie-breaking rule."""
-    s = np.asarray(scores, dtype=np.float64)
-    if isinstance(threshold, np.ndarray) and threshold.ndim == 1:
-        return s > threshold[np.asarray(predicted_index, dtype=np.int64)]
-    return s > float(threshold)
-
-
-def fake_per_input(self, reached):
-    """A cost no path computes by itself: 100 per stage reached, plus 7."""
-    return 100.0 * np.asarray(reached, dtype=bool).sum(axis=0) + 7.0
+def _router() -> ThresholdRouter:
+    return tie_router()
 
 
 class _LocalStage:
@@ -177,8 +151,8 @@ def test_stage_column_has_the_same_type_everywhere():
 def test_stage_label_columns_keep_their_type_where_a_stage_was_not_reached():
     # Integer classes: the fallback's label is missing for most rows; it must not become a float.
     router = ThresholdRouter(
-        CallablePredictor(_primary, classes=[3, 7], name="small"),
-        CallablePredictor(_fallback, classes=[3, 7], name="big"),
+        CallablePredictor(lambda xs: np.array([[1 - x, x] for x in xs]), classes=[3, 7], name="small"),
+        CallablePredictor(lambda xs: np.tile([0.3, 0.7], (len(xs), 1)), classes=[3, 7], name="big"),
         threshold=0.8,
     )
     result = router.route(XS)
@@ -229,7 +203,7 @@ def test_failed_stage_of_a_routing_result():
     def broken(xs):
         raise RuntimeError("down")
 
-    router = ThresholdRouter(CallablePredictor(_primary, classes=["neg", "pos"]),
+    router = ThresholdRouter(CallablePredictor(lambda xs: np.array([[1 - x, x] for x in xs]), classes=["neg", "pos"]),
                              Fallback(broken, on_error="keep_previous"), threshold=0.8)
     result = router.route(XS)
     assert result.failed_stage.tolist() == [-1, -1, 1, -1, -1, -1]

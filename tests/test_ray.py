@@ -189,30 +189,7 @@ def test_scoring_actors_and_assembly_match_evaluate_with_a_calibrator():
 def test_route_dataset_follows_a_patched_accept_rule_and_cost_model(ray_local):
     # Last in this module: the actors patch the rule in their own processes (as a monkeypatch in
     # the driver cannot reach them), so a path with its own copy of the rule would not follow.
-    xs = [0.95, 0.8, 0.5, 0.2, 0.05, 0.8]  # 0.8 and 0.2: a max probability of exactly 0.8
-
-    def make_router():
-        import numpy as np
-
-        from confroute import CallablePredictor, CostModel, ThresholdRouter
-        from confroute.core import decision
-
-        def strict(scores, predicted_index, threshold):
-            return np.asarray(scores, dtype=np.float64) > float(threshold)
-
-        def per_input(self, reached):
-            return 100.0 * np.asarray(reached, dtype=bool).sum(axis=0) + 7.0
-
-        decision.accepts = strict
-        CostModel.per_input = per_input
-        return ThresholdRouter(
-            CallablePredictor(lambda v: np.array([[1 - x, x] for x in v]), classes=["neg", "pos"]),
-            CallablePredictor(lambda v: np.tile([0.3, 0.7], (len(v), 1)), classes=["neg", "pos"]),
-            threshold=0.8,
-            cost_model=CostModel.per_sample([1.0, 10.0]),
-        )
-
-    ds = ray_local.data.from_pandas(pd.DataFrame({"x": xs}))
-    got = route_dataset(ds, make_router, text_column="x", batch_size=4, sort=True).to_pandas()
+    ds = ray_local.data.from_pandas(pd.DataFrame({"x": _routing_cases.TIE_XS}))
+    got = route_dataset(ds, _routing_cases.patched_tie_router, text_column="x", batch_size=4, sort=True).to_pandas()
     assert got["stage"].tolist() == [0, 1, 1, 1, 0, 1]
     assert got["cost"].tolist() == [107.0, 207.0, 207.0, 207.0, 107.0, 207.0]

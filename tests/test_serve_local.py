@@ -16,11 +16,12 @@ import pytest
 pytest.importorskip("httpx", reason="the serving tests need httpx: pip install 'confroute[serve]'")
 pytest.importorskip("ray.serve", reason="the serving tests need Ray Serve: pip install 'confroute[serve]'")
 
+import _routing_cases  # noqa: E402
 import httpx  # noqa: E402
 
 pytestmark = [pytest.mark.slow]
 
-XS = [0.95, 0.8, 0.5, 0.2, 0.05, 0.8]  # 0.8 and 0.2: a max probability of exactly 0.8, the threshold
+XS = _routing_cases.TIE_XS  # 0.8 and 0.2: a max probability of exactly 0.8, the threshold
 
 
 def _free_port() -> int:
@@ -31,38 +32,16 @@ def _free_port() -> int:
 
 def test_served_router_follows_the_one_rule_and_cost_and_answers_in_the_schema():
     import ray
-    from ray import serve
+    from ray import cloudpickle, serve
 
     from confroute.integrations.serve import build_app
 
-    def make_router():
-        import numpy as np
-
-        from confroute import CallablePredictor, CostModel, ThresholdRouter
-        from confroute.core import decision
-
-        def strict(scores, predicted_index, threshold):
-            return np.asarray(scores, dtype=np.float64) > float(threshold)
-
-        def per_input(self, reached):
-            return 100.0 * np.asarray(reached, dtype=bool).sum(axis=0) + 7.0
-
-        decision.accepts = strict
-        CostModel.per_input = per_input
-        return ThresholdRouter(
-            CallablePredictor(lambda v: np.array([[1 - float(x), float(x)] for x in v]), classes=["neg", "pos"],
-                              name="small"),
-            CallablePredictor(lambda v: np.tile([0.3, 0.7], (len(v), 1)), classes=["neg", "pos"], name="big"),
-            threshold=0.8,
-            cost_model=CostModel.per_sample([1.0, 10.0]),
-            names=("small", "big"),
-        )
-
     port = _free_port()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    cloudpickle.register_pickle_by_value(_routing_cases)  # the replicas cannot import test files
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
-        app = build_app(make_router, name="toy", metrics=False,
+        app = build_app(_routing_cases.patched_tie_router, name="toy", metrics=False,
                         stage_options={"ray_actor_options": {"num_cpus": 0.5}, "max_batch_size": 8})
         serve.run(app, name="toy", route_prefix="/")
         url = f"http://127.0.0.1:{port}"
@@ -73,6 +52,7 @@ def test_served_router_follows_the_one_rule_and_cost_and_answers_in_the_schema()
         if ray.is_initialized():
             serve.shutdown()
             ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(_routing_cases)
     stage = [0, 1, 1, 1, 0, 1]  # strict ">": the ties go on to the fallback
     assert [r["stage"] for r in rows] == stage == oip["stage"]["data"]
     assert [r["stage_name"] for r in rows] == [["small", "big"][s] for s in stage] == oip["stage_name"]["data"]
