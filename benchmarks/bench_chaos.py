@@ -143,7 +143,7 @@ def build(args: argparse.Namespace) -> tuple[ThresholdRouter, ChaosAPI, CircuitB
     breaker = CircuitBreaker(failure_threshold=5, reset_after=args.outage_seconds / 2)
     fn = api.sync if args.flavour == "sync" else api.async_
     fallback = Fallback(
-        CallablePredictor(fn, name="chaos"), on_error="keep_primary", retries=1, backoff=0.001,
+        CallablePredictor(fn, name="chaos"), on_error="keep_previous", retries=1, backoff=0.001,
         max_backoff=0.01, timeout=args.timeout, batch_size=args.batch_size, max_concurrency=args.max_concurrency,
         circuit_breaker=breaker, split_on_failure=True, random_state=args.seed,
     )

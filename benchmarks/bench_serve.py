@@ -57,7 +57,7 @@ stages:
     url: {url}
     model_name: mpnet
     timeout: 60
-    fallback: {{on_error: keep_primary, circuit_breaker: {{failure_threshold: 5, reset_after: 5}}}}
+    fallback: {{on_error: keep_previous, circuit_breaker: {{failure_threshold: 5, reset_after: 5}}}}
     deployment: {{ray_actor_options: {{num_cpus: 0.5}}, max_batch_size: 32, batch_wait_timeout_s: 0.005}}
 thresholds: [{threshold}]
 cost: {{per_sample: [1, 10]}}
@@ -102,7 +102,7 @@ async def load(url: str, texts: list[str], n_requests: int, concurrency: int) ->
                     failed += 1
                     continue
                 row = r.json()["results"][0]
-                routed += row["stage"] != "minilm" or row["degraded"]
+                routed += row["stage"] != 0 or row["degraded"]
 
         t0 = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))

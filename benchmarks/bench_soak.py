@@ -52,7 +52,7 @@ def main() -> None:
 
     router = ThresholdRouter(
         CallablePredictor(primary, classes=["neg", "pos"], name="cheap"),
-        Fallback(fallback, on_error="keep_primary", name="expensive"),
+        Fallback(fallback, on_error="keep_previous", name="expensive"),
         threshold=0.8,
         cost_model=CostModel.per_sample([0.001, 0.005]),
     )

@@ -53,7 +53,7 @@ def assert_same_routing(got: Any, expected: Any, columns: list[str], close: dict
         a, b = got[c].to_numpy(), expected[c].to_numpy()
         if c.endswith("_score") or c in ("confidence", "cost"):
             np.testing.assert_allclose(floats(got[c]), floats(expected[c]), equal_nan=True, **close, err_msg=c)
-        elif c in ("label", "stage_name", "error"):
+        elif c in ("label", "stage_name", "error") or c.endswith("_label"):
             assert _nullable(a) == _nullable(b), c
         else:
             np.testing.assert_array_equal(a, b, err_msg=c)

@@ -47,7 +47,7 @@ def reversed_model(xs: np.ndarray) -> np.ndarray:
     return np.column_stack([p, 1 - p])
 
 
-def two_stage(on_error: str = "keep_primary", cost: bool = True) -> ThresholdRouter:
+def two_stage(on_error: str = "keep_previous", cost: bool = True) -> ThresholdRouter:
     fallback = Fallback(
         CallablePredictor(big_model, classes=CLASSES, name="big"),
         on_error=on_error,  # type: ignore[arg-type]
@@ -74,8 +74,51 @@ def three_stage() -> Cascade:
 
 
 ROUTERS: dict[str, Callable[[], Cascade]] = {
-    "two_stage_keep_primary": lambda: two_stage("keep_primary"),
+    "two_stage_keep_previous": lambda: two_stage("keep_previous"),
     "two_stage_abstain": lambda: two_stage("abstain"),
-    "two_stage_no_cost": lambda: two_stage("keep_primary", cost=False),
+    "two_stage_no_cost": lambda: two_stage("keep_previous", cost=False),
     "three_stage": three_stage,
 }
+
+
+# -- one rule, one cost model -------------------------------------------------------------------------
+
+#: Inputs of :func:`tie_router`: 0.8 and 0.2 give its primary a max probability of exactly 0.8,
+#: its threshold (a tie); under the default rule (``>=``) they are accepted, under ``>`` deferred.
+TIE_XS = [0.95, 0.8, 0.5, 0.2, 0.05, 0.8]
+
+
+def strict_accepts(scores, predicted_index, threshold):
+    """``score > threshold``: the other tie-breaking rule."""
+    s = np.asarray(scores, dtype=np.float64)
+    if isinstance(threshold, np.ndarray) and threshold.ndim == 1:
+        return s > threshold[np.asarray(predicted_index, dtype=np.int64)]
+    return s > float(threshold)
+
+
+def fake_per_input(self, reached):
+    """A cost no path computes by itself: 100 per stage reached, plus 7."""
+    return 100.0 * np.asarray(reached, dtype=bool).sum(axis=0) + 7.0
+
+
+def tie_router(names=("primary", "fallback")) -> ThresholdRouter:
+    """Two stages, threshold 0.8, prices 1 and 10; see :data:`TIE_XS`."""
+    return ThresholdRouter(
+        CallablePredictor(lambda v: np.array([[1 - float(x), float(x)] for x in v]), classes=["neg", "pos"],
+                          name=names[0]),
+        CallablePredictor(lambda v: np.tile([0.3, 0.7], (len(v), 1)), classes=["neg", "pos"], name=names[1]),
+        threshold=0.8,
+        cost_model=CostModel.per_sample([1.0, 10.0]),
+        names=names,
+    )
+
+
+def patched_tie_router() -> ThresholdRouter:
+    """:func:`tie_router`, after patching the accept rule (``>``) and ``CostModel.per_input`` in
+    *this process*: a router factory for Ray workers and Serve replicas, where a monkeypatch in
+    the test process cannot reach."""
+    from confroute.core import decision
+
+    decision.accepts = strict_accepts
+    CostModel.per_input = fake_per_input  # type: ignore[method-assign]
+    return tie_router(("small", "big"))

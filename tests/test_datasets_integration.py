@@ -53,12 +53,15 @@ def test_route_dataset_adds_the_routed_answers_in_row_order():
     direct = router.route(TEXTS)
     assert routed.num_rows == len(TEXTS)
     assert routed["text"] == TEXTS and routed["label"] == LABELS  # nothing dropped or reordered
-    assert routed["route_label"] == direct.label_names.tolist()
-    assert routed["route_stage"] == [router.names[s] for s in direct.stage]
+    assert routed["route_label"] == direct.labels.tolist()
+    assert routed["route_stage"] == direct.stage.tolist()  # the stage index, as everywhere
+    assert routed["route_stage_name"] == [router.names[s] for s in direct.stage]
     np.testing.assert_allclose(routed["route_confidence"], direct.confidence)
     np.testing.assert_allclose(routed["route_cost"], direct.cost)
     assert routed["route_degraded"] == [False] * len(TEXTS)
-    assert set(routed["route_stage"]) == {"cheap", "big"}
+    assert set(routed["route_stage_name"]) == {"cheap", "big"}
+    assert routed.features["route_stage"].dtype == "int64"
+    assert routed.features["route_big_label"].dtype == "string"
 
 
 def test_evaluate_dataset_matches_evaluate_and_reuses_the_columns():

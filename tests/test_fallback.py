@@ -66,7 +66,7 @@ def check_invariants(result, n=N):
     assert ((result.stage[odd] == 1) | result.degraded[odd]).all()
 
 
-@pytest.mark.parametrize("policy", ["raise", "keep_primary", "abstain"])
+@pytest.mark.parametrize("policy", ["raise", "keep_previous", "abstain"])
 def test_flaky_fallback_30_percent(policy):
     fb = Fallback(Flaky(0.3, seed=1), on_error=policy, batch_size=3, retries=0, name="flaky")
     router = ThresholdRouter(primary(), fb, threshold=0.8)
@@ -83,13 +83,13 @@ def test_flaky_fallback_30_percent(policy):
     assert all(result.errors[i] is None for i in np.setdiff1d(np.arange(N), failed))
     ok = np.setdiff1d(odd, failed)
     assert (result.stage[ok] == 1).all() and (result.label_index[ok] == 0).all()
-    if policy == "keep_primary":
+    if policy == "keep_previous":
         assert (result.stage[failed] == 0).all() and (result.label_index[failed] == 1).all()
         np.testing.assert_allclose(result.confidence[failed], 0.6)
     else:
         assert (result.stage[failed] == -1).all() and (result.label_index[failed] == -1).all()
         assert np.isnan(result.confidence[failed]).all()
-        assert result.label_names[failed].tolist() == [None] * failed.size
+        assert result.labels[failed].tolist() == [None] * failed.size
     # every deferred input still paid for the fallback attempt
     assert result.reached[1, failed].all()
 
@@ -111,7 +111,7 @@ def test_backoff_waits_grow_and_are_capped():
     assert 0.5 <= min(waits) < 0.7 and 1.3 < max(waits) < 1.5
 
 
-@pytest.mark.parametrize("policy", ["keep_primary", "abstain"])
+@pytest.mark.parametrize("policy", ["keep_previous", "abstain"])
 def test_hanging_fallback_times_out(policy):
     release = threading.Event()
 
@@ -136,7 +136,7 @@ def test_hanging_fallback_raises_timeout_under_raise():
     release.set()
 
 
-@pytest.mark.parametrize("policy", ["raise", "keep_primary", "abstain"])
+@pytest.mark.parametrize("policy", ["raise", "keep_previous", "abstain"])
 def test_wrong_number_of_results(policy):
     fb = Fallback(lambda xs: good_rows(xs)[:-1], on_error=policy)
     router = ThresholdRouter(primary(), fb, threshold=0.8)
@@ -158,7 +158,7 @@ def test_poisoned_input_isolated_by_split_on_failure():
 
 
 def test_poisoned_input_without_split_takes_the_batch_down():
-    fb = Fallback(poisoned, on_error="keep_primary")
+    fb = Fallback(poisoned, on_error="keep_previous")
     result = ThresholdRouter(primary(), fb, threshold=0.8).route(list(range(N)))
     assert result.degraded[1::2].all() and not result.degraded[::2].any()
     assert (result.stage == 0).all()
@@ -188,7 +188,7 @@ def test_circuit_breaker_stops_calling_then_resumes():
         return good_rows(xs)
 
     cb = CircuitBreaker(failure_threshold=2, reset_after=30, clock=lambda: now[0])
-    fb = Fallback(api, on_error="keep_primary", batch_size=1, circuit_breaker=cb)
+    fb = Fallback(api, on_error="keep_previous", batch_size=1, circuit_breaker=cb)
     router = ThresholdRouter(primary(), fb, threshold=0.8)
     result = router.route(list(range(10)))  # 5 deferred inputs, one call each
     assert len(calls) == 2 and cb.state == "open"  # stopped after two failures
@@ -220,9 +220,9 @@ def test_bad_fallback_parameters():
         Fallback(good_rows, retries=-1)
 
 
-def test_keep_primary_on_first_stage_abstains():
+def test_keep_previous_on_first_stage_abstains():
     # The first stage has no earlier answer to keep: its failed inputs are abstained on.
-    fb = Fallback(lambda xs: (_ for _ in ()).throw(OSError("disk")), on_error="keep_primary")
+    fb = Fallback(lambda xs: (_ for _ in ()).throw(OSError("disk")), on_error="keep_previous")
     result = ThresholdRouter(fb, good_rows, threshold=0.8).route([1, 2])
     assert result.label_index.tolist() == [-1, -1] and result.degraded.all()
     assert not result.reached[1].any()
@@ -264,7 +264,7 @@ def test_async_timeout_and_policy():
     async def hangs(xs):
         await asyncio.sleep(5)
 
-    fb = Fallback(CallablePredictor(hangs), on_error="keep_primary", timeout=0.05)
+    fb = Fallback(CallablePredictor(hangs), on_error="keep_previous", timeout=0.05)
     result = asyncio.run(ThresholdRouter(primary(), fb, threshold=0.8).aroute(list(range(4))))
     assert result.degraded.tolist() == [False, True, False, True]
     assert "StageTimeoutError" in result.errors[1]
@@ -334,3 +334,26 @@ def test_sync_fallback_thread_pool_concurrency():
     result = ThresholdRouter(primary(), fb, threshold=0.8).route(list(range(16)))
     assert 2 <= peak[0] <= 4
     assert (result.stage[1::2] == 1).all()
+
+
+def test_keep_primary_is_a_deprecated_alias_of_keep_previous():
+    import warnings
+
+    with pytest.deprecated_call(match='on_error="keep_previous"'):
+        fb = Fallback(lambda xs: np.tile([0.5, 0.5], (len(xs), 1)), on_error="keep_primary")
+    assert fb.on_error == "keep_previous"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        Fallback(lambda xs: np.tile([0.5, 0.5], (len(xs), 1)), on_error="keep_primary")
+    assert caught[0].category is DeprecationWarning and caught[0].filename == __file__
+    # The old word routes exactly like the new one.
+    primary = CallablePredictor(lambda xs: np.array([[1 - x, x] for x in xs]), classes=["a", "b"])
+
+    def broken(xs):
+        raise RuntimeError("down")
+
+    with pytest.deprecated_call():
+        old = ThresholdRouter(primary, Fallback(broken, on_error="keep_primary"), threshold=0.9)
+    new = ThresholdRouter(primary, Fallback(broken, on_error="keep_previous"), threshold=0.9)
+    a, b = old.route([0.95, 0.5]), new.route([0.95, 0.5])
+    assert a.stage.tolist() == b.stage.tolist() == [0, 0] and a.degraded.tolist() == [False, True]

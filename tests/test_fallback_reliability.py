@@ -99,7 +99,7 @@ def test_hanging_sync_fallback_under_aroute_leaves_the_default_executor_alone():
     hang = threading.Event()
     try:
         router = ThresholdRouter(
-            unsure, Fallback(lambda xs: hang.wait(), on_error="keep_primary", timeout=0.2), 0.8
+            unsure, Fallback(lambda xs: hang.wait(), on_error="keep_previous", timeout=0.2), 0.8
         )
 
         async def main():
@@ -202,7 +202,7 @@ def test_breaker_trial_interrupted_by_keyboard_interrupt(timeout):
 
 @pytest.mark.parametrize("timeout", [None, 5.0])
 @pytest.mark.parametrize("exc", [SystemExit(3), KeyboardInterrupt()])
-@pytest.mark.parametrize("policy", ["keep_primary", "abstain"])
+@pytest.mark.parametrize("policy", ["keep_previous", "abstain"])
 def test_base_exceptions_propagate_with_and_without_timeout(timeout, exc, policy):
     def api(xs):
         raise exc
@@ -422,7 +422,7 @@ def test_jitter_uses_the_stages_own_generator():
 def test_route_timeout_still_bounded_with_hanging_fallback_and_threads():
     # The sync path under many threads: every call returns within the timeout budget.
     release = threading.Event()
-    fb = Fallback(lambda xs: release.wait(10), on_error="keep_primary", timeout=0.05, max_concurrency=4)
+    fb = Fallback(lambda xs: release.wait(10), on_error="keep_previous", timeout=0.05, max_concurrency=4)
     router = ThresholdRouter(unsure, fb, 0.8)
     try:
         with ThreadPoolExecutor(8) as pool:

@@ -72,7 +72,7 @@ def test_routing_result_html_counts_stages_degraded_and_cost():
     from confroute import Fallback
 
     cheap = CallablePredictor(lambda xs: np.array([[1 - x, x] for x in xs]), classes=["neg", "pos"])
-    router = ThresholdRouter(cheap, Fallback(CallablePredictor(flaky), on_error="keep_primary"),
+    router = ThresholdRouter(cheap, Fallback(CallablePredictor(flaky), on_error="keep_previous"),
                              threshold=0.8, cost_model=CostModel.per_sample([1.0, 5.0]),
                              names=("<b>cheap</b>", "big"))
     result = router.route([0.95, 0.5, 0.1, 0.6])

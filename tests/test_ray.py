@@ -40,8 +40,8 @@ def dataset(ray, df: pd.DataFrame, blocks: int = 4):
     return ray.data.from_pandas([df.iloc[i : i + size] for i in range(0, len(df), size)])
 
 
-def test_two_stage_keep_primary_matches_route_and_restores_order(ray_local):
-    router = two_stage("keep_primary")
+def test_two_stage_keep_previous_matches_route_and_restores_order(ray_local):
+    router = two_stage("keep_previous")
     df = frame(300, seed=1)
     # Two blocks: the distributed sort shuffles into as many partitions as there are blocks.
     out = route_dataset(dataset(ray_local, df, blocks=2), router, feature_columns=FEATURES, batch_size=40,
@@ -104,7 +104,7 @@ def test_evaluate_dataset_equals_in_memory_evaluate(ray_local):
     ds = dataset(ray_local, df)
     arrays = collect_stage_arrays(ds, make_router, label_column="y", feature_columns=FEATURES, batch_size=64)
     # The arrays come back in row order, one label and score per stage and row.
-    assert arrays.labels.shape == arrays.scores.shape == (2, 400)
+    assert arrays.label_index.shape == arrays.scores.shape == (2, 400)
     assert arrays.y.tolist() == df["y"].tolist()
     got = arrays.evaluate()
     assert got.n == expected.n and got.stage_names == expected.stage_names and got.score == expected.score
@@ -151,7 +151,7 @@ def test_scoring_actors_and_assembly_match_evaluate_with_a_calibrator():
 
     from confroute import TemperatureScaler
     from confroute.integrations.frames import InputSpec
-    from confroute.integrations.ray import _describe, _RouterSource, _ScoreStage, assemble_stage_arrays
+    from confroute.integrations.ray import ShippedRouter, _ScoreStage, assemble_stage_arrays, describe_router
 
     primary = ROUTERS["three_stage"]().stages[0].predictor
     X_cal, y_cal = features(300, seed=11)
@@ -169,7 +169,7 @@ def test_scoring_actors_and_assembly_match_evaluate_with_a_calibrator():
 
     rng = np.random.default_rng(0)
     shuffled = df.assign(id=np.arange(len(df))).iloc[rng.permutation(len(df))]
-    source, spec = _RouterSource(router), InputSpec.make(None, FEATURES)
+    source, spec = ShippedRouter(router), InputSpec.make(None, FEATURES)
     stages = [_ScoreStage(source, s, spec) for s in range(2)]
     parts = []
     for chunk in np.array_split(np.arange(len(df)), 3):
@@ -177,10 +177,19 @@ def test_scoring_actors_and_assembly_match_evaluate_with_a_calibrator():
         for stage in stages:
             table = stage(table)
         parts.append(table)
-    got = assemble_stage_arrays(parts, _describe(router), id_column="id", label_column="y").evaluate()
+    got = assemble_stage_arrays(parts, describe_router(router), id_column="id", label_column="y").evaluate()
     assert got.score == expected.score and got.stage_names == expected.stage_names
     for column, values in expected.table.items():
         np.testing.assert_allclose(got.table[column], values, rtol=1e-12, equal_nan=True, err_msg=column)
     assert got.ece == pytest.approx(expected.ece, rel=1e-12)
     assert got.ece_before_calibration == pytest.approx(expected.ece_before_calibration, rel=1e-12)
     assert got.ece != pytest.approx(got.ece_before_calibration)
+
+
+def test_route_dataset_follows_a_patched_accept_rule_and_cost_model(ray_local):
+    # Last in this module: the actors patch the rule in their own processes (as a monkeypatch in
+    # the driver cannot reach them), so a path with its own copy of the rule would not follow.
+    ds = ray_local.data.from_pandas(pd.DataFrame({"x": _routing_cases.TIE_XS}))
+    got = route_dataset(ds, _routing_cases.patched_tie_router, text_column="x", batch_size=4, sort=True).to_pandas()
+    assert got["stage"].tolist() == [0, 1, 1, 1, 0, 1]
+    assert got["cost"].tolist() == [107.0, 207.0, 207.0, 207.0, 107.0, 207.0]

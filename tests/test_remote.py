@@ -79,10 +79,10 @@ def test_stalled_server_times_out():
         listener.close()
 
 
-def test_keep_primary_and_breaker_with_dead_fallback():
+def test_keep_previous_and_breaker_with_dead_fallback():
     primary = SpyPredictor(lambda x: binary(x), classes=["neg", "pos"])
     breaker = CircuitBreaker(failure_threshold=2, reset_after=60)
-    router = ThresholdRouter(primary, Fallback(_offline(_dead_url()), on_error="keep_primary",
+    router = ThresholdRouter(primary, Fallback(_offline(_dead_url()), on_error="keep_previous",
                                                circuit_breaker=breaker), threshold=0.9)
     for _ in range(3):
         r = router.route([0.99, 0.6, 0.3])

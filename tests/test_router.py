@@ -74,7 +74,7 @@ def test_three_stage_cascade_hand_computed():
     result = Cascade([p1, p2, p3], thresholds=[0.9, 0.8], cost_model=cm).route([1, 2, 3, 4])
     assert p1.calls == [[1, 2, 3, 4]] and p2.calls == [[2, 3, 4]] and p3.calls == [[3, 4]]
     assert result.stage.tolist() == [0, 1, 2, 2]
-    assert result.label_names.tolist() == ["pos", "pos", "neg", "pos"]
+    assert result.labels.tolist() == ["pos", "pos", "neg", "pos"]
     assert result.cost.tolist() == [1.0, 11.0, 111.0, 111.0]
     assert result.total_cost == 234.0
     assert result.stage_counts == {"s1": 1, "s2": 1, "s3": 2, "abstained": 0}
@@ -92,7 +92,7 @@ def test_classes_aligned_by_name_when_order_differs():
     primary = SpyPredictor(lambda x: [0.4, 0.6], ["neg", "pos"], "p")
     fallback = SpyPredictor(lambda x: [0.9, 0.1], ["pos", "neg"], "f")  # says "pos"
     result = ThresholdRouter(primary, fallback, threshold=0.9).route(["x"])
-    assert result.label_names.tolist() == ["pos"]
+    assert result.labels.tolist() == ["pos"]
 
 
 def test_mismatched_class_names_are_an_error():
@@ -229,3 +229,46 @@ def test_predictions_validation_messages():
         Predictions.from_probs([[0.5, 0.5]], classes=["a", "b", "c"])
     with pytest.raises(PredictionError, match="outside \\[0, 1\\]"):
         Predictions.from_probs([[2.0, -1.0]])
+
+
+def test_thresholds_are_read_through_the_one_unwrap():
+    from confroute.core.choice import Choice
+
+    primary_p = {"a": 0.95, "b": 0.55}
+    primary, fallback = make_pair(primary_p, {"a": 0.0, "b": 0.9})
+
+    class Picked(Choice):
+        thresholds = [0.5]
+
+    router = ThresholdRouter(primary, fallback, Picked())
+    assert router.thresholds == [0.5] and router.route(["a", "b"]).stage.tolist() == [0, 0]
+    router.thresholds = Picked()
+    assert router.with_thresholds(Picked()).threshold == 0.5
+
+    class Table:  # an evaluation or a sweep: one threshold per table row, not per stage
+        row_thresholds = np.array([np.inf, 0.9, 0.5])
+
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        ThresholdRouter(primary, fallback, Table())
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        router.thresholds = Table()
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        Cascade([primary, fallback], Table())
+
+    import confroute
+
+    evaluation = confroute.evaluate(router, ["a", "b"], ["pos", "pos"], progress=False)
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        ThresholdRouter(primary, fallback, evaluation)
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        router.thresholds = evaluation
+    assert router.thresholds == [0.5]  # unchanged
+
+
+def test_label_names_is_a_warned_alias():
+    primary, fallback = make_pair({"a": 0.95}, {"a": 0.0})
+    result = ThresholdRouter(primary, fallback, threshold=0.8).route(["a"])
+    with pytest.deprecated_call(match="RoutingResult.labels"):
+        assert result.label_names.tolist() == ["pos"]
+    with pytest.deprecated_call(match="Predictions.labels"):
+        assert Predictions.from_probs([[0.2, 0.8]], classes=[3, 7]).label_names.tolist() == ["7"]

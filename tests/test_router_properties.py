@@ -38,7 +38,7 @@ def cascades(draw):
     rng = np.random.default_rng(seed)
     tables = [rng.dirichlet(np.full(k, 0.5), size=max(n, 1)) for _ in range(n_stages)]
     thresholds = [draw(st.floats(0.0, 1.0)) for _ in range(n_stages - 1)]
-    policies = [draw(st.sampled_from(["keep_primary", "abstain"])) for _ in range(n_stages)]
+    policies = [draw(st.sampled_from(["keep_previous", "abstain"])) for _ in range(n_stages)]
     fail = [frozenset(rng.choice(max(n, 1), size=draw(st.integers(0, 3)), replace=True).tolist()) for _ in range(n_stages)]
     fail[0] = frozenset()  # a failing first stage is covered in test_fallback
     batch_sizes = [draw(st.one_of(st.none(), st.integers(1, 7))) for _ in range(n_stages)]
@@ -74,7 +74,7 @@ def test_every_input_gets_exactly_one_consistent_result(case):
         s = result.stage[i]
         if i in fail[last] and last > 0:
             assert result.degraded[i]
-            expected = last - 1 if policies[last] == "keep_primary" else -1
+            expected = last - 1 if policies[last] == "keep_previous" else -1
             assert s == expected
             continue
         assert not result.degraded[i]
@@ -170,7 +170,7 @@ def test_aroute_matches_route_under_concurrency(case, natively_async, concurrenc
     hang_ids=st.frozensets(st.integers(0, 29), max_size=5),
     sync_stage=st.booleans(),
     cancel_after=st.floats(0.0, 0.05),
-    policy=st.sampled_from(["raise", "keep_primary", "abstain"]),
+    policy=st.sampled_from(["raise", "keep_previous", "abstain"]),
 )
 def test_cancelled_callers_leave_no_tasks_slots_or_stuck_breaker(
     n, batch_size, concurrency, hang_ids, sync_stage, cancel_after, policy

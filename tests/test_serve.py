@@ -43,7 +43,7 @@ stages:
     timeout: 20
     connect_timeout: 1
     fallback:
-      on_error: keep_primary
+      on_error: keep_previous
       circuit_breaker: {{failure_threshold: 2, reset_after: 2.0}}
     deployment: {{ray_actor_options: {{num_cpus: 0.5}}, max_batch_size: 32}}
 thresholds: [{threshold}]
@@ -127,7 +127,7 @@ def _count(service: dict, rows: list[dict]) -> None:
     sent["inputs"] += len(rows)
     sent["degraded"] += sum(r["degraded"] for r in rows)
     for r in rows:
-        sent["answered"][r["stage"]] += 1
+        sent["answered"][r["stage_name"]] += 1
 
 
 def _scrape(url: str, metric: str, **tags: str) -> float:
@@ -165,8 +165,10 @@ def test_service_answers_equal_router_route(service):
     service["sent"]["requests"] += len(answers)
     _count(service, rows)
     assert len(rows) == len(texts)
-    assert [r["label"] for r in rows] == want.label_names.tolist()
-    assert [r["stage"] for r in rows] == [router.names[s] for s in want.stage]
+    assert [r["label"] for r in rows] == want.labels.tolist()
+    # The one output schema: ``stage`` is the stage index, ``stage_name`` its name.
+    assert [r["stage"] for r in rows] == want.stage.tolist()
+    assert [r["stage_name"] for r in rows] == [router.names[s] for s in want.stage]
     assert not any(r["degraded"] for r in rows)
     np.testing.assert_allclose([r["confidence"] for r in rows], want.confidence, rtol=1e-6)
     np.testing.assert_allclose([r["cost"] for r in rows], want.cost)
@@ -178,9 +180,10 @@ def test_service_answers_equal_router_route(service):
     assert r.status_code == 200, r.text
     out = {o["name"]: o for o in r.json()["outputs"]}
     assert r.json()["id"] == "x1"
-    assert out["label"]["data"] == want.label_names[:40].tolist()
+    assert out["label"]["data"] == want.labels[:40].tolist()
     assert out["stage"]["data"] == want.stage[:40].tolist()
-    _count(service, [{"degraded": d, "stage": router.names[s]} for d, s in
+    assert out["stage_name"]["data"] == [router.names[s] for s in want.stage[:40]]
+    _count(service, [{"degraded": d, "stage_name": router.names[s]} for d, s in
                      zip(out["degraded"]["data"], out["stage"]["data"])])
     meta = httpx.get(service["url"] + "/v2/models/sst2").json()
     assert meta["outputs"][0]["parameters"]["classes"] == ["NEGATIVE", "POSITIVE"]
@@ -207,9 +210,10 @@ def test_fallback_killed_then_restarted(service):
     _count(service, rows)
     degraded = [i for i, r in enumerate(rows) if r["degraded"]]
     assert degraded, "the fallback was killed mid-run: some inputs must have been degraded"
-    # Degraded inputs keep the primary's answer (keep_primary): stage minilm, the primary's label.
-    primary_labels = router.stages[0].predictor.predict([texts[i] for i in degraded]).label_names.tolist()
-    assert [rows[i]["stage"] for i in degraded] == ["minilm"] * len(degraded)
+    # Degraded inputs keep the primary's answer (keep_previous): stage minilm, the primary's label.
+    primary_labels = router.stages[0].predictor.predict([texts[i] for i in degraded]).labels.tolist()
+    assert [rows[i]["stage_name"] for i in degraded] == ["minilm"] * len(degraded)
+    assert [rows[i]["stage"] for i in degraded] == [0] * len(degraded)
     assert [rows[i]["label"] for i in degraded] == primary_labels
     assert all(rows[i]["error"] for i in degraded)
     handle = service["serve"].get_deployment_handle("stage1-mpnet", app_name="sst2")
@@ -228,8 +232,8 @@ def test_fallback_killed_then_restarted(service):
     _count(service, after)
     want = router.route(texts)
     assert not any(r["degraded"] for r in after)
-    assert [r["stage"] for r in after] == [router.names[s] for s in want.stage]
-    assert [r["label"] for r in after] == want.label_names.tolist()
+    assert [r["stage"] for r in after] == want.stage.tolist()
+    assert [r["label"] for r in after] == want.labels.tolist()
 
 
 def test_metrics_match_what_was_sent(service):

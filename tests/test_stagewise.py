@@ -46,7 +46,7 @@ def test_stagewise_equals_route(case, batch_size):
 
 def test_cases_exercise_every_branch():
     X, _ = features(300, seed=7)
-    keep = ROUTERS["two_stage_keep_primary"]().route(X)
+    keep = ROUTERS["two_stage_keep_previous"]().route(X)
     abstain = ROUTERS["two_stage_abstain"]().route(X)
     three = ROUTERS["three_stage"]().route(X)
     # Some rows answered by each stage, some fallback failures kept the primary's answer ...
@@ -67,7 +67,7 @@ def test_failure_at_first_stage_abstains():
     from confroute import Fallback
 
     router = ThresholdRouter(
-        Fallback(CallablePredictor(flaky, classes=["a", "b"]), on_error="keep_primary",
+        Fallback(CallablePredictor(flaky, classes=["a", "b"]), on_error="keep_previous",
                  split_on_failure=True),
         CallablePredictor(lambda xs: np.tile([0.3, 0.7], (len(xs), 1)), classes=["a", "b"]),
         threshold=0.9,

@@ -41,7 +41,7 @@ def make_router(onnx_dir: str, threshold: float) -> ThresholdRouter:
     return ThresholdRouter(
         ONNXRuntimePredictor(onnx_dir, batch_size=8, num_threads=1, name="tiny_bert"),
         Fallback(CallablePredictor(word_count_model, classes=CLASSES, name="words"),
-                 on_error="keep_primary", split_on_failure=True),
+                 on_error="keep_previous", split_on_failure=True),
         threshold=threshold,
         names=("tiny_bert", "words"),
     )

@@ -17,6 +17,7 @@ __all__ = [
     "max_prob",
     "margin",
     "neg_entropy",
+    "score_name",
     "SCORES",
     "PredictionScore",
     "resolve_score",
@@ -97,6 +98,17 @@ def resolve_score(score: str | Callable[..., Any] | PredictionScore) -> ScoreFn:
     if callable(score):
         return lambda preds, inputs: score(preds.probs)
     raise TypeError(f"score must be a name, a callable or a PredictionScore, got {type(score).__name__}")
+
+
+def score_name(score: Any) -> str:
+    """How a score is named in tables and reports: its keyword, or its function's name.
+
+    >>> score_name("margin"), score_name(max_prob)
+    ('margin', 'max_prob')
+    """
+    if isinstance(score, str):
+        return score
+    return getattr(score, "__name__", None) or type(score).__name__
 
 
 def score_range(score: Any) -> tuple[float, float] | None:

@@ -14,8 +14,8 @@ import numpy as np
 
 from . import _html
 from ..exceptions import PredictionError
-from ._json import json_float
-from ._optional import import_pandas
+from . import schema
+from ._deprecation import warn_renamed
 from .classes import Classes, as_classes, class_labels
 
 __all__ = ["Predictions", "RoutingResult", "PredictionError"]
@@ -134,6 +134,7 @@ class Predictions:
     @property
     def label_names(self) -> np.ndarray:
         """Deprecated: the predicted classes as strings; use :attr:`labels`."""
+        warn_renamed("Predictions.label_names", "Predictions.labels (class values; str() them if you need strings)")
         return np.asarray([str(v) for v in self.labels.tolist()], dtype=object)
 
     def log_scores(self) -> np.ndarray:
@@ -259,6 +260,7 @@ class RoutingResult:
     @property
     def label_names(self) -> np.ndarray:
         """Deprecated: the final classes as strings (``None`` where abstained); use :attr:`labels`."""
+        warn_renamed("RoutingResult.label_names", "RoutingResult.labels (class values; str() them if you need strings)")
         return np.asarray([None if v is None else str(v) for v in self.labels.tolist()], dtype=object)
 
     @property
@@ -279,6 +281,18 @@ class RoutingResult:
         return counts
 
     @property
+    def failed_stage(self) -> np.ndarray:
+        """Index of the stage that failed on each input, ``-1`` where none did.
+
+        A failure makes an input final at the stage that failed, so that stage is the last one
+        the input reached.
+        """
+        if not self.n_stages:
+            return np.full(len(self), -1, dtype=np.int64)
+        last = self.n_stages - 1 - np.argmax(self.reached[::-1], axis=0)
+        return np.where(self.degraded & self.reached.any(axis=0), last, -1).astype(np.int64)
+
+    @property
     def total_cost(self) -> float | None:
         return None if self.cost is None else float(self.cost.sum())
 
@@ -295,32 +309,18 @@ class RoutingResult:
             "rows": self._rows(),
         }
 
+    def columns(self) -> dict[str, np.ndarray]:
+        """The per-input columns of the one routing output schema (:mod:`confroute.core.schema`),
+        as numpy arrays of fixed types: ``stage`` is the stage index (int64), ``stage_name`` its
+        name, and class-value columns are ``object`` arrays with ``None`` where missing."""
+        return schema.result_columns(self, self.stage_names, self.classes, self.cost is not None)
+
     def _rows(self) -> list[dict[str, Any]]:
-        labels = self.labels.tolist()
-        stage_labels = self.stage_labels.tolist()
-        rows = []
-        for i in range(len(self)):
-            row: dict[str, Any] = {
-                "label": labels[i],
-                "label_index": int(self.label_index[i]),
-                "confidence": json_float(self.confidence[i]),
-                "stage": int(self.stage[i]),
-                "stage_name": self.stage_names[self.stage[i]] if self.stage[i] >= 0 else None,
-                "degraded": bool(self.degraded[i]),
-                "error": self.errors[i],
-            }
-            for s, sname in enumerate(self.stage_names):
-                row[f"{sname}_label"] = stage_labels[s][i]
-                row[f"{sname}_score"] = json_float(self.stage_scores[s, i])
-            if self.cost is not None:
-                row["cost"] = float(self.cost[i])
-            rows.append(row)
-        return rows
+        return schema.json_rows(self.columns())
 
     def to_pandas(self) -> Any:
-        """One row per input (requires pandas)."""
-        pd = import_pandas()
-        return pd.DataFrame(self._rows())
+        """One row per input, the columns of :meth:`columns` with their dtypes (requires pandas)."""
+        return schema.pandas_frame(self.columns())
 
     @staticmethod
     def concat(parts: Sequence[RoutingResult]) -> RoutingResult:

@@ -4,8 +4,9 @@ For users whose data lives in ``datasets``: the router runs batch by batch insid
 ``Dataset.map``, and the answers come back as new columns of the dataset (Arrow-backed, cached
 by ``datasets`` like any other ``map``), in row order:
 
-* :func:`route_dataset` adds the routed answer per row: label, answering stage, confidence,
-  degraded flag and error, cost;
+* :func:`route_dataset` adds the routed answer per row: the columns of the one routing output
+  schema (:mod:`confroute.core.schema`: label, answering stage index and name, confidence,
+  degraded flag and error, cost, each stage's own answer);
 * :func:`predict_dataset` adds every stage's (calibrated) class probabilities, once per row;
 * :func:`evaluate_dataset` evaluates every threshold from those columns (computing them first
   when they are missing), so re-evaluating with other prices or labels runs no model.
@@ -21,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from ..core import schema
 from ..core.types import Predictions
-from .io import _pick_text_columns
+from ..routing.stagewise import declared_classes
+from .io import pick_text_columns
 
 __all__ = ["route_dataset", "predict_dataset", "evaluate_dataset", "probability_columns"]
 
@@ -36,7 +39,7 @@ def _check_dataset(dataset: Any, input_column: str | None, where: str) -> str:
     if isinstance(dataset.column_names, dict):
         raise TypeError(f"{where} takes one split (a Dataset), got a DatasetDict with splits "
                         f"{list(dataset.column_names)}: pass dataset[split]")
-    return _pick_text_columns(input_column, list(dataset.column_names), where)[0]
+    return pick_text_columns(input_column, list(dataset.column_names), where)[0]
 
 
 def _check_new_columns(dataset: Any, names: Sequence[str], where: str) -> None:
@@ -46,10 +49,6 @@ def _check_new_columns(dataset: Any, names: Sequence[str], where: str) -> None:
             f"{where}: the dataset already has columns {clash}; pass another prefix= or "
             "dataset.remove_columns(...) first (nothing is overwritten)"
         )
-
-
-def _label_index(result: Any) -> np.ndarray:
-    return np.asarray(result.label_index, dtype=np.int64)
 
 
 def route_dataset(
@@ -73,9 +72,13 @@ def route_dataset(
     batch_size : int, default 256
         Rows per ``map`` batch, and so per router call.
     prefix : str, default "route_"
-        Prefix of the new columns: ``label`` (class name, ``None`` where abstained),
-        ``label_index`` (column index, ``-1`` where abstained), ``stage`` (name of the answering
-        stage), ``confidence``, ``degraded``, ``error`` and, with a cost model, ``cost``.
+        Prefix of the new columns: those of the one routing output schema
+        (:mod:`confroute.core.schema`): ``label`` (class value, ``None`` where abstained),
+        ``label_index`` (column index, ``-1`` where abstained), ``confidence``, ``stage`` (index
+        of the answering stage, ``-1`` where abstained), ``stage_name``, ``degraded``, ``error``,
+        ``cost`` (with a cost model), and each stage's ``<name>_label``, ``<name>_label_index``
+        and ``<name>_score``. Their types are fixed (declared as the dataset's ``features`` when
+        the stages declare their classes), whatever the rows of a batch.
     **map_kwargs
         Passed to ``Dataset.map`` (``num_proc``, ``load_from_cache_file``, ``desc``...).
 
@@ -85,27 +88,30 @@ def route_dataset(
         The input columns plus the new ones, rows in the same order.
     """
     column = _check_dataset(dataset, input_column, "route_dataset")
-    names = ["label", "label_index", "stage", "confidence", "degraded", "error"]
-    if getattr(router, "cost_model", None) is not None:
-        names.append("cost")
+    has_cost = getattr(router, "cost_model", None) is not None
+    names = schema.column_names(router.names, has_cost)
     _check_new_columns(dataset, [prefix + n for n in names], "route_dataset")
-    stage_names = list(router.names)
+    map_kwargs.setdefault("features", _features(dataset, router, has_cost, prefix))
 
     def route_batch(batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        result = router.route(batch[column])
-        out: dict[str, list[Any]] = {
-            "label": result.labels.tolist(),  # class values (None where abstained)
-            "label_index": _label_index(result).tolist(),
-            "stage": [stage_names[s] if s >= 0 else None for s in result.stage.tolist()],
-            "confidence": [None if not np.isfinite(c) else float(c) for c in result.confidence],
-            "degraded": result.degraded.tolist(),
-            "error": [None if e is None else str(e) for e in result.errors],
-        }
-        if result.cost is not None:
-            out["cost"] = result.cost.tolist()
-        return {prefix + k: v for k, v in out.items()}
+        lists = schema.json_columns(router.route(batch[column]).columns())
+        return {prefix + k: v for k, v in lists.items()}
 
     return dataset.map(route_batch, batched=True, batch_size=batch_size, **map_kwargs)
+
+
+def _features(dataset: Any, router: Any, has_cost: bool, prefix: str) -> Any:
+    """The dataset's features plus the result columns' fixed types; ``None`` (inferred by
+    ``datasets``) when no stage declares its classes (their type is known only once they answer)."""
+    classes = declared_classes(router, router.n_stages - 1) if hasattr(router, "stages") else None
+    if classes is None:
+        return None
+    import datasets
+
+    features = dataset.features.copy()
+    for name, kind in schema.value_types(router.names, has_cost, classes).items():
+        features[prefix + name] = datasets.Value(kind)
+    return features
 
 
 def probability_columns(router: Any, prefix: str = "probs_") -> list[str]:

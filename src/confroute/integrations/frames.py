@@ -7,13 +7,16 @@ columns to a Ray Dataset, so code written against one works on the other.
 
 Result columns
 --------------
-``label`` (the final class in the user's label space, as scikit-learn's ``predict`` gives it;
-null where abstained), ``label_index`` (its column index, ``-1`` where abstained),
-``confidence`` (float, missing where abstained), ``stage`` (index of the answering stage, ``-1``
-where abstained), ``stage_name``, ``degraded`` (bool), ``error`` (str or null), ``cost`` (float,
-only when the router has a cost model), and for every stage ``<name>_label_index`` /
-``<name>_score``: that stage's own answer on the rows it saw (``-1`` / missing elsewhere). Missing floats are NaN in pandas
-and null in Arrow tables (and so in Ray Datasets and the Parquet files written from them).
+The columns of the one routing output schema, :mod:`confroute.core.schema`: ``label`` (the final
+class in the user's label space, as scikit-learn's ``predict`` gives it; missing where
+abstained), ``label_index`` (its column index, ``-1`` where abstained), ``confidence`` (float,
+missing where abstained), ``stage`` (int64 index of the answering stage, ``-1`` where abstained),
+``stage_name`` (its name), ``degraded`` (bool), ``error`` (str or missing), ``cost`` (float, only
+when the router has a cost model), and for every stage ``<name>_label`` / ``<name>_label_index``
+/ ``<name>_score``: that stage's own answer on the rows it saw (missing / ``-1`` / missing
+elsewhere). Missing floats are NaN in pandas, missing class values and strings are ``None``
+(``object`` columns: integer classes never turn into floats), and both are null in Arrow tables
+(and so in Ray Datasets and the Parquet files written from them).
 
 A table that already has one of these names (typically its own ``label`` column) keeps it:
 :func:`route_dataframe` then writes every result column with the prefix ``route_``
@@ -28,83 +31,22 @@ from typing import Any
 
 import numpy as np
 
-from ..core.classes import class_labels
+from ..core import schema
 
 __all__ = ["route_dataframe", "result_column_names"]
 
 #: Prefix of the result columns when a plain name is already taken (see route_dataframe).
 CLASH_PREFIX = "route_"
 
-RESULT_COLUMNS = ("label", "label_index", "confidence", "stage", "stage_name", "degraded", "error")
-
-
 def result_column_names(stage_names: Sequence[str], has_cost: bool) -> list[str]:
-    """Names of the columns routing appends, in order.
+    """Names of the columns routing appends, in order (:func:`confroute.core.schema.column_names`).
 
     Examples
     --------
-    >>> result_column_names(["small", "big"], has_cost=True)[-5:]
-    ['cost', 'small_label_index', 'small_score', 'big_label_index', 'big_score']
+    >>> result_column_names(["small", "big"], has_cost=True)[-6:]
+    ['small_label', 'small_label_index', 'small_score', 'big_label', 'big_label_index', 'big_score']
     """
-    names = list(RESULT_COLUMNS) + (["cost"] if has_cost else [])
-    for s in stage_names:
-        names += [f"{s}_label_index", f"{s}_score"]
-    return names
-
-
-def result_columns(
-    index: np.ndarray, stage_index: np.ndarray, state: Any, stage_names: Sequence[str],
-    classes: Sequence[Any] | None, has_cost: bool,
-) -> dict[str, np.ndarray]:
-    """Result columns from the final and per-stage column indices and anything with
-    RoutingResult's other per-row fields (a RoutingResult or the stage-wise path's row state).
-
-    ``label`` holds the final class in the user's label space (``None`` where abstained);
-    ``label_index`` the column index (``-1`` where abstained).
-    """
-    labels = np.asarray(index, dtype=np.int64)
-    stage = np.asarray(state.stage, dtype=np.int64)
-    stage_name = np.full(stage.shape, None, dtype=object)
-    stage_name[stage >= 0] = np.asarray(stage_names, dtype=object)[stage[stage >= 0]]
-    cols: dict[str, np.ndarray] = {
-        "label": class_labels(labels, None if classes is None else tuple(classes)),
-        "label_index": labels,
-        "confidence": np.asarray(state.confidence, dtype=np.float64),
-        "stage": stage,
-        "stage_name": stage_name,
-        "degraded": np.asarray(state.degraded, dtype=bool),
-        "error": np.asarray(state.errors, dtype=object),
-    }
-    if has_cost:
-        cols["cost"] = np.asarray(state.cost, dtype=np.float64)
-    for s, name in enumerate(stage_names):
-        cols[f"{name}_label_index"] = np.asarray(stage_index[s], dtype=np.int64)
-        cols[f"{name}_score"] = np.asarray(state.stage_scores[s], dtype=np.float64)
-    return cols
-
-
-def arrow_arrays(cols: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The result columns as pyarrow arrays with fixed types.
-
-    Strings stay strings when all are missing, and a missing score or cost (NaN in numpy and
-    pandas) becomes null, Arrow's and Parquet's "missing".
-    """
-    import pyarrow as pa
-
-    out = {}
-    for name, values in cols.items():
-        if values.dtype == object:
-            items = values.tolist()
-            present = [v for v in items if v is not None]
-            if present and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in present):
-                out[name] = pa.array(items, type=pa.int64())
-            else:
-                out[name] = pa.array([None if v is None else str(v) for v in items], type=pa.string())
-        elif values.dtype.kind == "f":
-            out[name] = pa.array(values, type=pa.float64(), from_pandas=True)
-        else:
-            out[name] = pa.array(values)
-    return out
+    return schema.column_names(stage_names, has_cost)
 
 
 @dataclass(frozen=True)
@@ -169,6 +111,7 @@ def arrow_column(table: Any, name: str) -> np.ndarray:
         return np.asarray(column.to_pylist(), dtype=object)
 
 
+# long: a full numpydoc docstring; the code itself is under 40 lines
 def route_dataframe(
     df: Any,
     router: Any,
@@ -242,17 +185,15 @@ def route_dataframe(
             f"route_dataframe takes a pandas DataFrame or a pyarrow Table, got {type(df).__name__}"
         )
     result = router.route(inputs)
-    cols = {prefix + k: v for k, v in
-            result_columns(result.label_index, result.stage_label_index, result, router.names,
-                           result.classes, router.cost_model is not None).items()}
+    cols = result.columns()
     if _is_arrow(df):
         table = df
-        for name, arr in arrow_arrays(cols).items():
-            table = table.append_column(name, arr)
+        for name, arr in schema.arrow_arrays(cols, result.classes).items():
+            table = table.append_column(prefix + name, arr)
         return table
     out = df.copy()
-    for name, values in cols.items():
-        out[name] = values
+    for name, frame_column in schema.pandas_frame(cols, index=out.index).items():
+        out[prefix + name] = frame_column
     return out
 
 

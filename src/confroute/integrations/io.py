@@ -182,7 +182,7 @@ def _read_jsonl(
     return list(columns), rows
 
 
-def _pick_text_columns(text_column: str | Sequence[str] | None, columns: list[str], where: str) -> list[str]:
+def pick_text_columns(text_column: str | Sequence[str] | None, columns: list[str], where: str) -> list[str]:
     if text_column is None:
         for cand in TEXT_COLUMN_CANDIDATES:
             if cand in columns:
@@ -208,7 +208,7 @@ def _assemble(
     separator: str,
     where: str,
 ) -> LabelledTexts:
-    text_cols = _pick_text_columns(text_column, columns, where)
+    text_cols = pick_text_columns(text_column, columns, where)
     if label_column is not None and label_column not in columns:
         raise KeyError(
             f"{where}: no label column {label_column!r}; columns are {columns} "
@@ -295,7 +295,7 @@ def _from_dataset(
     if limit is not None:
         ds = ds.select(range(min(limit, ds.num_rows)))
     columns = list(ds.column_names)
-    text_cols = _pick_text_columns(text_column, columns, where)
+    text_cols = pick_text_columns(text_column, columns, where)
     needed = text_cols + ([label_column] if label_column is not None and label_column in columns else [])
     data = {c: list(ds[c]) for c in needed}
     n = ds.num_rows

@@ -2,10 +2,13 @@
 
 :func:`route_dataset` runs stage 1 on every row with ``map_batches`` (an actor pool: each actor
 builds the router once, so a heavy model loads once per actor), keeps the rows it deferred
-(``filter``) and runs stage 2 on those only, and so on. The output holds every input row with
-the result columns of :func:`confroute.integrations.frames.route_dataframe` (final label and label name,
-confidence, answering stage, degraded flag, error, cost, and each stage's own label and score)
-and an id column; sort on it to restore the input order.
+(``filter``) and runs stage 2 on those only, and so on. Every actor advances its rows with the
+one stage loop (:func:`confroute.routing.stagewise.advance`, as ``router.route`` does). The output
+holds every input row with the columns of the one routing output schema
+(:mod:`confroute.core.schema`, as :func:`confroute.integrations.frames.route_dataframe` writes
+them: final label and column index, confidence, answering stage index and name, degraded flag,
+error, cost, and each stage's own label, column index and score) and an id column; sort on it
+to restore the input order.
 
 :func:`evaluate_dataset` runs every stage once on every row in the cluster, brings the per-row
 scores and labels back as arrays (a few numbers per row) and sweeps thresholds on them with
@@ -22,7 +25,7 @@ Routers reach the workers in one of two ways:
   The driver never calls it; it runs it once in a short Ray task to learn the stage names,
   prices and scores.
 
-The per-stage acceptance rule is the router's own (see :mod:`confroute.routing.stagewise`).
+The per-stage acceptance rule is the router's own (see :mod:`confroute.routing.stage_loop`).
 """
 
 from __future__ import annotations
@@ -34,18 +37,15 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..routing.stagewise import RowState, advance, check_declared, declared_classes
-from ..core.types import PredictionError, Predictions
-from .frames import (
-    InputSpec,
-    arrow_arrays,
-    arrow_column,
-    result_column_names,
-    result_columns,
-    route_dataframe,
-)
+from ..core import schema
+from ..core._deprecation import warn_renamed
 from ..core.classes import align, class_labels, label_indices
+from ..core.scores import score_name
+from ..core.types import PredictionError, Predictions
 from ..routing.cascade import Cascade
+from ..routing.stage_loop import RowState
+from ..routing.stagewise import advance, check_declared, declared_classes
+from .frames import InputSpec, arrow_column, result_column_names, route_dataframe
 
 __all__ = [
     "route_dataset",
@@ -53,6 +53,8 @@ __all__ = [
     "collect_stage_arrays",
     "StageArrays",
     "RouterInfo",
+    "ShippedRouter",
+    "describe_router",
     "route_dataframe",
 ]
 
@@ -91,19 +93,22 @@ class RouterInfo:
         return len(self.names)
 
 
-def _describe(router: Cascade) -> RouterInfo:
-    from ..evaluation.evaluate import _score_name
-
+def describe_router(router: Cascade) -> RouterInfo:
+    """What the driver (and the Serve ingress) needs to know about ``router``: stage names,
+    prices, declared classes, the first score's name."""
     return RouterInfo(
         names=tuple(router.names),
         cost_model=router.cost_model,
         classes=declared_classes(router, router.n_stages - 1),
-        score_name=_score_name(router.score[0]),
+        score_name=score_name(router.score[0]),
         has_calibrator=router.calibrators[0] is not None,
     )
 
 
-class _RouterSource:
+_describe = describe_router  # the name before 0.3
+
+
+class ShippedRouter:
     """A router or a factory of routers, shipped to every actor."""
 
     def __init__(self, router: RouterSource) -> None:
@@ -132,13 +137,13 @@ class _RouterSource:
 
     def info(self, ray: Any) -> RouterInfo:
         if self.router is not None:
-            return _describe(self.router)
+            return describe_router(self.router)
         # Learn names and prices in a worker, so the driver never loads the models.
         return ray.get(ray.remote(num_cpus=0)(_remote_describe).remote(self))
 
 
-def _remote_describe(source: _RouterSource) -> RouterInfo:
-    return _describe(source.build())
+def _remote_describe(source: ShippedRouter) -> RouterInfo:
+    return describe_router(source.build())
 
 
 def _check_pickles(router: Cascade) -> None:
@@ -249,7 +254,7 @@ def _replace_columns(table: Any, arrays: Mapping[str, Any]) -> Any:
 class _RouteStage:
     """Actor running stage ``s`` of the router on batches of rows that reached it."""
 
-    def __init__(self, source: _RouterSource, s: int, inputs: InputSpec) -> None:
+    def __init__(self, source: ShippedRouter, s: int, inputs: InputSpec) -> None:
         self.router = source.build()
         self.s = s
         self.inputs = inputs
@@ -261,35 +266,37 @@ class _RouteStage:
         router, s = self.router, self.s
         m = table.num_rows
         inputs = self.inputs.from_columns(lambda c: _block_column(table, c))
-        state = RowState.initial(router.n_stages, m) if s == 0 else _state_from_table(table, router.names)
+        state = RowState.initial(router.n_stages, m) if s == 0 else _state_from_table(table, router.names, s)
         state, defer = advance(router, s, inputs, state)
-        cols = result_columns(state.labels, state.stage_labels, state, router.names, self.label_classes,
-                              router.cost_model is not None)
-        arrays = arrow_arrays(cols)
+        cols = schema.result_columns(state, router.names, self.label_classes, router.cost_model is not None)
+        arrays = schema.arrow_arrays(cols, self.label_classes)
         arrays[_N_CLASSES] = pa.array(state.n_classes)
         arrays[_DEFER] = pa.array(defer, type=pa.bool_())
         return _replace_columns(table, arrays)
 
 
-def _state_from_table(table: Any, names: Sequence[str]) -> RowState:
+def _state_from_table(table: Any, names: Sequence[str], s: int) -> RowState:
+    """The state of rows that stage ``s - 1`` deferred to stage ``s``, read back from its columns."""
     def get(c: str) -> np.ndarray:
         return table.column(c).to_numpy()
 
     m = table.num_rows
     cost = get("cost") if "cost" in table.column_names else np.full(m, np.nan)
     return RowState(
-        stage_labels=np.stack([get(f"{n}_label_index") for n in names]).astype(np.int64).reshape(len(names), m),
+        stage_label_index=np.stack([get(f"{n}_label_index") for n in names]).astype(np.int64).reshape(len(names), m),
         stage_scores=np.stack([get(f"{n}_score") for n in names]).astype(np.float64).reshape(len(names), m),
-        labels=get("label_index").astype(np.int64),
+        label_index=get("label_index").astype(np.int64),
         confidence=get("confidence").astype(np.float64),
         stage=get("stage").astype(np.int64),
         degraded=get("degraded").astype(bool),
         errors=np.asarray(table.column("error").to_pylist() + [None], dtype=object)[:m],
         cost=cost.astype(np.float64),
         n_classes=get(_N_CLASSES).astype(np.int64),
+        reached_stage=np.full(m, s - 1, dtype=np.int64),
     )
 
 
+# long: a full numpydoc docstring; the code itself is under 40 lines
 def route_dataset(
     ds: Any,
     router: RouterSource,
@@ -356,7 +363,7 @@ def route_dataset(
     ray = _import_ray()
     from ray.data.expressions import col
 
-    source = _RouterSource(router)
+    source = ShippedRouter(router)
     spec = InputSpec.make(text_column, feature_columns)
     info = source.info(ray)
     columns = list(ds.columns())
@@ -388,7 +395,7 @@ def route_dataset(
 class _ScoreStage:
     """Actor running stage ``s`` on *every* row, as ``Cascade.stage_predictions`` does."""
 
-    def __init__(self, source: _RouterSource, s: int, inputs: InputSpec) -> None:
+    def __init__(self, source: ShippedRouter, s: int, inputs: InputSpec) -> None:
         self.router = source.build()
         self.s = s
         self.inputs = inputs
@@ -412,7 +419,7 @@ class _ScoreStage:
                     f"stage {name!r} returns {raw.n_classes} classes but earlier stages return "
                     f"{int(earlier[bad][0])}"
                 )
-        preds = router._calibrated(s, raw)
+        preds = router.calibrated(s, raw)
         arrays: dict[str, Any] = {
             f"{_EVAL}label_{s}": pa.array(preds.label_index.astype(np.int64)),
             f"{_EVAL}score_{s}": pa.array(router.stage_score(s, preds, inputs)),
@@ -449,8 +456,8 @@ class StageArrays:
     ids : ndarray, shape (n,)
     y : ndarray, shape (n,)
         True labels (class names or indices), as stored in the label column.
-    labels : ndarray of int, shape (n_stages, n)
-        Each stage's predicted class index (cascade class order).
+    label_index : ndarray of int, shape (n_stages, n)
+        Each stage's predicted column index (cascade class order).
     scores : ndarray of float, shape (n_stages, n)
         Each stage's (calibrated) confidence score, as the router computes it.
     probs : ndarray, shape (n, k)
@@ -463,7 +470,7 @@ class StageArrays:
 
     ids: np.ndarray
     y: np.ndarray
-    labels: np.ndarray
+    label_index: np.ndarray
     scores: np.ndarray
     probs: np.ndarray
     raw_probs: np.ndarray | None
@@ -472,9 +479,15 @@ class StageArrays:
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
+    @property
+    def labels(self) -> np.ndarray:
+        """Deprecated: each stage's column indices; use :attr:`label_index`."""
+        warn_renamed("StageArrays.labels", "StageArrays.label_index")
+        return self.label_index
+
     def stage_label_values(self, s: int) -> np.ndarray:
         """Stage ``s``'s predictions as class values (the user's label space)."""
-        return class_labels(self.labels[s], self.info.classes)
+        return class_labels(self.label_index[s], self.info.classes)
 
     def evaluate(self) -> Any:
         """Evaluate with :func:`confroute.evaluate` on the gathered arrays (any number of stages)."""
@@ -519,7 +532,7 @@ def collect_stage_arrays(
     are those of :func:`route_dataset`, plus ``label_column`` (the true labels).
     """
     ray = _import_ray()
-    source = _RouterSource(router)
+    source = ShippedRouter(router)
     spec = InputSpec.make(text_column, feature_columns)
     info = source.info(ray)
     columns = list(ds.columns())
@@ -554,7 +567,7 @@ def assemble_stage_arrays(
     return StageArrays(
         ids=ids[order],
         y=np.asarray(table.column(label_column).to_numpy()),
-        labels=np.stack([table.column(f"{_EVAL}label_{s}").to_numpy() for s in range(n_stages)]),
+        label_index=np.stack([table.column(f"{_EVAL}label_{s}").to_numpy() for s in range(n_stages)]),
         scores=np.stack([table.column(f"{_EVAL}score_{s}").to_numpy() for s in range(n_stages)]),
         probs=_unmatrix(table.column(f"{_EVAL}probs")),
         raw_probs=_unmatrix(table.column(f"{_EVAL}raw_probs")) if info.has_calibrator else None,

@@ -13,14 +13,19 @@ one, so that models load where they run) into a Ray Serve application:
   deferred inputs on to the next stage, and answers in input order, over HTTP:
 
   ``POST /route``
-      JSON ``{"inputs": [...]}`` in; ``{"results": [{"label", "confidence", "stage",
-      "degraded", "error", "cost"}, ...]}`` out (``label`` is the class name, ``null`` where no
-      stage answered; ``stage`` the answering stage's name).
+      JSON ``{"inputs": [...]}`` in; ``{"results": [row, ...]}`` out, one row per input with
+      the columns of the one routing output schema (:mod:`confroute.core.schema`, the same as
+      ``RoutingResult.to_dict()["rows"]``): ``label`` (the class value, ``null`` where no
+      stage answered), ``label_index``, ``confidence``, ``stage`` (the answering stage's
+      *index*, ``-1`` where none), ``stage_name`` (its name), ``degraded``, ``error``, ``cost``
+      (with a cost model) and each stage's ``<name>_label`` / ``<name>_label_index`` /
+      ``<name>_score``.
   ``POST /v2/models/{name}/infer``, ``GET /v2/models/{name}``, ``GET /v2/health/ready`` ...
       The Open Inference Protocol (KServe v2) for the routed system itself: one ``BYTES`` input
-      (the texts) or a numeric ``[n, d]`` one; outputs ``label`` (``BYTES``), ``confidence``
-      (``FP64``, ``null`` where abstained), ``stage`` (``INT64``, ``-1`` where abstained),
-      ``degraded`` (``BOOL``) and ``cost`` (``FP64``, with a cost model). Existing KServe /
+      (the texts) or a numeric ``[n, d]`` one; one output per per-input column of the schema
+      (``label`` ``INT64`` or ``BYTES`` after the classes, ``label_index`` and ``stage``
+      ``INT64``, ``confidence`` ``FP64``, ``stage_name`` and ``error`` ``BYTES``, ``degraded``
+      ``BOOL``, ``cost`` ``FP64`` with a cost model; ``null`` where missing). Existing KServe /
       Triton HTTP clients and :class:`~confroute.OIPPredictor` can call it.
 
 Metrics go through Ray's metrics API (:mod:`ray.util.metrics`), which every Ray node exports for
@@ -41,12 +46,13 @@ from typing import Any
 
 import numpy as np
 
-from ..core.types import RoutingResult
-from ..core._json import json_float as _json_float
+from ..core import schema
 from ..core.batch import take_rows
+from ..core.types import RoutingResult
 from ..routing.cascade import Cascade
-from ..routing.stagewise import RowState, advance, to_routing_result
-from .ray import RouterInfo, _describe, _RouterSource
+from ..routing.stage_loop import RowState, plan_stagewise, result_from_state
+from ..routing.stagewise import advance
+from .ray import RouterInfo, ShippedRouter, describe_router
 
 __all__ = ["build_app", "METRICS", "DEPLOYMENT_OPTIONS", "BATCH_OPTIONS"]
 
@@ -135,7 +141,7 @@ class _Metrics:
 class StageServer:
     """A replica of one stage: builds the router once, runs :func:`advance` on merged batches."""
 
-    def __init__(self, source: _RouterSource, s: int, app: str, max_batch_size: int = 32,
+    def __init__(self, source: ShippedRouter, s: int, app: str, max_batch_size: int = 32,
                  batch_wait_timeout_s: float = 0.005, metrics: bool = True) -> None:
         serve = _import_serve()
         self.router = source.build()
@@ -178,7 +184,7 @@ class StageServer:
         return None if breaker is None else breaker.state
 
     def info(self) -> RouterInfo:
-        return _describe(self.router)
+        return describe_router(self.router)
 
 
 class Ingress:
@@ -189,7 +195,6 @@ class Ingress:
         self.info = info
         self.model_name = model_name
         self.stages = list(stages)
-        self.shape = _shell_router(info)
         self.metrics = _Metrics(model_name, metrics)
         self.drift = drift
         self.drift_every = max(int(drift_every), 1)
@@ -203,30 +208,31 @@ class Ingress:
     # -- routing ---------------------------------------------------------------------------------
 
     async def route(self, inputs: Sequence[Any]) -> RoutingResult:
-        """Route ``inputs`` through the stages (deferred inputs only), in input order."""
-        n, n_stages = len(inputs), self.info.n_stages
-        pending = np.arange(n)
-        state = RowState.initial(n_stages, n)
-        finals: list[RowState] = []
-        rows: list[np.ndarray] = []
-        for s, handle in enumerate(self.stages):
-            if pending.size == 0:
-                break
-            t0 = time.perf_counter()
-            new, defer = await handle.remote(take_rows(inputs, pending), state)
-            self.metrics.observe("confroute_stage_latency_seconds", time.perf_counter() - t0,
-                                 stage=self.info.names[s])
-            finals.append(new.take(np.flatnonzero(~defer)))
-            rows.append(pending[~defer])
-            pending, state = pending[defer], new.take(np.flatnonzero(defer))
-        if finals:
-            order = np.argsort(np.concatenate(rows), kind="stable")
-            final = RowState.concat(finals).take(order)
-        else:
-            final = RowState.initial(n_stages, 0)
-        result = to_routing_result(self.shape, final)
+        """Route ``inputs`` through the stages (deferred inputs only), in input order.
+
+        Driven by :func:`~confroute.routing.stage_loop.plan_stagewise`; each stage replica runs
+        :func:`~confroute.routing.stagewise.advance`, the one stage loop.
+        """
+        plan = plan_stagewise(len(inputs), self.info.n_stages)
+        try:
+            s, rows, state = next(plan)
+            while True:
+                t0 = time.perf_counter()
+                answer = await self.stages[s].remote(take_rows(inputs, rows), state)
+                self.metrics.observe("confroute_stage_latency_seconds", time.perf_counter() - t0,
+                                     stage=self.info.names[s])
+                s, rows, state = plan.send(answer)
+        except StopIteration as done:
+            final: RowState = done.value
+        result = self.result(final)
         self._record(result)
         return result
+
+    def result(self, final: RowState) -> RoutingResult:
+        """The routing result of final row states, with the served router's names, classes and cost."""
+        answered = final.n_classes[final.n_classes >= 0]
+        return result_from_state(final, self.info.names, self.info.classes,
+                                 int(answered[0]) if answered.size else None, self.info.cost_model is not None)
 
     def _record(self, r: RoutingResult) -> None:
         m, names = self.metrics, self.info.names
@@ -241,10 +247,9 @@ class Ingress:
         routed = int(r.reached[1:].any(axis=0).sum()) if len(names) > 1 else 0
         m.inc("confroute_routed", routed)
         if r.degraded.any():
-            # The stage that failed: one past the last stage that answered the input.
-            answered = np.where(_stage_index(r) >= 0, np.arange(len(names))[:, None], -1).max(axis=0)
+            failed_stage = r.failed_stage
             for i in np.flatnonzero(r.degraded):
-                failed_at = names[min(int(answered[i]) + 1, len(names) - 1)]
+                failed_at = names[int(failed_stage[i])]
                 m.inc("confroute_degraded", 1, stage=failed_at)
                 m.inc("confroute_errors", 1, stage=failed_at, kind=_error_kind(r.errors[i]))
         if r.cost is not None and n:
@@ -258,7 +263,7 @@ class Ingress:
     def _watch_drift(self, r: RoutingResult) -> None:
         if self.drift is None or not len(r):
             return
-        index = _stage_index(r)
+        index = np.asarray(r.stage_label_index)
         ok = index[0] >= 0
         self._drift_scores.append(r.stage_scores[0][ok])
         self._drift_labels.append(index[0][ok])
@@ -332,11 +337,6 @@ async def _json_body(request: Any) -> Any:
         raise _BadRequest(f"the body is not JSON ({exc})") from None
 
 
-def _stage_index(r: RoutingResult) -> np.ndarray:
-    """Each stage's predicted column index, ``-1`` where it did not answer (shape (n_stages, n))."""
-    return np.asarray(r.stage_label_index)
-
-
 def _error_kind(message: Any) -> str:
     """``"StageTimeoutError"`` from ``"StageTimeoutError: ..."`` (how Fallback records errors)."""
     text = str(message or "")
@@ -345,19 +345,8 @@ def _error_kind(message: Any) -> str:
 
 
 def _route_json(r: RoutingResult, info: RouterInfo) -> dict[str, Any]:
-    names = r.labels.tolist()  # class values, as the user's label space has them
-    rows = []
-    for i in range(len(r)):
-        s = int(r.stage[i])
-        rows.append({
-            "label": names[i],
-            "confidence": _json_float(r.confidence[i]),
-            "stage": info.names[s] if s >= 0 else None,
-            "degraded": bool(r.degraded[i]),
-            "error": r.errors[i],
-            "cost": None if r.cost is None else _json_float(r.cost[i]),
-        })
-    return {"results": rows}
+    """The ``/route`` answer: one row per input, the columns of the one output schema."""
+    return {"results": schema.json_rows(r.columns())}
 
 
 def _oip_inputs(body: Any) -> list[Any]:
@@ -384,17 +373,19 @@ def _oip_inputs(body: Any) -> list[Any]:
     return list(rows)
 
 
-def _oip_answer(r: RoutingResult, model: str, body: dict[str, Any]) -> dict[str, Any]:
-    n = len(r)
-    names = r.labels.tolist()
-    outputs: list[dict[str, Any]] = [
-        {"name": "label", "datatype": "BYTES", "shape": [n], "data": ["" if v is None else str(v) for v in names]},
-        {"name": "confidence", "datatype": "FP64", "shape": [n], "data": [_json_float(v) for v in r.confidence]},
-        {"name": "stage", "datatype": "INT64", "shape": [n], "data": [int(v) for v in r.stage]},
-        {"name": "degraded", "datatype": "BOOL", "shape": [n], "data": [bool(v) for v in r.degraded]},
+def _oip_outputs(r: RoutingResult) -> list[dict[str, Any]]:
+    """One OIP output per per-input column of the schema (the per-stage columns are left out)."""
+    cols = r.columns()
+    per_input = [name for name, _ in schema.BASE_COLUMNS] + (["cost"] if "cost" in cols else [])
+    return [
+        {"name": name, "datatype": schema.oip_datatype(name, cols[name], r.classes), "shape": [len(r)],
+         "data": [row[name] for row in schema.json_rows({name: cols[name]})]}
+        for name in per_input
     ]
-    if r.cost is not None:
-        outputs.append({"name": "cost", "datatype": "FP64", "shape": [n], "data": [_json_float(v) for v in r.cost]})
+
+
+def _oip_answer(r: RoutingResult, model: str, body: dict[str, Any]) -> dict[str, Any]:
+    outputs = _oip_outputs(r)
     wanted = body.get("outputs")
     if isinstance(wanted, list) and wanted:
         keep = {str(o.get("name")) for o in wanted if isinstance(o, dict)}
@@ -410,18 +401,22 @@ def _oip_answer(r: RoutingResult, model: str, body: dict[str, Any]) -> dict[str,
 
 def _oip_metadata(model: str, info: RouterInfo) -> dict[str, Any]:
     classes = None if info.classes is None else [str(c) for c in info.classes]
+    outputs = []
+    for name, kind in [*schema.BASE_COLUMNS, *([schema.COST_COLUMN] if info.cost_model is not None else [])]:
+        values = np.zeros(0, dtype=object if kind in ("label", "str") else kind)
+        output: dict[str, Any] = {"name": name, "datatype": schema.oip_datatype(name, values, info.classes),
+                                  "shape": [-1]}
+        if name == "label":
+            output["parameters"] = {"classes": classes}
+        elif name == "stage":
+            output["parameters"] = {"stages": list(info.names)}
+        outputs.append(output)
     return {
         "name": model,
         "versions": [],
         "platform": "confroute",
         "inputs": [{"name": "input", "datatype": "BYTES", "shape": [-1]}],
-        "outputs": [
-            {"name": "label", "datatype": "BYTES", "shape": [-1], "parameters": {"classes": classes}},
-            {"name": "confidence", "datatype": "FP64", "shape": [-1]},
-            {"name": "stage", "datatype": "INT64", "shape": [-1], "parameters": {"stages": list(info.names)}},
-            {"name": "degraded", "datatype": "BOOL", "shape": [-1]},
-            *([{"name": "cost", "datatype": "FP64", "shape": [-1]}] if info.cost_model is not None else []),
-        ],
+        "outputs": outputs,
     }
 
 
@@ -522,7 +517,7 @@ def build_app(
     serve = _import_serve()
     import ray
 
-    source = _RouterSource(router)
+    source = ShippedRouter(router)
     if info is None:
         if source.router is None and not ray.is_initialized():
             ray.init()

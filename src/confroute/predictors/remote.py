@@ -10,7 +10,7 @@ class names), ``POST /v2/models/{name}/infer`` with one input tensor (``BYTES`` 
 
 HTTP goes through a pooled ``httpx`` client (one per predictor, and one per event loop for the
 async path), with separate connect and read timeouts. Failures become confroute errors so that
-a :class:`~confroute.Fallback` applies its policies (retries, circuit breaker, ``keep_primary``):
+a :class:`~confroute.Fallback` applies its policies (retries, circuit breaker, ``keep_previous``):
 
 * no answer (connection refused or reset, connect timeout), HTTP 429 and 5xx:
   :class:`~confroute.exceptions.RemoteUnavailableError` (worth retrying);
@@ -95,7 +95,7 @@ class OIPPredictor(Predictor):
     >>> p = OIPPredictor("http://127.0.0.1:8080", "mpnet")  # doctest: +SKIP
     >>> p.classes  # doctest: +SKIP
     ('NEGATIVE', 'POSITIVE')
-    >>> router = ThresholdRouter(local_model, Fallback(p, on_error="keep_primary", retries=1,
+    >>> router = ThresholdRouter(local_model, Fallback(p, on_error="keep_previous", retries=1,
     ...                          circuit_breaker=CircuitBreaker(3, reset_after=10)))  # doctest: +SKIP
     """
 

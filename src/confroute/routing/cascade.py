@@ -5,7 +5,9 @@ sees every input, stage ``s + 1`` sees only what stage ``s`` deferred. An input 
 a stage when ``score >= threshold``; the last stage answers everything that reaches it.
 
 The routing logic lives in one generator, :meth:`Cascade._plan`, that yields "run stage ``s`` on
-these inputs" and receives the stage's outcome. :meth:`Cascade.route` and
+these inputs" and receives the stage's outcome; it decides with :meth:`Cascade.decide` and
+advances the rows with :func:`confroute.routing.stage_loop.step`, the one stage loop (which the
+stage-wise, Ray Serve and Ray Data paths use too). :meth:`Cascade.route` and
 :meth:`Cascade.aroute` are thin drivers around it, so the sync and async paths cannot drift.
 
 Thread safety: a router keeps no per-call state. ``route`` may be called from many threads at
@@ -16,9 +18,7 @@ lock-protected.
 
 from __future__ import annotations
 
-import math
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from itertools import islice
 from typing import Any, cast
 
@@ -27,38 +27,19 @@ import numpy as np
 from ..core.batch import as_batch, n_rows, refuse_single_string, take_rows
 from ..core.classes import Classes, align
 from ..core.cost import CostModel
-from ..core.decision import ThresholdSpec, accepts, check_threshold, resolve_threshold
+from ..core import decision
+from ..core.choice import stage_thresholds
+from ..core.decision import ThresholdSpec, check_threshold, resolve_threshold
 from ..core.scores import checked_scores, resolve_score, score_range
 from ..core.types import PredictionError, Predictions, RoutingResult
 from ..predictors.base import Predictor
 from ..predictors.callable import CallablePredictor
 from .fallback import Fallback, StageOutcome
+from .stage_loop import RowState, StageDecision, result_from_state, step
 
 __all__ = ["Cascade", "ThresholdRouter"]
 
 
-@dataclass(frozen=True)
-class StageDecision:
-    """What one stage decided for a batch of ``m`` inputs.
-
-    ``ok``: the stage answered the input (False where it failed under a non-raising policy);
-    ``labels`` / ``scores``: its own answer and (calibrated) score, ``-1`` / NaN where it failed;
-    ``accept``: answered and confident enough (every answered input on the last stage);
-    ``errors``: message per failed input; ``classes`` / ``n_classes``: the cascade's classes so far.
-    """
-
-    ok: np.ndarray
-    labels: np.ndarray
-    scores: np.ndarray
-    accept: np.ndarray
-    errors: np.ndarray
-    classes: Classes | None
-    n_classes: int | None
-
-    @property
-    def defer(self) -> np.ndarray:
-        """Inputs that go on to the next stage."""
-        return self.ok & ~self.accept
 _StageRequest = tuple[int, Sequence[Any]]
 
 
@@ -94,7 +75,7 @@ class Cascade:
     >>> mid = CallablePredictor(lambda xs: np.tile([0.6, 0.4], (len(xs), 1)), classes=["a", "b"])
     >>> big = CallablePredictor(lambda xs: np.tile([0.0, 1.0], (len(xs), 1)), classes=["a", "b"])
     >>> r = Cascade([cheap, mid, big], thresholds=[0.9, 0.55]).route([0.95, 0.5, 0.3])
-    >>> r.stage.tolist(), r.label_names.tolist()
+    >>> r.stage.tolist(), r.labels.tolist()
     ([0, 1, 1], ['a', 'a', 'a'])
     >>> Cascade([cheap, mid, big], thresholds=[0.9, 0.7]).route([0.95, 0.5]).stage.tolist()
     [0, 2]
@@ -123,8 +104,13 @@ class Cascade:
         if len(calibrators) != len(self.stages):
             raise ValueError(f"give one calibrator (or None) per stage ({len(self.stages)}), got {len(calibrators)}")
         self.calibrators = calibrators
-        if cost_model is not None:
-            cost_model._check_stages(len(self.stages))
+        if cost_model is not None and cost_model.n_stages != len(self.stages):
+            raise ValueError(f"cost model has {cost_model.n_stages} stages but the router has {len(self.stages)}")
+        if getattr(cost_model, "input_prices", None) is not None:
+            raise ValueError(
+                "a router prices each input as it routes it: give one price per stage "
+                "(CostModel.per_sample or .hourly), not prices of the inputs of an evaluation"
+            )
         self.cost_model = cost_model
         names = list(names) if names is not None else _default_names(self.stages)
         if len(names) != len(self.stages) or len(set(names)) != len(names):
@@ -140,14 +126,14 @@ class Cascade:
         """One threshold per stage but the last (a copy; assign a new list to change them).
 
         Assigning validates like the constructor: ``router.thresholds = [0.7]``, or a threshold
-        choice (anything with a ``thresholds`` attribute, e.g. from
-        :func:`~confroute.choose_thresholds`).
+        choice (from :func:`~confroute.choose_thresholds`; read through
+        :func:`confroute.core.choice.stage_thresholds`, so an evaluation table raises ``TypeError``).
         """
         return list(self._thresholds)
 
     @thresholds.setter
     def thresholds(self, value: Sequence[ThresholdSpec] | Any) -> None:
-        value = getattr(value, "thresholds", value)
+        value = stage_thresholds(value, "thresholds")  # a choice gives its thresholds; a table is refused
         if isinstance(value, (str, bytes)) or np.ndim(cast(Any, value)) == 0 and not isinstance(value, Mapping):
             raise TypeError(
                 f"thresholds must be a sequence with one threshold per stage but the last, got {value!r}"
@@ -239,63 +225,24 @@ class Cascade:
             yield await self.aroute(chunk)
 
     def _plan(self, inputs: Sequence[Any]) -> Generator[_StageRequest, StageOutcome, RoutingResult]:
-        """The routing core, shared by every driver."""
-        n, n_stages = n_rows(inputs), self.n_stages
-        labels = np.full(n, -1, dtype=np.int64)
-        confidence = np.full(n, np.nan)
-        answered_by = np.full(n, -1, dtype=np.int64)
-        stage_labels = np.full((n_stages, n), -1, dtype=np.int64)
-        stage_scores = np.full((n_stages, n), np.nan)
-        reached = np.zeros((n_stages, n), dtype=bool)
-        degraded = np.zeros(n, dtype=bool)
-        errors = np.full(n, None, dtype=object)
+        """The routing core, shared by every driver: the one stage loop over all rows."""
+        n = n_rows(inputs)
+        state = RowState.initial(self.n_stages, n)
         classes = self.stages[0].classes
         n_classes: int | None = len(classes) if classes else None
-
         pending = np.arange(n)
-        for s in range(n_stages):
+        for s in range(self.n_stages):
             if pending.size == 0:
                 break
-            reached[s, pending] = True
             batch = take_rows(inputs, pending)
             outcome = yield s, batch
-            decision = self._decide(s, batch, outcome, classes, n_classes)
-            classes, n_classes = decision.classes, decision.n_classes
-            failed = pending[~decision.ok]
-            if failed.size:
-                degraded[failed] = True
-                errors[failed] = decision.errors[~decision.ok]
-                if self.stages[s].on_error == "keep_primary" and s > 0:
-                    # The previous stage answered these inputs (it only deferred them).
-                    labels[failed] = stage_labels[s - 1, failed]
-                    confidence[failed] = stage_scores[s - 1, failed]
-                    answered_by[failed] = s - 1
-            ok = pending[decision.ok]
-            stage_labels[s, ok] = decision.labels[decision.ok]
-            stage_scores[s, ok] = decision.scores[decision.ok]
-            done = pending[decision.accept]
-            labels[done] = decision.labels[decision.accept]
-            confidence[done] = decision.scores[decision.accept]
-            answered_by[done] = s
-            pending = pending[decision.defer]
+            stage_decision = self.decide(s, batch, outcome, classes, n_classes)
+            classes, n_classes = stage_decision.classes, stage_decision.n_classes
+            defer = step(state, pending, s, stage_decision, self.stages[s].on_error, self.cost_model, self.names[s])
+            pending = pending[defer]
+        return result_from_state(state, self.names, classes, n_classes, self.cost_model is not None)
 
-        cost = None if self.cost_model is None else self.cost_model.per_input(reached)
-        return RoutingResult(
-            label_index=labels,
-            classes=classes,
-            confidence=confidence,
-            stage=answered_by,
-            stage_names=self.names,
-            stage_label_index=stage_labels,
-            stage_scores=stage_scores,
-            reached=reached,
-            degraded=degraded,
-            errors=errors,
-            cost=cost,
-            n_classes=n_classes,
-        )
-
-    def _decide(
+    def decide(
         self,
         s: int,
         batch: Sequence[Any],
@@ -304,12 +251,13 @@ class Cascade:
         n_classes: int | None,
     ) -> StageDecision:
         """Stage ``s``'s decision on ``batch`` from what it returned: align the columns to the
-        cascade's classes, calibrate, score, compare with the threshold (the last stage accepts
-        everything it answered). Shared by every driver, the stage-wise (Ray) one included."""
+        cascade's classes, calibrate, score, compare with the threshold through
+        :func:`confroute.core.decision.accepts` (the last stage accepts everything it answered).
+        Shared by every driver, the stage-wise (Ray) ones included."""
         m, name = n_rows(batch), self.names[s]
         if outcome.ok.shape != (m,):
             raise PredictionError(f"stage {name!r} returned {outcome.ok.size} results for {m} inputs")
-        labels = np.full(m, -1, dtype=np.int64)
+        label_index = np.full(m, -1, dtype=np.int64)
         scores = np.full(m, np.nan)
         accept = np.zeros(m, dtype=bool)
         errors = np.full(m, None, dtype=object)
@@ -321,8 +269,8 @@ class Cascade:
             assert outcome.predictions is not None
             preds, classes = align(outcome.predictions, classes, n_classes, name)
             n_classes = preds.n_classes
-            preds = self._calibrated(s, preds)
-            labels[ok] = predicted = preds.label_index
+            preds = self.calibrated(s, preds)
+            label_index[ok] = predicted = preds.label_index
             scores[ok] = stage_scores = checked_scores(
                 self._score_fns[s](preds, take_rows(batch, ok)), ok.size, name
             )
@@ -330,17 +278,20 @@ class Cascade:
                 accept[ok] = True
             else:
                 threshold = resolve_threshold(self._thresholds[s], classes, n_classes, f"stage {name!r}")
-                accept[ok] = accepts(stage_scores, predicted, threshold)
-        return StageDecision(outcome.ok.copy(), labels, scores, accept, errors, classes, n_classes)
+                accept[ok] = decision.accepts(stage_scores, predicted, threshold)
+        return StageDecision(outcome.ok.copy(), label_index, scores, accept, errors, classes, n_classes)
 
     # -- pieces shared with evaluation ---------------------------------------------------------
 
-    def _calibrated(self, s: int, preds: Predictions) -> Predictions:
+    def calibrated(self, s: int, preds: Predictions) -> Predictions:
+        """Stage ``s``'s predictions through its calibrator (unchanged without one)."""
         calibrator = self.calibrators[s]
         if calibrator is None:
             return preds
         probs = calibrator.transform(preds.log_scores())
         return Predictions.from_probs(probs, preds.classes, source=f"calibrator of stage {self.names[s]!r}")
+
+    _calibrated = calibrated  # the name before 0.3 (evaluation used it)
 
     def stage_predictions(self, inputs: Sequence[Any], calibrated: bool = True) -> list[Predictions]:
         """Run every stage once on *all* inputs (classes aligned); for evaluation.
@@ -355,7 +306,7 @@ class Cascade:
         for s, stage in enumerate(self.stages):
             preds, classes = align(stage.predictor.predict(inputs), classes, n_classes, self.names[s])
             n_classes = preds.n_classes
-            out.append(self._calibrated(s, preds) if calibrated else preds)
+            out.append(self.calibrated(s, preds) if calibrated else preds)
         return out
 
     def stage_score(self, s: int, predictions: Predictions, inputs: Sequence[Any]) -> np.ndarray:
@@ -389,7 +340,7 @@ class ThresholdRouter(Cascade):
     >>> router = ThresholdRouter(primary, fallback, threshold=0.8,
     ...                          cost_model=CostModel.per_sample([0.001, 0.005]))
     >>> result = router.route([0.95, 0.6, 0.1])
-    >>> result.stage.tolist(), result.label_names.tolist()
+    >>> result.stage.tolist(), result.labels.tolist()
     ([0, 1, 0], ['pos', 'pos', 'neg'])
     >>> round(result.total_cost, 6)  # 3 x 0.001 + 1 x 0.005
     0.008
@@ -408,7 +359,7 @@ class ThresholdRouter(Cascade):
     ) -> None:
         super().__init__(
             [primary, fallback],
-            list(threshold.thresholds) if hasattr(threshold, "thresholds") else [threshold],
+            _one_threshold(threshold),
             score=[score, "max_prob"],
             calibrators=[calibrator, None],
             cost_model=cost_model,
@@ -439,6 +390,12 @@ def _as_fallback(stage: Any) -> Fallback:
     if callable(stage):
         return Fallback(CallablePredictor(stage))
     raise TypeError(f"a stage must be a Predictor, a Fallback or a callable, got {type(stage).__name__}")
+
+
+def _one_threshold(threshold: Any) -> list[Any]:
+    """The primary's threshold as a one-element list; a choice gives its thresholds."""
+    value = stage_thresholds(threshold, "threshold")
+    return list(value) if value is not threshold else [threshold]
 
 
 def _default_names(stages: list[Fallback]) -> list[str]:

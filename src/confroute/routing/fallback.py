@@ -23,6 +23,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
+from ..core._deprecation import warn_renamed
 from ..core._params import check_int, check_number
 from ..core.batch import n_rows, slice_rows
 from ..core.types import PredictionError, Predictions
@@ -33,8 +34,9 @@ from ._slots import StageSlots
 
 __all__ = ["Fallback", "CircuitBreaker", "CircuitOpenError", "StageTimeoutError", "StageOutcome"]
 
-OnError = Literal["raise", "keep_primary", "abstain"]
-_POLICIES = ("raise", "keep_primary", "abstain")
+OnError = Literal["raise", "keep_previous", "abstain"]
+#: The ``on_error`` policies (``"keep_primary"`` is the deprecated spelling of ``"keep_previous"``).
+POLICIES = ("raise", "keep_previous", "abstain")
 
 
 class CircuitBreaker:
@@ -94,9 +96,9 @@ class CircuitBreaker:
 
     def allow(self) -> bool:
         """Whether a call may go ahead now."""
-        return self._admit() is not None
+        return self.admit() is not None
 
-    def _admit(self) -> Literal["call", "trial"] | None:
+    def admit(self) -> Literal["call", "trial"] | None:
         """Let a call through (``"trial"`` when it is the half-open trial) or refuse it (None)."""
         with self._lock:
             if self._opened_at is None:
@@ -111,8 +113,8 @@ class CircuitBreaker:
         with self._lock:
             self._settle_locked(self._trial_out, success, None)
 
-    def _settle(self, ticket: Literal["call", "trial"], success: bool | None, error: BaseException | None = None) -> None:
-        """The outcome of a call :meth:`_admit` let through; ``None``: no verdict (cancelled)."""
+    def settle(self, ticket: Literal["call", "trial"], success: bool | None, error: BaseException | None = None) -> None:
+        """The outcome of a call :meth:`admit` let through; ``None``: no verdict (cancelled)."""
         with self._lock:
             if success is None:
                 if ticket == "trial":
@@ -159,9 +161,11 @@ class Fallback:
     ----------
     predictor : Predictor or callable
         A callable is wrapped in :class:`~confroute.CallablePredictor` with ``output`` and ``classes``.
-    on_error : {"raise", "keep_primary", "abstain"}, default "raise"
+    on_error : {"raise", "keep_previous", "abstain"}, default "raise"
         What to do with inputs the stage still fails on after retries: raise the error, keep the
-        previous stage's answer (flagged ``degraded``), or abstain (label ``-1``, flagged).
+        previous stage's answer (flagged ``degraded``; on the first stage there is none, so the
+        input is abstained on), or abstain (label ``-1``, flagged). ``"keep_primary"``, the old
+        name of ``"keep_previous"``, still works and warns (``DeprecationWarning``).
         ``KeyboardInterrupt``, ``SystemExit`` and other non-``Exception`` errors always propagate.
     retries : int, default 0
         Extra attempts per batch after a failure.
@@ -208,7 +212,7 @@ class Fallback:
         self,
         predictor: Predictor | Callable[[Sequence[Any]], Any],
         *,
-        on_error: OnError = "raise",
+        on_error: OnError | Literal["keep_primary"] = "raise",
         retries: int = 0,
         backoff: float = 0.1,
         max_backoff: float = 10.0,
@@ -224,8 +228,11 @@ class Fallback:
         classes: Sequence[str] | None = None,
         name: str | None = None,
     ) -> None:
-        if on_error not in _POLICIES:
-            raise ValueError(f"on_error must be one of {_POLICIES}, got {on_error!r}")
+        if on_error == "keep_primary":
+            warn_renamed('on_error="keep_primary"', 'on_error="keep_previous"')
+            on_error = "keep_previous"
+        if on_error not in POLICIES:
+            raise ValueError(f"on_error must be one of {POLICIES}, got {on_error!r}")
         if timeout is not None:
             check_number(timeout, "timeout", 0, strict=True)
         if batch_size is not None:
@@ -279,7 +286,7 @@ class Fallback:
                 yield ("sleep", self._wait(attempt))
             ticket = None
             if breaker is not None:
-                ticket = breaker._admit()
+                ticket = breaker.admit()
                 if ticket is None:
                     error = self._circuit_open(error or cause or breaker.last_failure)
                     break
@@ -287,15 +294,15 @@ class Fallback:
                 answer = yield ("call", batch)
             except BaseException:  # cancelled or interrupted: no verdict on the stage
                 if ticket is not None:
-                    breaker._settle(ticket, None)  # type: ignore[union-attr]
+                    breaker.settle(ticket, None)  # type: ignore[union-attr]
                 raise
             if isinstance(answer, BaseException) and not isinstance(answer, Exception):
                 if ticket is not None:
-                    breaker._settle(ticket, None)  # type: ignore[union-attr]
+                    breaker.settle(ticket, None)  # type: ignore[union-attr]
                 raise answer  # KeyboardInterrupt, SystemExit, ...: never a degraded row
             success = isinstance(answer, Predictions)
             if ticket is not None:
-                breaker._settle(ticket, success, None if success else answer)  # type: ignore[union-attr]
+                breaker.settle(ticket, success, None if success else answer)  # type: ignore[union-attr]
             if success:
                 m = n_rows(batch)
                 return StageOutcome(answer, np.ones(m, dtype=bool), [None] * m)

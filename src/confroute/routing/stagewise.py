@@ -1,17 +1,15 @@
-"""Routing one stage at a time, for engines that run each stage as its own step (Ray Data).
+"""Routing one stage at a time, for engines that run each stage as its own step (Ray Data, Ray Serve).
 
 :meth:`Cascade.route` keeps every input of a batch in one process and walks the stages with
 :meth:`Cascade._plan`. A distributed engine instead runs stage ``s`` on a stream of row batches,
 keeps only the rows it deferred and hands them to stage ``s + 1`` in *other* batches, possibly
-on another machine. What a row needs to carry between stages is its per-row routing state; this
-module defines that state (:class:`RowState`) and the step that advances it through one stage
-(:func:`advance`).
+on another machine. What a row needs to carry between stages is its per-row routing state,
+:class:`~confroute.routing.stage_loop.RowState`; :func:`advance` moves it through one stage.
 
-The acceptance rule itself (class alignment, calibration, score, threshold) is not
-re-implemented here: :func:`advance` calls the router's own per-stage decision,
-``Cascade._decide``, which ``Cascade._plan`` uses too; what this module adds is only the
-bookkeeping ``_plan`` keeps in local arrays (failure policies, final answers, costs). The
-test-suite checks that routing stage by stage gives what ``router.route`` gives.
+Nothing of the routing itself is re-implemented here: :func:`advance` calls the stage through
+its :class:`~confroute.Fallback`, decides with :meth:`Cascade.decide` and advances the rows with
+:func:`confroute.routing.stage_loop.step`, exactly as ``Cascade._plan`` does. The test-suite
+checks that routing stage by stage gives what ``router.route`` gives.
 
 Class alignment needs to know the cascade's class names before a stage's batch arrives. In
 ``_plan`` they are whatever the earlier stages *returned*; a worker running stage ``s`` only
@@ -25,14 +23,14 @@ so that a width mismatch is still an error, never a silent mislabel.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..core.types import PredictionError, RoutingResult
 from ..core.batch import n_rows, take_rows
+from ..core.types import PredictionError, RoutingResult
 from .cascade import Cascade
+from .stage_loop import RowState, plan_stagewise, result_from_state, step
 
 __all__ = [
     "RowState",
@@ -64,132 +62,37 @@ def check_declared(
         )
 
 
-@dataclass
-class RowState:
-    """Per-row routing state that travels with a row from stage to stage (all arrays length m).
-
-    ``stage_labels`` and ``stage_scores`` have shape ``(n_stages, m)``. ``n_classes`` is the
-    class count of the last stage that answered the row (``-1`` before any). ``cost`` is set
-    once a row is final.
-    """
-
-    stage_labels: np.ndarray
-    stage_scores: np.ndarray
-    labels: np.ndarray
-    confidence: np.ndarray
-    stage: np.ndarray
-    degraded: np.ndarray
-    errors: np.ndarray
-    cost: np.ndarray
-    n_classes: np.ndarray
-
-    @classmethod
-    def initial(cls, n_stages: int, m: int) -> RowState:
-        return cls(
-            stage_labels=np.full((n_stages, m), -1, dtype=np.int64),
-            stage_scores=np.full((n_stages, m), np.nan),
-            labels=np.full(m, -1, dtype=np.int64),
-            confidence=np.full(m, np.nan),
-            stage=np.full(m, -1, dtype=np.int64),
-            degraded=np.zeros(m, dtype=bool),
-            errors=np.full(m, None, dtype=object),
-            cost=np.full(m, np.nan),
-            n_classes=np.full(m, -1, dtype=np.int64),
-        )
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def take(self, index: np.ndarray) -> RowState:
-        return RowState(
-            self.stage_labels[:, index], self.stage_scores[:, index], self.labels[index],
-            self.confidence[index], self.stage[index], self.degraded[index], self.errors[index],
-            self.cost[index], self.n_classes[index],
-        )
-
-    @staticmethod
-    def concat(parts: Sequence[RowState]) -> RowState:
-        return RowState(
-            np.concatenate([p.stage_labels for p in parts], axis=1),
-            np.concatenate([p.stage_scores for p in parts], axis=1),
-            *(np.concatenate([getattr(p, f) for p in parts])
-              for f in ("labels", "confidence", "stage", "degraded", "errors", "cost", "n_classes")),
-        )
-
-
 def advance(router: Cascade, s: int, inputs: Sequence[Any], state: RowState) -> tuple[RowState, np.ndarray]:
-    """Run stage ``s`` on rows that reached it and update their state.
+    """Run stage ``s`` on rows that reached it and update (a copy of) their state.
 
     Calls the stage through its :class:`~confroute.Fallback` (so retries, splitting and the
-    ``on_error`` policy apply), decides with ``Cascade._decide``, and returns the new state
-    and a mask of the rows deferred to stage ``s + 1``. Rows not deferred are final: their cost
-    (stages ``0 .. s``) is filled in.
+    ``on_error`` policy apply), decides with :meth:`Cascade.decide`, advances with
+    :func:`~confroute.routing.stage_loop.step`, and returns the new state and a mask of the
+    rows deferred to stage ``s + 1``. Rows not deferred are final: their cost is filled in.
     """
     m = n_rows(inputs)
-    name = router.names[s]
-    state = RowState(**{k: v.copy() for k, v in vars(state).items()})
+    state = state.copy()
     if m == 0:
         return state, np.zeros(0, dtype=bool)
     outcome = router.stages[s].call(inputs)
     ref = declared_classes(router, s - 1) if s > 0 else None
-    decision = router._decide(s, inputs, outcome, ref, len(ref) if ref is not None else None)
-    ok = decision.ok
-    if ok.any():
+    decision = router.decide(s, inputs, outcome, ref, len(ref) if ref is not None else None)
+    if decision.ok.any():
         returned = outcome.predictions.classes if outcome.predictions is not None else None
         check_declared(router, s, returned, ref)
-        earlier = state.n_classes[ok]
-        bad = (earlier >= 0) & (earlier != decision.n_classes)
-        if s > 0 and bad.any():
-            raise PredictionError(
-                f"stage {name!r} returns {decision.n_classes} classes but earlier stages return "
-                f"{int(earlier[bad][0])}"
-            )
-        state.n_classes[ok] = decision.n_classes
-    state.stage_labels[s] = decision.labels
-    state.stage_scores[s] = decision.scores
-    failed = ~ok
-    if failed.any():
-        state.degraded[failed] = True
-        state.errors[failed] = decision.errors[failed]
-        if router.stages[s].on_error == "keep_primary" and s > 0:
-            # The previous stage answered these rows (it only deferred them).
-            state.labels[failed] = state.stage_labels[s - 1, failed]
-            state.confidence[failed] = state.stage_scores[s - 1, failed]
-            state.stage[failed] = s - 1
-    acc = decision.accept
-    state.labels[acc] = decision.labels[acc]
-    state.confidence[acc] = decision.scores[acc]
-    state.stage[acc] = s
-    defer = decision.defer
-    final = ~defer
-    if router.cost_model is not None and final.any():
-        reached = np.zeros((router.n_stages, int(final.sum())), dtype=bool)
-        reached[: s + 1] = True
-        state.cost[final] = router.cost_model.per_input(reached)
+    defer = step(state, np.arange(m), s, decision, router.stages[s].on_error, router.cost_model, router.names[s])
     return state, defer
 
 
 def to_routing_result(router: Cascade, state: RowState) -> RoutingResult:
     """A :class:`RoutingResult` from final row states (rows in the order given)."""
-    n_stages = router.n_stages
-    answered = np.where(state.stage_labels >= 0, np.arange(n_stages)[:, None], -1)
-    # A failure makes a row final at the stage that failed: one past the last stage that answered.
-    last = answered.max(axis=0, initial=-1) + state.degraded.astype(np.int64)
-    reached = np.arange(n_stages)[:, None] <= last[None, :]
     answered_classes = state.n_classes[state.n_classes >= 0]
-    return RoutingResult(
-        label_index=state.labels,
-        classes=declared_classes(router, n_stages - 1),
-        confidence=state.confidence,
-        stage=state.stage,
-        stage_names=router.names,
-        stage_label_index=state.stage_labels,
-        stage_scores=state.stage_scores,
-        reached=reached,
-        degraded=state.degraded,
-        errors=state.errors,
-        cost=None if router.cost_model is None else state.cost,
-        n_classes=int(answered_classes[0]) if answered_classes.size else None,
+    return result_from_state(
+        state,
+        router.names,
+        declared_classes(router, router.n_stages - 1),
+        int(answered_classes[0]) if answered_classes.size else None,
+        router.cost_model is not None,
     )
 
 
@@ -197,29 +100,13 @@ def route_stagewise(router: Cascade, inputs: Sequence[Any], batch_size: int | No
     """Route ``inputs`` the way a distributed engine does: stage by stage, deferred rows only,
     in batches of ``batch_size`` per stage. Returns the final row states in input order.
 
-    The reference for the Ray path that runs without Ray (tests compare it with ``route``).
+    The reference for the Ray paths that runs without Ray (tests compare it with ``route``).
     """
-    n = n_rows(inputs)
-    final_states: list[RowState] = []
-    final_rows: list[np.ndarray] = []
-    pending = np.arange(n)
-    state = RowState.initial(router.n_stages, n)  # aligned with ``pending``
-    for s in range(router.n_stages):
-        if pending.size == 0:
-            break
-        size = batch_size or pending.size
-        deferred_states: list[RowState] = []
-        deferred_rows: list[np.ndarray] = []
-        for lo in range(0, pending.size, size):
-            rows = pending[lo : lo + size]
-            new, defer = advance(router, s, take_rows(inputs, rows), state.take(np.arange(lo, lo + rows.size)))
-            final_states.append(new.take(np.flatnonzero(~defer)))
-            final_rows.append(rows[~defer])
-            deferred_states.append(new.take(np.flatnonzero(defer)))
-            deferred_rows.append(rows[defer])
-        pending = np.concatenate(deferred_rows)
-        state = RowState.concat(deferred_states)
-    if not final_states:
-        return RowState.initial(router.n_stages, 0)
-    order = np.argsort(np.concatenate(final_rows), kind="stable")
-    return RowState.concat(final_states).take(order)
+    plan = plan_stagewise(n_rows(inputs), router.n_stages, batch_size)
+    try:
+        s, rows, state = next(plan)
+        while True:
+            s, rows, state = plan.send(advance(router, s, take_rows(inputs, rows), state))
+    except StopIteration as done:
+        final: RowState = done.value
+        return final
