@@ -15,19 +15,31 @@ naming both sets and the fix.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
 from ..exceptions import ClassMismatchError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .types import Predictions
-
 __all__ = ["as_classes", "class_values", "label_indices", "class_labels", "align", "same_classes"]
 
 Classes = tuple[Hashable, ...]
+
+
+class _Columns(Protocol):
+    """What :func:`align` needs of a stage's predictions (a :class:`~confroute.Predictions`)."""
+
+    probs: np.ndarray
+    logits: np.ndarray | None
+    classes: Classes | None
+
+    @property
+    def n_classes(self) -> int: ...
+
+
+_P = TypeVar("_P", bound=_Columns)
 
 
 def _py(value: Any) -> Any:
@@ -194,15 +206,16 @@ def same_classes(a: Classes | None, b: Classes | None) -> bool:
 
 
 def align(
-    preds: Predictions, classes: Classes | None, n_classes: int | None, stage: str
-) -> tuple[Predictions, Classes | None]:
+    preds: _P, classes: Classes | None, n_classes: int | None, stage: str
+) -> tuple[_P, Classes | None]:
     """Put a stage's columns in the reference class order, by name when both sides name them.
 
     ``classes`` / ``n_classes`` describe the reference (the earlier stages); ``None`` when not
     known yet. A stage that does not name its classes is taken in column order, and must have
     as many columns. Returns the aligned predictions and the reference classes from now on.
+    (The predictions are rebuilt with :func:`dataclasses.replace`, so this module needs no
+    import of :mod:`confroute.core.types`, which imports it.)
     """
-    from .types import Predictions
 
     if classes is not None and preds.classes is not None:
         if preds.classes == classes:
@@ -215,11 +228,11 @@ def align(
             )
         order = np.array([preds.classes.index(c) for c in classes])
         logits = None if preds.logits is None else preds.logits[:, order]
-        return Predictions(preds.probs[:, order], logits, classes), classes
+        return dataclasses.replace(preds, probs=preds.probs[:, order], logits=logits, classes=classes), classes  # type: ignore[type-var]
     if n_classes is not None and preds.n_classes != n_classes:
         raise ClassMismatchError(
             f"stage {stage!r} returns {preds.n_classes} classes but earlier stages return {n_classes}"
         )
     if classes is not None and preds.classes is None:
-        return Predictions(preds.probs, preds.logits, classes), classes
+        return dataclasses.replace(preds, classes=classes), classes  # type: ignore[type-var]
     return preds, classes if classes is not None else preds.classes
