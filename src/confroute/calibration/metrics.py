@@ -38,6 +38,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from ..core import decision
+from ..core._json import json_float
 from ..core._optional import import_pandas
 
 __all__ = [
@@ -60,6 +62,9 @@ __all__ = [
     "aurc",
     "eaurc",
     "optimal_aurc",
+    "aurc_sorted",
+    "check_scores",
+    "check_correct",
 ]
 
 #: Probabilities are clipped to at least this before taking logs in the NLL, so a confidently
@@ -109,7 +114,8 @@ def _check_labels(labels: Any, n: int, k: int | None = None, where: str = "") ->
     return y
 
 
-def _check_scores(scores: Any, name: str = "scores") -> np.ndarray:
+def check_scores(scores: Any, name: str = "scores") -> np.ndarray:
+    """``scores`` as a 1-D float array; NaN is an error naming its first position."""
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {s.shape}")
@@ -119,7 +125,8 @@ def _check_scores(scores: Any, name: str = "scores") -> np.ndarray:
     return s
 
 
-def _check_correct(correct: Any, n: int, name: str = "correct") -> np.ndarray:
+def check_correct(correct: Any, n: int, name: str = "correct") -> np.ndarray:
+    """``correct`` as a boolean array of shape ``(n,)`` (0/1 accepted)."""
     c = np.asarray(correct)
     if c.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},), got {c.shape}")
@@ -197,7 +204,7 @@ class ReliabilityTable:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable columns (``None`` for empty bins)."""
         def col(a: np.ndarray) -> list[Any]:
-            return [None if not np.isfinite(v) else float(v) for v in a]
+            return [json_float(v) for v in a]
 
         return {
             "strategy": self.strategy,
@@ -264,8 +271,8 @@ def calibration_bins(
     >>> t.count.tolist(), t.accuracy.tolist()
     ([1, 3], [0.0, 0.6666666666666666])
     """
-    conf = _check_scores(confidence, "confidence")
-    corr = _check_correct(correct, conf.shape[0])
+    conf = check_scores(confidence, "confidence")
+    corr = check_correct(correct, conf.shape[0])
     if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
     try:
@@ -430,8 +437,8 @@ def coverage_at(scores: Any, threshold: float) -> float:
     >>> coverage_at([0.2, 0.5, 0.9, 0.5], 0.5)
     0.75
     """
-    s = _check_scores(scores)
-    return float(np.mean(s >= threshold)) if s.size else float("nan")
+    s = check_scores(scores)
+    return float(np.mean(decision.accepts(s, None, threshold))) if s.size else float("nan")
 
 
 def selective_accuracy(scores: Any, correct: Any, threshold: float) -> float:
@@ -442,9 +449,9 @@ def selective_accuracy(scores: Any, correct: Any, threshold: float) -> float:
     >>> selective_accuracy([0.2, 0.5, 0.9, 0.5], [False, True, True, False], 0.5)
     0.6666666666666666
     """
-    s = _check_scores(scores)
-    c = _check_correct(correct, s.shape[0])
-    accepted = s >= threshold
+    s = check_scores(scores)
+    c = check_correct(correct, s.shape[0])
+    accepted = decision.accepts(s, None, threshold)
     return float(c[accepted].mean()) if accepted.any() else float("nan")
 
 
@@ -485,17 +492,15 @@ def risk_coverage_curve(scores: Any, correct: Any) -> RiskCoverageCurve:
     >>> c.thresholds.tolist(), c.coverage.tolist(), c.risk.round(4).tolist()
     ([0.9, 0.8, 0.3], [0.25, 0.75, 1.0], [0.0, 0.3333, 0.5])
     """
-    s = _check_scores(scores)
-    c = _check_correct(correct, s.shape[0])
+    s = check_scores(scores)
+    c = check_correct(correct, s.shape[0])
     if not s.size:
         empty = np.empty(0)
         return RiskCoverageCurve(empty, empty, empty)
-    order = np.argsort(-s, kind="stable")
-    s_sorted = s[order]
-    ends = np.r_[np.flatnonzero(s_sorted[1:] != s_sorted[:-1]), s.size - 1]
-    accepted = ends + 1
-    errors = np.cumsum(~c[order])[ends]
-    return RiskCoverageCurve(accepted / s.size, errors / accepted, s_sorted[ends])
+    thresholds, order, ends = decision.threshold_path(s)
+    accepted = ends[1:]  # row 0 of the path accepts nothing: no risk there
+    errors = np.r_[0, np.cumsum(~c[order])][accepted]
+    return RiskCoverageCurve(accepted / s.size, errors / accepted, thresholds[1:])
 
 
 def aurc(scores: Any, correct: Any) -> float:
@@ -515,19 +520,23 @@ def aurc(scores: Any, correct: Any) -> float:
     >>> round(aurc([0.9, 0.8, 0.7, 0.6], [True, False, True, False]), 6)
     0.333333
     """
-    s = _check_scores(scores)
-    c = _check_correct(correct, s.shape[0])
+    s = check_scores(scores)
+    c = check_correct(correct, s.shape[0])
     if not s.size:
         return float("nan")
-    order = np.argsort(-s, kind="stable")
-    return _aurc_sorted(s[order], ~c[order])
+    _, order, _ = decision.threshold_path(s)
+    return aurc_sorted(s[order], ~c[order])
 
 
-def _aurc_sorted(s_sorted: np.ndarray, wrong_sorted: np.ndarray) -> float:
-    """AURC from scores sorted in decreasing order and the matching error flags."""
+def aurc_sorted(s_sorted: np.ndarray, wrong_sorted: np.ndarray) -> float:
+    """AURC from scores sorted in decreasing order and the matching error flags.
+
+    Tied scores are the groups of :func:`confroute.core.decision.threshold_path`.
+    """
     n = s_sorted.size
     err = wrong_sorted.astype(np.float64)
-    ends = np.r_[np.flatnonzero(s_sorted[1:] != s_sorted[:-1]), n - 1]
+    _, _, path_ends = decision.threshold_path(s_sorted)
+    ends = path_ends[1:] - 1  # last position of each group of tied scores
     if ends.size == n:  # no ties: the textbook sum
         return float(np.mean(np.cumsum(err) / np.arange(1, n + 1)))
     starts = np.r_[0, ends[:-1] + 1]
@@ -539,6 +548,12 @@ def _aurc_sorted(s_sorted: np.ndarray, wrong_sorted: np.ndarray) -> float:
     j = np.arange(n) - starts[gid] + 1
     expected_err = before[gid] + j * group_err[gid] / group_size[gid]
     return float(np.mean(expected_err / np.arange(1, n + 1)))
+
+
+#: Old private names, kept while other modules move to the public ones.
+_check_scores = check_scores
+_check_correct = check_correct
+_aurc_sorted = aurc_sorted
 
 
 def optimal_aurc(n: int, n_errors: int, exact: bool = True) -> float:
@@ -582,8 +597,8 @@ def eaurc(scores: Any, correct: Any, exact: bool = True) -> float:
     >>> eaurc([0.9, 0.8, 0.7, 0.6], [True, True, False, False])
     0.0
     """
-    s = _check_scores(scores)
-    c = _check_correct(correct, s.shape[0])
+    s = check_scores(scores)
+    c = check_correct(correct, s.shape[0])
     if not s.size:
         return float("nan")
     return aurc(s, c) - optimal_aurc(s.size, int((~c).sum()), exact=exact)
