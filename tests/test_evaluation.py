@@ -13,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 from confroute import CostModel, Predictions, ThresholdRouter
 from confroute.calibration.calibrators import TemperatureScaler
-from confroute.evaluation.evaluate import EvaluationResult, evaluate, pareto_front, threshold_sweep
+from confroute.evaluation.evaluate import Evaluation, evaluate, pareto_front, threshold_sweep
 from confroute.calibration.metrics import aurc, eaurc, expected_calibration_error
 
 
@@ -166,7 +166,7 @@ def test_to_dict_is_json_and_to_pandas_matches_table():
     np.testing.assert_allclose(df["system_accuracy"], res.table["system_accuracy"])
     text = repr(res)
     assert "Evaluation(n=300" in text and "savings" in text and len(text.splitlines()) <= 16
-    assert isinstance(res, EvaluationResult)
+    assert isinstance(res, Evaluation)
     assert res.eaurc == pytest.approx(eaurc(res.scores, res.primary_correct))
 
 

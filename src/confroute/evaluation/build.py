@@ -222,13 +222,14 @@ def fields_from_predictions(
 
 def fields_from_router(
     router: Any, inputs: Any, labels: Any, *, cost_model: Any = None, grid: Any = 20,
-    progress: bool | None = None, chunk_size: int = 4096,
+    progress: bool | None = None, chunk_size: int = 4096, table: bool = True,
 ) -> dict[str, Any]:
     """The fields of :meth:`Evaluation.from_router <confroute.Evaluation.from_router>`."""
     stage_preds, scores, raw = router_arrays(router, inputs, int(chunk_size), progress)
     cm = cost_model if cost_model is not None else getattr(router, "cost_model", None)
     score_names = [score_name(s) for s in router.score[:-1]]
-    return measure(stage_preds, labels, scores, score_names, list(router.names), cm, grid, raw=raw)
+    return measure(stage_preds, labels, scores, score_names, list(router.names), cm, grid, raw=raw,
+                   full_table=table)
 
 
 def _chunks(n: int, size: int) -> list[tuple[int, int]]:

@@ -42,8 +42,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
-from ..core._deprecation import warn_renamed
-from .build import router_arrays, score_name
+from ..core._deprecation import deprecated_alias, warn_renamed
+from .build import score_name
 from .result import Evaluation
 from .sweep import Sweep, pareto_front, threshold_sweep
 from .table import OperatingPoint, best_row, table_from_counts
@@ -91,6 +91,7 @@ def evaluate(
     chunk_size: int = 4096,
     grid: int | Sequence[Any] = 20,
     per_class_thresholds: Any = None,
+    table: bool = True,
 ) -> Evaluation:
     """Measure a routed system at every threshold candidate, running each model once.
 
@@ -116,7 +117,7 @@ def evaluate(
         Two stages' predictions (``fallback=None``: system accuracy is ``nan``).
     stages : sequence, optional
         Every stage's predictions in cascade order, instead of ``primary``/``fallback``.
-    scores, score, calibrator, stage_names, grid, per_class_thresholds
+    scores, score, calibrator, stage_names, grid, per_class_thresholds, table
         See :meth:`Evaluation.from_predictions`.
     cost_model : CostModel or sequence of float, optional
         Per-input price of each stage.
@@ -161,7 +162,7 @@ def evaluate(
             raise ValueError("evaluate() needs a router with at least two stages")
         result = Evaluation.from_router(router, inputs, labels, cost_model=cost_model, grid=grid,
                                         progress=progress, chunk_size=chunk_size,
-                                        per_class_thresholds=per_class_thresholds)
+                                        per_class_thresholds=per_class_thresholds, table=table)
         if stage_names is not None:
             result = replace(result, stage_names=tuple(stage_names))
         return result
@@ -175,21 +176,9 @@ def evaluate(
     return Evaluation.from_predictions(
         labels, stages, scores=scores, score=score, calibrator=calibrator, cost_model=cost_model,
         stage_names=stage_names, grid=grid, inputs=inputs, per_class_thresholds=per_class_thresholds,
+        table=table,
     )
 
 
-def evaluate_cascade(
-    router: Any = None, inputs: Any = None, labels: Any = None, *, table: bool = True, **kwargs: Any
-) -> Evaluation:
-    """Deprecated: :func:`evaluate` handles any number of stages."""
-    warn_renamed("evaluate_cascade", "evaluate")
-    if not table:
-        if router is not None:
-            stage_preds, scores, _ = router_arrays(router, inputs, int(kwargs.pop("chunk_size", 4096)),
-                                                   kwargs.pop("progress", None))
-            cm = kwargs.pop("cost_model", None) or router.cost_model
-            return Evaluation.from_predictions(labels, stage_preds, scores=scores, cost_model=cm,
-                                               stage_names=router.names, table=False, **kwargs)
-        stages = kwargs.pop("stages")
-        return Evaluation.from_predictions(labels, stages, table=False, **kwargs)
-    return evaluate(router, inputs, labels, **kwargs)
+#: Deprecated: :func:`evaluate` handles any number of stages (``table=False`` skips the table).
+evaluate_cascade = deprecated_alias(evaluate, "evaluate_cascade", "evaluate")

@@ -110,11 +110,13 @@ class Evaluation:
     def from_router(
         cls, router: Any, inputs: Any, labels: Any, *, cost_model: Any = None, grid: Any = 20,
         progress: bool | None = None, chunk_size: int = 4096, per_class_thresholds: Any = None,
+        table: bool = True,
     ) -> Evaluation:
         """Run every stage of ``router`` once on all inputs (calibrated and scored as the router
-        does) and evaluate. Prices come from ``router.cost_model`` unless given."""
+        does) and evaluate. Prices come from ``router.cost_model`` unless given; the other
+        parameters are those of :meth:`from_predictions`."""
         fields = fields_from_router(router, inputs, labels, cost_model=cost_model, grid=grid,
-                                    progress=progress, chunk_size=chunk_size)
+                                    progress=progress, chunk_size=chunk_size, table=table)
         return cls(**fields)._with_per_class(per_class_thresholds)
 
     @classmethod
