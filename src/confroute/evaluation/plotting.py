@@ -23,6 +23,7 @@ nothing from :mod:`confroute.evaluation.result`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -470,7 +471,7 @@ def plot_summary(result: Any, path: str | Path | None = None, choice: Any = None
 
 
 #: What :meth:`Evaluation.plot <confroute.Evaluation.plot>` draws for each kind.
-_KINDS = {
+_KINDS: dict[str, Callable[..., Any]] = {
     "accuracy_vs_threshold": plot_accuracy_vs_threshold,
     "cost_vs_threshold": plot_cost_vs_threshold,
     "accuracy_vs_cost": plot_accuracy_vs_cost,
