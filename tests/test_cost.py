@@ -65,3 +65,35 @@ def test_cost_of_result_and_time():
 def test_bad_cost_inputs(make, msg):
     with pytest.raises(ValueError, match=msg):
         make()
+
+
+def test_input_prices_price_each_input_through_per_input():
+    cm = CostModel.from_input_prices([1.0, [10.0, 20.0, 30.0]], 3)
+    reached = np.array([[1, 1, 1], [0, 1, 1]], dtype=bool)
+    assert cm.per_input(reached).tolist() == [1.0, 21.0, 31.0]
+    assert cm.answered_by(3).tolist() == [[1.0, 1.0, 1.0], [11.0, 21.0, 31.0]]
+    assert cm.baseline(3) == 60.0 and cm.stage_costs.tolist() == [1.0, 20.0]
+    with pytest.raises(ValueError, match="prices 3 inputs"):
+        cm.per_input(np.ones((2, 4), dtype=bool))
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        CostModel.from_input_prices([1.0, [1.0, 2.0]], 3)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        CostModel.from_input_prices([1.0, [1.0, -2.0, 3.0]], 3)
+    # One price per stage: the same figures as before, now all read from per_input.
+    flat = CostModel.per_sample([1.0, 10.0, 100.0])
+    assert flat.answer_costs().tolist() == [1.0, 11.0, 111.0]
+    assert flat.answered_by(2).tolist() == [[1.0, 1.0], [11.0, 11.0], [111.0, 111.0]]
+
+
+def test_evaluation_with_input_prices_is_exact():
+    from confroute import evaluate
+
+    scores = np.array([0.9, 0.1, 0.5])
+    prices = CostModel.from_input_prices([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]], 3)
+    res = evaluate(labels=[0, 0, 0], primary=[0, 1, 0], scores=scores, fallback=[0, 0, 0], cost_model=prices)
+    # Rows accept {}, {0.9}, {0.9, 0.5}, all: 6 + the fallback price of the deferred.
+    assert res.table["cost"].tolist() == [66.0, 56.0, 26.0, 6.0]
+    assert res.at(0.5).cost == 26.0 and res.at(0.5).savings == pytest.approx(1 - 26 / 60)
+    with pytest.raises(ValueError, match="per-input prices"):
+        evaluate(labels=[0, 0, 0], primary=[0, 1, 0], scores=scores, fallback=[0, 0, 0], cost_model=prices,
+                 grid=[[0.5]])

@@ -107,19 +107,21 @@ def _label_index(
 
 
 def _counts(
-    scores: list[np.ndarray], correct: np.ndarray, grid: Any, full_table: bool
-) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, bool]:
-    """Grids, row thresholds, answered and correct counts per row, the path order, exhaustive."""
+    scores: list[np.ndarray], correct: np.ndarray, grid: Any, full_table: bool, cm: CostModel | None
+) -> tuple[tuple[np.ndarray, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Grids, row thresholds, answered and correct counts per row, the path order (two stages)
+    and the exact cost per row (two stages with prices)."""
     n_stages = correct.shape[0]
-    exhaustive = n_stages == 2 and isinstance(grid, (int, np.integer))
-    if exhaustive:
-        sweep = threshold_sweep(scores[0], correct[0], correct[1])
+    if n_stages == 2 and isinstance(grid, (int, np.integer)):
+        sweep = threshold_sweep(scores[0], correct[0], correct[1], cost_model=cm)
         assert sweep.system_correct is not None
         m = sweep.n_accepted
         n = correct.shape[1]
         answered = np.stack([m, n - m], axis=1)
         right = np.stack([sweep.primary_correct, sweep.system_correct - sweep.primary_correct], axis=1)
-        return (sweep.row_thresholds,), sweep.row_thresholds[:, None], answered, right, sweep.order, True
+        return (sweep.row_thresholds,), sweep.row_thresholds[:, None], answered, right, sweep.order, sweep.cost
+    if cm is not None and cm.input_prices is not None:
+        raise ValueError("per-input prices need the exact two-stage sweep; give one price per stage for a grid")
     grid_list = grids_for(grid, scores)
     if full_table:
         answered, right = cascade_counts(scores, list(correct), grid_list)
@@ -127,7 +129,7 @@ def _counts(
     else:
         answered = right = np.zeros((0, n_stages), dtype=np.int64)
         thresholds = np.zeros((0, n_stages - 1))
-    return tuple(grid_list), thresholds, answered, right, None, False
+    return tuple(grid_list), thresholds, answered, right, None, None
 
 
 def measure(
@@ -144,8 +146,9 @@ def measure(
     scores = [checked_scores(s, n, names[i]) if np.shape(s) == (n,) else _shape_error(s, n)
               for i, s in enumerate(score_list)]
     cm = CostModel.coerce(cost_model, n_stages)
-    grids, thresholds, answered, right, order, exhaustive = _counts(scores, correct, grid, full_table)
-    table = table_from_counts(thresholds, answered, right, n, cm, last_known)
+    grids, thresholds, answered, right, order, cost = _counts(scores, correct, grid, full_table, cm)
+    exhaustive = order is not None
+    table = table_from_counts(thresholds, answered, right, n, cm, last_known, cost=cost)
 
     stage_accuracy = {names[s]: float(correct[s].mean()) if n else float("nan")
                       for s in range(n_stages) if s < n_stages - 1 or last_known}
