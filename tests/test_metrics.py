@@ -198,3 +198,19 @@ def test_public_checks_and_their_old_private_names():
     with pytest.raises(ValueError, match="NaN at index 1"):
         metrics.check_scores([0.1, np.nan])
     assert metrics.check_correct([1, 0], 2).dtype == bool
+
+
+def test_true_labels_are_label_index_and_the_old_keyword_warns():
+    from confroute.calibration import metrics
+
+    probs = [[0.9, 0.1], [0.8, 0.2], [0.4, 0.6], [0.3, 0.7]]
+    y = [0, 1, 1, 1]
+    for fn in (metrics.expected_calibration_error, metrics.maximum_calibration_error, metrics.brier_score,
+               metrics.negative_log_likelihood):
+        new = fn(probs, label_index=y)
+        with pytest.deprecated_call(match=r"label_index="):
+            assert fn(probs, labels=y) == new == fn(probs, y)
+    with pytest.deprecated_call():
+        assert metrics.reliability_table(probs, labels=y).count.tolist() == metrics.reliability_table(probs, y).count.tolist()
+    with pytest.raises(TypeError, match="label_index only"):
+        metrics.top_label(probs, y, labels=y)

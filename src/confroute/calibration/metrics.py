@@ -17,7 +17,8 @@ Conventions used throughout
 * **Coverage** is the share of inputs accepted; **selective risk** is the error rate among the
   accepted inputs and **selective accuracy** is one minus it. Both are ``nan`` when nothing is
   accepted, because an empty set has no accuracy.
-* Labels are class indices ``0 .. k-1`` (column positions of ``probs``).
+* The true labels are column indices ``label_index`` in ``0 .. k-1`` (column positions of
+  ``probs``), not class values; ``labels=`` is the deprecated name of that keyword.
 
 References
 ----------
@@ -33,12 +34,15 @@ classifiers. ICLR (AURC, E-AURC).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
 from ..core import decision
+from ..core._deprecation import warn_renamed
 from ..core._json import json_float
 from ..core._optional import import_pandas
 
@@ -81,7 +85,25 @@ _STRATEGIES = {
 }
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
 # --------------------------------------------------------------------------- input checking
+def _old_labels_keyword(func: _F) -> _F:
+    """``labels=``, the old keyword of the true column indices, still works with a warning."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if "labels" in kwargs:
+            if "label_index" in kwargs or len(args) > 1:
+                raise TypeError(f"{func.__name__}() got the true labels twice: give label_index only")
+            warn_renamed(f"{func.__name__}(labels=...)", f"{func.__name__}(label_index=...)")
+            kwargs["label_index"] = kwargs.pop("labels")
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _check_probs(probs: Any, name: str = "probs") -> np.ndarray:
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] < 2:
@@ -137,7 +159,8 @@ def check_correct(correct: Any, n: int, name: str = "correct") -> np.ndarray:
     return c
 
 
-def top_label(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+@_old_labels_keyword
+def top_label(probs: Any, label_index: Any) -> tuple[np.ndarray, np.ndarray]:
     """Confidence (largest probability) and correctness of the arg-max label, per row.
 
     Examples
@@ -147,7 +170,7 @@ def top_label(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     ([0.8, 0.7], [True, False])
     """
     p = _check_probs(probs)
-    y = _check_labels(labels, p.shape[0], p.shape[1])
+    y = _check_labels(label_index, p.shape[0], p.shape[1])
     return p.max(axis=1), p.argmax(axis=1) == y
 
 
@@ -300,8 +323,9 @@ def calibration_bins(
     return ReliabilityTable(edges[:-1].copy(), edges[1:].copy(), count, mean_conf, acc, strat)
 
 
+@_old_labels_keyword
 def reliability_table(
-    probs: Any, labels: Any, n_bins: int = 15, strategy: str = "uniform"
+    probs: Any, label_index: Any, n_bins: int = 15, strategy: str = "uniform"
 ) -> ReliabilityTable:
     """Top-label reliability table: per confidence bin, count, mean confidence and accuracy.
 
@@ -309,8 +333,8 @@ def reliability_table(
     ----------
     probs : array of shape (n, k)
         Class probabilities.
-    labels : array of int, shape (n,)
-        True class indices.
+    label_index : array of int, shape (n,)
+        The true labels as column indices of ``probs``.
     n_bins, strategy
         See :func:`calibration_bins`.
 
@@ -327,12 +351,13 @@ def reliability_table(
     >>> [round(float(a), 3) for a in t.accuracy[2:]]
     [1.0, 0.5, 1.0]
     """
-    conf, correct = top_label(probs, labels)
+    conf, correct = top_label(probs, label_index)
     return calibration_bins(conf, correct, n_bins=n_bins, strategy=strategy)
 
 
+@_old_labels_keyword
 def expected_calibration_error(
-    probs: Any, labels: Any, n_bins: int = 15, strategy: str = "uniform"
+    probs: Any, label_index: Any, n_bins: int = 15, strategy: str = "uniform"
 ) -> float:
     """Expected calibration error of the top label (Naeini et al. 2015; Guo et al. 2017).
 
@@ -343,7 +368,8 @@ def expected_calibration_error(
     Parameters
     ----------
     probs : array of shape (n, k)
-    labels : array of int, shape (n,)
+    label_index : array of int, shape (n,)
+        The true labels as column indices of ``probs``.
     n_bins : int, default 15
     strategy : {"uniform", "quantile"}, default "uniform"
 
@@ -361,15 +387,16 @@ def expected_calibration_error(
     >>> round(expected_calibration_error(probs, [0, 1, 1, 1], n_bins=4), 6)
     0.35
     """
-    return reliability_table(probs, labels, n_bins, strategy).ece
+    return reliability_table(probs, label_index, n_bins, strategy).ece
 
 
 #: Short alias of :func:`expected_calibration_error`.
 ece = expected_calibration_error
 
 
+@_old_labels_keyword
 def maximum_calibration_error(
-    probs: Any, labels: Any, n_bins: int = 15, strategy: str = "uniform"
+    probs: Any, label_index: Any, n_bins: int = 15, strategy: str = "uniform"
 ) -> float:
     """Maximum calibration error: the largest ``|acc_b - conf_b|`` over non-empty bins.
 
@@ -379,14 +406,15 @@ def maximum_calibration_error(
     >>> round(maximum_calibration_error(probs, [0, 1, 1, 1], n_bins=4), 6)  # max(|0.5 - 0.85|, |1 - 0.6|)
     0.4
     """
-    return reliability_table(probs, labels, n_bins, strategy).mce
+    return reliability_table(probs, label_index, n_bins, strategy).mce
 
 
 #: Short alias of :func:`maximum_calibration_error`.
 mce = maximum_calibration_error
 
 
-def brier_score(probs: Any, labels: Any) -> float:
+@_old_labels_keyword
+def brier_score(probs: Any, label_index: Any) -> float:
     """Multi-class Brier score: mean over inputs of ``sum_k (p_k - [y == k])**2`` (Brier 1950).
 
     Ranges over ``[0, 2]``. For two classes it is twice the "binary" Brier score of the positive
@@ -398,7 +426,7 @@ def brier_score(probs: Any, labels: Any) -> float:
     0.4
     """
     p = _check_probs(probs)
-    y = _check_labels(labels, p.shape[0], p.shape[1])
+    y = _check_labels(label_index, p.shape[0], p.shape[1])
     if not len(y):
         return float("nan")
     onehot = np.zeros_like(p)
@@ -406,7 +434,8 @@ def brier_score(probs: Any, labels: Any) -> float:
     return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
 
 
-def negative_log_likelihood(probs: Any, labels: Any) -> float:
+@_old_labels_keyword
+def negative_log_likelihood(probs: Any, label_index: Any) -> float:
     """Mean negative log-probability of the true class (natural log).
 
     Probabilities are floored at ``1e-15`` (:data:`NLL_EPS`) so one confidently wrong zero gives
@@ -418,7 +447,7 @@ def negative_log_likelihood(probs: Any, labels: Any) -> float:
     0.399254
     """
     p = _check_probs(probs)
-    y = _check_labels(labels, p.shape[0], p.shape[1])
+    y = _check_labels(label_index, p.shape[0], p.shape[1])
     if not len(y):
         return float("nan")
     return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], NLL_EPS, None))))

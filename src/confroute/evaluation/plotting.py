@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..calibration import metrics
+from ..core._deprecation import warn_renamed
 
 __all__ = [
     "AccuracyThresholdDisplay",
@@ -377,11 +378,11 @@ class ReliabilityDisplay(_Display):
 
     @classmethod
     def from_predictions(
-        cls, probs: Any, labels: Any, *, ax: Any = None, n_bins: int = 15, strategy: str = "uniform",
+        cls, probs: Any, label_index: Any, *, ax: Any = None, n_bins: int = 15, strategy: str = "uniform",
         label: str = "model",
     ) -> ReliabilityDisplay:
-        """From a probability matrix and the true labels (column indices)."""
-        return cls([(label, metrics.reliability_table(probs, labels, n_bins, strategy))]).plot(ax=ax)
+        """From a probability matrix and the true labels as its column indices."""
+        return cls([(label, metrics.reliability_table(probs, label_index, n_bins, strategy))]).plot(ax=ax)
 
     @classmethod
     def from_table(cls, table: metrics.ReliabilityTable, *, ax: Any = None, label: str | None = None) -> ReliabilityDisplay:
@@ -441,19 +442,25 @@ def plot_risk_coverage(
 
 
 def plot_reliability(
-    data: Any, labels: Any = None, ax: Any = None, path: str | Path | None = None, *,
-    n_bins: int = 15, strategy: str = "uniform", label: str | None = None,
+    data: Any, label_index: Any = None, ax: Any = None, path: str | Path | None = None, *,
+    n_bins: int = 15, strategy: str = "uniform", label: str | None = None, labels: Any = None,
 ) -> Any:
-    """:class:`ReliabilityDisplay` of a ReliabilityTable, a probability matrix (with ``labels``)
-    or an evaluation; returns the Axes."""
+    """:class:`ReliabilityDisplay` of a ReliabilityTable, a probability matrix (with
+    ``label_index``, the true column indices; ``labels=`` is its deprecated name) or an
+    evaluation; returns the Axes."""
+    if labels is not None:
+        if label_index is not None:
+            raise TypeError("plot_reliability() got the true labels twice: give label_index only")
+        warn_renamed("plot_reliability(labels=...)", "plot_reliability(label_index=...)")
+        label_index = labels
     if isinstance(data, metrics.ReliabilityTable):
         disp = ReliabilityDisplay.from_table(data, ax=ax, label=label)
     elif hasattr(data, "reliability"):
         disp = ReliabilityDisplay.from_evaluation(data, ax=ax, label=label)
     else:
-        if labels is None:
-            raise ValueError("give labels with a probability matrix")
-        disp = ReliabilityDisplay.from_predictions(data, labels, ax=ax, n_bins=n_bins, strategy=strategy,
+        if label_index is None:
+            raise ValueError("give label_index (the true column indices) with a probability matrix")
+        disp = ReliabilityDisplay.from_predictions(data, label_index, ax=ax, n_bins=n_bins, strategy=strategy,
                                                    label=label or "model")
     return finish(disp.ax_, path)
 
