@@ -12,8 +12,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 from confroute.evaluation import plotting  # noqa: E402
 from confroute.calibration.calibrators import TemperatureScaler  # noqa: E402
 from confroute.evaluation.evaluate import evaluate  # noqa: E402
-from types import SimpleNamespace  # noqa: E402
-
 from confroute.evaluation.plotting import (  # noqa: E402
     AccuracyThresholdDisplay,
     CostAccuracyDisplay,
@@ -36,6 +34,15 @@ def result():
                     fallback=fallback[1000:], cost_model=[1.0, 8.0], calibrator=ts)
 
 
+class _Choice:
+    """What the plots read from a threshold choice: its per-stage ``thresholds``."""
+
+    is_threshold_choice = True
+
+    def __init__(self, t):
+        self.thresholds = [t]
+
+
 def _softmax(z):
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
@@ -48,8 +55,8 @@ def _close():
 
 
 def test_summary_figure_has_the_three_study_panels(result, tmp_path):
-    # Anything with a first-stage ``threshold`` marks the chosen point (e.g. a ThresholdChoice).
-    choice = SimpleNamespace(threshold=float(np.quantile(result.scores, 0.3)))
+    # A threshold choice (what choose_thresholds returns) marks the chosen point.
+    choice = _Choice(float(np.quantile(result.scores, 0.3)))
     fig = result.plot(path=tmp_path / "summary.png", choice=choice)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["Accuracy vs threshold", "Cost vs threshold", "Accuracy vs cost"]
@@ -112,11 +119,11 @@ def test_displays_draw_on_the_given_axes_and_keep_their_artists(result, tmp_path
     assert again.aurc == pytest.approx(result.aurc)
     assert rc.plot(ax=axes[0, 1]).ax_ is axes[0, 1] and len(axes[0, 1].get_lines()) == 2
 
-    choice = SimpleNamespace(threshold=float(np.median(result.scores)))
+    choice = _Choice(float(np.median(result.scores)))
     ca = CostAccuracyDisplay.from_evaluation(result, ax=axes[0, 2], choice=choice)
     assert ca.ax_ is axes[0, 2] and ca.line_.get_label() == "all thresholds"
     np.testing.assert_allclose(ca.front_line_.get_ydata(), t["system_accuracy"][result.pareto()])
-    row = result.row_at(choice.threshold)
+    row = result.row_at(choice.thresholds[0])
     assert ca.chosen_marker_.get_xdata()[0] == pytest.approx(t["cost_per_input"][row])
     assert set(ca.single_markers_) == {"primary", "fallback"}
     assert ca.single_markers_["fallback"].get_xdata()[0] == pytest.approx(8.0)
@@ -143,6 +150,10 @@ def test_displays_refuse_what_they_cannot_draw():
         ReliabilityDisplay.from_evaluation(res)
     with pytest.raises(ValueError, match="kind must be"):
         RiskCoverageDisplay([0.5], [1.0], 0.0, kind="pie")
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        AccuracyThresholdDisplay.from_evaluation(res, choice=res)
+    plain = AccuracyThresholdDisplay.from_evaluation(res, choice=0.5)
+    assert plain.chosen_line_.get_xdata()[0] == 0.5
 
 
 def test_plotting_does_not_import_matplotlib_until_drawing():

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..calibration import metrics
 from ..core._deprecation import warn_renamed
+from ..core.choice import stage_thresholds
 
 __all__ = [
     "AccuracyThresholdDisplay",
@@ -88,10 +89,16 @@ def finish(obj: Any, path: str | Path | None) -> Any:
 
 
 def _threshold(choice: Any) -> float | None:
-    """The first stage's threshold of a choice (anything with ``threshold``) or a number."""
+    """The first stage's threshold of a threshold choice (read through the one unwrap,
+    :func:`~confroute.core.choice.stage_thresholds`), of a list of them, or a number; ``None``
+    when there is no single finite threshold to mark (per-class thresholds, ``inf``)."""
     if choice is None:
         return None
-    t = float(getattr(choice, "threshold", choice))
+    values = stage_thresholds(choice, "choice")
+    first = values[0] if isinstance(values, (list, tuple)) else values
+    if np.ndim(first) != 0:
+        return None
+    t = float(first)
     return t if np.isfinite(t) else None
 
 
