@@ -4,9 +4,10 @@ Each model runs at most once per input; everything after that is array work on t
 input: each stage's score, each stage's predicted class and whether each stage is right. The
 result holds one table row per threshold candidate:
 
-* **two stages** (the fast path): one row per *distinct* primary score, exact. One sort of the
-  scores and cumulative sums of "primary correct" and "fallback correct" give every row in
-  O(n log n) (:func:`threshold_sweep`); tied scores are accepted together, so they make one row.
+* **two stages** (the fast path): one row per *distinct* primary score, exact. One walk along
+  :func:`confroute.core.decision.threshold_path` (one sort) and cumulative sums of "primary
+  correct", "fallback correct" and the prices give every row in O(n log n)
+  (:func:`threshold_sweep`); tied scores are accepted together, so they make one row.
 * **N stages**: one row per combination of a grid of candidate thresholds per non-last stage
   (:func:`confroute.evaluation.grid.cascade_counts`).
 
