@@ -557,14 +557,15 @@ def aurc(scores: Any, correct: Any) -> float:
     return aurc_sorted(s[order], ~c[order])
 
 
-def aurc_sorted(s_sorted: np.ndarray, wrong_sorted: np.ndarray) -> float:
+def aurc_sorted(s_sorted: np.ndarray, wrong_sorted: np.ndarray, ends: np.ndarray | None = None) -> float:
     """AURC from scores sorted in decreasing order and the matching error flags.
 
-    Tied scores are the groups of :func:`confroute.core.decision.threshold_path`.
+    Tied scores are the groups of :func:`confroute.core.decision.threshold_path`; pass its
+    ``ends`` when the caller already walked the path (it saves a sort).
     """
     n = s_sorted.size
     err = wrong_sorted.astype(np.float64)
-    _, _, path_ends = decision.threshold_path(s_sorted)
+    path_ends = decision.threshold_path(s_sorted)[2] if ends is None else np.asarray(ends)
     ends = path_ends[1:] - 1  # last position of each group of tied scores
     if ends.size == n:  # no ties: the textbook sum
         return float(np.mean(np.cumsum(err) / np.arange(1, n + 1)))

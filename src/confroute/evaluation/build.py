@@ -159,8 +159,10 @@ def measure(
             reliability_raw = metrics.reliability_table(raw.probs, y)
     s0, c0 = scores[0], correct[0]
     if order is None:
-        _, order, _ = decision.threshold_path(s0)
-    aurc = metrics.aurc_sorted(s0[order], ~c0[order]) if n else float("nan")
+        _, order, ends = decision.threshold_path(s0)
+    else:  # the two-stage sweep walked the path already: its accepted counts are the path's ends
+        ends = answered[:, 0]
+    aurc = metrics.aurc_sorted(s0[order], ~c0[order], ends) if n else float("nan")
     eaurc = aurc - metrics.optimal_aurc(n, int((~c0).sum())) if n else float("nan")
     return dict(
         n=n, stage_names=tuple(names), score=tuple(score_names[: n_stages - 1]), classes=classes,
