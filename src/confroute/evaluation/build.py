@@ -120,16 +120,20 @@ def _counts(
         answered = np.stack([m, n - m], axis=1)
         right = np.stack([sweep.primary_correct, sweep.system_correct - sweep.primary_correct], axis=1)
         return (sweep.row_thresholds,), sweep.row_thresholds[:, None], answered, right, sweep.order, sweep.cost
-    if cm is not None and cm.input_prices is not None:
-        raise ValueError("per-input prices need the exact two-stage sweep; give one price per stage for a grid")
     grid_list = grids_for(grid, scores)
+    cost = None
     if full_table:
         answered, right = cascade_counts(scores, list(correct), grid_list)
         thresholds = np.array(list(itertools.product(*grid_list)), dtype=np.float64).reshape(-1, n_stages - 1)
+        if cm is not None and cm.input_prices is not None:
+            # Prices per input: stage s's answers weighted by what each input costs when s answers it.
+            price = cm.answered_by(correct.shape[1])
+            cost = np.sum([cascade_counts(scores, list(correct), grid_list, weights=price[s])[0][:, s]
+                           for s in range(n_stages)], axis=0)
     else:
         answered = right = np.zeros((0, n_stages), dtype=np.int64)
         thresholds = np.zeros((0, n_stages - 1))
-    return tuple(grid_list), thresholds, answered, right, None, None
+    return tuple(grid_list), thresholds, answered, right, None, cost
 
 
 def measure(
