@@ -233,8 +233,12 @@ def test_row_thresholds_and_primary_label_index_and_their_old_names():
 def test_old_names_of_the_evaluation_warn():
     import confroute.evaluation.evaluate as module
 
-    with pytest.deprecated_call(match="EvaluationResult"):
+    with pytest.deprecated_call(match="EvaluationResult") as record:
         assert module.EvaluationResult is Evaluation
+    assert record[0].filename == __file__  # the warning points at the caller's line
+    with pytest.deprecated_call(match="row_thresholds") as record:
+        _small().thresholds
+    assert record[0].filename == __file__
     with pytest.deprecated_call(match="CascadeEvaluation"):
         assert module.CascadeEvaluation is Evaluation
     with pytest.deprecated_call(match="evaluate_cascade"):

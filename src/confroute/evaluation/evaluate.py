@@ -70,7 +70,7 @@ _RENAMED = {"EvaluationResult": "Evaluation", "CascadeEvaluation": "Evaluation"}
 
 def __getattr__(name: str) -> Any:
     if name in _RENAMED:
-        warn_renamed(name, _RENAMED[name], stacklevel=2)
+        warn_renamed(name, _RENAMED[name])
         return Evaluation
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
