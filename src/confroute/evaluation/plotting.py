@@ -266,9 +266,9 @@ class CostAccuracyDisplay(_Display):
                    last: (float(ev.stage_costs[-1]), ev.stage_accuracy[last])}
         chosen = None
         threshold = _threshold(choice)
-        if threshold is not None:
-            i = ev.row_at(threshold)
-            chosen = (float(t["cost_per_input"][i]), float(t["system_accuracy"][i]), threshold)
+        if threshold is not None:  # the exact point at the choice, on the table or between rows
+            point = ev.at(choice)
+            chosen = (float(point.cost_per_input), float(point.system_accuracy), threshold)
         r = _rows(ev)
         front = ev.pareto() if pareto else None
         disp = cls(t["cost_per_input"], t["system_accuracy"], front=front, singles=singles, chosen=chosen)

@@ -237,6 +237,8 @@ class Evaluation:
 
     def row_at(self, threshold: float) -> int:
         """Two stages: the table row that accepts exactly what ``threshold`` accepts."""
+        if not self.exhaustive:
+            raise ValueError("row_at needs the exact two-stage table; use at(thresholds) on a grid")
         accepted = int(decision.accepts(self.scores, None, float(threshold)).sum())
         return int(np.searchsorted(self.table["n_accepted"], accepted, side="left"))
 
