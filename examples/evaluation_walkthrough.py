@@ -108,21 +108,29 @@ def main() -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from confroute.evaluation import plotting
+        from confroute.evaluation.plotting import (
+            AccuracyThresholdDisplay,
+            CostAccuracyDisplay,
+            CostThresholdDisplay,
+            ReliabilityDisplay,
+            RiskCoverageDisplay,
+        )
 
         IMG.mkdir(parents=True, exist_ok=True)
-        ax = plotting.plot_reliability(by_cal["temperature"])  # raw and calibrated
-        plotting.save(ax, IMG / "reliability.png", dpi=90)
+        ReliabilityDisplay.from_evaluation(by_cal["temperature"]).save(IMG / "reliability.png", dpi=90)  # raw and calibrated
         plt.close("all")
 
         ax = None
         for name, r in by_cal.items():
-            ax = plotting.plot_risk_coverage(r, ax=ax, kind="accuracy", label=name)
-        plotting.save(ax, IMG / "accuracy_coverage.png", dpi=90)
+            display = RiskCoverageDisplay.from_evaluation(r, ax=ax, kind="accuracy", label=name)
+            ax = display.ax_
+        display.save(IMG / "accuracy_coverage.png", dpi=90)
         plt.close("all")
 
-        fig = result.plot(choice=choice)
-        plotting.save(fig, IMG / "summary.png", dpi=80)
+        fig, axes = plt.subplots(1, 3, figsize=(15.0, 3.8), layout="constrained")
+        AccuracyThresholdDisplay.from_evaluation(result, ax=axes[0], choice=choice)
+        CostThresholdDisplay.from_evaluation(result, ax=axes[1], choice=choice)
+        CostAccuracyDisplay.from_evaluation(result, ax=axes[2], choice=choice).save(IMG / "summary.png", dpi=80)
         plt.close("all")
         for p in sorted(IMG.glob("*.png")):
             print(f"wrote {p.relative_to(IMG.parents[1])} ({p.stat().st_size / 1024:.0f} KB)")

@@ -171,7 +171,7 @@ def per_class_coverage_at(scores: np.ndarray, pred: np.ndarray, pc: np.ndarray, 
     m = sweeps[0].n_accepted[:, None] + sweeps[1].n_accepted[None, :]
     m = np.where(ok >= target * n - 1e-9, m, -1)
     i, j = np.unravel_index(int(np.argmax(m)), m.shape)
-    return float(m[i, j] / n), (float(sweeps[0].thresholds[i]), float(sweeps[1].thresholds[j]))
+    return float(m[i, j] / n), (float(sweeps[0].row_thresholds[i]), float(sweeps[1].row_thresholds[j]))
 
 
 class Embedding:

@@ -286,7 +286,7 @@ def choose_two_thresholds(s0: np.ndarray, c0: np.ndarray, s1: np.ndarray, c1: np
         if ok.size:
             i = ok[np.lexsort((-correct[ok], cost[ok]))[0]]
             if (cost[i], -correct[i]) < (best[0], -best[1]):
-                best = (float(cost[i]), float(correct[i]), float(t1), float(sw.thresholds[i]))
+                best = (float(cost[i]), float(correct[i]), float(t1), float(sw.row_thresholds[i]))
     return best[2], best[3]
 
 

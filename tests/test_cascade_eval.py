@@ -13,10 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from confroute import Cascade, CostModel, ThresholdRouter
-from confroute.evaluation.evaluate import CascadeEvaluation, evaluate_cascade
 from confroute.evaluation.grid import cascade_counts, quantile_grid
 from confroute.selection._deprecated import choose_cascade_thresholds
-from confroute.evaluation.evaluate import EvaluationResult, evaluate
+from confroute.evaluation.evaluate import Evaluation, evaluate
 from confroute.selection.thresholds import ThresholdWarning
 
 # Six inputs; each stage returns P(pos). Labels: pos for even inputs.
@@ -45,7 +44,7 @@ def test_three_mock_stages_hand_computed():
     assert routed.stage.tolist() == [0, 0, 1, 2, 1, 2]
     assert routed.total_cost == pytest.approx(62.0)
     res = evaluate(router, list(range(6)), NAMES, grid=[[0.88], [0.85]], progress=False)
-    assert isinstance(res, CascadeEvaluation)
+    assert isinstance(res, Evaluation)
     # evaluate() ran each stage once, on every input.
     assert [sum(len(c) for c in s.calls) for s in stages] == [6 + 6, 4 + 6, 2 + 6]  # route + evaluate
     p = res.row(0)
@@ -59,7 +58,7 @@ def test_three_mock_stages_hand_computed():
 def test_table_rows_match_cascade_route_on_same_thresholds():
     router, _ = three_stage(0.5, 0.5)
     inputs = list(range(6))
-    res = evaluate_cascade(router, inputs, NAMES, grid=4, progress=False)
+    res = evaluate(router, inputs, NAMES, grid=4, progress=False)
     assert res.n_rows == len(res.grids[0]) * len(res.grids[1])
     for r in range(res.n_rows):
         t1, t2 = res.table["thresholds"][r]
@@ -79,11 +78,11 @@ def test_two_stage_evaluate_unchanged_and_stages_form():
     y = np.array([0, 1, 1, 0])
     a = evaluate(labels=y, primary=probs, fallback=np.array([0, 1, 1, 1]), cost_model=[1.0, 10.0])
     b = evaluate(labels=y, stages=[probs, np.array([0, 1, 1, 1])], cost_model=[1.0, 10.0])
-    assert isinstance(b, EvaluationResult)
+    assert isinstance(b, Evaluation)
     for col in a.table:
         np.testing.assert_array_equal(a.table[col], b.table[col])
     # The cascade grid over two stages agrees with the exact sweep at every grid threshold.
-    c = evaluate_cascade(labels=y, stages=[probs, np.array([0, 1, 1, 1])], cost_model=[1.0, 10.0], grid=10)
+    c = evaluate(labels=y, stages=[probs, np.array([0, 1, 1, 1])], cost_model=[1.0, 10.0], grid=10)
     for r in range(c.n_rows):
         t = c.table["thresholds"][r, 0]
         op = a.at(t)
@@ -116,8 +115,8 @@ def test_counts_match_brute_force(n, n_stages, seed):
     correct = [rng.random(n) < 0.7 for _ in range(n_stages)]
     grids = [quantile_grid(s, 3) for s in scores]
     prices = rng.uniform(0.1, 5, n_stages)
-    res = evaluate_cascade(labels=np.zeros(n, int), stages=[np.where(c, 0, 1) for c in correct],
-                           scores=scores, grid=grids, cost_model=prices)
+    res = evaluate(labels=np.zeros(n, int), stages=[np.where(c, 0, 1) for c in correct],
+                   scores=scores, grid=grids, cost_model=prices)
     for r, (combo, counts, ok, cost) in enumerate(brute(scores, correct, grids, prices)):
         assert tuple(res.table["thresholds"][r]) == combo
         assert res.table["answered"][r].tolist() == counts.tolist()
@@ -140,7 +139,7 @@ def synthetic(n, seed):
 @given(st.integers(0, 10_000), st.floats(0.75, 0.99), st.floats(2.0, 25.0), st.sampled_from([None, 0.1]))
 def test_search_matches_brute_force(seed, target, budget, delta):
     y, stages = synthetic(300, seed)
-    res = evaluate_cascade(labels=y, stages=stages, cost_model=[1.0, 3.0, 25.0], grid=8)
+    res = evaluate(labels=y, stages=stages, cost_model=[1.0, 3.0, 25.0], grid=8)
     acc, cost = res.table["system_accuracy"], res.table["cost_per_input"]
     m = res.n_rows
     if delta is None:
@@ -176,22 +175,22 @@ def test_search_matches_brute_force(seed, target, budget, delta):
 
 def test_coordinate_is_exact_for_two_stages_and_cheap_for_four():
     y, stages = synthetic(2000, 1)
-    two = evaluate_cascade(labels=y, stages=[stages[0], stages[2]], cost_model=[1.0, 25.0], grid=30)
+    two = evaluate(labels=y, stages=[stages[0], stages[2]], cost_model=[1.0, 25.0], grid=30)
     ex = choose_cascade_thresholds(two, target_system_accuracy=0.9, delta=None)
     cd = choose_cascade_thresholds(two, target_system_accuracy=0.9, delta=None, method="coordinate")
     assert cd.thresholds == ex.thresholds
     rng = np.random.default_rng(5)
     p = 1 / (1 + np.exp(-(2 * y - 1) * 2.5 + rng.normal(0, 4.0, y.size)))
-    four = evaluate_cascade(labels=y, stages=[np.c_[1 - p, p], *stages], cost_model=[0.5, 1.0, 3.0, 25.0],
-                            grid=10)
+    four = evaluate(labels=y, stages=[np.c_[1 - p, p], *stages], cost_model=[0.5, 1.0, 3.0, 25.0],
+                    grid=10)
     assert four.n_rows == 11**3
     ex4 = choose_cascade_thresholds(four, target_system_accuracy=0.93)
     cd4 = choose_cascade_thresholds(four, target_system_accuracy=0.93, method="coordinate")
     assert cd4.feasible and ex4.feasible
     assert cd4.n_evaluated < ex4.n_evaluated / 10
     # Coordinate descent does not need the G^(N-1) table.
-    lean = evaluate_cascade(labels=y, stages=[np.c_[1 - p, p], *stages], cost_model=[0.5, 1.0, 3.0, 25.0],
-                            grid=10, table=False)
+    lean = evaluate(labels=y, stages=[np.c_[1 - p, p], *stages], cost_model=[0.5, 1.0, 3.0, 25.0],
+                    grid=10, table=False)
     assert lean.n_rows == 0 and lean.n_candidates == 11**3 and "no table" in repr(lean)
     assert choose_cascade_thresholds(lean, target_system_accuracy=0.93, method="coordinate") == cd4
     with pytest.raises(ValueError, match="full table"):
@@ -202,7 +201,7 @@ def test_coordinate_is_exact_for_two_stages_and_cheap_for_four():
 
 def test_chosen_thresholds_route_as_predicted():
     y, stages = synthetic(500, 2)
-    res = evaluate_cascade(labels=y, stages=stages, cost_model=[1.0, 3.0, 25.0], grid=10)
+    res = evaluate(labels=y, stages=stages, cost_model=[1.0, 3.0, 25.0], grid=10)
     c = choose_cascade_thresholds(res, target_system_accuracy=0.9, delta=None)
     assert all(np.isfinite(c.thresholds))
     fns = [lambda xs, p=p: p[np.asarray(xs)] for p in stages]
@@ -216,7 +215,7 @@ def test_chosen_thresholds_route_as_predicted():
 def test_best_exports_and_errors():
     y, stages = synthetic(200, 3)
     res = evaluate(labels=y, stages=stages, cost_model=[1.0, 3.0, 25.0], grid=5)
-    assert isinstance(res, CascadeEvaluation)
+    assert isinstance(res, Evaluation)
     b = res.best(target_system_accuracy=0.85)
     assert b.system_accuracy >= 0.85
     reach = res.table["system_accuracy"] >= 0.85
@@ -230,7 +229,7 @@ def test_best_exports_and_errors():
     with pytest.raises(ValueError, match="exactly one"):
         choose_cascade_thresholds(res)
     with pytest.raises(ValueError, match="non-last stage"):
-        evaluate_cascade(labels=y, stages=stages, grid=[[0.5]])
+        evaluate(labels=y, stages=stages, grid=[[0.5]])
     with pytest.raises(ValueError, match="one price per stage"):
         evaluate(labels=y, stages=stages, cost_model=[1.0, 2.0])
     with pytest.warns(ThresholdWarning):
@@ -244,4 +243,4 @@ def test_threshold_router_two_stage_still_sweeps():
     primary = SpyPredictor(lambda x: binary(S1[x]), classes=["neg", "pos"], name="p")
     fallback = SpyPredictor(lambda x: binary(S3[x]), classes=["neg", "pos"], name="f")
     res = evaluate(ThresholdRouter(primary, fallback), list(range(6)), NAMES, progress=False)
-    assert isinstance(res, EvaluationResult) and res.n_thresholds == 7
+    assert isinstance(res, Evaluation) and res.n_thresholds == 7

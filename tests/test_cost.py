@@ -65,3 +65,53 @@ def test_cost_of_result_and_time():
 def test_bad_cost_inputs(make, msg):
     with pytest.raises(ValueError, match=msg):
         make()
+
+
+def test_input_prices_price_each_input_through_per_input():
+    cm = CostModel.from_input_prices([1.0, [10.0, 20.0, 30.0]], 3)
+    reached = np.array([[1, 1, 1], [0, 1, 1]], dtype=bool)
+    assert cm.per_input(reached).tolist() == [1.0, 21.0, 31.0]
+    assert cm.answered_by(3).tolist() == [[1.0, 1.0, 1.0], [11.0, 21.0, 31.0]]
+    assert cm.baseline(3) == 60.0 and cm.stage_costs.tolist() == [1.0, 20.0]
+    with pytest.raises(ValueError, match="prices 3 inputs"):
+        cm.per_input(np.ones((2, 4), dtype=bool))
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        CostModel.from_input_prices([1.0, [1.0, 2.0]], 3)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        CostModel.from_input_prices([1.0, [1.0, -2.0, 3.0]], 3)
+    # One price per stage: the same figures as before, now all read from per_input.
+    flat = CostModel.per_sample([1.0, 10.0, 100.0])
+    assert flat.answer_costs().tolist() == [1.0, 11.0, 111.0]
+    assert flat.answered_by(2).tolist() == [[1.0, 1.0], [11.0, 11.0], [111.0, 111.0]]
+
+
+def test_evaluation_with_input_prices_is_exact():
+    from confroute import evaluate
+
+    scores = np.array([0.9, 0.1, 0.5])
+    prices = CostModel.from_input_prices([[1.0, 2.0, 3.0], [10.0, 20.0, 30.0]], 3)
+    res = evaluate(labels=[0, 0, 0], primary=[0, 1, 0], scores=scores, fallback=[0, 0, 0], cost_model=prices)
+    # Rows accept {}, {0.9}, {0.9, 0.5}, all: 6 + the fallback price of the deferred.
+    assert res.table["cost"].tolist() == [66.0, 56.0, 26.0, 6.0]
+    assert res.at(0.5).cost == 26.0 and res.at(0.5).savings == pytest.approx(1 - 26 / 60)
+    on_grid = evaluate(labels=[0, 0, 0], primary=[0, 1, 0], scores=scores, fallback=[0, 0, 0],
+                       cost_model=prices, grid=[[np.inf, 0.9, 0.5, 0.1]])
+    assert on_grid.table["cost"].tolist() == [66.0, 56.0, 26.0, 6.0]
+
+
+def test_cascade_grid_with_input_prices_matches_brute_force():
+    from confroute import evaluate
+
+    rng = np.random.default_rng(7)
+    n = 30
+    scores = [rng.choice([0.2, 0.5, 0.8], n), rng.choice([0.3, 0.6, 0.9], n)]
+    prices = [rng.uniform(0, 1, n), rng.uniform(1, 3, n), 10.0]
+    cm = CostModel.from_input_prices(prices, n)
+    res = evaluate(labels=np.zeros(n, int), stages=[np.zeros(n, int)] * 3, scores=scores, cost_model=cm,
+                   grid=[[np.inf, 0.8, 0.5, 0.2], [np.inf, 0.6, 0.3]])
+    matrix = np.stack([np.broadcast_to(np.asarray(p, float), (n,)) for p in prices])
+    for r, (t1, t2) in enumerate(res.table["thresholds"]):
+        stage = np.where(scores[0] >= t1, 0, np.where(scores[1] >= t2, 1, 2))
+        brute = sum(matrix[: stage[i] + 1, i].sum() for i in range(n))
+        assert res.table["cost"][r] == pytest.approx(brute)
+        assert res.at([t1, t2]).cost == pytest.approx(brute)

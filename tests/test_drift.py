@@ -78,8 +78,35 @@ def test_update_window_per_class_and_small_samples():
     assert r.n == 1000 and r.recalibration_due
     monitor.reset()
     assert monitor.update(rng.beta(8, 2, 10), np.zeros(10, int)).n == 10
-    with pytest.raises(ValueError, match="predicted labels"):
+    with pytest.raises(ValueError, match="predicted label index"):
         monitor.check(rng.beta(8, 2, 10))
+    # The keyword is predicted_label_index (column indices); the old name still works, warned.
+    s1, lab1 = rng.beta(8, 2, 500), rng.integers(0, 2, 500)
+    new = monitor.check(s1, predicted_label_index=lab1)
+    with pytest.deprecated_call(match="predicted_labels"):
+        old = monitor.check(s1, predicted_labels=lab1)
+    assert old.routed_fraction == new.routed_fraction == pytest.approx(np.mean(s1 < thr[lab1]))
+    with pytest.raises(TypeError, match="predicted_label_index only"):
+        monitor.check(s1, lab1, predicted_labels=lab1)
+
+
+def test_threshold_choice_and_settings_are_checked():
+    class Choice:  # what confroute.core.choice.stage_thresholds reads from a threshold choice
+        is_threshold_choice = True
+        thresholds = [0.75]
+
+    s = calib()
+    by_choice = DriftMonitor(threshold=Choice()).fit(s)
+    assert by_choice.reference_routed_fraction_ == DriftMonitor(threshold=0.75).fit(s).reference_routed_fraction_
+
+    class Table:  # an evaluation holds one threshold per table row: refused
+        row_thresholds = np.array([np.inf, 0.9, 0.5])
+
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        DriftMonitor(threshold=Table()).fit(s)
+    for name, bad in [("ks_alpha", 1.5), ("rate_alpha", 0.0), ("rate_tolerance", -0.1), ("psi_alert", 0)]:
+        with pytest.raises(ValueError, match=name):
+            DriftMonitor(**{name: bad}).fit(s)
 
 
 def test_errors():

@@ -13,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 from confroute import CostModel, Predictions, ThresholdRouter
 from confroute.calibration.calibrators import TemperatureScaler
-from confroute.evaluation.evaluate import EvaluationResult, evaluate, pareto_front, threshold_sweep
+from confroute.evaluation.evaluate import Evaluation, evaluate, pareto_front, threshold_sweep
 from confroute.calibration.metrics import aurc, eaurc, expected_calibration_error
 
 
@@ -166,7 +166,7 @@ def test_to_dict_is_json_and_to_pandas_matches_table():
     np.testing.assert_allclose(df["system_accuracy"], res.table["system_accuracy"])
     text = repr(res)
     assert "Evaluation(n=300" in text and "savings" in text and len(text.splitlines()) <= 16
-    assert isinstance(res, EvaluationResult)
+    assert isinstance(res, Evaluation)
     assert res.eaurc == pytest.approx(eaurc(res.scores, res.primary_correct))
 
 
@@ -200,3 +200,127 @@ def test_evaluate_errors():
         evaluate(labels=[0, 1], primary=np.array([0, 1]), scores=[0.5, np.nan])
     with pytest.raises(ValueError, match=r"shape \(2,\)"):
         evaluate(labels=[0, 1], primary=probs, fallback=np.array([0, 1, 1]))
+
+
+# --------------------------------------------------------------------------- one path, one name
+def _small():
+    return evaluate(labels=[0, 1, 1, 0], primary=[[.9, .1], [.3, .7], [.6, .4], [.45, .55]],
+                    fallback=[0, 1, 1, 1], cost_model=[1.0, 10.0])
+
+
+def test_at_refuses_an_evaluation_or_a_sweep():
+    res = _small()
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        res.at(res)
+    sweep = threshold_sweep(res.scores, res.primary_correct, res.fallback_correct)
+    with pytest.raises(TypeError, match="one threshold per table row"):
+        res.at(sweep)
+
+
+def test_row_thresholds_and_primary_label_index_and_their_old_names():
+    res = _small()
+    np.testing.assert_array_equal(res.row_thresholds, [np.inf, 0.9, 0.7, 0.6, 0.55])
+    assert res.primary_label_index.tolist() == [0, 1, 0, 1]
+    with pytest.deprecated_call(match="row_thresholds"):
+        np.testing.assert_array_equal(res.thresholds, res.row_thresholds)
+    with pytest.deprecated_call(match="primary_label_index"):
+        assert res.primary_labels.tolist() == [0, 1, 0, 1]
+    sweep = threshold_sweep(res.scores, res.primary_correct)
+    with pytest.deprecated_call(match="Sweep.row_thresholds"):
+        np.testing.assert_array_equal(sweep.thresholds, sweep.row_thresholds)
+
+
+def test_old_names_of_the_evaluation_warn():
+    import confroute.evaluation.evaluate as module
+
+    with pytest.deprecated_call(match="EvaluationResult") as record:
+        assert module.EvaluationResult is Evaluation
+    assert record[0].filename == __file__  # the warning points at the caller's line
+    with pytest.deprecated_call(match="row_thresholds") as record:
+        _small().thresholds
+    assert record[0].filename == __file__
+    with pytest.deprecated_call(match="CascadeEvaluation"):
+        assert module.CascadeEvaluation is Evaluation
+    with pytest.deprecated_call(match="evaluate_cascade"):
+        old = module.evaluate_cascade(labels=[0, 1], primary=[[.9, .1], [.3, .7]], fallback=[0, 1])
+    assert old.to_dict() == evaluate(labels=[0, 1], primary=[[.9, .1], [.3, .7]], fallback=[0, 1]).to_dict()
+
+
+def _strict(scores, predicted_index, threshold):
+    """A different accept rule: ``score > threshold``."""
+    s = np.asarray(scores, dtype=np.float64)
+    if isinstance(threshold, np.ndarray) and threshold.ndim == 1:
+        return s > threshold[np.asarray(predicted_index, dtype=np.int64)]
+    return s > float(threshold)
+
+
+def test_sweep_and_at_follow_a_monkeypatched_accept_rule(monkeypatch):
+    from confroute.core import decision
+
+    rng = np.random.default_rng(4)
+    scores = rng.choice([0.2, 0.5, 0.5, 0.7, 0.9], 60)  # ties at every threshold
+    pc, fc = rng.random(60) < 0.6, rng.random(60) < 0.9
+    c0, c1 = 1.0, 5.0
+    monkeypatch.setattr(decision, "accepts", _strict)
+    sw = threshold_sweep(scores, pc, fc, cost_model=[c0, c1])
+    res = evaluate(labels=np.zeros(60, int), primary=np.where(pc, 0, 1), scores=scores,
+                   fallback=np.where(fc, 0, 1), cost_model=[c0, c1])
+    assert sw.n_accepted[0] == 0 and sw.n_accepted[-1] == 60
+    for h, t in enumerate(sw.row_thresholds):
+        acc = scores > t  # the patched rule, straight from the definition
+        assert sw.n_accepted[h] == acc.sum()
+        assert sw.primary_correct[h] == pc[acc].sum()
+        assert sw.system_correct[h] == pc[acc].sum() + fc[~acc].sum()
+        assert sw.cost[h] == pytest.approx(60 * c0 + (~acc).sum() * c1)
+        assert res.table["n_accepted"][h] == acc.sum()
+    for t in [0.2, 0.5, 0.7, 0.9, 0.1]:
+        p = res.at(t)
+        acc = scores > t
+        assert p.n_accepted == acc.sum()
+        assert p.system_accuracy == pytest.approx((pc[acc].sum() + fc[~acc].sum()) / 60)
+        assert res.row(res.row_at(t)).n_accepted == acc.sum()
+
+
+def test_sweep_and_at_price_through_cost_model_per_input(monkeypatch):
+    rng = np.random.default_rng(5)
+    scores = rng.choice([0.2, 0.5, 0.7, 0.9], 40)
+    pc, fc = rng.random(40) < 0.6, rng.random(40) < 0.9
+    before = threshold_sweep(scores, pc, fc, cost_model=[1.0, 5.0])
+    ev_before = evaluate(labels=np.zeros(40, int), primary=np.where(pc, 0, 1), scores=scores,
+                         fallback=np.where(fc, 0, 1), cost_model=[1.0, 5.0])
+    at_before = {t: ev_before.at(t).cost for t in [0.1, 0.5, 0.8, 1.0]}
+    original = CostModel.per_input
+    # A different price rule: every input also pays an overhead of 0.5.
+    monkeypatch.setattr(CostModel, "per_input", lambda self, reached: original(self, reached) + 0.5)
+    sw = threshold_sweep(scores, pc, fc, cost_model=[1.0, 5.0])
+    np.testing.assert_allclose(sw.cost, before.cost + 20.0)
+    assert sw.baseline_cost == pytest.approx(before.baseline_cost + 20.0)
+    per_input = threshold_sweep(scores, pc, fc, primary_cost=1.0, fallback_cost=np.full(40, 5.0))
+    np.testing.assert_allclose(per_input.cost, before.cost + 20.0)
+    ev = evaluate(labels=np.zeros(40, int), primary=np.where(pc, 0, 1), scores=scores,
+                  fallback=np.where(fc, 0, 1), cost_model=[1.0, 5.0])
+    np.testing.assert_allclose(ev.table["cost"], ev_before.table["cost"] + 20.0)
+    for t, cost in at_before.items():
+        assert ev.at(t).cost == pytest.approx(cost + 20.0)
+
+
+def test_evaluation_folder_has_no_import_cycle():
+    import ast
+    from pathlib import Path
+
+    import confroute.evaluation as pkg
+
+    folder = Path(pkg.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):  # every import, also in functions
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                names = [node.module] if node.module else [a.name for a in node.names]
+                deps.update(n.split(".")[0] for n in names)
+        graph[path.stem] = deps & {p.stem for p in folder.glob("*.py")}
+
+    def reaches(start, goal, seen):
+        return any(d == goal or (d not in seen and reaches(d, goal, seen | {d})) for d in graph[start])
+
+    assert [m for m in graph if reaches(m, m, {m})] == []

@@ -176,3 +176,41 @@ def test_module_exports_the_promised_names():
                  "negative_log_likelihood", "reliability_table", "risk_coverage_curve", "aurc",
                  "eaurc", "selective_accuracy", "coverage_at"]:
         assert name in metrics.__all__ and callable(getattr(metrics, name))
+
+
+def test_selective_metrics_follow_the_accept_rule(monkeypatch):
+    from confroute.calibration import metrics
+    from confroute.core import decision
+
+    s, c = [0.2, 0.5, 0.9, 0.5], [False, True, True, False]
+    assert metrics.coverage_at(s, 0.5) == 0.75
+    monkeypatch.setattr(decision, "accepts", lambda scores, index, t: np.asarray(scores, float) > float(t))
+    assert metrics.coverage_at(s, 0.5) == 0.25 and metrics.selective_accuracy(s, c, 0.5) == 1.0
+    curve = metrics.risk_coverage_curve(s, c)  # the strict rule: each group is accepted above the next score
+    assert curve.thresholds.tolist() == [0.5, 0.2, -np.inf] and curve.coverage.tolist() == [0.25, 0.75, 1.0]
+
+
+def test_public_checks_and_their_old_private_names():
+    from confroute.calibration import metrics
+
+    assert metrics._check_scores is metrics.check_scores and metrics._check_correct is metrics.check_correct
+    assert metrics._aurc_sorted is metrics.aurc_sorted
+    with pytest.raises(ValueError, match="NaN at index 1"):
+        metrics.check_scores([0.1, np.nan])
+    assert metrics.check_correct([1, 0], 2).dtype == bool
+
+
+def test_true_labels_are_label_index_and_the_old_keyword_warns():
+    from confroute.calibration import metrics
+
+    probs = [[0.9, 0.1], [0.8, 0.2], [0.4, 0.6], [0.3, 0.7]]
+    y = [0, 1, 1, 1]
+    for fn in (metrics.expected_calibration_error, metrics.maximum_calibration_error, metrics.brier_score,
+               metrics.negative_log_likelihood):
+        new = fn(probs, label_index=y)
+        with pytest.deprecated_call(match=r"label_index="):
+            assert fn(probs, labels=y) == new == fn(probs, y)
+    with pytest.deprecated_call():
+        assert metrics.reliability_table(probs, labels=y).count.tolist() == metrics.reliability_table(probs, y).count.tolist()
+    with pytest.raises(TypeError, match="label_index only"):
+        metrics.top_label(probs, y, labels=y)

@@ -17,7 +17,8 @@ Conventions used throughout
 * **Coverage** is the share of inputs accepted; **selective risk** is the error rate among the
   accepted inputs and **selective accuracy** is one minus it. Both are ``nan`` when nothing is
   accepted, because an empty set has no accuracy.
-* Labels are class indices ``0 .. k-1`` (column positions of ``probs``).
+* The true labels are column indices ``label_index`` in ``0 .. k-1`` (column positions of
+  ``probs``), not class values; ``labels=`` is the deprecated name of that keyword.
 
 References
 ----------
@@ -33,11 +34,16 @@ classifiers. ICLR (AURC, E-AURC).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 
+from ..core import decision
+from ..core._deprecation import warn_renamed
+from ..core._json import json_float
 from ..core._optional import import_pandas
 
 __all__ = [
@@ -60,6 +66,9 @@ __all__ = [
     "aurc",
     "eaurc",
     "optimal_aurc",
+    "aurc_sorted",
+    "check_scores",
+    "check_correct",
 ]
 
 #: Probabilities are clipped to at least this before taking logs in the NLL, so a confidently
@@ -76,7 +85,25 @@ _STRATEGIES = {
 }
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
 # --------------------------------------------------------------------------- input checking
+def _old_labels_keyword(func: _F) -> _F:
+    """``labels=``, the old keyword of the true column indices, still works with a warning."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if "labels" in kwargs:
+            if "label_index" in kwargs or len(args) > 1:
+                raise TypeError(f"{func.__name__}() got the true labels twice: give label_index only")
+            warn_renamed(f"{func.__name__}(labels=...)", f"{func.__name__}(label_index=...)")
+            kwargs["label_index"] = kwargs.pop("labels")
+        return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
 def _check_probs(probs: Any, name: str = "probs") -> np.ndarray:
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] < 2:
@@ -109,7 +136,8 @@ def _check_labels(labels: Any, n: int, k: int | None = None, where: str = "") ->
     return y
 
 
-def _check_scores(scores: Any, name: str = "scores") -> np.ndarray:
+def check_scores(scores: Any, name: str = "scores") -> np.ndarray:
+    """``scores`` as a 1-D float array; NaN is an error naming its first position."""
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {s.shape}")
@@ -119,7 +147,8 @@ def _check_scores(scores: Any, name: str = "scores") -> np.ndarray:
     return s
 
 
-def _check_correct(correct: Any, n: int, name: str = "correct") -> np.ndarray:
+def check_correct(correct: Any, n: int, name: str = "correct") -> np.ndarray:
+    """``correct`` as a boolean array of shape ``(n,)`` (0/1 accepted)."""
     c = np.asarray(correct)
     if c.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},), got {c.shape}")
@@ -130,7 +159,8 @@ def _check_correct(correct: Any, n: int, name: str = "correct") -> np.ndarray:
     return c
 
 
-def top_label(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+@_old_labels_keyword
+def top_label(probs: Any, label_index: Any) -> tuple[np.ndarray, np.ndarray]:
     """Confidence (largest probability) and correctness of the arg-max label, per row.
 
     Examples
@@ -140,7 +170,7 @@ def top_label(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     ([0.8, 0.7], [True, False])
     """
     p = _check_probs(probs)
-    y = _check_labels(labels, p.shape[0], p.shape[1])
+    y = _check_labels(label_index, p.shape[0], p.shape[1])
     return p.max(axis=1), p.argmax(axis=1) == y
 
 
@@ -197,7 +227,7 @@ class ReliabilityTable:
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable columns (``None`` for empty bins)."""
         def col(a: np.ndarray) -> list[Any]:
-            return [None if not np.isfinite(v) else float(v) for v in a]
+            return [json_float(v) for v in a]
 
         return {
             "strategy": self.strategy,
@@ -264,8 +294,8 @@ def calibration_bins(
     >>> t.count.tolist(), t.accuracy.tolist()
     ([1, 3], [0.0, 0.6666666666666666])
     """
-    conf = _check_scores(confidence, "confidence")
-    corr = _check_correct(correct, conf.shape[0])
+    conf = check_scores(confidence, "confidence")
+    corr = check_correct(correct, conf.shape[0])
     if not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
     try:
@@ -293,8 +323,9 @@ def calibration_bins(
     return ReliabilityTable(edges[:-1].copy(), edges[1:].copy(), count, mean_conf, acc, strat)
 
 
+@_old_labels_keyword
 def reliability_table(
-    probs: Any, labels: Any, n_bins: int = 15, strategy: str = "uniform"
+    probs: Any, label_index: Any, n_bins: int = 15, strategy: str = "uniform"
 ) -> ReliabilityTable:
     """Top-label reliability table: per confidence bin, count, mean confidence and accuracy.
 
@@ -302,8 +333,8 @@ def reliability_table(
     ----------
     probs : array of shape (n, k)
         Class probabilities.
-    labels : array of int, shape (n,)
-        True class indices.
+    label_index : array of int, shape (n,)
+        The true labels as column indices of ``probs``.
     n_bins, strategy
         See :func:`calibration_bins`.
 
@@ -320,12 +351,13 @@ def reliability_table(
     >>> [round(float(a), 3) for a in t.accuracy[2:]]
     [1.0, 0.5, 1.0]
     """
-    conf, correct = top_label(probs, labels)
+    conf, correct = top_label(probs, label_index)
     return calibration_bins(conf, correct, n_bins=n_bins, strategy=strategy)
 
 
+@_old_labels_keyword
 def expected_calibration_error(
-    probs: Any, labels: Any, n_bins: int = 15, strategy: str = "uniform"
+    probs: Any, label_index: Any, n_bins: int = 15, strategy: str = "uniform"
 ) -> float:
     """Expected calibration error of the top label (Naeini et al. 2015; Guo et al. 2017).
 
@@ -336,7 +368,8 @@ def expected_calibration_error(
     Parameters
     ----------
     probs : array of shape (n, k)
-    labels : array of int, shape (n,)
+    label_index : array of int, shape (n,)
+        The true labels as column indices of ``probs``.
     n_bins : int, default 15
     strategy : {"uniform", "quantile"}, default "uniform"
 
@@ -354,15 +387,16 @@ def expected_calibration_error(
     >>> round(expected_calibration_error(probs, [0, 1, 1, 1], n_bins=4), 6)
     0.35
     """
-    return reliability_table(probs, labels, n_bins, strategy).ece
+    return reliability_table(probs, label_index, n_bins, strategy).ece
 
 
 #: Short alias of :func:`expected_calibration_error`.
 ece = expected_calibration_error
 
 
+@_old_labels_keyword
 def maximum_calibration_error(
-    probs: Any, labels: Any, n_bins: int = 15, strategy: str = "uniform"
+    probs: Any, label_index: Any, n_bins: int = 15, strategy: str = "uniform"
 ) -> float:
     """Maximum calibration error: the largest ``|acc_b - conf_b|`` over non-empty bins.
 
@@ -372,14 +406,15 @@ def maximum_calibration_error(
     >>> round(maximum_calibration_error(probs, [0, 1, 1, 1], n_bins=4), 6)  # max(|0.5 - 0.85|, |1 - 0.6|)
     0.4
     """
-    return reliability_table(probs, labels, n_bins, strategy).mce
+    return reliability_table(probs, label_index, n_bins, strategy).mce
 
 
 #: Short alias of :func:`maximum_calibration_error`.
 mce = maximum_calibration_error
 
 
-def brier_score(probs: Any, labels: Any) -> float:
+@_old_labels_keyword
+def brier_score(probs: Any, label_index: Any) -> float:
     """Multi-class Brier score: mean over inputs of ``sum_k (p_k - [y == k])**2`` (Brier 1950).
 
     Ranges over ``[0, 2]``. For two classes it is twice the "binary" Brier score of the positive
@@ -391,7 +426,7 @@ def brier_score(probs: Any, labels: Any) -> float:
     0.4
     """
     p = _check_probs(probs)
-    y = _check_labels(labels, p.shape[0], p.shape[1])
+    y = _check_labels(label_index, p.shape[0], p.shape[1])
     if not len(y):
         return float("nan")
     onehot = np.zeros_like(p)
@@ -399,7 +434,8 @@ def brier_score(probs: Any, labels: Any) -> float:
     return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
 
 
-def negative_log_likelihood(probs: Any, labels: Any) -> float:
+@_old_labels_keyword
+def negative_log_likelihood(probs: Any, label_index: Any) -> float:
     """Mean negative log-probability of the true class (natural log).
 
     Probabilities are floored at ``1e-15`` (:data:`NLL_EPS`) so one confidently wrong zero gives
@@ -411,7 +447,7 @@ def negative_log_likelihood(probs: Any, labels: Any) -> float:
     0.399254
     """
     p = _check_probs(probs)
-    y = _check_labels(labels, p.shape[0], p.shape[1])
+    y = _check_labels(label_index, p.shape[0], p.shape[1])
     if not len(y):
         return float("nan")
     return float(-np.mean(np.log(np.clip(p[np.arange(len(y)), y], NLL_EPS, None))))
@@ -430,8 +466,8 @@ def coverage_at(scores: Any, threshold: float) -> float:
     >>> coverage_at([0.2, 0.5, 0.9, 0.5], 0.5)
     0.75
     """
-    s = _check_scores(scores)
-    return float(np.mean(s >= threshold)) if s.size else float("nan")
+    s = check_scores(scores)
+    return float(np.mean(decision.accepts(s, None, threshold))) if s.size else float("nan")
 
 
 def selective_accuracy(scores: Any, correct: Any, threshold: float) -> float:
@@ -442,9 +478,9 @@ def selective_accuracy(scores: Any, correct: Any, threshold: float) -> float:
     >>> selective_accuracy([0.2, 0.5, 0.9, 0.5], [False, True, True, False], 0.5)
     0.6666666666666666
     """
-    s = _check_scores(scores)
-    c = _check_correct(correct, s.shape[0])
-    accepted = s >= threshold
+    s = check_scores(scores)
+    c = check_correct(correct, s.shape[0])
+    accepted = decision.accepts(s, None, threshold)
     return float(c[accepted].mean()) if accepted.any() else float("nan")
 
 
@@ -485,17 +521,15 @@ def risk_coverage_curve(scores: Any, correct: Any) -> RiskCoverageCurve:
     >>> c.thresholds.tolist(), c.coverage.tolist(), c.risk.round(4).tolist()
     ([0.9, 0.8, 0.3], [0.25, 0.75, 1.0], [0.0, 0.3333, 0.5])
     """
-    s = _check_scores(scores)
-    c = _check_correct(correct, s.shape[0])
+    s = check_scores(scores)
+    c = check_correct(correct, s.shape[0])
     if not s.size:
         empty = np.empty(0)
         return RiskCoverageCurve(empty, empty, empty)
-    order = np.argsort(-s, kind="stable")
-    s_sorted = s[order]
-    ends = np.r_[np.flatnonzero(s_sorted[1:] != s_sorted[:-1]), s.size - 1]
-    accepted = ends + 1
-    errors = np.cumsum(~c[order])[ends]
-    return RiskCoverageCurve(accepted / s.size, errors / accepted, s_sorted[ends])
+    thresholds, order, ends = decision.threshold_path(s)
+    accepted = ends[1:]  # row 0 of the path accepts nothing: no risk there
+    errors = np.r_[0, np.cumsum(~c[order])][accepted]
+    return RiskCoverageCurve(accepted / s.size, errors / accepted, thresholds[1:])
 
 
 def aurc(scores: Any, correct: Any) -> float:
@@ -515,19 +549,24 @@ def aurc(scores: Any, correct: Any) -> float:
     >>> round(aurc([0.9, 0.8, 0.7, 0.6], [True, False, True, False]), 6)
     0.333333
     """
-    s = _check_scores(scores)
-    c = _check_correct(correct, s.shape[0])
+    s = check_scores(scores)
+    c = check_correct(correct, s.shape[0])
     if not s.size:
         return float("nan")
-    order = np.argsort(-s, kind="stable")
-    return _aurc_sorted(s[order], ~c[order])
+    _, order, _ = decision.threshold_path(s)
+    return aurc_sorted(s[order], ~c[order])
 
 
-def _aurc_sorted(s_sorted: np.ndarray, wrong_sorted: np.ndarray) -> float:
-    """AURC from scores sorted in decreasing order and the matching error flags."""
+def aurc_sorted(s_sorted: np.ndarray, wrong_sorted: np.ndarray, ends: np.ndarray | None = None) -> float:
+    """AURC from scores sorted in decreasing order and the matching error flags.
+
+    Tied scores are the groups of :func:`confroute.core.decision.threshold_path`; pass its
+    ``ends`` when the caller already walked the path (it saves a sort).
+    """
     n = s_sorted.size
     err = wrong_sorted.astype(np.float64)
-    ends = np.r_[np.flatnonzero(s_sorted[1:] != s_sorted[:-1]), n - 1]
+    path_ends = decision.threshold_path(s_sorted)[2] if ends is None else np.asarray(ends)
+    ends = path_ends[1:] - 1  # last position of each group of tied scores
     if ends.size == n:  # no ties: the textbook sum
         return float(np.mean(np.cumsum(err) / np.arange(1, n + 1)))
     starts = np.r_[0, ends[:-1] + 1]
@@ -539,6 +578,12 @@ def _aurc_sorted(s_sorted: np.ndarray, wrong_sorted: np.ndarray) -> float:
     j = np.arange(n) - starts[gid] + 1
     expected_err = before[gid] + j * group_err[gid] / group_size[gid]
     return float(np.mean(expected_err / np.arange(1, n + 1)))
+
+
+#: Old private names, kept while other modules move to the public ones.
+_check_scores = check_scores
+_check_correct = check_correct
+_aurc_sorted = aurc_sorted
 
 
 def optimal_aurc(n: int, n_errors: int, exact: bool = True) -> float:
@@ -582,8 +627,8 @@ def eaurc(scores: Any, correct: Any, exact: bool = True) -> float:
     >>> eaurc([0.9, 0.8, 0.7, 0.6], [True, True, False, False])
     0.0
     """
-    s = _check_scores(scores)
-    c = _check_correct(correct, s.shape[0])
+    s = check_scores(scores)
+    c = check_correct(correct, s.shape[0])
     if not s.size:
         return float("nan")
     return aurc(s, c) - optimal_aurc(s.size, int((~c).sum()), exact=exact)

@@ -122,6 +122,34 @@ class CostModel:
             if not isinstance(stage, StageCost):
                 StageCost(_price(stage, i))  # checks the price: finite, >= 0
         self.stages = stages
+        #: Per-input prices, shape ``(n_stages, n)``, when the price depends on the input
+        #: (:meth:`from_input_prices`); ``None`` for one price per stage.
+        self.input_prices: np.ndarray | None = None
+
+    @classmethod
+    def from_input_prices(cls, prices: Sequence[Any], n: int, names: Sequence[str] | None = None) -> CostModel:
+        """Prices that may depend on the input: per stage, a number or an array of ``n`` prices.
+
+        Token-priced APIs and deeper cascades have a later stage whose price depends on the input.
+        :meth:`per_input` then prices each input at its own prices (so ``reached`` must have ``n``
+        columns); :attr:`stage_costs` holds the mean price of each stage.
+
+        Examples
+        --------
+        >>> cm = CostModel.from_input_prices([1.0, [10.0, 20.0, 30.0]], 3)
+        >>> cm.per_input(np.array([[1, 1, 1], [0, 1, 1]], dtype=bool)).tolist()
+        [1.0, 21.0, 31.0]
+        >>> cm.baseline(3)
+        60.0
+        """
+        items = _per_stage_list(prices, "one price (or array of per-input prices) per stage",
+                                "CostModel.from_input_prices([1.0, token_prices], n)")
+        matrix = np.stack([_input_prices(p, n, i) for i, p in enumerate(items)]) if n else np.zeros((len(items), 0))
+        labels = _names(names, len(items), "prices")
+        means = matrix.mean(axis=1) if n else np.zeros(len(items))
+        out = cls([StageCost(float(m), None, name) for m, name in zip(means, labels)])
+        out.input_prices = matrix
+        return out
 
     @classmethod
     def per_sample(cls, prices: Sequence[float], names: Sequence[str] | None = None) -> CostModel:
@@ -161,10 +189,37 @@ class CostModel:
             raise ValueError(f"cost model has {self.n_stages} stages but the router has {n_stages}")
 
     def per_input(self, reached: np.ndarray) -> np.ndarray:
-        """Cost of each input from the ``(n_stages, n)`` mask of stages it was sent to."""
+        """Cost of each input from the ``(n_stages, n)`` mask of stages it was sent to.
+
+        The one price rule of the library: every other cost here (:meth:`answer_costs`,
+        :meth:`baseline`, the threshold sweep, :meth:`Evaluation.at <confroute.Evaluation.at>`)
+        is computed by calling it.
+        """
         reached = np.asarray(reached, dtype=bool)
         self._check_stages(reached.shape[0])
+        if self.input_prices is not None:
+            if reached.shape != self.input_prices.shape:
+                raise ValueError(
+                    f"this cost model prices {self.input_prices.shape[1]} inputs; got a mask of shape {reached.shape}"
+                )
+            return np.asarray((self.input_prices * reached).sum(axis=0), dtype=np.float64)
         return self.stage_costs @ reached
+
+    def answered_by(self, n: int) -> np.ndarray:
+        """Cost of each of ``n`` inputs if stage ``s`` answers it, shape ``(n_stages, n)``.
+
+        Row ``s`` is :meth:`per_input` of inputs that reached stages ``0..s``; the threshold
+        sweep cumulates the difference of two rows along the threshold path, so it calls
+        :meth:`per_input` once per stage on whole vectors.
+
+        Examples
+        --------
+        >>> CostModel.per_sample([1.0, 10.0]).answered_by(2).tolist()
+        [[1.0, 1.0], [11.0, 11.0]]
+        """
+        k = self.n_stages
+        reached = np.arange(k)[:, None] <= np.arange(k)[None, :]  # reached[j, s]: stage j <= s
+        return np.stack([self.per_input(np.repeat(reached[:, s:s + 1], n, axis=1)) for s in range(k)])
 
     @classmethod
     def coerce(cls, cost_model: Any, n_stages: int) -> CostModel | None:
@@ -186,8 +241,12 @@ class CostModel:
         return cost_model
 
     def answer_costs(self) -> np.ndarray:
-        """Cost of one input answered by each stage: it paid that stage and every earlier one."""
-        return np.cumsum(self.stage_costs)
+        """Cost of one input answered by each stage: it paid that stage and every earlier one
+        (with per-input prices: the mean over inputs)."""
+        if self.input_prices is not None:
+            n = self.input_prices.shape[1]
+            return self.answered_by(n).mean(axis=1) if n else np.zeros(self.n_stages)
+        return self.answered_by(1)[:, 0]
 
     def cost_of_answers(self, answered: Any) -> np.ndarray:
         """Total cost from the number of inputs each stage answered, shape ``(..., n_stages)``."""
@@ -213,7 +272,8 @@ class CostModel:
         shares answered by each stage but the last (the last answers the rest).
         """
         reach = self.reach_fractions(coverage)
-        return float(n * (reach @ self.stage_costs))
+        answered = -np.diff(np.r_[reach, 0.0])  # share answered by each stage
+        return float(n * (answered @ self.answer_costs()))
 
     def reach_fractions(self, coverage: float | Sequence[float]) -> np.ndarray:
         """Share of inputs that reach each stage, from the shares each non-last stage answers."""
@@ -227,8 +287,13 @@ class CostModel:
         return np.concatenate([[1.0], 1.0 - np.cumsum(answered)])
 
     def baseline(self, n: float = 1.0) -> float:
-        """Cost of sending ``n`` inputs straight to the last stage."""
-        return float(n * self.stage_costs[-1])
+        """Cost of sending ``n`` inputs straight to the last stage (with per-input prices: the
+        inputs it prices, scaled to ``n``)."""
+        m = 1 if self.input_prices is None else self.input_prices.shape[1]
+        last_only = np.zeros((self.n_stages, m), dtype=bool)
+        last_only[-1] = True
+        per = self.per_input(last_only)
+        return float(n * per.mean()) if m else 0.0
 
     def savings(
         self, result: Any = None, *, coverage: float | Sequence[float] | None = None, n: float = 1.0
@@ -260,7 +325,8 @@ class CostModel:
 
     def __repr__(self) -> str:
         parts = ", ".join(f"{_stage(s).per_sample:.6g}" for s in self.stages)
-        return f"CostModel(per_sample=[{parts}])"
+        per = "mean per_sample" if self.input_prices is not None else "per_sample"
+        return f"CostModel({per}=[{parts}])"
 
 
 def _per_stage_list(values: Any, what: str, example: str) -> list[Any]:
@@ -289,6 +355,20 @@ def _price(value: Any, stage: int) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"stage {stage}: a price must be a number, got {value!r}")
     return float(value)
+
+
+def _input_prices(value: Any, n: int, stage: int) -> np.ndarray:
+    """Stage ``stage``'s price of each of ``n`` inputs: a number for all, or ``n`` numbers."""
+    if isinstance(value, (bool, str, bytes)) or value is None:
+        raise TypeError(f"stage {stage}: a price must be a number or an array of {n} numbers, got {value!r}")
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.ndim == 0:
+        arr = np.full(n, float(arr))
+    if arr.shape != (n,):
+        raise ValueError(f"stage {stage}: prices must be a number or have shape ({n},), got {arr.shape}")
+    if not np.isfinite(arr).all() or (arr < 0).any():
+        raise ValueError(f"stage {stage}: prices must be finite and >= 0")
+    return arr
 
 
 def _stage(s: StageCost | float) -> StageCost:

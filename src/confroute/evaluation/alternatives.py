@@ -4,11 +4,11 @@ Routing only pays when no single model gives the same accuracy for less. A user 
 quantises the fallback, or only runs the cheap model, has one operating point each; the routed
 system has one per threshold. :func:`compare_to_alternatives` puts them all on one
 accuracy-versus-measured-cost plane, finds the Pareto front (with
-:func:`confroute.evaluation.evaluate.pareto_front`), and says in words whether routing is on it
+:func:`confroute.evaluation.sweep.pareto_front`), and says in words whether routing is on it
 and what routing costs where it matches each alternative's accuracy.
 
 The interface is array-level on purpose: costs and accuracies come from wherever they were
-measured (an :class:`~confroute.evaluation.evaluate.Evaluation`, a benchmark, a table).
+measured (an :class:`~confroute.Evaluation`, a benchmark, a table).
 Pass the routed points that route some inputs but not all: the two end points of a threshold
 sweep *are* the single stages, so pass those as alternatives.
 """
@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .evaluate import pareto_front
+from ..core._json import json_float
+from .sweep import pareto_front
 
 __all__ = ["ParetoComparison", "compare_to_alternatives"]
 
@@ -132,8 +133,8 @@ class ParetoComparison:
             "points": [
                 {
                     "name": n,
-                    "cost": float(c) if np.isfinite(c) else None,
-                    "accuracy": float(a) if np.isfinite(a) else None,
+                    "cost": json_float(c),
+                    "accuracy": json_float(a),
                     "routed": bool(r),
                     "on_front": bool(f),
                 }
@@ -158,7 +159,7 @@ class ParetoComparison:
         """
         from . import plotting
 
-        ax = plotting._axes(ax, figsize=(5.6, 3.8))
+        ax = plotting.new_axes(ax, figsize=(5.6, 3.8))
         r = np.flatnonzero(self.routed)
         r = r[np.argsort(self.cost[r], kind="stable")]
         if r.size:
@@ -182,7 +183,7 @@ class ParetoComparison:
                      fontsize=9)
         ax.legend(fontsize=7, loc="lower right")
         ax.grid(alpha=0.3)
-        return plotting._done(ax, path)
+        return plotting.finish(ax, path)
 
 
 def compare_to_alternatives(

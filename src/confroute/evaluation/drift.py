@@ -51,12 +51,35 @@ import numpy as np
 from scipy import stats
 from sklearn.base import BaseEstimator
 
-from ..core.decision import accepts, check_threshold
+from ..core import decision
+from ..core._deprecation import warn_renamed
+from ..core._json import json_float
+from ..core._params import Interval, check_param
+from ..core.choice import stage_thresholds
 from ..core.estimators import check_is_fitted
 
 __all__ = ["DriftMonitor", "DriftReport", "population_stability_index"]
 
 _FLAGS = ("psi", "rate", "ks")
+
+
+#: Declared ranges of the monitor's settings, checked by :meth:`DriftMonitor.fit`.
+_RANGES = {
+    "psi_alert": Interval(0.0, float("inf"), "neither"),
+    "ks_alpha": Interval(0.0, 1.0, "neither"),
+    "rate_alpha": Interval(0.0, 1.0, "neither"),
+    "rate_tolerance": Interval(0.0, 1.0, "both"),
+}
+
+
+def _renamed_index(predicted_label_index: Any, predicted_labels: Any) -> Any:
+    """The ``predicted_label_index`` argument, also given by its deprecated name (warned)."""
+    if predicted_labels is None:
+        return predicted_label_index
+    if predicted_label_index is not None:
+        raise TypeError("give predicted_label_index only (predicted_labels is its deprecated name)")
+    warn_renamed("predicted_labels=", "predicted_label_index=", stacklevel=4)
+    return predicted_labels
 
 
 def _bin_counts(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -139,12 +162,7 @@ class DriftReport:
     bins: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in self.__dict__.items():
-            if isinstance(v, float) and not math.isfinite(v):
-                v = None
-            out[k] = v
-        return out
+        return {k: json_float(v) if isinstance(v, float) else v for k, v in self.__dict__.items()}
 
     def __str__(self) -> str:
         state = "RECALIBRATION DUE" if self.recalibration_due else "ok"
@@ -165,8 +183,9 @@ class DriftMonitor(BaseEstimator):
     Parameters
     ----------
     threshold : float or array, optional
-        The router's threshold (an array: per predicted class, then pass predicted labels to
-        :meth:`fit` and :meth:`check`). Without it, only the score distribution is watched.
+        The router's threshold (an array: per predicted class, then pass each score's predicted
+        column, ``predicted_label_index``, to :meth:`fit` and :meth:`check`), or a threshold
+        choice (its first stage's threshold). Without it, only the score distribution is watched.
     n_bins : int, default 10
         Quantile bins of the calibration scores for PSI.
     psi_alert : float, default 0.2
@@ -227,23 +246,23 @@ class DriftMonitor(BaseEstimator):
         self.window = window
         self.min_samples = min_samples
 
-    def _routed(self, scores: np.ndarray, labels: Any) -> np.ndarray | None:
+    def _routed(self, scores: np.ndarray, label_index: Any) -> np.ndarray | None:
         if self.threshold is None:
             return None
-        spec = self.threshold
-        if hasattr(spec, "thresholds"):  # a threshold choice: the first stage's threshold
-            spec = spec.thresholds[0]
-        thr = check_threshold(spec, None, "DriftMonitor threshold")
+        spec = stage_thresholds(self.threshold, "DriftMonitor threshold")
+        if spec is not self.threshold:  # a threshold choice: the first stage's threshold
+            spec = spec[0]
+        thr = decision.check_threshold(spec, None, "DriftMonitor threshold")
         if isinstance(thr, dict):
             raise ValueError("give DriftMonitor per-class thresholds as an array in column order")
-        lab = None
+        index = None
         if isinstance(thr, np.ndarray):
-            if labels is None:
-                raise ValueError("per-class thresholds need the predicted labels (column indices) of each score")
-            lab = np.asarray(labels, dtype=np.int64)
-            if lab.shape != scores.shape:
-                raise ValueError(f"predicted_labels must have shape {scores.shape}, got {lab.shape}")
-        return ~accepts(scores, lab, thr)
+            if label_index is None:
+                raise ValueError("per-class thresholds need the predicted label index (predicted_label_index, a column) of each score")
+            index = np.asarray(label_index, dtype=np.int64)
+            if index.shape != scores.shape:
+                raise ValueError(f"predicted_label_index must have shape {scores.shape}, got {index.shape}")
+        return ~decision.accepts(scores, index, thr)
 
     @staticmethod
     def _scores(scores: Any) -> np.ndarray:
@@ -252,8 +271,17 @@ class DriftMonitor(BaseEstimator):
             raise ValueError("scores must be finite")
         return s
 
-    def fit(self, scores: Any, predicted_labels: Any = None) -> DriftMonitor:
-        """Record the calibration scores (the ones the threshold was chosen on)."""
+    def fit(
+        self, scores: Any, predicted_label_index: Any = None, *, predicted_labels: Any = None
+    ) -> DriftMonitor:
+        """Record the calibration scores (the ones the threshold was chosen on).
+
+        ``predicted_label_index`` (each score's predicted column) is needed with per-class
+        thresholds; ``predicted_labels`` is its deprecated name.
+        """
+        predicted_label_index = _renamed_index(predicted_label_index, predicted_labels)
+        for name, spec in _RANGES.items():
+            check_param(getattr(self, name), name, spec)
         bad = sorted(set(self.due_on) - set(_FLAGS))
         if bad:
             raise ValueError(f"due_on may name {list(_FLAGS)}, got {bad}")
@@ -265,7 +293,7 @@ class DriftMonitor(BaseEstimator):
         self.reference_scores_ = np.sort(s)
         self.edges_ = _edges(s, self.n_bins)
         self.reference_counts_ = _bin_counts(s, self.edges_)
-        routed = self._routed(s, predicted_labels)
+        routed = self._routed(s, predicted_label_index)
         self.reference_routed_fraction_ = None if routed is None else float(routed.mean())
         self.n_reference_ = int(s.size)
         self._live: deque[tuple[float, int]] = deque(maxlen=self.window)
@@ -274,27 +302,33 @@ class DriftMonitor(BaseEstimator):
     def _check_fitted(self) -> None:
         check_is_fitted(self, "reference_scores_")
 
-    def update(self, scores: Any, predicted_labels: Any = None) -> DriftReport:
+    def update(
+        self, scores: Any, predicted_label_index: Any = None, *, predicted_labels: Any = None
+    ) -> DriftReport:
         """Add live scores to the rolling window (the last ``window``) and check the window."""
+        predicted_label_index = _renamed_index(predicted_label_index, predicted_labels)
         self._check_fitted()
         s = self._scores(scores)
-        labels = (np.full(s.size, -1) if predicted_labels is None
-                  else np.asarray(predicted_labels, dtype=np.int64).reshape(-1))
-        if labels.shape != s.shape:
-            raise ValueError(f"predicted_labels must have shape {s.shape}, got {labels.shape}")
-        self._live.extend(zip(s.tolist(), labels.tolist()))
+        index = (np.full(s.size, -1) if predicted_label_index is None
+                 else np.asarray(predicted_label_index, dtype=np.int64).reshape(-1))
+        if index.shape != s.shape:
+            raise ValueError(f"predicted_label_index must have shape {s.shape}, got {index.shape}")
+        self._live.extend(zip(s.tolist(), index.tolist()))
         arr = np.array(self._live, dtype=np.float64).reshape(-1, 2)
-        unlabelled = predicted_labels is None and bool((arr[:, 1] < 0).all())
-        live_labels = None if unlabelled else arr[:, 1].astype(np.int64)
-        return self.check(arr[:, 0], live_labels)
+        unindexed = predicted_label_index is None and bool((arr[:, 1] < 0).all())
+        live_index = None if unindexed else arr[:, 1].astype(np.int64)
+        return self.check(arr[:, 0], live_index)
 
     def reset(self) -> None:
         """Forget the live window (after recalibrating, say)."""
         self._check_fitted()
         self._live.clear()
 
-    def check(self, scores: Any, predicted_labels: Any = None) -> DriftReport:
+    def check(
+        self, scores: Any, predicted_label_index: Any = None, *, predicted_labels: Any = None
+    ) -> DriftReport:
         """Compare a batch of live scores with the calibration scores."""
+        predicted_label_index = _renamed_index(predicted_label_index, predicted_labels)
         self._check_fitted()
         s = self._scores(scores)
         n = int(s.size)
@@ -310,7 +344,7 @@ class DriftMonitor(BaseEstimator):
         rate_flag = False
         p0 = self.reference_routed_fraction_
         if p0 is not None and n:
-            routed = self._routed(s, predicted_labels)
+            routed = self._routed(s, predicted_label_index)
             assert routed is not None
             k = int(routed.sum())
             routed_frac = k / n

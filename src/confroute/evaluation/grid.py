@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core import decision
+
 __all__ = ["cascade_counts", "quantile_grid", "grids_for"]
 
 #: Upper bound on the numbers held at once by :func:`cascade_counts` (pending masks, float32).
@@ -113,12 +115,12 @@ def _counts_chunk(
     scores: list[np.ndarray], correct: list[np.ndarray], grids: list[np.ndarray], w: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     # float64 keeps weighted sums exact enough; 0/1 masks times weights. The accept masks are the
-    # decision rule of confroute.core.decision (score >= threshold) for every grid value at once.
+    # decision rule, confroute.core.decision.accepts, called for every grid value.
     pending = w[None, :].astype(np.float64)  # (combos so far, b): weight of inputs still pending
     answered: list[np.ndarray] = []
     right: list[np.ndarray] = []
     for s, grid in enumerate(grids):
-        accept = (scores[s][None, :] >= grid[:, None]).astype(np.float64)  # (G, b)
+        accept = np.stack([decision.accepts(scores[s], None, float(t)) for t in grid]).astype(np.float64)  # (G, b)
         g = grid.size
         answered_s = pending @ accept.T  # (M, G)
         correct_s = pending @ (accept * correct[s][None, :]).T
