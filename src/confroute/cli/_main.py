@@ -1,4 +1,5 @@
-"""Command line: ``confroute demo``, ``confroute evaluate`` and ``confroute serve`` (also ``python -m confroute ...``)."""
+"""Command line: ``confroute demo``, ``confroute evaluate``, ``confroute export`` and ``confroute serve``
+(also ``python -m confroute ...``)."""
 
 from __future__ import annotations
 
@@ -37,6 +38,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .evaluate import add_evaluate_parser
 
     add_evaluate_parser(sub)
+
+    from .export import add_export_parser
+
+    add_export_parser(sub)
 
     from .serve import add_serve_parser
 
