@@ -30,6 +30,7 @@ from sklearn.utils.validation import _num_samples, column_or_1d
 
 from ..calibration.calibrators import TemperatureScaler
 from ..core import _html
+from ..core.classes import as_classes, label_indices
 from ..core.cost import CostModel
 from ..core.types import Predictions, RoutingResult
 from ..evaluation.evaluate import evaluate
@@ -273,7 +274,8 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             cost_model = (
                 self.costs if isinstance(self.costs, CostModel) else CostModel.per_sample(list(self.costs))
             )
-            cost_model._check_stages(n_stages)
+            if cost_model.n_stages != n_stages:  # LEAD: CostModel._check_stages is private; make it public
+                raise ValueError(f"cost model has {cost_model.n_stages} stages but the router has {n_stages}")
             prices = cost_model.stage_costs
             if not np.isfinite(prices).all() or (prices < 0).any():
                 raise ValueError(f"costs must be finite and >= 0, got {prices.tolist()}")
@@ -343,13 +345,13 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         classes = np.asarray(first_frozen.classes_) if first_frozen is not None else np.unique(y)
         if classes.size < 2:
             raise ValueError(f"RoutedClassifier needs at least 2 classes in y, got {classes.size} class(es)")
-        unknown = np.setdiff1d(np.unique(y), classes)
-        if unknown.size:
+        try:
+            y_index = label_indices(y, as_classes(classes), classes.size, what="y")
+        except ClassMismatchError as exc:
             raise ClassMismatchError(
-                f"y has labels {unknown[:5].tolist()} that the frozen stage {_default_name(first_frozen)!r} "
+                f"y has labels {exc.unknown[:5]} that the frozen stage {_default_name(first_frozen)!r} "  # type: ignore[attr-defined]
                 f"does not predict (its classes are {classes.tolist()})"
-            )
-        y_index = np.searchsorted(classes, y)
+            ) from None
 
         # 1. Out-of-fold predictions of the stages to fit; frozen stages predict as they are.
         rows = np.arange(n)
@@ -522,14 +524,15 @@ def _aligned_proba(est: Any, X: Any, classes: np.ndarray, name: str) -> np.ndarr
     own = np.asarray(est.classes_)
     if own.shape == classes.shape and np.array_equal(own, classes):
         return probs
-    missing = np.setdiff1d(own, classes)
-    if missing.size:
+    try:
+        columns = label_indices(own, as_classes(classes), classes.size, what=f"stage {name!r} classes")
+    except ClassMismatchError as exc:
         raise ClassMismatchError(
-            f"stage {name!r} predicts classes {missing[:5].tolist()} that are not among the router's "
+            f"stage {name!r} predicts classes {exc.unknown[:5]} that are not among the router's "  # type: ignore[attr-defined]
             f"classes {classes.tolist()}"
-        )
+        ) from None
     out = np.zeros((probs.shape[0], classes.size))
-    out[:, np.searchsorted(classes, own)] = probs
+    out[:, columns] = probs
     return out
 
 
