@@ -30,6 +30,7 @@ from sklearn.utils.validation import _num_samples, column_or_1d
 
 from ..calibration.calibrators import TemperatureScaler
 from ..core import _html
+from ..core._params import DELTA, Interval
 from ..core.classes import as_classes, label_indices
 from ..core.cost import CostModel
 from ..core.types import Predictions, RoutingResult
@@ -51,6 +52,10 @@ _TWO_STAGE = {
 }
 #: ``objective`` -> the keyword of :func:`~confroute.choose_thresholds` (three or more stages).
 _CASCADE = {"system_accuracy": "target_system_accuracy", "cost": "max_cost_per_input"}
+# LEAD: after the selection merge, read both from selection.objectives (objective_of(name).keyword,
+# .supports(n_stages), .needs_prices) and drop these two dicts.
+#: A float ``cv``: the share held out.
+_HOLD_OUT = Interval(0.0, 1.0)
 
 
 def _is_frozen(est: Any) -> bool:
@@ -267,6 +272,7 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             raise ValueError(
                 f"objective must be one of {sorted(table)} for {n_stages} stages, got {self.objective!r}"
             )
+        DELTA.check(self.delta, "delta")  # before any stage is fitted
         if not isinstance(self.target, numbers.Real) or not np.isfinite(self.target):
             raise ValueError(f"target must be a finite number, got {self.target!r}")
         cost_model = None
@@ -304,8 +310,10 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     def _splits(self, X: Any, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         cv = self.cv
         if isinstance(cv, numbers.Real) and not isinstance(cv, numbers.Integral):
-            if not 0 < float(cv) < 1:
-                raise ValueError(f"a float cv is the hold-out share and must lie in (0, 1), got {cv}")
+            try:
+                _HOLD_OUT.check(cv, "cv")
+            except ValueError:
+                raise ValueError(f"a float cv is the hold-out share and must lie in {_HOLD_OUT}, got {cv}") from None
             splitter: Any = StratifiedShuffleSplit(n_splits=1, test_size=cv, random_state=self.random_state)
         else:
             splitter = check_cv(cv, y, classifier=True)
