@@ -111,6 +111,7 @@ def _import_export_deps() -> tuple[Any, Any]:
     return torch, transformers
 
 
+# long: the numpy-style docstring (parameters, raises, examples); the code is under 80 lines
 def export_to_onnx(
     model_dir: str | Path,
     output_dir: str | Path,
@@ -166,17 +167,7 @@ def export_to_onnx(
     1.0
     """
     if quantize is not None:
-        _check_quantize_mode(quantize)
-        _import_quantization()  # fail before the export when the tools are missing
-        dst = Path(output_dir).expanduser().resolve()
-        if (dst / "model.onnx").exists() and not overwrite:
-            raise FileExistsError(f"{dst / 'model.onnx'} exists; pass overwrite=True to replace it")
-        with tempfile.TemporaryDirectory(prefix="confroute-export-fp32-") as tmp:
-            fp32 = export_to_onnx(model_dir, tmp, opset=opset, atol=atol, check_texts=check_texts)
-            q = quantize_onnx(tmp, dst, mode=quantize, check_texts=check_texts, overwrite=overwrite)
-        return ExportResult(
-            q.onnx_path, q.output_dir, fp32.input_names, opset, fp32.max_abs_diff, fp32.n_checked, q
-        )
+        return _export_quantized(model_dir, output_dir, quantize, opset, atol, overwrite, check_texts)
     torch, transformers = _import_export_deps()
     src = Path(model_dir).expanduser().resolve()
     dst = Path(output_dir).expanduser().resolve()
@@ -198,6 +189,41 @@ def export_to_onnx(
     accepted = _forward_arguments(model)
     input_names = tuple(name for name in _INPUTS if name in accepted)
 
+    _torch_export(torch, model, tokenizer, input_names, onnx_path, opset)
+    for name in _SIDE_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+
+    texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
+    diff = _compare(model.eval(), tokenizer, onnx_path, input_names, texts, torch)
+    result = ExportResult(onnx_path, dst, input_names, opset, diff, len(texts))
+    if not np.isfinite(diff) or diff > atol:
+        raise ExportMismatchError(
+            f"ONNX Runtime logits differ from PyTorch by up to {diff:.3g} (> atol={atol:g}) on "
+            f"{len(texts)} texts; the export is at {onnx_path}"
+        )
+    return result
+
+
+def _export_quantized(model_dir: Any, output_dir: Any, quantize: str, opset: int, atol: float, overwrite: bool,
+                      check_texts: Sequence[str] | None) -> ExportResult:
+    """``export_to_onnx(..., quantize=...)``: a float32 export into a scratch folder, then its
+    quantised copy into ``output_dir``."""
+    _check_quantize_mode(quantize)
+    _import_quantization()  # fail before the export when the tools are missing
+    dst = Path(output_dir).expanduser().resolve()
+    if (dst / "model.onnx").exists() and not overwrite:
+        raise FileExistsError(f"{dst / 'model.onnx'} exists; pass overwrite=True to replace it")
+    with tempfile.TemporaryDirectory(prefix="confroute-export-fp32-") as tmp:
+        fp32 = export_to_onnx(model_dir, tmp, opset=opset, atol=atol, check_texts=check_texts)
+        q = quantize_onnx(tmp, dst, mode=quantize, check_texts=check_texts, overwrite=overwrite)
+    return ExportResult(q.onnx_path, q.output_dir, fp32.input_names, opset, fp32.max_abs_diff, fp32.n_checked, q)
+
+
+def _torch_export(torch: Any, model: Any, tokenizer: Any, input_names: tuple[str, ...], onnx_path: Path,
+                  opset: int) -> None:
+    """Trace ``model`` (positional inputs, bare logits output) into ``onnx_path``."""
+
     class _Logits(torch.nn.Module):  # type: ignore[name-defined]
         # A fixed positional signature and a bare tensor output give a clean traced graph.
         def __init__(self, inner: Any) -> None:
@@ -218,8 +244,10 @@ def export_to_onnx(
     wrapper = _Logits(model).eval()
     with torch.no_grad(), warnings.catch_warnings():
         # dynamo=False is deliberate (the TorchScript exporter gives the opset-14 graphs the ONNX
-        # backends need); its deprecation notice is not actionable for users.
+        # backends need); its deprecation notices (the exporter's and its internals') are not
+        # actionable for users.
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
         torch.onnx.export(
             wrapper,
             args,
@@ -231,19 +259,6 @@ def export_to_onnx(
             do_constant_folding=True,
             dynamo=False,
         )
-    for name in _SIDE_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
-
-    texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
-    diff = _compare(model.eval(), tokenizer, onnx_path, input_names, texts, torch)
-    result = ExportResult(onnx_path, dst, input_names, opset, diff, len(texts))
-    if not np.isfinite(diff) or diff > atol:
-        raise ExportMismatchError(
-            f"ONNX Runtime logits differ from PyTorch by up to {diff:.3g} (> atol={atol:g}) on "
-            f"{len(texts)} texts; the export is at {onnx_path}"
-        )
-    return result
 
 
 def _forward_arguments(model: Any) -> set[str]:
@@ -345,6 +360,7 @@ class QuantizeResult:
     int8_bytes: int
 
 
+# long: the numpy-style docstring (parameters, raises, examples); the code is under 80 lines
 def quantize_onnx(
     model: str | Path,
     output_dir: str | Path,
@@ -531,6 +547,7 @@ def _copy_target(model: Any, output_dir: Any, overwrite: bool) -> tuple[Path, Pa
     return src_file, src_dir, dst, out_file
 
 
+# long: the numpy-style docstring (parameters, raises, examples); the code is under 80 lines
 def add_hidden_output(
     model: str | Path,
     output_dir: str | Path,

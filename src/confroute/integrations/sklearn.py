@@ -326,6 +326,30 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                              "predictions need one prediction per row)")
         return splits
 
+    def _out_of_fold(self, named: list[tuple[str, Any]], frozen: list[bool], X: Any, y: np.ndarray,
+                     classes: np.ndarray) -> tuple[np.ndarray, list[Predictions]]:
+        """The rows predicted out of fold (all rows when every stage is frozen) and each stage's
+        predictions on them: fitted stages on the other folds, frozen ones as they are."""
+        rows = np.arange(_num_samples(X))
+        splits: list[tuple[np.ndarray, np.ndarray]] = []
+        if not all(frozen):
+            splits = self._splits(X, y)
+            rows = np.concatenate([te for _, te in splits])
+        oof = []
+        for (name, est), is_frozen in zip(named, frozen):
+            probs = np.zeros((rows.size, classes.size))
+            if is_frozen:
+                probs[:] = _aligned_proba(est, _safe_indexing(X, rows), classes, name)
+            else:
+                at = 0
+                for train, test in splits:
+                    fold = clone(est).fit(_safe_indexing(X, train), y[train])
+                    probs[at : at + test.size] = _aligned_proba(fold, _safe_indexing(X, test), classes, name)
+                    at += test.size
+            oof.append(Predictions.from_probs(probs, source=f"stage {name!r}"))
+        return rows, oof
+
+    # long: the numpy-style docstring; the code (check, out-of-fold, calibrate, choose, refit) is 73 lines
     def fit(self, X: Any, y: Any = None) -> RoutedClassifier:
         """Fit the stages, calibrate their confidence and choose the thresholds.
 
@@ -347,7 +371,6 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         X, y = indexable(X, y)  # sparse -> CSR, non-indexable -> array; same number of rows
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
-        n = _num_samples(X)
         frozen = [_is_frozen(est) for _, est in named]
         first_frozen = next((est for (_, est), f in zip(named, frozen) if f), None)
         classes = np.asarray(first_frozen.classes_) if first_frozen is not None else np.unique(y)
@@ -362,23 +385,7 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             ) from None
 
         # 1. Out-of-fold predictions of the stages to fit; frozen stages predict as they are.
-        rows = np.arange(n)
-        splits: list[tuple[np.ndarray, np.ndarray]] = []
-        if not all(frozen):
-            splits = self._splits(X, y)
-            rows = np.concatenate([te for _, te in splits])
-        oof = []
-        for (name, est), is_frozen in zip(named, frozen):
-            probs = np.zeros((rows.size, classes.size))
-            if is_frozen:
-                probs[:] = _aligned_proba(est, _safe_indexing(X, rows), classes, name)
-            else:
-                at = 0
-                for train, test in splits:
-                    fold = clone(est).fit(_safe_indexing(X, train), y[train])
-                    probs[at : at + test.size] = _aligned_proba(fold, _safe_indexing(X, test), classes, name)
-                    at += test.size
-            oof.append(Predictions.from_probs(probs, source=f"stage {name!r}"))
+        rows, oof = self._out_of_fold(named, frozen, X, y, classes)
         y_cal = y_index[rows]
 
         # 2. Calibrate each stage's confidence on its out-of-fold predictions.
