@@ -13,10 +13,10 @@ from .. import export as _export
 from ..core._deprecation import warn_renamed
 
 if __name__ == "__main__":  # pragma: no cover - python -m confroute.predictors.export
-    warn_renamed("python -m confroute.predictors.export", "confroute export", stacklevel=2)
-    from ..cli._main import main
-
-    raise SystemExit(main(["export", *sys.argv[1:]]))
+    raise SystemExit(
+        "python -m confroute.predictors.export is now a subcommand: confroute export MODEL_DIR OUTPUT_DIR "
+        "[--quantize int8] [--check-texts FILE] (or python -m confroute export ...)"
+    )
 
 warn_renamed("confroute.predictors.export", "confroute.export", stacklevel=3)
 sys.modules[__name__] = _export
