@@ -438,3 +438,23 @@ def test_relative_target_is_the_paired_certificate_of_choose_thresholds(toy, tmp
         assert choice["guaranteed"] is None
     else:
         assert choice["guaranteed"] == pytest.approx(ref.guaranteed)
+
+
+def test_objective_flags_come_from_one_table(capsys):
+    """Every objective flag is a row of OBJECTIVE_FLAGS: a keyword of choose_thresholds (and of
+    its cross-fit), with the flag's help and the report's wording."""
+    import inspect
+
+    from confroute.cli.evaluate import OBJECTIVE_FLAGS
+    from confroute.selection import crossfit
+    from confroute.selection.choose import choose_thresholds
+
+    cross_fit = getattr(crossfit, "cross_fit_thresholds", None) or crossfit.cross_fit_threshold
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for dest, objective in OBJECTIVE_FLAGS.items():
+        assert objective.keyword in inspect.signature(choose_thresholds).parameters
+        assert objective.keyword in inspect.signature(cross_fit).parameters
+        assert "--" + dest.replace("_", "-") in text
+        assert f"(the guarantee of {objective.keyword} in confroute.choose_thresholds)" in text

@@ -351,7 +351,7 @@ def _calibration_arguments(p: argparse.ArgumentParser) -> None:
                    help="calibration of PRIMARY, on --calibration FILE or cross-fitted (default: temperature)")
     for dest, objective in OBJECTIVE_FLAGS.items():
         g.add_argument("--" + dest.replace("_", "-"), dest=dest, type=float, metavar=objective.metavar,
-                       help=objective.help + " (as confroute.choose_thresholds(" + objective.keyword + "=...))")
+                       help=f"{objective.help} (the guarantee of {objective.keyword} in confroute.choose_thresholds)")
     g.add_argument("--delta", default="0.05", metavar="D",
                    help="targets hold with probability 1 - D (the certificate of confroute.choose_thresholds); "
                    "'none' for a purely empirical choice (default: 0.05)")

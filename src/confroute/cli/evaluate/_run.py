@@ -9,7 +9,6 @@ threshold at once; choose thresholds for the objective flags through the one sel
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import warnings
 from collections.abc import Callable
@@ -239,8 +238,7 @@ def choose(args: argparse.Namespace, s: Setup, m: Measured, result: Any, cal_res
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ThresholdWarning)
             choice = choose_thresholds(source, delta=s.delta, **objective)
-        t = float(choice.thresholds[0])
-        chosen.append(Chosen(wording, where, on, choice, result.at(t if np.isfinite(t) else math.inf), None))
+        chosen.append(Chosen(wording, where, on, choice, result.at(choice), None))  # the one unwrap
     return chosen
 
 
