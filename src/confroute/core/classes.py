@@ -16,14 +16,11 @@ naming both sets and the fix.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..exceptions import ClassMismatchError
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .types import Predictions
 
 __all__ = ["as_classes", "class_values", "label_indices", "class_labels", "align", "same_classes"]
 
@@ -198,15 +195,18 @@ def same_classes(a: Classes | None, b: Classes | None) -> bool:
 
 
 def align(
-    preds: Predictions, classes: Classes | None, n_classes: int | None, stage: str
-) -> tuple[Predictions, Classes | None]:
+    preds: Any, classes: Classes | None, n_classes: int | None, stage: str
+) -> tuple[Any, Classes | None]:
     """Put a stage's columns in the reference class order, by name when both sides name them.
 
-    ``classes`` / ``n_classes`` describe the reference (the earlier stages); ``None`` when not
-    known yet. A stage that does not name its classes is taken in column order, and must have
-    as many columns. Returns the aligned predictions and the reference classes from now on.
+    ``preds`` is a :class:`~confroute.Predictions` (``probs``, ``logits``, ``classes``); the
+    aligned copy is built by its own type, so this module needs nothing from
+    :mod:`confroute.core.types` (which imports this one). ``classes`` / ``n_classes`` describe
+    the reference (the earlier stages); ``None`` when not known yet. A stage that does not name
+    its classes is taken in column order, and must have as many columns. Returns the aligned
+    predictions and the reference classes from now on.
     """
-    from .types import Predictions
+    Predictions = type(preds)
 
     if classes is not None and preds.classes is not None:
         if preds.classes == classes:
