@@ -139,3 +139,17 @@ def test_sweep_csv_writes_inf(toy, tmp_path, capsys):
     pd = pytest.importorskip("pandas")
     df = pd.read_csv(tmp_path / "o" / "sweep.csv")
     assert np.isinf(df["threshold"].iloc[0]) and df["threshold"].iloc[1:].between(0, 1).all()
+
+
+def test_cross_fit_coverage_target_matches_the_library(toy, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(toy, out, "--target-coverage", "0.6", "--calibration", "cross-fit:4") == 0
+    capsys.readouterr()
+    texts, y = load_texts(toy["dev"], text_column="sentence", label_column="label")
+    cheap, big = (pickle.loads(toy[k].read_bytes()) for k in ("cheap", "big"))
+    pp = Predictions.from_probs(cheap.predict_proba(texts))
+    fb = big.predict_proba(texts).argmax(axis=1)
+    cf = cross_fit_thresholds(y, pp, fb, target_coverage=0.6, cost_model=[1, 5], n_folds=4, random_state=0)
+    (choice,) = json.loads((out / "results.json").read_text())["choices"]
+    assert choice["objective"] == "coverage" and choice["threshold"] == pytest.approx(cf.final.threshold)
+    assert choice["cross_fit"]["coverage"] == pytest.approx(cf.coverage)

@@ -458,3 +458,32 @@ def test_objective_flags_come_from_one_table(capsys):
         assert objective.keyword in inspect.signature(cross_fit).parameters
         assert "--" + dest.replace("_", "-") in text
         assert f"(the guarantee of {objective.keyword} in confroute.choose_thresholds)" in text
+
+
+@pytest.mark.parametrize("flag, keyword, target", [
+    ("--min-savings", "min_savings", 0.2),
+    ("--max-cost-per-input", "max_cost_per_input", 3.5),
+    ("--target-coverage", "target_coverage", 0.5),
+])
+def test_every_objective_flag_is_its_choose_thresholds_keyword(toy, tmp_path, flag, keyword, target):
+    from confroute import SklearnPredictor, load_texts
+    from confroute.selection.choose import choose_thresholds
+
+    out = tmp_path / "out"
+    assert _run([f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]), "--calibration", str(toy["cal"]),
+                 "--cost", "per-sample:1,5", flag, str(target), "--thresholds", "0.7", "--out", str(out),
+                 "--no-plots"]) == 0
+    cheap, big = (SklearnPredictor(pickle.loads(toy[k].read_bytes())) for k in ("cheap", "big"))
+    xc, yc = load_texts(toy["cal"])
+    cp = cheap.predict(xc)
+    scaler = TemperatureScaler().fit(cp.log_scores(), yc)
+    ev = evaluate(labels=yc, primary=cp, fallback=big.predict(xc), calibrator=scaler, cost_model=[1, 5])
+    ref = choose_thresholds(ev, delta=0.05, **{keyword: target})
+    (choice,) = json.loads((out / "results.json").read_text())["choices"]
+    assert choice["objective"] == ref.objective and choice["target"] == target
+    assert choice["threshold"] == pytest.approx(ref.threshold) and choice["feasible"] == bool(ref.feasible)
+
+
+def test_price_objectives_need_cost(toy, capsys):
+    err = _error(capsys, [f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]), "--min-savings", "0.2"])
+    assert "--min-savings needs stage prices: give --cost" in err

@@ -280,6 +280,7 @@ class Objective:
     wording: str  # "{target}" is replaced by the flag's value
     valid: Interval
     needs_fallback: bool = False
+    needs_prices: bool = False
 
 
 #: ``args`` attribute of each objective flag -> what it means. The ONE table of the command's
@@ -297,6 +298,15 @@ OBJECTIVE_FLAGS: dict[str, Objective] = {
         "choose the loosest threshold whose system accuracy is >= R x FALLBACK's own accuracy (e.g. 0.995); "
         "certified with a paired bound on the inputs where the two models disagree",
         "system accuracy >= {target:g} x fallback", Interval(0.0, 1.0, "right"), needs_fallback=True),
+    "target_coverage": Objective(
+        "target_coverage", "C", "choose the strictest threshold at which PRIMARY answers at least a share C of inputs",
+        "coverage >= {target:g}", Interval(0.0, 1.0, "both")),
+    "max_cost_per_input": Objective(
+        "max_cost_per_input", "B", "choose the strictest threshold whose mean cost per input is <= B (needs --cost)",
+        "cost per input <= {target:g}", Interval(0.0, math.inf, "left"), needs_prices=True),
+    "min_savings": Objective(
+        "min_savings", "S", "choose the strictest threshold that saves at least a share S of FALLBACK's cost "
+        "(needs --cost)", "savings >= {target:g}", Interval(-math.inf, 1.0, "right"), needs_prices=True),
 }
 
 
@@ -408,10 +418,13 @@ def check_args(args: argparse.Namespace) -> tuple[list[float] | None, CostSpec |
     for dest, objective in OBJECTIVE_FLAGS.items():
         value = getattr(args, dest)
         if value is not None:
+            flag = "--" + dest.replace("_", "-")
             try:
-                objective.valid.check(value, "--" + dest.replace("_", "-"))
+                objective.valid.check(value, flag)
             except ValueError as exc:
                 raise CLIError(str(exc)) from None
+            if objective.needs_prices and cost is None:
+                raise CLIError(f"{flag} needs stage prices: give --cost (e.g. per-sample:0.001,0.005 or measured)")
     for flag in ("batch_size", "repeats"):
         if getattr(args, flag) < 1:
             raise CLIError(f"--{flag.replace('_', '-')} must be >= 1")
