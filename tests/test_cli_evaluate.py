@@ -184,7 +184,7 @@ def test_numbers_match_the_library(toy, tmp_path, capsys):
     assert choice["objective"] == "relative_accuracy" and choice["target"] == 0.95
     assert choice["threshold"] == pytest.approx(lib.threshold)
     assert choice["feasible"] == bool(lib.feasible)
-    big_on_cal = float(np.mean(SklearnPredictor(big).predict(xc).label_names == yc.astype(str)))
+    big_on_cal = float(np.mean(SklearnPredictor(big).predict(xc).labels == yc))
     assert choice["empirical"] == pytest.approx(lib.empirical)
     assert choice["feasible"] and choice["system_accuracy"] >= 0.95 * big_on_cal - 1e-12
     assert choice["on_data"]["coverage"] == pytest.approx(ref.at(choice["threshold"]).coverage)
