@@ -167,7 +167,7 @@ def main() -> None:
     texts, labels = list(texts)[: ns.limit], np.asarray(labels)[: ns.limit]
     dense_onnx = ns.cache / "minilm-sst2-dense-onnx"
     if not (dense_onnx / "model.onnx").is_file():
-        from confroute.predictors.export import export_to_onnx
+        from confroute.export import export_to_onnx
 
         r = export_to_onnx(shared / "models" / "minilm-sst2-dense", dense_onnx)
         print(f"exported dense model to {r.onnx_path} (max |logit diff| {r.max_abs_diff:.1e})")

@@ -8,7 +8,7 @@ interleaved repeats, medians):
 
 * per-tensor weight scales (``quantize_dynamic``'s defaults),
 * per-channel scales,
-* per-channel + ``reduce_range`` (:func:`confroute.predictors.export.quantize_onnx`'s default),
+* per-channel + ``reduce_range`` (:func:`confroute.export.quantize_onnx`'s default),
 * the graph fused first by ONNX Runtime's transformer optimizer (Attention, SkipLayerNorm,
   BiasGelu, EmbedLayerNorm), then per-channel + ``reduce_range`` (Attention becomes QAttention),
 
@@ -98,7 +98,7 @@ def main() -> None:
     ns = parser.parse_args()
 
     from confroute.predictors import ONNXRuntimePredictor
-    from confroute.predictors.export import export_to_onnx, quantize_onnx
+    from confroute.export import export_to_onnx, quantize_onnx
 
     texts, labels = load_texts(ns.shared.resolve() / "data" / "sst2" / "dev.tsv")
     texts, labels = list(texts), np.asarray(labels)

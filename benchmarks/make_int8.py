@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 
 from confroute.integrations.io import load_texts
-from confroute.predictors.export import export_to_onnx, quantize_onnx
+from confroute.export import export_to_onnx, quantize_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 

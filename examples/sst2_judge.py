@@ -19,7 +19,7 @@ assignments, with plain features, with TF-IDF probabilities as extra features, a
 
 Added for issue 7: the cheap model's own hidden state as judge features. A copy of the cheap
 model's ONNX graph with the pooled [CLS] vector (the input of the classification layer) as a
-second output is written into the cache (:func:`confroute.predictors.export.add_hidden_output`; the shared
+second output is written into the cache (:func:`confroute.export.add_hidden_output`; the shared
 model is only read) and run with ONNX Runtime (one thread, dynamic shapes, confroute's
 tokenisation, 64 tokens as the DeepSparse run) on dev and on the train slice; the 384-d vectors
 are cached. Judges see them PCA-reduced inside their own pipeline (fitted on the judge's training
@@ -114,7 +114,7 @@ def pooled_model(r: Any, sparse: Any, root: Path) -> Path:
         raise SystemExit(f"the hidden-state features need a local ONNX directory for the cheap model, got {sparse}")
     out = root / f"sparse-pooled-onnx-{r.fingerprint(sparse)}"
     if not (out / "model.onnx").exists():
-        from confroute.predictors.export import add_hidden_output
+        from confroute.export import add_hidden_output
 
         res = add_hidden_output(sparse, out)
         print(f"  wrote {res.onnx_path}: output {res.output_name!r} = {res.tensor} ({res.hidden_size}-d); "

@@ -78,7 +78,7 @@ Online, with public models (downloads; the figures will differ from docs/sst2-st
   * a dense SST-2 model from the Hugging Face Hub (through the pipeline):
       --dense hub:distilbert-base-uncased-finetuned-sst-2-english
     and for the DeepSparse timing of the dense model, export it first:
-      python -m confroute.predictors.export <local dense model dir> ~/.cache/confroute/sst2/dense-onnx
+      confroute export <local dense model dir> ~/.cache/confroute/sst2/dense-onnx
   (with a Hub id the script leaves the network on; unset HF_HUB_OFFLINE if you set it yourself).
 """
 
@@ -203,10 +203,10 @@ class Models:
     def dense_onnx(self) -> Path:
         dense = self.paths["dense"]
         if not isinstance(dense, Path):
-            raise SystemExit(f"export {dense} to ONNX first: python -m confroute.predictors.export <dir> {self.cache.root}/dense-onnx")
+            raise SystemExit(f"export {dense} to ONNX first: confroute export <dir> {self.cache.root}/dense-onnx")
         out = self.cache.root / f"dense-onnx-{fingerprint(dense)}"
         if not (out / "model.onnx").exists():
-            from confroute.predictors.export import export_to_onnx
+            from confroute.export import export_to_onnx
 
             r = export_to_onnx(dense, out)
             print(f"  exported the dense model to {r.onnx_path} (max |logit diff| vs PyTorch {r.max_abs_diff:.1e})")

@@ -79,7 +79,7 @@ def _cli(*argv: str) -> Any:
     import tempfile
 
     from confroute.cli._main import build_parser
-    from confroute.cli.evaluate import _run
+    from confroute.cli.evaluate import run
 
     args = build_parser().parse_args(["evaluate", *argv])
     here = os.getcwd()
@@ -88,7 +88,7 @@ def _cli(*argv: str) -> Any:
         try:
             with open("dev.tsv", "w", encoding="utf-8") as fh:
                 fh.write("sentence\tlabel\nfine\t1\n")
-            return _run(args, lambda line: None)
+            return run(args, lambda line: None)
         finally:
             os.chdir(here)
 

@@ -20,7 +20,10 @@ from confroute.cli import main
 from confroute.cli.evaluate import CLIError, parse_calibration
 from confroute.core.types import Predictions
 from confroute.integrations.io import load_texts
-from confroute.selection.crossfit import cross_fit_threshold
+from confroute.selection import crossfit
+
+# The one cross-fit of the selection path (cross_fit_thresholds; cross_fit_threshold before 0.3).
+cross_fit_thresholds = getattr(crossfit, "cross_fit_thresholds", None) or crossfit.cross_fit_threshold
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +70,7 @@ def test_default_is_cross_fit_and_matches_the_library(toy, tmp_path, capsys):
     cheap, big = (pickle.loads(toy[k].read_bytes()) for k in ("cheap", "big"))
     pp = Predictions.from_probs(cheap.predict_proba(texts))
     fb = big.predict_proba(texts).argmax(axis=1)
-    cf = cross_fit_threshold(y, pp, fb, target_relative_accuracy=0.97, cost_model=[1, 5], random_state=3)
+    cf = cross_fit_thresholds(y, pp, fb, target_relative_accuracy=0.97, cost_model=[1, 5], random_state=3)
     (choice,) = doc["choices"]
     assert choice["threshold"] == pytest.approx(cf.final.threshold)
     assert choice["cross_fit"]["coverage"] == pytest.approx(cf.coverage)
@@ -136,3 +139,17 @@ def test_sweep_csv_writes_inf(toy, tmp_path, capsys):
     pd = pytest.importorskip("pandas")
     df = pd.read_csv(tmp_path / "o" / "sweep.csv")
     assert np.isinf(df["threshold"].iloc[0]) and df["threshold"].iloc[1:].between(0, 1).all()
+
+
+def test_cross_fit_coverage_target_matches_the_library(toy, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert _run(toy, out, "--target-coverage", "0.6", "--calibration", "cross-fit:4") == 0
+    capsys.readouterr()
+    texts, y = load_texts(toy["dev"], text_column="sentence", label_column="label")
+    cheap, big = (pickle.loads(toy[k].read_bytes()) for k in ("cheap", "big"))
+    pp = Predictions.from_probs(cheap.predict_proba(texts))
+    fb = big.predict_proba(texts).argmax(axis=1)
+    cf = cross_fit_thresholds(y, pp, fb, target_coverage=0.6, cost_model=[1, 5], n_folds=4, random_state=0)
+    (choice,) = json.loads((out / "results.json").read_text())["choices"]
+    assert choice["objective"] == "coverage" and choice["threshold"] == pytest.approx(cf.final.threshold)
+    assert choice["cross_fit"]["coverage"] == pytest.approx(cf.coverage)

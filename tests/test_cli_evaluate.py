@@ -137,7 +137,7 @@ def test_numbers_match_the_library(toy, tmp_path, capsys):
     out = tmp_path / "out"
     rc = _run([f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]),
                "--calibration", str(toy["cal"]), "--calibration-limit", "200", "--cost", "per-sample:0.001,0.005",
-               "--thresholds", "0.5:0.9:0.1,0.97", "--target-relative-accuracy", "0.99", "--delta", "none",
+               "--thresholds", "0.5:0.9:0.1,0.97", "--target-relative-accuracy", "0.95", "--delta", "0.05",
                "--out", str(out), "--no-plots"])
     assert rc == 0
     printed = capsys.readouterr().out
@@ -171,12 +171,22 @@ def test_numbers_match_the_library(toy, tmp_path, capsys):
     assert doc["temperature"] == pytest.approx(scaler.temperature_)
     # Every distinct score is in the full sweep (plus the accept-nothing row).
     assert len(_read_csv(out / "sweep.csv")) == ref.n_thresholds
-    # The threshold was chosen on the calibration split, for 0.99 x the fallback's accuracy there.
+    # The threshold was chosen on the calibration split, for 0.95 x the fallback's accuracy there,
+    # as choose_thresholds chooses it: the paired certificate of target_relative_accuracy.
+    from confroute.selection.choose import choose_thresholds
+
     (choice,) = doc["choices"]
     assert choice["chosen_on"] == "the calibration split"
-    big_on_cal = float(np.mean(SklearnPredictor(big).predict(xc).label_names == yc.astype(str)))
-    assert choice["target"] == pytest.approx(0.99 * big_on_cal)
-    assert choice["feasible"] and choice["system_accuracy"] >= choice["target"] - 1e-12
+    cp = SklearnPredictor(cheap).predict(xc)
+    cal_ev = evaluate(labels=yc, primary=cp, fallback=SklearnPredictor(big).predict(xc), calibrator=scaler,
+                      cost_model=[0.001, 0.005])
+    lib = choose_thresholds(cal_ev, target_relative_accuracy=0.95, delta=0.05)
+    assert choice["objective"] == "relative_accuracy" and choice["target"] == 0.95
+    assert choice["threshold"] == pytest.approx(lib.threshold)
+    assert choice["feasible"] == bool(lib.feasible)
+    big_on_cal = float(np.mean(SklearnPredictor(big).predict(xc).labels == yc))
+    assert choice["empirical"] == pytest.approx(lib.empirical)
+    assert choice["feasible"] and choice["system_accuracy"] >= 0.95 * big_on_cal - 1e-12
     assert choice["on_data"]["coverage"] == pytest.approx(ref.at(choice["threshold"]).coverage)
     assert "chosen on the calibration split" in printed and "system acc" in printed
 
@@ -298,7 +308,7 @@ def test_cli_on_sst2_slice_with_shared_models(tmp_path, capsys):
     rc = _run([f"deepsparse:{SHARED / 'models/minilm-sst2-pruned80'}", f"hf:{SHARED / 'models/minilm-sst2-dense'}",
                str(SHARED / "data/sst2/dev.tsv"), "--calibration", str(SHARED / "data/sst2/train.tsv"),
                "--limit", "64", "--threads", "1", "--max-length", "64", "--cost", "measured:0.5,0.5",
-               "--target-relative-accuracy", "0.995", "--delta", "none", "--thresholds", "0.5:0.9:0.1",
+               "--target-relative-accuracy", "0.995", "--thresholds", "0.5:0.9:0.1",
                "--out", str(out), "--no-plots"])
     printed = capsys.readouterr().out
     assert rc == 0, printed
@@ -397,3 +407,83 @@ def test_huge_integer_label_is_a_clean_error(toy, tmp_path, capsys):
     data = _write_tsv(tmp_path / "huge.tsv", x, [0, 1, 10**30, 1])
     err = _error(capsys, [f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(data), "--out", str(tmp_path / "o")])
     assert "row 2" in err and "1000000000000000000000000000000" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- one selection path (issue 21)
+def test_relative_target_is_the_paired_certificate_of_choose_thresholds(toy, tmp_path):
+    """``--calibration FILE --target-relative-accuracy R`` is ``choose_thresholds(ev,
+    target_relative_accuracy=R, delta=D)`` on the calibration split: the paired certificate,
+    not an empirical system-accuracy target of R x the fallback's accuracy."""
+    from confroute import SklearnPredictor, load_texts
+    from confroute.selection.choose import choose_thresholds
+
+    out = tmp_path / "out"
+    rc = _run([f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]),
+               "--calibration", str(toy["cal"]), "--target-relative-accuracy", "0.97", "--delta", "0.05",
+               "--thresholds", "0.7", "--out", str(out), "--no-plots"])
+    assert rc == 0
+    cheap, big = (SklearnPredictor(pickle.loads(toy[k].read_bytes())) for k in ("cheap", "big"))
+    xc, yc = load_texts(toy["cal"])
+    cp = cheap.predict(xc)
+    scaler = TemperatureScaler().fit(cp.log_scores(), yc)
+    ev = evaluate(labels=yc, primary=cp, fallback=big.predict(xc), calibrator=scaler)
+    ref = choose_thresholds(ev, target_relative_accuracy=0.97, delta=0.05)
+    (choice,) = json.loads((out / "results.json").read_text())["choices"]
+    assert choice["objective"] == ref.objective == "relative_accuracy"
+    assert choice["target"] == 0.97
+    assert choice["delta"] == 0.05
+    assert choice["threshold"] == pytest.approx(ref.threshold)
+    assert choice["feasible"] == bool(ref.feasible)
+    if ref.guaranteed is None or not np.isfinite(ref.guaranteed):
+        assert choice["guaranteed"] is None
+    else:
+        assert choice["guaranteed"] == pytest.approx(ref.guaranteed)
+
+
+def test_objective_flags_come_from_one_table(capsys):
+    """Every objective flag is a row of OBJECTIVE_FLAGS: a keyword of choose_thresholds (and of
+    its cross-fit), with the flag's help and the report's wording."""
+    import inspect
+
+    from confroute.cli.evaluate import OBJECTIVE_FLAGS
+    from confroute.selection import crossfit
+    from confroute.selection.choose import choose_thresholds
+
+    cross_fit = getattr(crossfit, "cross_fit_thresholds", None) or crossfit.cross_fit_threshold
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for dest, objective in OBJECTIVE_FLAGS.items():
+        assert objective.keyword in inspect.signature(choose_thresholds).parameters
+        assert objective.keyword in inspect.signature(cross_fit).parameters
+        assert "--" + dest.replace("_", "-") in text
+        assert f"(the guarantee of {objective.keyword} in confroute.choose_thresholds)" in text
+
+
+@pytest.mark.parametrize("flag, keyword, target", [
+    ("--min-savings", "min_savings", 0.2),
+    ("--max-cost-per-input", "max_cost_per_input", 3.5),
+    ("--target-coverage", "target_coverage", 0.5),
+])
+def test_every_objective_flag_is_its_choose_thresholds_keyword(toy, tmp_path, flag, keyword, target):
+    from confroute import SklearnPredictor, load_texts
+    from confroute.selection.choose import choose_thresholds
+
+    out = tmp_path / "out"
+    assert _run([f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]), "--calibration", str(toy["cal"]),
+                 "--cost", "per-sample:1,5", flag, str(target), "--thresholds", "0.7", "--out", str(out),
+                 "--no-plots"]) == 0
+    cheap, big = (SklearnPredictor(pickle.loads(toy[k].read_bytes())) for k in ("cheap", "big"))
+    xc, yc = load_texts(toy["cal"])
+    cp = cheap.predict(xc)
+    scaler = TemperatureScaler().fit(cp.log_scores(), yc)
+    ev = evaluate(labels=yc, primary=cp, fallback=big.predict(xc), calibrator=scaler, cost_model=[1, 5])
+    ref = choose_thresholds(ev, delta=0.05, **{keyword: target})
+    (choice,) = json.loads((out / "results.json").read_text())["choices"]
+    assert choice["objective"] == ref.objective and choice["target"] == target
+    assert choice["threshold"] == pytest.approx(ref.threshold) and choice["feasible"] == bool(ref.feasible)
+
+
+def test_price_objectives_need_cost(toy, capsys):
+    err = _error(capsys, [f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]), "--min-savings", "0.2"])
+    assert "--min-savings needs stage prices: give --cost" in err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from confroute.cli import main
-from confroute.demo import run_demo
+from confroute.cli.demo import run_demo
 
 
 def test_demo_numbers_are_consistent():
@@ -27,3 +27,16 @@ def test_cli_demo_runs(capsys):
     assert main(["demo", "--seed", "1"]) == 0
     out = capsys.readouterr().out
     assert "routed the test split" in out and "saves" in out
+
+
+def test_old_module_is_a_warned_alias():
+    import importlib
+    import sys
+
+    import confroute.cli.demo
+    import pytest
+
+    sys.modules.pop("confroute.demo", None)
+    with pytest.deprecated_call(match="use confroute.cli.demo"):
+        old = importlib.import_module("confroute.demo")
+    assert old is confroute.cli.demo and old.run_demo is run_demo

@@ -193,6 +193,7 @@ def test_html_repr_has_the_estimator_diagram_and_the_fitted_routing(fitted):
         ({"calibration": "platt"}, "calibration must be"),
         ({"cv": 1.5}, "hold-out share"),
         ({"costs": [1.0, 2.0, 3.0]}, "cost model has 3 stages"),
+        ({"delta": 1.5}, r"delta must lie in \(0, 1\) or be None"),
     ],
 )
 def test_bad_parameters_are_named(digits, kw, message):

@@ -19,7 +19,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_onnx_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     pytest.importorskip("onnxruntime")
-    from confroute.predictors.export import export_to_onnx
+    from confroute.export import export_to_onnx
 
     out = tmp_path_factory.mktemp("tiny-bert-onnx") / "onnx"
     export_to_onnx(tiny_model_dir, out)

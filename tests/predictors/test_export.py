@@ -12,7 +12,8 @@ torch = pytest.importorskip("torch")
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from confroute.predictors.export import ExportMismatchError, export_to_onnx, main  # noqa: E402
+from confroute.cli import main  # noqa: E402
+from confroute.export import ExportMismatchError, export_to_onnx  # noqa: E402
 
 
 def _dims(value_info):
@@ -90,6 +91,18 @@ def test_refuses_to_write_into_the_model_directory(tiny_model_dir, tmp_path):
 
 
 def test_command_line(tiny_model_dir, tmp_path, capsys):
-    assert main([str(tiny_model_dir), str(tmp_path / "cli")]) == 0
+    assert main(["export", str(tiny_model_dir), str(tmp_path / "cli")]) == 0
     out = capsys.readouterr().out
     assert "model.onnx" in out and "max |logit diff|" in out
+
+
+def test_old_module_is_a_warned_alias_of_confroute_export():
+    import importlib
+    import sys
+
+    import confroute.export
+
+    sys.modules.pop("confroute.predictors.export", None)
+    with pytest.deprecated_call(match="use confroute.export"):
+        old = importlib.import_module("confroute.predictors.export")
+    assert old is confroute.export and old.export_to_onnx is export_to_onnx

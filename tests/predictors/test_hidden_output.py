@@ -11,7 +11,7 @@ from _tiny_bert import TEXTS
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-from confroute.predictors.export import add_hidden_output  # noqa: E402
+from confroute.export import add_hidden_output  # noqa: E402
 from confroute.predictors._text import TextEncoder  # noqa: E402
 
 

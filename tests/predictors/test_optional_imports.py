@@ -18,9 +18,9 @@ SCRIPT = textwrap.dedent(
                 raise ImportError(f"No module named {name!r} (blocked)")
 
     sys.meta_path.insert(0, Block())
-    import confroute, confroute.integrations.io, confroute.predictors.export
+    import confroute, confroute.integrations.io, confroute.export
     from confroute.predictors import DeepSparsePredictor, HFPipelinePredictor, ONNXRuntimePredictor
-    from confroute.predictors.export import export_to_onnx
+    from confroute.export import export_to_onnx
     from confroute.integrations.io import load_texts
 
     calls = {

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from _tiny_bert import TEXTS
 
-from confroute.predictors import export as export_module
+import confroute.export as export_module
 
 
 def _usable() -> bool:

@@ -40,7 +40,7 @@ def _recorded(model_dir):
 @pytest.fixture(scope="module")
 def dense_onnx(dev, tmp_path_factory):
     pytest.importorskip("torch")
-    from confroute.predictors.export import export_to_onnx
+    from confroute.export import export_to_onnx
 
     result = export_to_onnx(DENSE, tmp_path_factory.mktemp("minilm-dense-onnx"))
     assert result.max_abs_diff < 1e-4

@@ -10,7 +10,7 @@ scores; Corbière et al. 2019, ConfidNet), here with off-the-shelf scikit-learn 
 :class:`CorrectnessJudge` implements the router's ``PredictionScore`` protocol
 (``score_predictions(predictions, inputs)``, ``score_range = (0, 1)``), so it routes like any
 score: ``ThresholdRouter(primary, fallback, threshold=t, score=judge)``. Thresholds for it are
-chosen with :func:`~confroute.choose_threshold` on the judge's scores, as for max-probability.
+chosen with :func:`~confroute.choose_thresholds` on the judge's scores, as for max-probability.
 
 Features (:meth:`CorrectnessJudge.features`): the primary's probabilities sorted in decreasing
 order (the top 10 at most), max probability, margin, normalised-entropy confidence, the

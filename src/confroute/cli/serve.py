@@ -106,46 +106,12 @@ def check_config(cfg: Any, base: str | Path = ".") -> dict[str, Any]:
     stages = cfg.get("stages")
     if not isinstance(stages, list) or not stages:
         raise CLIError("config: 'stages' must be a non-empty list, cheapest first")
-    out_stages = []
-    for i, stage in enumerate(stages):
-        where = f"stages[{i}]"
-        stage = _mapping(stage, where)
-        if "name" not in stage:
-            raise CLIError(f"config {where}: every stage needs a name")
-        if ("model" in stage) == ("url" in stage):
-            raise CLIError(f"config {where}: give either model (BACKEND:PATH, a local model) or url (a model server)")
-        _unknown(stage, _LOCAL if "model" in stage else _REMOTE, where)
-        if "model" in stage:
-            from .evaluate import parse_backend
-
-            spec = parse_backend(str(stage["model"]))
-            path = spec.path if spec.path.startswith("zoo:") else _resolve(spec.path, base)
-            stage["model"] = f"{spec.backend}:{path}"
-        elif not str(stage["url"]).startswith(("http://", "https://")):
-            raise CLIError(f"config {where}: url must start with http:// or https://, got {stage['url']!r}")
-        fb = _mapping(stage.get("fallback"), f"{where}.fallback")
-        _unknown(fb, _FALLBACK, f"{where}.fallback")
-        _unknown(_mapping(fb.get("circuit_breaker"), f"{where}.fallback.circuit_breaker"), _BREAKER,
-                 f"{where}.fallback.circuit_breaker")
-        stage["fallback"] = fb
-        stage["deployment"] = _mapping(stage.get("deployment"), f"{where}.deployment")
-        out_stages.append(stage)
+    out_stages = [_check_stage(stage, f"stages[{i}]", base) for i, stage in enumerate(stages)]
     names = [s["name"] for s in out_stages]
     if len(set(names)) != len(names):
         raise CLIError(f"config: stage names must be distinct, got {names}")
     cfg["stages"] = out_stages
-    if "thresholds_from" in cfg:
-        if "thresholds" in cfg:
-            raise CLIError("config: give thresholds or thresholds_from, not both")
-        cfg["thresholds_from"] = _resolve(str(cfg["thresholds_from"]), base)
-        cfg["thresholds"] = _thresholds_from(cfg["thresholds_from"])
-    if "thresholds" not in cfg and len(out_stages) > 1:
-        raise CLIError("config: give thresholds (one per stage but the last) or thresholds_from")
-    thresholds = cfg.get("thresholds", [])
-    thresholds = thresholds if isinstance(thresholds, list) else [thresholds]
-    if len(thresholds) != len(out_stages) - 1:
-        raise CLIError(f"config: {len(out_stages)} stages need {len(out_stages) - 1} threshold(s), got {len(thresholds)}")
-    cfg["thresholds"] = thresholds
+    cfg["thresholds"] = _check_thresholds(cfg, len(out_stages), base)
     cost = _mapping(cfg.get("cost"), "cost")
     _unknown(cost, {"per_sample", "hourly"}, "cost")
     if len(cost) > 1:
@@ -169,6 +135,47 @@ def check_config(cfg: Any, base: str | Path = ".") -> dict[str, Any]:
     cfg["ingress"] = _mapping(cfg.get("ingress"), "ingress")
     cfg.setdefault("name", "confroute")
     return cfg
+
+
+def _check_stage(stage: Any, where: str, base: Path) -> dict[str, Any]:
+    """One entry of ``stages``: a local model (its path made absolute) or a model server."""
+    stage = _mapping(stage, where)
+    if "name" not in stage:
+        raise CLIError(f"config {where}: every stage needs a name")
+    if ("model" in stage) == ("url" in stage):
+        raise CLIError(f"config {where}: give either model (BACKEND:PATH, a local model) or url (a model server)")
+    _unknown(stage, _LOCAL if "model" in stage else _REMOTE, where)
+    if "model" in stage:
+        from .evaluate import parse_backend
+
+        spec = parse_backend(str(stage["model"]))
+        path = spec.path if spec.path.startswith("zoo:") else _resolve(spec.path, base)
+        stage["model"] = f"{spec.backend}:{path}"
+    elif not str(stage["url"]).startswith(("http://", "https://")):
+        raise CLIError(f"config {where}: url must start with http:// or https://, got {stage['url']!r}")
+    fb = _mapping(stage.get("fallback"), f"{where}.fallback")
+    _unknown(fb, _FALLBACK, f"{where}.fallback")
+    _unknown(_mapping(fb.get("circuit_breaker"), f"{where}.fallback.circuit_breaker"), _BREAKER,
+             f"{where}.fallback.circuit_breaker")
+    stage["fallback"] = fb
+    stage["deployment"] = _mapping(stage.get("deployment"), f"{where}.deployment")
+    return stage
+
+
+def _check_thresholds(cfg: dict[str, Any], n_stages: int, base: Path) -> list[Any]:
+    """``thresholds`` (one per stage but the last), or read from ``thresholds_from``."""
+    if "thresholds_from" in cfg:
+        if "thresholds" in cfg:
+            raise CLIError("config: give thresholds or thresholds_from, not both")
+        cfg["thresholds_from"] = _resolve(str(cfg["thresholds_from"]), base)
+        cfg["thresholds"] = _thresholds_from(cfg["thresholds_from"])
+    if "thresholds" not in cfg and n_stages > 1:
+        raise CLIError("config: give thresholds (one per stage but the last) or thresholds_from")
+    thresholds = cfg.get("thresholds", [])
+    thresholds = thresholds if isinstance(thresholds, list) else [thresholds]
+    if len(thresholds) != n_stages - 1:
+        raise CLIError(f"config: {n_stages} stages need {n_stages - 1} threshold(s), got {len(thresholds)}")
+    return thresholds
 
 
 def _thresholds_from(path: str) -> list[Any]:

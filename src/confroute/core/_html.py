@@ -24,6 +24,7 @@ __all__ = [
     "cascade_evaluation_html",
     "threshold_choice_html",
     "cascade_choice_html",
+    "per_class_choice_html",
     "routed_classifier_html",
 ]
 
@@ -143,9 +144,13 @@ def evaluation_html(res: Any, max_rows: int = 11) -> str:
     if res.has_cost:
         header += ["cost", "savings"]
     t = res.table
+    row_thresholds = getattr(res, "row_thresholds", None)  # one per table row (was ``thresholds``)
+    if row_thresholds is None:
+        row_thresholds = t["threshold"]
+    spread = getattr(res, "spread_rows", None) or res._spread_rows  # LEAD: spread_rows after the merge
     rows = []
-    for i in res._spread_rows(max_rows):
-        row = [fmt(t["threshold"][i]), fmt(t["coverage"][i], "pct"), fmt(t["accepted_accuracy"][i], "pct")]
+    for i in spread(max_rows):
+        row = [fmt(row_thresholds[i]), fmt(t["coverage"][i], "pct"), fmt(t["accepted_accuracy"][i], "pct")]
         if res.has_fallback:
             row.append(fmt(t["system_accuracy"][i], "pct"))
         if res.has_cost:
@@ -201,55 +206,85 @@ def cascade_evaluation_html(res: Any, max_rows: int = 10) -> str:
 
 
 # --------------------------------------------------------------------------- threshold choices
+#: Wording of a choice's ``objective`` when the choice does not carry its own ``wording`` (the
+#: objective table of :mod:`confroute.selection.objectives` is above this layer: a choice's
+#: display passes ``wording=`` from it).
 _OBJECTIVES = {
     "accepted_accuracy": "accuracy on accepted inputs",
     "system_accuracy": "system accuracy",
     "coverage": "coverage",
     "cost": "cost per input",
     "savings": "savings",
+    "relative_accuracy": "system / fallback accuracy",
+    "accuracy_drop": "system - fallback accuracy",
 }
 
 
-def _guarantee(delta: Any, bound: Any, objective: str) -> str:
-    if delta is None or bound is None:
+def _missing(x: Any) -> bool:
+    """A figure that is not there: ``None`` or ``nan`` (a :class:`~confroute.core.choice.Choice`
+    writes a missing figure as ``nan``)."""
+    if x is None:
+        return True
+    try:
+        return math.isnan(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _wording(c: Any) -> str:
+    return getattr(c, "wording", None) or _OBJECTIVES.get(c.objective, c.objective)
+
+
+def _guarantee(c: Any, bound: Any) -> str:
+    """What the choice's certificate says: its bound and level, or why there is none."""
+    if c.delta is None:
         return "none (empirical choice)"
-    rel = "≤" if objective == "cost" else "≥"
-    kind = "num" if objective == "cost" else "pct"
-    return f"{rel} {fmt(bound, kind)} with probability {1 - float(delta):.3g}"
+    if _missing(bound):
+        return "nothing certified"
+    rel = "≤" if c.objective == "cost" else "≥"
+    kind = "num" if c.objective == "cost" else "pct"
+    return f"{rel} {fmt(bound, kind)} with probability {1 - float(c.delta):.3g}"
+
+
+def _procedure(c: Any) -> list[tuple[str, str]]:
+    procedure = getattr(c, "procedure", None)
+    return [("procedure", str(procedure))] if procedure else []
 
 
 def threshold_choice_html(c: Any) -> str:
-    """Target, guarantee, threshold and coverage of a ``ThresholdChoice``."""
+    """Target, guarantee, threshold and coverage of a two-stage choice (``ThresholdChoice``)."""
     kind = "num" if c.objective == "cost" else "pct"
     figures = [
-        ("objective", _OBJECTIVES.get(c.objective, c.objective)),
+        ("objective", _wording(c)),
         ("target", fmt(c.target, kind)),
-        ("threshold", fmt(c.threshold)),
+        ("threshold", fmt(c.thresholds[0] if hasattr(c, "thresholds") else c.threshold)),
         ("feasible", "yes" if c.feasible else "no: the target is not reachable; safe end returned"),
         ("on calibration data", fmt(c.empirical, kind)),
-        ("guaranteed", _guarantee(c.delta, c.guaranteed, c.objective)),
+        ("guaranteed", _guarantee(c, c.guaranteed)),
+        *_procedure(c),
         ("coverage", f"{fmt(c.coverage, 'pct')} ({c.m:,} of {c.n:,} accepted, {c.k:,} errors)"),
         ("accepted accuracy", fmt(c.accepted_accuracy, "pct")),
     ]
-    if c.system_accuracy is not None:
-        figures.append(("system accuracy", fmt(c.system_accuracy, "pct")))
-    if c.cost_per_input is not None:
-        figures.append(("cost per input", fmt(c.cost_per_input)))
-    if c.savings is not None:
-        figures.append(("savings", fmt(c.savings, "pct")))
+    for name, label, how in (("system_accuracy", "system accuracy", "pct"),
+                             ("cost_per_input", "cost per input", "num"), ("savings", "savings", "pct")):
+        if not _missing(getattr(c, name, None)):
+            figures.append((label, fmt(getattr(c, name), how)))
     return block("ThresholdChoice", facts(figures))
 
 
 def cascade_choice_html(c: Any) -> str:
     """Thresholds, target, guarantee and shares of a ``CascadeChoice``."""
     kind = "num" if c.objective == "cost" else "pct"
-    bound = c.cost_bound if c.objective == "cost" else c.accuracy_bound
+    bound = getattr(c, "guaranteed", None)
+    if _missing(bound) and hasattr(c, "cost_bound"):  # a choice without the unified ``guaranteed``
+        bound = c.cost_bound if c.objective == "cost" else c.accuracy_bound
     figures = [
-        ("objective", _OBJECTIVES.get(c.objective, c.objective)),
+        ("objective", _wording(c)),
         ("target", fmt(c.target, kind)),
         ("thresholds", ", ".join(fmt(t) for t in c.thresholds)),
         ("feasible", "yes" if c.feasible else "no: the target is not reachable; safe end returned"),
-        ("guaranteed", _guarantee(c.delta, bound, c.objective)),
+        ("guaranteed", _guarantee(c, bound)),
+        *_procedure(c),
         ("shares answered", " / ".join(fmt(s, "pct") for s in c.shares)),
         ("system accuracy", fmt(c.system_accuracy, "pct")),
         ("cost per input", fmt(c.cost_per_input)),
@@ -261,15 +296,16 @@ def cascade_choice_html(c: Any) -> str:
 
 def per_class_choice_html(c: Any) -> str:
     """Target, guarantee and the threshold of each predicted class of a ``PerClassChoice``."""
-    names = c.classes or tuple(range(len(c)))
+    names = getattr(c, "classes", None) or tuple(range(len(c.threshold)))
+    feasible = np.broadcast_to(np.asarray(getattr(c, "class_feasible", c.feasible)), (len(names),))
     rows = []
     for i, name in enumerate(names):
         ch = c.choices[i]
         rows.append([str(name), fmt(c.threshold[i]), fmt(int(c.n_predicted[i]), "int"),
                      "-" if ch is None else fmt(ch.coverage, "pct"),
                      "-" if ch is None else fmt(ch.accepted_accuracy, "pct"),
-                     "-" if ch is None or ch.guaranteed is None else fmt(ch.guaranteed, "pct"),
-                     "yes" if c.feasible[i] else "no"])
+                     "-" if ch is None or _missing(ch.guaranteed) else fmt(ch.guaranteed, "pct"),
+                     "yes" if feasible[i] else "no"])
     figures = [("objective", "accuracy on accepted inputs, per predicted class"),
                ("target", fmt(c.target, "pct")),
                ("guarantee", "none (empirical choice)" if c.delta is None
@@ -295,7 +331,5 @@ def routed_classifier_html(est: Any) -> str:
                      fmt(temps[s]) if temps[s] is not None else "—",
                      fmt(None if costs is None else costs[s])])
     parts = [table(["stage", "", "threshold", "temperature", "price / input"], rows, left=1)]
-    choice = est.choice_
-    render = threshold_choice_html if hasattr(choice, "threshold") else cascade_choice_html
-    parts.append(render(choice))
+    parts.append(est.choice_._repr_html_())  # the choice's own display, whatever its kind
     return block("fitted routing", *parts)

@@ -130,7 +130,8 @@ def label_indices(
     Raises
     ------
     ClassMismatchError
-        When a label is not a class; the message names the labels, the classes and the fix.
+        When a label is not a class; the message names the labels, the classes and the fix, and
+        the error's ``unknown`` attribute lists the labels that matched no class.
 
     Examples
     --------
@@ -163,7 +164,10 @@ def label_indices(
             found.append(-1)
     index = np.asarray(found, dtype=np.int64)
     if (index < 0).any():
-        raise _mismatch([u for u, i in zip(uniq_list, found) if i < 0], classes, k, what, owner)
+        unknown = [u for u, i in zip(uniq_list, found) if i < 0]
+        error = _mismatch(unknown, classes, k, what, owner)
+        error.unknown = unknown  # type: ignore[attr-defined]  # the labels that matched no class
+        raise error
     return index[np.asarray(inverse, dtype=np.int64).reshape(-1)] if y.size else np.zeros(0, dtype=np.int64)
 
 

@@ -99,24 +99,25 @@ def load_texts(
         raise ValueError(f"limit must be >= 0, got {limit}")
     if isinstance(source, (str, Path)):
         path = Path(source).expanduser()
-        if path.exists():
-            if path.is_dir():
-                raise IsADirectoryError(f"{path} is a directory; pass a .tsv, .csv or .jsonl file")
-            fmt = _format(path, format)
-            columns, rows = _read_file(path, fmt, encoding, limit)
-            where = str(path)
-        elif split is not None:
+        if not path.exists() and split is not None:
             return _from_dataset(_load_dataset(str(source), split, dataset_kwargs), text_column,
                                  label_column, split, separator, limit, str(source))
-        else:
-            raise FileNotFoundError(
-                f"no such file: {path} (to load a Hugging Face dataset by name, pass split=...)"
-            )
-    elif hasattr(source, "column_names"):
+        columns, rows = _read_path(path, format, encoding, limit)
+        return _assemble(columns, rows, text_column, label_column, separator, str(path))
+    if hasattr(source, "column_names"):
         return _from_dataset(source, text_column, label_column, split, separator, limit, "dataset")
-    else:
-        raise TypeError(f"source must be a file path or a datasets.Dataset, got {type(source).__name__}")
-    return _assemble(columns, rows, text_column, label_column, separator, where)
+    raise TypeError(f"source must be a file path or a datasets.Dataset, got {type(source).__name__}")
+
+
+def _read_path(
+    path: Path, format: str | None, encoding: str, limit: int | None
+) -> tuple[list[str], list[Mapping[str, Any]]]:
+    """The columns and rows of a TSV, CSV or JSONL file."""
+    if not path.exists():
+        raise FileNotFoundError(f"no such file: {path} (to load a Hugging Face dataset by name, pass split=...)")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; pass a .tsv, .csv or .jsonl file")
+    return _read_file(path, _format(path, format), encoding, limit)
 
 
 def _format(path: Path, format: str | None) -> str:

@@ -30,6 +30,8 @@ from sklearn.utils.validation import _num_samples, column_or_1d
 
 from ..calibration.calibrators import TemperatureScaler
 from ..core import _html
+from ..core._params import DELTA, Interval
+from ..core.classes import as_classes, label_indices
 from ..core.cost import CostModel
 from ..core.types import Predictions, RoutingResult
 from ..evaluation.evaluate import evaluate
@@ -50,6 +52,10 @@ _TWO_STAGE = {
 }
 #: ``objective`` -> the keyword of :func:`~confroute.choose_thresholds` (three or more stages).
 _CASCADE = {"system_accuracy": "target_system_accuracy", "cost": "max_cost_per_input"}
+# LEAD: after the selection merge, read both from selection.objectives (objective_of(name).keyword,
+# .supports(n_stages), .needs_prices) and drop these two dicts.
+#: A float ``cv``: the share held out.
+_HOLD_OUT = Interval(0.0, 1.0)
 
 
 def _is_frozen(est: Any) -> bool:
@@ -266,6 +272,7 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             raise ValueError(
                 f"objective must be one of {sorted(table)} for {n_stages} stages, got {self.objective!r}"
             )
+        DELTA.check(self.delta, "delta")  # before any stage is fitted
         if not isinstance(self.target, numbers.Real) or not np.isfinite(self.target):
             raise ValueError(f"target must be a finite number, got {self.target!r}")
         cost_model = None
@@ -273,7 +280,8 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             cost_model = (
                 self.costs if isinstance(self.costs, CostModel) else CostModel.per_sample(list(self.costs))
             )
-            cost_model._check_stages(n_stages)
+            if cost_model.n_stages != n_stages:  # LEAD: CostModel._check_stages is private; make it public
+                raise ValueError(f"cost model has {cost_model.n_stages} stages but the router has {n_stages}")
             prices = cost_model.stage_costs
             if not np.isfinite(prices).all() or (prices < 0).any():
                 raise ValueError(f"costs must be finite and >= 0, got {prices.tolist()}")
@@ -302,8 +310,10 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
     def _splits(self, X: Any, y: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
         cv = self.cv
         if isinstance(cv, numbers.Real) and not isinstance(cv, numbers.Integral):
-            if not 0 < float(cv) < 1:
-                raise ValueError(f"a float cv is the hold-out share and must lie in (0, 1), got {cv}")
+            try:
+                _HOLD_OUT.check(cv, "cv")
+            except ValueError:
+                raise ValueError(f"a float cv is the hold-out share and must lie in {_HOLD_OUT}, got {cv}") from None
             splitter: Any = StratifiedShuffleSplit(n_splits=1, test_size=cv, random_state=self.random_state)
         else:
             splitter = check_cv(cv, y, classifier=True)
@@ -316,6 +326,30 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
                              "predictions need one prediction per row)")
         return splits
 
+    def _out_of_fold(self, named: list[tuple[str, Any]], frozen: list[bool], X: Any, y: np.ndarray,
+                     classes: np.ndarray) -> tuple[np.ndarray, list[Predictions]]:
+        """The rows predicted out of fold (all rows when every stage is frozen) and each stage's
+        predictions on them: fitted stages on the other folds, frozen ones as they are."""
+        rows = np.arange(_num_samples(X))
+        splits: list[tuple[np.ndarray, np.ndarray]] = []
+        if not all(frozen):
+            splits = self._splits(X, y)
+            rows = np.concatenate([te for _, te in splits])
+        oof = []
+        for (name, est), is_frozen in zip(named, frozen):
+            probs = np.zeros((rows.size, classes.size))
+            if is_frozen:
+                probs[:] = _aligned_proba(est, _safe_indexing(X, rows), classes, name)
+            else:
+                at = 0
+                for train, test in splits:
+                    fold = clone(est).fit(_safe_indexing(X, train), y[train])
+                    probs[at : at + test.size] = _aligned_proba(fold, _safe_indexing(X, test), classes, name)
+                    at += test.size
+            oof.append(Predictions.from_probs(probs, source=f"stage {name!r}"))
+        return rows, oof
+
+    # long: the numpy-style docstring; the code (check, out-of-fold, calibrate, choose, refit) is 73 lines
     def fit(self, X: Any, y: Any = None) -> RoutedClassifier:
         """Fit the stages, calibrate their confidence and choose the thresholds.
 
@@ -337,38 +371,21 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         X, y = indexable(X, y)  # sparse -> CSR, non-indexable -> array; same number of rows
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
-        n = _num_samples(X)
         frozen = [_is_frozen(est) for _, est in named]
         first_frozen = next((est for (_, est), f in zip(named, frozen) if f), None)
         classes = np.asarray(first_frozen.classes_) if first_frozen is not None else np.unique(y)
         if classes.size < 2:
             raise ValueError(f"RoutedClassifier needs at least 2 classes in y, got {classes.size} class(es)")
-        unknown = np.setdiff1d(np.unique(y), classes)
-        if unknown.size:
+        try:
+            y_index = label_indices(y, as_classes(classes), classes.size, what="y")
+        except ClassMismatchError as exc:
             raise ClassMismatchError(
-                f"y has labels {unknown[:5].tolist()} that the frozen stage {_default_name(first_frozen)!r} "
+                f"y has labels {exc.unknown[:5]} that the frozen stage {_default_name(first_frozen)!r} "  # type: ignore[attr-defined]
                 f"does not predict (its classes are {classes.tolist()})"
-            )
-        y_index = np.searchsorted(classes, y)
+            ) from None
 
         # 1. Out-of-fold predictions of the stages to fit; frozen stages predict as they are.
-        rows = np.arange(n)
-        splits: list[tuple[np.ndarray, np.ndarray]] = []
-        if not all(frozen):
-            splits = self._splits(X, y)
-            rows = np.concatenate([te for _, te in splits])
-        oof = []
-        for (name, est), is_frozen in zip(named, frozen):
-            probs = np.zeros((rows.size, classes.size))
-            if is_frozen:
-                probs[:] = _aligned_proba(est, _safe_indexing(X, rows), classes, name)
-            else:
-                at = 0
-                for train, test in splits:
-                    fold = clone(est).fit(_safe_indexing(X, train), y[train])
-                    probs[at : at + test.size] = _aligned_proba(fold, _safe_indexing(X, test), classes, name)
-                    at += test.size
-            oof.append(Predictions.from_probs(probs, source=f"stage {name!r}"))
+        rows, oof = self._out_of_fold(named, frozen, X, y, classes)
         y_cal = y_index[rows]
 
         # 2. Calibrate each stage's confidence on its out-of-fold predictions.
@@ -522,14 +539,15 @@ def _aligned_proba(est: Any, X: Any, classes: np.ndarray, name: str) -> np.ndarr
     own = np.asarray(est.classes_)
     if own.shape == classes.shape and np.array_equal(own, classes):
         return probs
-    missing = np.setdiff1d(own, classes)
-    if missing.size:
+    try:
+        columns = label_indices(own, as_classes(classes), classes.size, what=f"stage {name!r} classes")
+    except ClassMismatchError as exc:
         raise ClassMismatchError(
-            f"stage {name!r} predicts classes {missing[:5].tolist()} that are not among the router's "
+            f"stage {name!r} predicts classes {exc.unknown[:5]} that are not among the router's "  # type: ignore[attr-defined]
             f"classes {classes.tolist()}"
-        )
+        ) from None
     out = np.zeros((probs.shape[0], classes.size))
-    out[:, np.searchsorted(classes, own)] = probs
+    out[:, columns] = probs
     return out
 
 

@@ -29,7 +29,7 @@ _ORT_INT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 def is_dynamically_quantized(path: str | Path) -> bool:
     """True when the ONNX graph at ``path`` has ``DynamicQuantizeLinear`` nodes.
 
-    Such graphs (ONNX Runtime's ``quantize_dynamic``, :func:`confroute.predictors.export.quantize_onnx`)
+    Such graphs (ONNX Runtime's ``quantize_dynamic``, :func:`confroute.export.quantize_onnx`)
     compute activation scales from each batch, so their outputs depend on batch composition. The
     op name is stored as a plain string in the protobuf, so a byte search finds it without onnx.
     """

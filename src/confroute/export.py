@@ -1,0 +1,660 @@
+"""Export a Hugging Face sequence-classification model to ONNX for the ONNX backends.
+
+The output directory is what :class:`~confroute.predictors.ONNXRuntimePredictor` and
+:class:`~confroute.predictors.DeepSparsePredictor` read: ``model.onnx`` (opset 14, inputs
+``input_ids``/``attention_mask``/``token_type_ids`` with dynamic batch and sequence axes,
+output ``logits``) next to a copy of the tokenizer and ``config.json``. The export is checked:
+ONNX Runtime and PyTorch are run on the same texts and the largest absolute logit difference
+must stay within a tolerance.
+
+``quantize="int8"`` (or :func:`quantize_onnx` on an existing ONNX directory) writes a dynamically
+quantised copy instead (int8 weights, activations quantised per batch at run time, by ONNX
+Runtime's ``quantize_dynamic``), and reports how closely it follows the float32 model: the
+largest probability difference and the share of equal labels on the check texts. The
+quantisation tools need ``onnx>=1.16`` and ``ml_dtypes`` (so numpy 2), which cannot share an
+environment with DeepSparse: install them with ``pip install 'confroute[quantize]'``.
+
+Command line: ``confroute export MODEL_DIR OUTPUT_DIR [--quantize int8]`` (:mod:`confroute.cli.export`).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from .exceptions import ExportMismatchError
+
+__all__ = [
+    "export_to_onnx",
+    "ExportResult",
+    "ExportMismatchError",
+    "DEFAULT_CHECK_TEXTS",
+    "add_hidden_output",
+    "HiddenOutputResult",
+    "quantize_onnx",
+    "QuantizeResult",
+    "QUANTIZE_MODES",
+]
+
+#: Texts the exported model is checked on: different lengths, so that padding is exercised.
+DEFAULT_CHECK_TEXTS = (
+    "a gorgeous, witty, seductive movie.",
+    "the plot is nothing but boilerplate clichés from start to finish,",
+    "it's a charming and often affecting journey.",
+    "bad",
+    "an utterly incompetent conclusion to a film that, until then, had been deeply "
+    "absorbing and full of surprising, tender and funny moments",
+)
+
+#: Files copied next to ``model.onnx`` when present (tokenizer, config, provenance).
+_SIDE_FILES = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "merges.txt",
+    "vocab.json",
+    "sentencepiece.bpe.model",
+    "spiece.model",
+    "added_tokens.json",
+    "training_info.json",
+)
+
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """Where the model went and how closely ONNX Runtime reproduces PyTorch.
+
+    Attributes
+    ----------
+    onnx_path : Path
+    output_dir : Path
+    input_names : tuple of str
+    opset : int
+    max_abs_diff : float
+        Largest absolute difference between PyTorch and ONNX Runtime logits on the check texts
+        (of the float32 graph, before any quantisation).
+    n_checked : int
+        Number of texts compared.
+    quantization : QuantizeResult or None
+        With ``quantize="int8"``: how the int8 model written to ``onnx_path`` compares with the
+        float32 one.
+    """
+
+    onnx_path: Path
+    output_dir: Path
+    input_names: tuple[str, ...]
+    opset: int
+    max_abs_diff: float
+    n_checked: int
+    quantization: QuantizeResult | None = None
+
+
+def _import_export_deps() -> tuple[Any, Any]:
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        raise ImportError(
+            "export_to_onnx needs torch and transformers: pip install 'confroute[export]'"
+        ) from None
+    return torch, transformers
+
+
+# long: the numpy-style docstring (parameters, raises, examples); the code is under 80 lines
+def export_to_onnx(
+    model_dir: str | Path,
+    output_dir: str | Path,
+    *,
+    opset: int = 14,
+    atol: float = 1e-4,
+    check_texts: Sequence[str] | None = None,
+    overwrite: bool = False,
+    quantize: str | None = None,
+) -> ExportResult:
+    """Export ``model_dir`` (a saved ``AutoModelForSequenceClassification``) to ONNX and check it.
+
+    Parameters
+    ----------
+    model_dir : path
+        Directory written by ``save_pretrained`` (config, weights, tokenizer). Only read.
+    output_dir : path
+        Where ``model.onnx``, the tokenizer files and ``config.json`` go. Created if needed;
+        must not be ``model_dir``.
+    opset : int, default 14
+        ONNX opset (14 is what DeepSparse 1.8 and the study's models use).
+    atol : float, default 1e-4
+        Largest allowed absolute difference between PyTorch and ONNX Runtime logits.
+    check_texts : sequence of str, optional
+        Texts for the check (default :data:`DEFAULT_CHECK_TEXTS`); run one at a time and in
+        padded batches of 32.
+    overwrite : bool, default False
+        Replace an existing ``output_dir/model.onnx``.
+    quantize : {None, "int8"}, default None
+        ``"int8"``: export to float32 in a temporary directory, check it against PyTorch, then
+        write a dynamically quantised copy as ``output_dir/model.onnx`` (see
+        :func:`quantize_onnx`); ``result.quantization`` reports its agreement with float32 on
+        ``check_texts``. Needs ``pip install 'confroute[quantize]'``.
+
+    Returns
+    -------
+    ExportResult
+
+    Raises
+    ------
+    ExportMismatchError
+        When the difference exceeds ``atol`` (the file is left in place for inspection).
+    ImportError
+        With ``quantize="int8"`` when the quantisation tools are missing (names the extra).
+
+    Examples
+    --------
+    >>> r = export_to_onnx("models/minilm-sst2-dense", "~/.cache/confroute/minilm-dense")  # doctest: +SKIP
+    >>> r.max_abs_diff < 1e-4  # doctest: +SKIP
+    True
+    >>> q = export_to_onnx("models/minilm-sst2-dense", "minilm-int8", quantize="int8")  # doctest: +SKIP
+    >>> q.quantization.label_agreement  # doctest: +SKIP
+    1.0
+    """
+    if quantize is not None:
+        return _export_quantized(model_dir, output_dir, quantize, opset, atol, overwrite, check_texts)
+    torch, transformers = _import_export_deps()
+    src = Path(model_dir).expanduser().resolve()
+    dst = Path(output_dir).expanduser().resolve()
+    if not (src / "config.json").is_file():
+        raise FileNotFoundError(f"{src} is not a saved Hugging Face model directory (no config.json)")
+    if dst == src:
+        raise ValueError("output_dir must differ from model_dir: the model directory is never written to")
+    onnx_path = dst / "model.onnx"
+    if onnx_path.exists() and not overwrite:
+        raise FileExistsError(f"{onnx_path} exists; pass overwrite=True to replace it")
+    dst.mkdir(parents=True, exist_ok=True)
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(str(src), local_files_only=True)
+    # Eager attention exports to plain ONNX ops every runtime supports; fp16-stored weights are
+    # upcast so that the CPU runtimes compute in float32.
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(
+        str(src), local_files_only=True, attn_implementation="eager"
+    ).float().eval()
+    accepted = _forward_arguments(model)
+    input_names = tuple(name for name in _INPUTS if name in accepted)
+
+    _torch_export(torch, model, tokenizer, input_names, onnx_path, opset)
+    for name in _SIDE_FILES:
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)
+
+    texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
+    diff = _compare(model.eval(), tokenizer, onnx_path, input_names, texts, torch)
+    result = ExportResult(onnx_path, dst, input_names, opset, diff, len(texts))
+    if not np.isfinite(diff) or diff > atol:
+        raise ExportMismatchError(
+            f"ONNX Runtime logits differ from PyTorch by up to {diff:.3g} (> atol={atol:g}) on "
+            f"{len(texts)} texts; the export is at {onnx_path}"
+        )
+    return result
+
+
+def _export_quantized(model_dir: Any, output_dir: Any, quantize: str, opset: int, atol: float, overwrite: bool,
+                      check_texts: Sequence[str] | None) -> ExportResult:
+    """``export_to_onnx(..., quantize=...)``: a float32 export into a scratch folder, then its
+    quantised copy into ``output_dir``."""
+    _check_quantize_mode(quantize)
+    _import_quantization()  # fail before the export when the tools are missing
+    dst = Path(output_dir).expanduser().resolve()
+    if (dst / "model.onnx").exists() and not overwrite:
+        raise FileExistsError(f"{dst / 'model.onnx'} exists; pass overwrite=True to replace it")
+    with tempfile.TemporaryDirectory(prefix="confroute-export-fp32-") as tmp:
+        fp32 = export_to_onnx(model_dir, tmp, opset=opset, atol=atol, check_texts=check_texts)
+        q = quantize_onnx(tmp, dst, mode=quantize, check_texts=check_texts, overwrite=overwrite)
+    return ExportResult(q.onnx_path, q.output_dir, fp32.input_names, opset, fp32.max_abs_diff, fp32.n_checked, q)
+
+
+def _torch_export(torch: Any, model: Any, tokenizer: Any, input_names: tuple[str, ...], onnx_path: Path,
+                  opset: int) -> None:
+    """Trace ``model`` (positional inputs, bare logits output) into ``onnx_path``."""
+
+    class _Logits(torch.nn.Module):  # type: ignore[name-defined]
+        # A fixed positional signature and a bare tensor output give a clean traced graph.
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *args: Any) -> Any:
+            return self.inner(**dict(zip(input_names, args))).logits
+
+    sample = tokenizer(["a short example", "and a somewhat longer second example"], padding=True,
+                       return_tensors="pt")
+    args = tuple(sample[name] if name in sample else torch.zeros_like(sample["input_ids"])
+                 for name in input_names)
+    axes = {name: {0: "batch", 1: "sequence"} for name in input_names}
+    axes["logits"] = {0: "batch"}
+    # Eval mode on the wrapper too: export restores the wrapper's mode afterwards, and a fresh
+    # Module is in training mode, which would switch dropout on in the check below.
+    wrapper = _Logits(model).eval()
+    with torch.no_grad(), warnings.catch_warnings():
+        # dynamo=False is deliberate (the TorchScript exporter gives the opset-14 graphs the ONNX
+        # backends need); its deprecation notices (the exporter's and its internals') are not
+        # actionable for users.
+        warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx\.")
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(onnx_path),
+            input_names=list(input_names),
+            output_names=["logits"],
+            dynamic_axes=axes,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def _forward_arguments(model: Any) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
+
+
+def _compare(
+    model: Any, tokenizer: Any, onnx_path: Path, input_names: Sequence[str], texts: list[str], torch: Any
+) -> float:
+    """Max |logit difference| between PyTorch and ONNX Runtime, per text and in padded batches."""
+    if not texts:
+        raise ValueError("check_texts must hold at least one text")
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError("checking the export needs onnxruntime: pip install 'confroute[onnx]'") from None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # a check: one thread does not compete with the user's jobs
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    batches = [[t] for t in texts] + [texts[i : i + 32] for i in range(0, len(texts), 32)]
+    worst = 0.0
+    for batch in batches:
+        enc = tokenizer(batch, padding=True, truncation=True, return_tensors="np")
+        feed = {
+            name: np.asarray(enc[name] if name in enc else np.zeros_like(enc["input_ids"]), dtype=np.int64)
+            for name in input_names
+        }
+        with torch.no_grad():
+            ref = model(**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.numpy()
+        (got,) = session.run(["logits"], feed)
+        worst = max(worst, float(np.max(np.abs(ref - got))))
+    return worst
+
+
+# --------------------------------------------------------------------------- int8 quantisation
+#: Values of ``quantize=`` (and of ``confroute export --quantize``).
+QUANTIZE_MODES = ("int8",)
+
+
+def _check_quantize_mode(mode: Any) -> None:
+    if mode not in QUANTIZE_MODES:
+        raise ValueError(f"quantize must be None or one of {list(QUANTIZE_MODES)}, got {mode!r}")
+
+
+def _import_quantization() -> Any:
+    """``onnxruntime.quantization``, or an ImportError that names the extra to install."""
+    hint = (
+        "int8 quantisation uses ONNX Runtime's quantisation tools, which need onnxruntime, "
+        "onnx>=1.16 and ml_dtypes (and so numpy 2: they cannot share an environment with the "
+        "deepsparse extra): pip install 'confroute[quantize]'"
+    )
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        onnx_version = version("onnx")
+    except PackageNotFoundError:
+        raise ImportError(f"{hint} (onnx is not installed)") from None
+    from .predictors.deepsparse import _version_tuple  # LEAD: make it public there
+
+    if _version_tuple(onnx_version) < (1, 16):
+        raise ImportError(f"{hint} (found onnx {onnx_version})")
+    try:
+        from onnxruntime import quantization
+    except ImportError as exc:
+        raise ImportError(f"{hint} ({exc})") from None
+    return quantization
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    """An int8 copy of an ONNX text classifier and how closely it follows the float32 model.
+
+    Attributes
+    ----------
+    onnx_path : Path
+        The quantised ``model.onnx``.
+    output_dir : Path
+    mode : str
+        ``"int8"``: dynamic quantisation (int8 weights; activations quantised at run time).
+    max_prob_diff : float
+        Largest absolute difference of any class probability between the int8 and the float32
+        model on the check texts (run one at a time and in padded batches of 32).
+    label_agreement : float
+        Share of check texts (one at a time) on which both models predict the same class.
+    n_checked : int
+    fp32_bytes, int8_bytes : int
+        Size of the float32 and int8 ``model.onnx``.
+    """
+
+    onnx_path: Path
+    output_dir: Path
+    mode: str
+    max_prob_diff: float
+    label_agreement: float
+    n_checked: int
+    fp32_bytes: int
+    int8_bytes: int
+
+
+# long: the numpy-style docstring (parameters, raises, examples); the code is under 80 lines
+def quantize_onnx(
+    model: str | Path,
+    output_dir: str | Path,
+    *,
+    mode: str = "int8",
+    per_channel: bool = True,
+    reduce_range: bool = True,
+    check_texts: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> QuantizeResult:
+    """Write a dynamically quantised (int8) copy of an ONNX text classifier, and compare it.
+
+    ONNX Runtime's ``quantize_dynamic`` stores the weights of the matrix multiplications as int8
+    and quantises their activations at run time, per batch; on a CPU this runs two to three
+    times faster than float32. The copy goes to ``output_dir`` with the tokenizer and config
+    files; both models are then run on ``check_texts`` and the result reports the largest
+    probability difference and the label agreement. The source is only read.
+
+    Parameters
+    ----------
+    model : path
+        A directory holding a float32 ``model.onnx`` (with its tokenizer), or the ``.onnx`` file.
+    output_dir : path
+        Where the copy goes; must differ from the model's directory.
+    mode : {"int8"}
+    per_channel : bool, default True
+        One weight scale per output channel instead of one per tensor (per tensor cost MPNet
+        about 1.5 points of SST-2 accuracy; see ``shared/models/mpnet-sst2-int8``).
+    reduce_range : bool, default True
+        7-bit weights, which avoids overflow in the int8 kernels of CPUs without VNNI.
+    check_texts : sequence of str, optional
+        Texts both models are run on (default :data:`DEFAULT_CHECK_TEXTS`). Pass a validation
+        set to measure agreement where it matters.
+    overwrite : bool, default False
+        Replace an existing ``output_dir/model.onnx``.
+
+    Returns
+    -------
+    QuantizeResult
+
+    Raises
+    ------
+    ImportError
+        When ``onnxruntime.quantization`` cannot run here (names ``confroute[quantize]``).
+
+    Examples
+    --------
+    >>> r = quantize_onnx("models/minilm-sst2-pruned80", "/tmp/pruned80-int8")  # doctest: +SKIP
+    >>> r.label_agreement, r.int8_bytes < r.fp32_bytes  # doctest: +SKIP
+    (1.0, True)
+    """
+    _check_quantize_mode(mode)
+    quantization = _import_quantization()
+    from .predictors._text import TextEncoder, default_max_length
+
+    src_file, src_dir, dst, out_file = _copy_target(model, output_dir, overwrite)
+    texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
+    if not texts:
+        raise ValueError("check_texts must hold at least one text")
+    dst.mkdir(parents=True, exist_ok=True)
+    import logging
+
+    def not_preprocessing(record: logging.LogRecord) -> bool:
+        # quantize_dynamic logs advice to run its pre-processing step on every call; shape
+        # inference adds nothing for these dynamic-shape transformer graphs, so drop the advice.
+        return "pre-processing" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(not_preprocessing)
+    try:
+        quantization.quantize_dynamic(
+            str(src_file),
+            str(out_file),
+            weight_type=quantization.QuantType.QInt8,
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            # Graphs fused by ONNX Runtime's transformer optimizer hold com.microsoft ops that
+            # shape inference cannot type; their MatMul outputs are float32 (1 = FLOAT).
+            extra_options={"DefaultTensorType": 1},
+        )
+    finally:
+        root.removeFilter(not_preprocessing)
+    for name in _SIDE_FILES:
+        if (src_dir / name).is_file():
+            shutil.copyfile(src_dir / name, dst / name)
+
+    import onnxruntime as ort
+
+    encoder = TextEncoder(src_dir, max_length=default_max_length(src_dir), source=str(src_file))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    sessions = [ort.InferenceSession(str(f), options, providers=["CPUExecutionProvider"])
+                for f in (src_file, out_file)]
+    from .core.types import softmax
+
+    def both(batch: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        arrays = encoder.encode(batch).arrays
+        fp32, int8 = (
+            softmax(np.asarray(s.run(None, {i.name: arrays[i.name] for i in s.get_inputs()})[0], dtype=np.float64))
+            for s in sessions
+        )
+        return fp32, int8
+
+    # One text at a time (as a user sees each label), then in padded batches of 32.
+    worst, agree = 0.0, 0
+    for text in texts:
+        fp32, int8 = both([text])
+        worst = max(worst, float(np.max(np.abs(fp32 - int8))))
+        agree += int(fp32.argmax(1)[0] == int8.argmax(1)[0])
+    for i in range(0, len(texts), 32):
+        fp32, int8 = both(texts[i : i + 32])
+        worst = max(worst, float(np.max(np.abs(fp32 - int8))))
+    n = len(texts)
+    if not np.isfinite(worst):
+        raise ExportMismatchError(f"the int8 model at {out_file} gives non-finite outputs")
+    return QuantizeResult(
+        out_file, dst, mode, worst, agree / n, n, src_file.stat().st_size, out_file.stat().st_size
+    )
+
+
+# --------------------------------------------------------------------------- hidden-state output
+@dataclass(frozen=True)
+class HiddenOutputResult:
+    """A copy of an ONNX classifier that also returns the classifier head's input.
+
+    Attributes
+    ----------
+    onnx_path : Path
+        The new ``model.onnx`` (outputs: the original ones, then ``output_name``).
+    output_name : str
+        Name of the added graph output.
+    tensor : str
+        The graph tensor it exposes (the data input of the final Gemm/MatMul).
+    hidden_size : int or None
+        Its last dimension, when the classifier weight says.
+    max_abs_diff : float
+        Largest absolute difference between the copy's and the original's logits on the check
+        texts (0.0: the graph computes exactly what it did).
+    """
+
+    onnx_path: Path
+    output_name: str
+    tensor: str
+    hidden_size: int | None
+    max_abs_diff: float
+
+
+def _classifier_input(graph: Any, logits_name: str) -> tuple[str, int | None]:
+    """The data input of the Gemm/MatMul(+Add) that produces ``logits_name``, and its width."""
+    producers = {o: n for n in graph.node for o in n.output}
+    inits = {i.name: i for i in graph.initializer}
+    node = producers.get(logits_name)
+    if node is not None and node.op_type == "Add":
+        # MatMul + Add (bias) exports: follow the non-constant operand.
+        data = [x for x in node.input if x not in inits]
+        node = producers.get(data[0]) if len(data) == 1 else None
+    if node is None or node.op_type not in ("Gemm", "MatMul"):
+        what = "a graph input" if node is None else f"a {node.op_type} node ({node.name})"
+        raise ValueError(
+            f"output {logits_name!r} is produced by {what}, not a Gemm/MatMul classifier layer; "
+            "pass tensor= to name the tensor to expose"
+        )
+    x, w = node.input[0], node.input[1]
+    width = None
+    if w in inits:
+        dims = list(inits[w].dims)
+        trans_b = any(a.name == "transB" and a.i == 1 for a in node.attribute)
+        if len(dims) == 2:
+            width = int(dims[1] if trans_b else dims[0])
+    return x, width
+
+
+def _copy_target(model: Any, output_dir: Any, overwrite: bool) -> tuple[Path, Path, Path, Path]:
+    """Source ONNX file and folder, and the destination folder and file of a rewritten copy."""
+    from .predictors._text import onnx_file
+
+    src_file, src_dir = onnx_file(model)
+    dst = Path(output_dir).expanduser().resolve()
+    if dst == src_dir.resolve():
+        raise ValueError("output_dir must differ from the model's directory: the source is never written to")
+    out_file = dst / "model.onnx"
+    if out_file.exists() and not overwrite:
+        raise FileExistsError(f"{out_file} exists; pass overwrite=True to replace it")
+    return src_file, src_dir, dst, out_file
+
+
+# long: the numpy-style docstring (parameters, raises, examples); the code is under 80 lines
+def add_hidden_output(
+    model: str | Path,
+    output_dir: str | Path,
+    *,
+    tensor: str | None = None,
+    output_name: str = "pooled",
+    check_texts: Sequence[str] | None = None,
+    atol: float = 1e-5,
+    overwrite: bool = False,
+) -> HiddenOutputResult:
+    """Copy an ONNX text classifier, adding the classifier head's input as a graph output.
+
+    The cheap model runs on every input anyway, so its last hidden state (the pooled [CLS]
+    vector that feeds the classification layer) is a free feature for a correctness judge
+    (:class:`confroute.calibration.judge.CorrectnessJudge` ``extra_features``). This writes a copy of
+    ``model`` to ``output_dir`` (tokenizer and config files copied next to it) whose graph has
+    one more output, ``output_name``, an ``Identity`` of that tensor, and checks with ONNX
+    Runtime that the original outputs are unchanged. The source is only read.
+
+    Parameters
+    ----------
+    model : path
+        A directory holding ``model.onnx`` (with its tokenizer), or the ``.onnx`` file.
+    output_dir : path
+        Where the copy goes; must differ from the model's directory.
+    tensor : str, optional
+        Graph tensor to expose. Default: the data input of the final ``Gemm`` or ``MatMul``
+        (optionally followed by a bias ``Add``) that produces the first graph output.
+    output_name : str, default "pooled"
+    check_texts : sequence of str, optional
+        Texts both graphs are run on (default :data:`DEFAULT_CHECK_TEXTS`, as one padded batch).
+    atol : float, default 1e-5
+        Largest allowed absolute difference of the first output between copy and original.
+    overwrite : bool, default False
+        Replace an existing ``output_dir/model.onnx``.
+
+    Returns
+    -------
+    HiddenOutputResult
+
+    Raises
+    ------
+    ValueError
+        When the final layer is not a Gemm/MatMul (and ``tensor`` is not given), or the name
+        is taken.
+    ExportMismatchError
+        When the copy's first output differs from the original's by more than ``atol``.
+
+    Examples
+    --------
+    >>> r = add_hidden_output("models/minilm-sst2-pruned80", "/tmp/pruned80-pooled")  # doctest: +SKIP
+    >>> r.output_name, r.hidden_size, r.max_abs_diff  # doctest: +SKIP
+    ('pooled', 384, 0.0)
+    """
+    try:
+        import onnx
+        import onnxruntime as ort
+        from onnx import helper
+    except ImportError:
+        raise ImportError("add_hidden_output needs onnx and onnxruntime: pip install 'confroute[onnx]'") from None
+    from .predictors._text import TextEncoder, default_max_length
+
+    src_file, src_dir, dst, out_file = _copy_target(model, output_dir, overwrite)
+
+    proto = onnx.load(str(src_file))
+    graph = proto.graph
+    first = graph.output[0]
+    if output_name in {o.name for o in graph.output} | {x for n in graph.node for x in n.output}:
+        raise ValueError(f"the graph already has a tensor named {output_name!r}; pass another output_name")
+    if tensor is None:
+        tensor, width = _classifier_input(graph, first.name)
+    else:
+        known = {x for n in graph.node for x in n.output} | {i.name for i in graph.input}
+        if tensor not in known:
+            raise ValueError(f"no tensor {tensor!r} in the graph of {src_file}")
+        width = None
+    batch_dim = first.type.tensor_type.shape.dim[0]
+    batch = batch_dim.dim_param or (batch_dim.dim_value or None)
+    graph.node.append(helper.make_node("Identity", [tensor], [output_name], name=f"expose_{output_name}"))
+    graph.output.append(
+        helper.make_tensor_value_info(output_name, first.type.tensor_type.elem_type, [batch, width])
+    )
+    onnx.checker.check_model(proto)
+    dst.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out_file))
+    for name in _SIDE_FILES:
+        if (src_dir / name).is_file():
+            shutil.copyfile(src_dir / name, dst / name)
+
+    texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
+    if not texts:
+        raise ValueError("check_texts must hold at least one text")
+    encoder = TextEncoder(src_dir, max_length=default_max_length(src_dir), source=str(src_file))
+    batch_arrays = encoder.encode(texts).arrays
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    before = ort.InferenceSession(str(src_file), options, providers=["CPUExecutionProvider"])
+    after = ort.InferenceSession(str(out_file), options, providers=["CPUExecutionProvider"])
+    feed = {i.name: batch_arrays[i.name] for i in before.get_inputs()}
+    (ref,) = before.run([first.name], feed)
+    got, hidden = after.run([first.name, output_name], feed)
+    diff = float(np.max(np.abs(np.asarray(ref) - np.asarray(got))))
+    if not np.isfinite(diff) or diff > atol:
+        raise ExportMismatchError(
+            f"adding output {output_name!r} changed {first.name!r} by up to {diff:.3g} (> atol={atol:g}); "
+            f"the copy is at {out_file}"
+        )
+    if width is None:
+        width = int(np.asarray(hidden).shape[-1])
+    return HiddenOutputResult(out_file, output_name, tensor, width, diff)
