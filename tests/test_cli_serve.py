@@ -36,7 +36,7 @@ stages:
     deployment: {num_replicas: 2, max_batch_size: 16}
   - name: big
     model: sklearn:big.pkl
-    fallback: {on_error: keep_primary, retries: 1, circuit_breaker: {failure_threshold: 3, reset_after: 5}}
+    fallback: {on_error: keep_previous, retries: 1, circuit_breaker: {failure_threshold: 3, reset_after: 5}}
 thresholds: [0.8]
 cost: {per_sample: [1, 10]}
 """
@@ -63,7 +63,7 @@ def test_yaml_and_toml_configs_build_the_router(models):
     assert cfg["stages"][0]["model"] == f"sklearn:{folder / 'cheap.pkl'}"  # relative to the file
     router = build_router(cfg)
     assert router.names == ("cheap", "big") and router.thresholds == [0.8]
-    assert router.stages[1].on_error == "keep_primary" and router.stages[1].retries == 1
+    assert router.stages[1].on_error == "keep_previous" and router.stages[1].retries == 1
     assert router.stages[1].circuit_breaker.failure_threshold == 3
     assert cfg["stages"][0]["deployment"] == {"num_replicas": 2, "max_batch_size": 16}
     result = router.route(x)
