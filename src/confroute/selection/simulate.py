@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from .bounds import betting_test, clopper_pearson, fixed_sequence
-from .certify import betting_min_count, select_accepted, select_accepted_split, select_paired
+from .accepted import betting_min_count, select_accepted, select_accepted_split
+from .paired import select_paired
 
 __all__ = ["Population", "CELLS", "accepted_rows", "paired_rows", "summarize_accepted", "summarize_paired"]
 
