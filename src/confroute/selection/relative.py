@@ -80,21 +80,8 @@ def certify_relative_accuracy(
     >>> c.certified, c.bound >= 0.98
     (True, True)
     """
-    if (scores is None) == (answered_by is None):
-        raise ValueError("give exactly one of scores (two stages) or answered_by (any cascade)")
-    if stage_correct is None:
-        raise ValueError("stage_correct (shape (stages, n)) is required")
-    c = check_bool(stage_correct, "stage_correct")
-    if c.ndim != 2 or c.shape[0] < 2:
-        raise ValueError(f"stage_correct must have shape (stages >= 2, n), got {c.shape}")
-    if not epsilon > 0:
-        raise ValueError(f"epsilon must be > 0, got {epsilon}")
-    LEVEL.check(delta, "delta")
-    if bound not in PAIRED_BOUNDS:
-        raise ValueError(f"bound must be one of {PAIRED_BOUNDS}, got {bound!r}")
+    c = _checked(scores, stage_correct, answered_by, epsilon, delta, bound)
     n = c.shape[1]
-    if n == 0:
-        raise ValueError("certification needs at least one calibration input")
     ref = c[-1]
     if scores is not None:
         s = np.asarray(scores, dtype=np.float64)
@@ -128,15 +115,10 @@ def certify_relative_accuracy(
         raise ValueError("the reference is never right: a ratio target is meaningless")
     if bound == "betting":
         if scores is not None:
-            rows = np.r_[0, grid_rows(ends, grid)]
-            acc_mask = np.stack([decision.accepts(s, None, thresholds[r]) for r in rows[1:]])
+            row = _betting_row(c, None, epsilon, kind, delta, reference_lower, s, thresholds,
+                               np.r_[0, grid_rows(ends, grid)])
         else:
-            rows = np.arange(L.size)
-            acc_mask = a != c.shape[0] - 1
-        y = _paired_y(acc_mask, c, a if scores is None else None, epsilon, kind, reference_lower)
-        rej = betting_test(y, delta, upper=1.0, lower=-1.0 - epsilon)
-        run = int(fixed_sequence(rej))
-        row = int(rows[run]) if run else 0
+            row = _betting_row(c, a, epsilon, kind, delta, reference_lower, None, None, np.arange(L.size))
         stat: float | None = None
     else:
         r_arr, up = select_paired(L, G, n, epsilon, delta, kind=kind, bound=bound, fallback_correct=F,
@@ -164,6 +146,39 @@ def certify_relative_accuracy(
         coverage=float(coverage[row]), empirical=float(empirical), bound=bnd, n=n, labels_used=labels,
         reason=reason, labels_needed=needed,
     )
+
+
+def _checked(scores: Any, stage_correct: Any, answered_by: Any, epsilon: float, delta: float,
+             bound: str) -> np.ndarray:
+    """The arguments of :func:`certify_relative_accuracy` checked; ``stage_correct`` as booleans."""
+    if (scores is None) == (answered_by is None):
+        raise ValueError("give exactly one of scores (two stages) or answered_by (any cascade)")
+    if stage_correct is None:
+        raise ValueError("stage_correct (shape (stages, n)) is required")
+    c = check_bool(stage_correct, "stage_correct")
+    if c.ndim != 2 or c.shape[0] < 2:
+        raise ValueError(f"stage_correct must have shape (stages >= 2, n), got {c.shape}")
+    if not epsilon > 0:
+        raise ValueError(f"epsilon must be > 0, got {epsilon}")
+    LEVEL.check(delta, "delta")
+    if bound not in PAIRED_BOUNDS:
+        raise ValueError(f"bound must be one of {PAIRED_BOUNDS}, got {bound!r}")
+    if c.shape[1] == 0:
+        raise ValueError("certification needs at least one calibration input")
+    return c
+
+
+def _betting_row(c: np.ndarray, a: Any, epsilon: float, kind: str, delta: float, reference_lower: float | None,
+                 s: np.ndarray | None, thresholds: np.ndarray | None, rows: np.ndarray) -> int:
+    """The row a test-by-betting certifies, fixed-sequence over ``rows`` (0: none)."""
+    if s is not None and thresholds is not None:
+        acc_mask = np.stack([decision.accepts(s, None, thresholds[r]) for r in rows[1:]])
+    else:
+        acc_mask = a != c.shape[0] - 1
+    y = _paired_y(acc_mask, c, a, epsilon, kind, reference_lower)
+    rej = betting_test(y, delta, upper=1.0, lower=-1.0 - epsilon)
+    run = int(fixed_sequence(rej))
+    return int(rows[run]) if run else 0
 
 
 def _paired_y(acc_mask: np.ndarray, c: np.ndarray, a: Any, epsilon: float, kind: str,
