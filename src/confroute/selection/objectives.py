@@ -149,7 +149,7 @@ _TABLE = (
         ">=", "pct", False, True, 2, False, True,
         "paired: bound on the losses among the inputs where the stages disagree (bound='cp_losses', "
         "'conditional' or 'betting'), fixed-sequence strict to loose",
-        "", _ACCURACY,
+        "", _SYSTEM,
     ),
     Objective(
         "max_accuracy_drop", "accuracy_drop",

@@ -199,7 +199,7 @@ def _per_class_choice(
     guaranteed = float(min(bounds)) if predicted and all_ok and not np.isnan(bounds).any() else float("nan")
     inner = predicted[0].procedure if predicted else "empirical_loosest"
     procedure = f"per_class_{correction}+{inner}" if delta is not None else f"per_class+{inner}"
-    figures = {"coverage": float(decision.accepts(scores, pred, thresholds).mean()) if scores.size else float("nan")}
+    figures: dict[str, Any] = {"coverage": float(decision.accepts(scores, pred, thresholds).mean()) if scores.size else float("nan")}
     if evaluation is not None:
         point = evaluation.at([thresholds])
         figures = {"coverage": point.coverage}

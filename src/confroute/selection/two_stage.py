@@ -170,6 +170,9 @@ def select_threshold(
         raise ValueError(f"method={method!r} applies to target_accuracy only")
     if objective.needs_fallback and path.system_correct is None:
         raise ValueError(f"{objective.keyword} needs the fallback's answers (fallback_correct)")
+    if objective.paired and delta is None:
+        row, procedure = _paired_empirical_row(path, objective, target, rule)
+        return _paired_empirical(path, prices, cost_model, row, objective, target, procedure)
     if objective.paired or method not in (None, "multistart"):
         if method not in (None, "multistart") and n_starts is not None:
             raise ValueError("n_starts applies to method='multistart' only")
@@ -282,6 +285,39 @@ def _coverage_row(
     return row, feasible, figure(cov_emp), (math.nan if math.isnan(cov_g) else figure(cov_g))
 
 
+def _paired_empirical_row(path: Path, objective: Objective, target: float, rule: str) -> tuple[int, str]:
+    """Empirical row for a paired objective: the figure on the calibration data meets the target."""
+    assert path.system_correct is not None
+    reference = int(path.system_correct[0])  # row 0: the fallback answers everything
+    if objective.name == "relative_accuracy":
+        meets = path.system_correct >= target * reference - 1e-9 * path.n
+    else:
+        meets = path.system_correct >= reference - target * path.n - 1e-9 * path.n
+    if rule == "loosest":
+        ok = np.flatnonzero(meets[1:])
+        return (1 + int(ok[-1]) if ok.size else 0), "empirical_loosest"
+    return max(_first_failure(meets[1:]), 0), "empirical_first_failure"
+
+
+def _paired_empirical(
+    path: Path, prices: np.ndarray | None, cost_model: CostModel | None, row: int, objective: Objective,
+    target: float, procedure: str,
+) -> ThresholdChoice:
+    assert path.system_correct is not None
+    reference = int(path.system_correct[0])
+    system = int(path.system_correct[row])
+    if objective.name == "relative_accuracy":
+        empirical = system / reference if reference else math.nan
+    else:
+        empirical = (system - reference) / path.n
+    feasible = row > 0
+    if not feasible:
+        warnings.warn(
+            f"no threshold meets {objective.name.replace('_', ' ')} target {target:g} on {path.n} calibration "
+            "inputs; returning the safe end (accept nothing)", ThresholdWarning, stacklevel=4)
+    return _choice(path, prices, cost_model, row, objective, target, None, feasible, empirical, math.nan, procedure)
+
+
 def _certified(
     path: Path, correct: Any, fallback_correct: Any, prices: np.ndarray | None, cost_model: CostModel | None,
     objective: Objective, target: float, delta: float | None, method: str, bound: str,
@@ -295,7 +331,7 @@ def _certified(
     else:
         kind = "ratio" if objective.name == "relative_accuracy" else "difference"
         if not 0 < target < 1:
-            raise ValueError(f"{objective.keyword} must lie in (0, 1), got {target}")
+            raise ValueError(f"{objective.keyword} must lie in (0, 1) for a certificate, got {target}")
         epsilon = 1.0 - target if kind == "ratio" else target
         cert = certify_relative_accuracy(
             path.scores, np.stack([check_bool(correct, "correct"), check_bool(fallback_correct, "fallback_correct")]),
