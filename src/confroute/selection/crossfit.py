@@ -53,6 +53,7 @@ from .bounds import clopper_pearson
 from .choices import ThresholdChoice
 from .choose import choose_thresholds
 from .objectives import Objective, given_objective, objective_of
+from .certificate import path_counts
 from .paired import select_paired
 from .planner import plan_labels
 
@@ -565,22 +566,32 @@ def _paired_needed(
     objective: Objective, ev: Evaluation, target: float, delta: float, final: ThresholdChoice,
     emp: ThresholdChoice, bound: str,
 ) -> tuple[float | None, int | None, float | None]:
-    """The paired certificate at the empirical choice's threshold, and the planner's size for it."""
+    """The paired bound where an empirical choice routes, and the planner's size for the target:
+    the fewest inputs at which every threshold from the strict end down to one that keeps at least
+    half the empirical coverage passes at the rates seen there (fixed-sequence testing)."""
     pc, fc = ev.correct[0], ev.correct[-1]
-    accepted = decision.accepts(ev.stage_scores[0], None, emp.threshold)
     n, F = ev.n, int(fc.sum())
-    L, G = int((accepted & ~pc & fc).sum()), int((accepted & pc & ~fc).sum())
+    thresholds, order, ends = decision.threshold_path(ev.stage_scores[0])
+    L, G = path_counts(~pc & fc, order, ends), path_counts(pc & ~fc, order, ends)
     kind = "ratio" if objective.name == "relative_accuracy" else "difference"
     epsilon = 1.0 - target if kind == "ratio" else target
     plan_bound = "cp_losses" if bound == "betting" else bound
-    _, up = select_paired(np.array([0, L]), np.array([0, G]), n, 1e9, delta, kind=kind, bound=plan_bound,
+    at = int(np.searchsorted(-thresholds, -emp.threshold, side="left"))  # the empirical choice's row
+    _, up = select_paired(np.array([0, L[at]]), np.array([0, G[at]]), n, 1e9, delta, kind=kind, bound=plan_bound,
                           fallback_correct=F)
     certifiable = 1.0 - float(up) if kind == "ratio" else float(up)
     if final.feasible or epsilon <= 0:
         return certifiable, None, None
-    plan = plan_labels((L + G) / n, L / n, G / n, epsilon=epsilon, kind=kind, reference_accuracy=F / n,
-                       delta=delta, bound=plan_bound)
-    return certifiable, plan.n_inputs, (None if plan.n_inputs is None else emp.coverage)
+    rows = np.unique(np.searchsorted(ends, np.linspace(1, ends[at], 48), side="left").clip(1, at))
+    need = np.array([
+        plan_labels((L[r] + G[r]) / n, L[r] / n, G[r] / n, epsilon=epsilon, kind=kind, reference_accuracy=F / n,
+                    delta=delta, bound=plan_bound).n_inputs or np.inf for r in rows], dtype=np.float64)
+    need = np.maximum.accumulate(need)  # every stricter candidate must pass too
+    keep = ends[rows] >= ends[at] / 2
+    if not keep.any() or not np.isfinite(need[keep]).any():
+        return certifiable, None, None
+    best = int(np.flatnonzero(keep)[np.argmin(need[keep])])
+    return certifiable, int(need[best]), float(ends[rows[best]] / n)
 
 
 def _unpaired_needed(

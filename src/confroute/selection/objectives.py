@@ -186,6 +186,6 @@ def given_objective(values: Mapping[str, Any]) -> tuple[Objective, float]:
         raise TypeError(f"unknown objectives {unknown}; the objectives are {list(KEYWORDS)}")
     given = [k for k, v in values.items() if v is not None]
     if len(given) != 1:
-        raise ValueError(f"give exactly one objective of {list(KEYWORDS)}, got {given or 'none'}")
+        raise ValueError(f"give exactly one of {', '.join(KEYWORDS)} (got {given or 'none'})")
     obj = OBJECTIVES[given[0]]
     return obj, obj.check_target(values[given[0]])
