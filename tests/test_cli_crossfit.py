@@ -20,7 +20,7 @@ from confroute.cli import main
 from confroute.cli.evaluate import CLIError, parse_calibration
 from confroute.core.types import Predictions
 from confroute.integrations.io import load_texts
-from confroute.selection.crossfit import cross_fit_threshold
+from confroute.selection.crossfit import cross_fit_thresholds
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_default_is_cross_fit_and_matches_the_library(toy, tmp_path, capsys):
     cheap, big = (pickle.loads(toy[k].read_bytes()) for k in ("cheap", "big"))
     pp = Predictions.from_probs(cheap.predict_proba(texts))
     fb = big.predict_proba(texts).argmax(axis=1)
-    cf = cross_fit_threshold(y, pp, fb, target_relative_accuracy=0.97, cost_model=[1, 5], random_state=3)
+    cf = cross_fit_thresholds(y, pp, fb, target_relative_accuracy=0.97, cost_model=[1, 5], random_state=3)
     (choice,) = doc["choices"]
     assert choice["threshold"] == pytest.approx(cf.final.threshold)
     assert choice["cross_fit"]["coverage"] == pytest.approx(cf.coverage)

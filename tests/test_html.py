@@ -9,9 +9,8 @@ from html import unescape
 import numpy as np
 import pytest
 
-from confroute import CallablePredictor, Cascade, CostModel, ThresholdRouter, choose_threshold, evaluate
+from confroute import CallablePredictor, Cascade, CostModel, ThresholdRouter, choose_thresholds, evaluate
 from confroute.core import _html
-from confroute.selection._deprecated import choose_cascade_thresholds
 
 
 def _cells(html: str) -> list[str]:
@@ -49,16 +48,16 @@ def test_evaluation_html_shows_the_operating_points_and_key_figures(two_stage):
 
 def test_choice_html_shows_target_guarantee_and_coverage(two_stage):
     y, p, f, _ = two_stage
-    c = choose_threshold(evaluate(labels=y, primary=p, fallback=f), target_system_accuracy=0.8, delta=0.05)
+    c = choose_thresholds(evaluate(labels=y, primary=p, fallback=f), target_system_accuracy=0.8, delta=0.05)
     cells = _cells(c._repr_html_())
     assert "system accuracy" in cells and "80.00%" in cells
     assert f"≥ {c.guaranteed:.2%} with probability 0.95" in cells
     assert f"{c.coverage:.2%} ({c.m:,} of {c.n:,} accepted, {c.k:,} errors)" in cells
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        bad = choose_threshold(evaluate(labels=y, primary=p, fallback=f), target_accuracy=0.9999, delta=0.05)
+        bad = choose_thresholds(evaluate(labels=y, primary=p, fallback=f), target_accuracy=0.9999, delta=0.05)
     assert any(cell.startswith("no: the target is not reachable") for cell in _cells(bad._repr_html_()))
-    empirical = choose_threshold(evaluate(labels=y, primary=p), target_coverage=0.5, delta=None)
+    empirical = choose_thresholds(evaluate(labels=y, primary=p), target_coverage=0.5, delta=None)
     assert "none (empirical choice)" in _cells(empirical._repr_html_())
 
 
@@ -91,7 +90,7 @@ def test_cascade_html(two_stage):
     res = evaluate(labels=y, stages=[p, m, f], cost_model=[1.0, 2.0, 10.0], grid=5)
     html = res._repr_html_()
     assert "Pareto front" in html and "threshold stage0" in html
-    c = choose_cascade_thresholds(res, target_system_accuracy=0.8, delta=None)
+    c = choose_thresholds(res, target_system_accuracy=0.8, delta=None)
     cells = _cells(c._repr_html_())
     assert ", ".join(_html.fmt(t) for t in c.thresholds) in cells
     assert " / ".join(f"{s:.2%}" for s in c.shares) in cells

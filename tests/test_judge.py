@@ -12,7 +12,8 @@ from confroute import CallablePredictor, Predictions, ThresholdRouter
 from confroute.evaluation.evaluate import evaluate, threshold_sweep
 from confroute.calibration.judge import CorrectnessJudge, cross_fit, judge_features
 from confroute.calibration.metrics import aurc
-from confroute.selection.thresholds import choose_threshold
+
+from _selection import choose
 
 
 def coverage_at(scores, correct, target):
@@ -51,7 +52,7 @@ def test_judge_beats_max_prob_when_length_decides():
     # The same holds with thresholds chosen with a guarantee on a calibration split.
     cal, test = te[:1000], te[1000:]
     sj = judge.score_predictions(preds.take(cal), [texts[i] for i in cal])
-    t = choose_threshold(sj, correct[cal], target_accuracy=0.93, delta=0.05)
+    t = choose(sj, correct[cal], target_accuracy=0.93, delta=0.05, method="multistart")
     st = judge.score_predictions(preds.take(test), [texts[i] for i in test])
     assert t.feasible and st[st >= t.threshold].size > 0.6 * test.size
     assert correct[test][st >= t.threshold].mean() >= 0.93

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from confroute.evaluation import plotting  # noqa: E402
 from confroute.calibration.calibrators import TemperatureScaler  # noqa: E402
 from confroute.evaluation.evaluate import evaluate  # noqa: E402
-from confroute.selection.thresholds import choose_threshold  # noqa: E402
+from confroute import choose_thresholds  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +40,7 @@ def _close():
 
 
 def test_summary_figure_has_the_three_study_panels(result, tmp_path):
-    choice = choose_threshold(result, target_accuracy=0.9, delta=0.05)
+    choice = choose_thresholds(result, target_accuracy=0.9, delta=0.05)
     fig = result.plot(path=tmp_path / "summary.png", choice=choice)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["Accuracy vs threshold", "Cost vs threshold", "Accuracy vs cost"]
