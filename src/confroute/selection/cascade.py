@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
