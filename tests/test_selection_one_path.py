@@ -218,3 +218,19 @@ def test_selection_follows_the_accept_rule(monkeypatch):
         point = ev.at(c)
         assert point.coverage == pytest.approx(c.coverage) == pytest.approx((scores > c.threshold).mean())
         assert point.cost_per_input == pytest.approx(c.cost_per_input)
+
+
+def test_selection_prices_through_the_cost_model(monkeypatch):
+    """Replacing CostModel.per_input (the one home of per-input cost) changes every cost figure
+    and every cost-constrained choice."""
+    from confroute.core.cost import CostModel
+
+    ev = _two_stage(1000)
+    before = choose_thresholds(ev, target_coverage=0.5, delta=None)
+    budget = choose_thresholds(ev, max_cost_per_input=6.0, delta=None)
+    original = CostModel.per_input
+    monkeypatch.setattr(CostModel, "per_input", lambda self, reached: 2.0 * original(self, reached))
+    after = choose_thresholds(ev, target_coverage=0.5, delta=None)
+    assert after.threshold == before.threshold and after.cost_per_input == pytest.approx(2 * before.cost_per_input)
+    doubled = choose_thresholds(ev, max_cost_per_input=12.0, delta=None)
+    assert doubled.threshold == budget.threshold and doubled.cost_per_input == pytest.approx(12.0, abs=0.02)
