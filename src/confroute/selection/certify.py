@@ -25,7 +25,7 @@ Accepted accuracy (:func:`certify_accepted_accuracy`)
         One fixed-sequence chain at ``delta`` from the first candidate that can pass.
     ``"multistart"``
         ``J`` chains from doubling start points, each at ``delta / J`` (the rule of
-        :func:`~confroute.selection.thresholds.choose_threshold` before this module).
+        the old default of ``choose_threshold``).
     ``"split"``
         Learn-then-Test (Angelopoulos et al. 2021): the order of the candidates is learned on a
         random part of the data (by its p-values) and fixed-sequence is run on the rest.

@@ -81,9 +81,10 @@ def choose_thresholds(
     target_relative_accuracy : float, optional
         System accuracy at least this fraction of the last stage's own accuracy, certified with a
         *paired* bound that reads only the inputs where the stages disagree (two stages; see
-        :mod:`confroute.selection.certify`).
+        :mod:`confroute.selection.relative`).
     max_accuracy_drop : float, optional
         System accuracy at least the last stage's accuracy minus this (paired, two stages).
+        With ``delta=None`` both relative targets are met on the calibration figures only.
     delta : float or None, default 0.05
         The target holds with probability at least ``1 - delta`` over the draw of the
         calibration data; ``None`` for a purely empirical choice (no guarantee).
@@ -102,11 +103,13 @@ def choose_thresholds(
         ``"coordinate"`` (cyclic coordinate descent). Two stages with ``target_accuracy``: the
         certification procedure, ``"fallback"`` (default: the fallback procedure, the best valid
         one in our simulations), ``"single"``, ``"multistart"``, ``"split"`` (Learn-then-Test)
-        or ``"betting"`` (see :func:`confroute.selection.certify.certify_accepted_accuracy`).
+        or ``"betting"`` (see :func:`confroute.selection.accepted.certify_accepted_accuracy`).
     bound : {"cp_losses", "conditional", "betting"}, default "cp_losses"
         The paired bound for ``target_relative_accuracy`` / ``max_accuracy_drop``.
     n_starts, rule
-        Two stages, global: see :func:`~confroute.selection.thresholds.choose_threshold`.
+        Two stages, global: ``n_starts`` chains for ``method="multistart"``; ``rule`` (``"loosest"``
+        or ``"first_failure"``) for an empirical (``delta=None``) accuracy target: see
+        :func:`confroute.selection.two_stage.select_threshold`.
     max_rounds : int, default 10
         Cascades with ``method="coordinate"``.
 

@@ -60,7 +60,8 @@ class Objective:
     per_class : bool
         Whether it has a per-class form (one threshold per predicted class).
     paired : bool
-        Certified from the inputs where the stages disagree (needs ``delta``).
+        Certified from the inputs where the stages disagree (with ``delta``; ``delta=None``
+        chooses on the same figure empirically).
     certificate : str
         The certificate procedure behind ``delta`` (two stages; cascades: see ``cascade``).
     cascade : str
