@@ -172,6 +172,8 @@ def test_every_choice_round_trips_through_json():
         d = json.loads(json.dumps(c.to_dict()))
         back = type(c).from_dict(d)
         assert back.to_dict() == c.to_dict()
+        if not isinstance(c, PerClassChoice):  # (arrays make dataclass equality ambiguous)
+            assert back == c
         assert all(np.array_equal(a, b) for a, b in zip(back.thresholds, c.thresholds))
     # inf ("accept nothing") is null in JSON and inf again after the round trip.
     with pytest.warns(ThresholdWarning):
@@ -182,18 +184,23 @@ def test_every_choice_round_trips_through_json():
 
 def test_a_failed_certificate_reports_no_bound():
     ev = _two_stage(500)
-    with pytest.warns(ThresholdWarning):
+    with pytest.warns(ThresholdWarning) as record:
         system = choose_thresholds(ev, target_system_accuracy=0.9999, delta=0.05)
     assert not system.feasible and math.isnan(system.guaranteed)
+    assert record[0].filename == __file__  # at the user's line, through every layer
     with pytest.warns(ThresholdWarning):
         budget = choose_thresholds(ev, max_cost_per_input=0.5, delta=0.05)
     assert not budget.feasible and math.isnan(budget.guaranteed)
     rng = np.random.default_rng(3)
     y = rng.integers(0, 2, 300)
     stages = [np.eye(2)[np.where(rng.random(300) < q, y, 1 - y)] * 0.7 + 0.15 for q in (0.7, 0.8, 0.9)]
-    with pytest.warns(ThresholdWarning):
+    with pytest.warns(ThresholdWarning) as record:
         cascade = choose_thresholds(evaluate(labels=y, stages=stages, grid=4), target_system_accuracy=0.999)
     assert not cascade.feasible and math.isnan(cascade.guaranteed)
+    assert record[0].filename == __file__
+    with pytest.warns(ThresholdWarning) as record:
+        paired = choose_thresholds(_two_stage(100), target_relative_accuracy=0.999, delta=0.05)
+    assert not paired.feasible and math.isnan(paired.guaranteed) and record[0].filename == __file__
 
 
 # --------------------------------------------------------------------------- one accept rule

@@ -15,7 +15,6 @@ for the cost bound.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
@@ -23,9 +22,9 @@ from ..core._params import DELTA
 from ..core.cost import CostModel
 from ..evaluation.evaluate import Evaluation, _table, best_row
 from ..evaluation.grid import cascade_counts
-from ..exceptions import ThresholdWarning
 from .bounds import clopper_pearson
 from .choices import CascadeChoice
+from .infeasible import warn_infeasible
 from .objectives import OBJECTIVES
 from .two_stage import answer_prices
 
@@ -152,12 +151,10 @@ def choose_cascade(
     objective = "system_accuracy" if target_system_accuracy is not None else "cost"
     target = float(target_system_accuracy if target_system_accuracy is not None else max_cost_per_input)  # type: ignore[arg-type]
     if not feasible:
-        warnings.warn(
+        warn_infeasible(
             f"no threshold tuple meets the {objective.replace('_', ' ')} target {target:g}"
             + ("" if delta is None else f" with probability {1 - delta:g}")
-            + f" on {data.n} inputs; returning the safe end",
-            ThresholdWarning,
-            stacklevel=2,
+            + f" on {data.n} inputs; returning the safe end"
         )
     accuracy_bound = math.nan if level is None else float(bounds[0][r])
     cost_bound = math.nan if level is None or cost_model is None else float(bounds[1][r])

@@ -40,11 +40,19 @@ from .objectives import objective_of
 
 __all__ = ["ThresholdChoice", "PerClassChoice", "CascadeChoice"]
 
-NAN = float("nan")
+NAN = math.nan  # one object, so choices holding nan still compare equal
 
 
 def _float(v: Any, missing: float = NAN) -> float:
     return missing if v is None else float(v)
+
+
+def _one_nan(choice: Any) -> None:
+    """Every nan field as the one ``NAN`` object, so equal choices compare equal."""
+    for f in fields(choice):
+        value = getattr(choice, f.name)
+        if isinstance(value, float) and math.isnan(value) and value is not NAN:
+            object.__setattr__(choice, f.name, NAN)
 
 
 def _html_view(choice: Any, **overrides: Any) -> Any:
@@ -106,6 +114,9 @@ class ThresholdChoice(Choice):
     cost_per_input: float = NAN
     savings: float = NAN
     procedure: str = ""
+
+    def __post_init__(self) -> None:
+        _one_nan(self)
 
     @property
     def thresholds(self) -> list[float]:  # type: ignore[override]
@@ -198,6 +209,9 @@ class PerClassChoice(Choice):
     system_accuracy: float = NAN
     cost_per_input: float = NAN
     savings: float = NAN
+
+    def __post_init__(self) -> None:
+        _one_nan(self)
 
     def _repr_html_(self) -> str:
         view = _html_view(self, feasible=self.class_feasible,
@@ -323,6 +337,9 @@ class CascadeChoice(Choice):
     guaranteed: float = NAN
     procedure: str = ""
     coverage: float = NAN
+
+    def __post_init__(self) -> None:
+        _one_nan(self)
 
     def _repr_html_(self) -> str:
         return _html.cascade_choice_html(_html_view(self))

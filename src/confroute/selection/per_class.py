@@ -48,6 +48,7 @@ from ..core.classes import as_classes
 from ..evaluation.evaluate import Evaluation, OperatingPoint
 from ..exceptions import ThresholdWarning
 from .choices import PerClassChoice, ThresholdChoice
+from .infeasible import warn_infeasible
 from .objectives import OBJECTIVES
 from .two_stage import select_threshold
 
@@ -176,12 +177,10 @@ def select_per_class(
     bad = [c for c in range(k) if counts[c] and not feasible[c]]
     if bad:
         names = [class_values[c] if class_values else c for c in bad]
-        warnings.warn(
+        warn_infeasible(
             f"no threshold meets accuracy {target:g} for predicted classes {names}"
             + ("" if level is None else f" at level {level:.3g}")
-            + f"; they get threshold {upper:g}",
-            ThresholdWarning,
-            stacklevel=3,
+            + f"; they get threshold {upper:g}"
         )
     return _per_class_choice(thresholds, feasible, class_values, target, delta, level, choices, counts,
                              correction, s, pred, evaluation)

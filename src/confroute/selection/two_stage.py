@@ -45,7 +45,6 @@ Angelopoulos, Bates, Candès, Jordan & Lei (2021). Learn then test. arXiv:2110.0
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,11 +54,11 @@ from scipy.stats import binom
 from ..core import decision
 from ..core._params import DELTA
 from ..core.cost import CostModel
-from ..exceptions import ThresholdWarning
 from .accepted import certify_accepted_accuracy, chain_count, min_trials
 from .bounds import clopper_pearson
 from .certificate import ACCEPTED_METHODS, check_bool, path_counts
 from .choices import ThresholdChoice
+from .infeasible import warn_infeasible
 from .objectives import Objective
 from .relative import certify_relative_accuracy
 
@@ -192,12 +191,10 @@ def select_threshold(
         row, feasible, empirical, guaranteed = _coverage_row(path, objective, target, delta, prices, cost_model)
         procedure = "empirical" if delta is None else "clopper_pearson_coverage"
     if not feasible:
-        warnings.warn(
+        warn_infeasible(
             f"no threshold meets {objective.name.replace('_', ' ')} target {target:g}"
             + ("" if delta is None else f" with probability {1 - delta:g}")
-            + f" on {path.n} calibration inputs; returning the safe end (threshold {path.thresholds[row]:g})",
-            ThresholdWarning,
-            stacklevel=3,
+            + f" on {path.n} calibration inputs; returning the safe end (threshold {path.thresholds[row]:g})"
         )
     return _choice(path, prices, cost_model, row, objective, target, delta, feasible, empirical, guaranteed,
                    procedure)
@@ -312,9 +309,9 @@ def _paired_empirical(
         empirical = (system - reference) / path.n
     feasible = row > 0
     if not feasible:
-        warnings.warn(
+        warn_infeasible(
             f"no threshold meets {objective.name.replace('_', ' ')} target {target:g} on {path.n} calibration "
-            "inputs; returning the safe end (accept nothing)", ThresholdWarning, stacklevel=4)
+            "inputs; returning the safe end (accept nothing)")
     return _choice(path, prices, cost_model, row, objective, target, None, feasible, empirical, math.nan, procedure)
 
 
@@ -338,13 +335,11 @@ def _certified(
             epsilon=epsilon, kind=kind, delta=delta, bound=bound)
         procedure = f"paired_{bound}"
     if not cert.certified:
-        warnings.warn(
+        warn_infeasible(
             f"no threshold meets {objective.name.replace('_', ' ')} target {target:g} with probability "
             f"{1 - delta:g} on {path.n} calibration inputs ({cert.reason}"
             + ("" if cert.labels_needed is None else f"; about {cert.labels_needed} labelled inputs needed")
-            + "); returning the safe end (accept nothing)",
-            ThresholdWarning,
-            stacklevel=4,
+            + "); returning the safe end (accept nothing)"
         )
     # A failed certificate reports no bound (never the bound of "accept nothing").
     guaranteed = cert.bound if cert.certified and cert.bound is not None else math.nan
