@@ -106,6 +106,10 @@ def test_every_old_selection_name_warns_and_runs_the_one_path():
     with pytest.deprecated_call():
         old_c = _deprecated.choose_cascade_thresholds(cascade, target_system_accuracy=0.8, delta=None)
     assert old_c.to_dict() == choose_thresholds(cascade, target_system_accuracy=0.8, delta=None).to_dict()
+    two = _two_stage(500)
+    with pytest.deprecated_call():
+        old_two = _deprecated.choose_cascade_thresholds(two, target_system_accuracy=0.9)
+    assert old_two == choose_thresholds(two, target_system_accuracy=0.9)
     y, pp, fb = _pair(400)
     with pytest.deprecated_call():
         old_cf = crossfit.cross_fit_threshold(y, pp, fb, target_coverage=0.5)
