@@ -245,3 +245,27 @@ def test_selection_prices_through_the_cost_model(monkeypatch):
     assert after.threshold == before.threshold and after.cost_per_input == pytest.approx(2 * before.cost_per_input)
     doubled = choose_thresholds(ev, max_cost_per_input=12.0, delta=None)
     assert doubled.threshold == budget.threshold and doubled.cost_per_input == pytest.approx(12.0, abs=0.02)
+
+
+def test_cross_fitting_follows_the_accept_rule(monkeypatch):
+    """Cross-fitted decisions come from the rule too: with ``>`` and tied scores, an input whose
+    score equals its fold's threshold is deferred."""
+    rng = np.random.default_rng(6)
+    n = 1200
+    z = np.round(rng.normal(0.0, 4.0, n))  # few distinct logits: ties across folds
+    y = (rng.random(n) < 1 / (1 + np.exp(-z / 2.0))).astype(int)
+    fb = np.where(rng.random(n) < 0.95, y, 1 - y)
+    pp = Predictions.from_logits(np.c_[np.zeros(n), z])
+
+    def strict(s, predicted_index, threshold):
+        return np.asarray(s, dtype=np.float64) > float(threshold)
+
+    monkeypatch.setattr(decision, "accepts", strict)
+    cf = cross_fit_thresholds(y, pp, fb, target_coverage=0.4, delta=None, calibrator=None)
+    scores = pp.probs.max(axis=1)
+    at_threshold = 0
+    for f in cf.folds:
+        held = cf.fold_of == f.fold
+        assert np.array_equal(cf.accept[held], scores[held] > f.threshold)
+        at_threshold += int((scores[held] == f.threshold).sum())
+    assert at_threshold > 0  # ties at the threshold exist, so ">=" would have decided otherwise
