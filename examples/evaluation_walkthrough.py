@@ -84,7 +84,9 @@ def main() -> None:
     # -- choose a threshold on the calibration split, check it on the test split ---------------
     cal_result = evaluate(labels=y_cal, primary=cal_preds, fallback=fallback.predict(X_cal),
                           calibrator=ts, cost_model=cost)
-    choice = choose_thresholds(cal_result, target_accuracy=0.95, delta=0.1)
+    default = choose_thresholds(cal_result, target_accuracy=0.95, delta=0.1)  # the fallback procedure
+    print(default)
+    choice = choose_thresholds(cal_result, target_accuracy=0.95, delta=0.1, method="multistart")
     print(choice)
     test_point = result.at(choice)
     print(f"on test: accepted accuracy {test_point.accepted_accuracy:.4f}, coverage "

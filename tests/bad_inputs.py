@@ -46,12 +46,12 @@ def _evaluate_unknown_label() -> Any:
 
 
 def _choose_with_nan_budget() -> Any:
-    from confroute import choose_threshold, evaluate
+    from confroute import choose_thresholds, evaluate
 
     rng = np.random.default_rng(0)
     preds = Predictions.from_probs(rng.dirichlet([1, 1], 50))
     res = evaluate(labels=rng.integers(0, 2, 50), primary=preds, fallback=preds, cost_model=[1.0, 5.0])
-    return choose_threshold(res, max_cost_per_input=float("nan"))
+    return choose_thresholds(res, max_cost_per_input=float("nan"))
 
 
 def _load_file(name: str, content: str) -> Any:

@@ -12,11 +12,12 @@ from _helpers import SpyPredictor, binary
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from confroute import Cascade, CostModel, ThresholdRouter
+from confroute import Cascade, CostModel, ThresholdRouter, choose_thresholds
+from confroute.evaluation.evaluate import Evaluation
 from confroute.evaluation.grid import cascade_counts, quantile_grid
-from confroute.selection._deprecated import choose_cascade_thresholds
-from confroute.evaluation.evaluate import Evaluation, evaluate
-from confroute.selection.thresholds import ThresholdWarning
+from confroute.selection.cascade import choose_cascade
+from confroute.evaluation.evaluate import evaluate
+from confroute.exceptions import ThresholdWarning
 
 # Six inputs; each stage returns P(pos). Labels: pos for even inputs.
 S1 = {0: 0.95, 1: 0.90, 2: 0.70, 3: 0.60, 4: 0.55, 5: 0.85}   # stage 1: says pos/neg as >0.5
@@ -145,14 +146,14 @@ def test_search_matches_brute_force(seed, target, budget, delta):
     if delta is None:
         acc_ok, cost_ok = acc >= target, cost <= budget
     else:
-        from confroute.selection.thresholds import clopper_pearson
+        from confroute.selection.bounds import clopper_pearson
 
         acc_ok = 1 - clopper_pearson(300 - res.table["n_correct"], 300, delta / m) >= target
         cost_ok = cost + (29.0 - 1.0) * np.sqrt(np.log(m / delta) / 600) <= budget  # cost in [1, 29]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThresholdWarning)
-        a = choose_cascade_thresholds(res, target_system_accuracy=target, delta=delta)
-        b = choose_cascade_thresholds(res, max_cost_per_input=budget, delta=delta)
+        a = choose_thresholds(res, target_system_accuracy=target, delta=delta)
+        b = choose_thresholds(res, max_cost_per_input=budget, delta=delta)
     # (a) cheapest feasible
     assert a.feasible == bool(acc_ok.any())
     if a.feasible:
@@ -166,7 +167,7 @@ def test_search_matches_brute_force(seed, target, budget, delta):
     # Coordinate descent: feasible whenever exhaustive is (it starts at the safe end), never better.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThresholdWarning)
-        ca = choose_cascade_thresholds(res, target_system_accuracy=target, delta=delta, method="coordinate")
+        ca = choose_thresholds(res, target_system_accuracy=target, delta=delta, method="coordinate")
     assert ca.feasible == a.feasible
     if a.feasible:
         assert ca.cost_per_input >= a.cost_per_input - 1e-12 and ca.system_accuracy >= target - 1e-12
@@ -176,25 +177,25 @@ def test_search_matches_brute_force(seed, target, budget, delta):
 def test_coordinate_is_exact_for_two_stages_and_cheap_for_four():
     y, stages = synthetic(2000, 1)
     two = evaluate(labels=y, stages=[stages[0], stages[2]], cost_model=[1.0, 25.0], grid=30)
-    ex = choose_cascade_thresholds(two, target_system_accuracy=0.9, delta=None)
-    cd = choose_cascade_thresholds(two, target_system_accuracy=0.9, delta=None, method="coordinate")
+    ex = choose_cascade(two, target_system_accuracy=0.9, delta=None)
+    cd = choose_cascade(two, target_system_accuracy=0.9, delta=None, method="coordinate")
     assert cd.thresholds == ex.thresholds
     rng = np.random.default_rng(5)
     p = 1 / (1 + np.exp(-(2 * y - 1) * 2.5 + rng.normal(0, 4.0, y.size)))
     four = evaluate(labels=y, stages=[np.c_[1 - p, p], *stages], cost_model=[0.5, 1.0, 3.0, 25.0],
                     grid=10)
     assert four.n_rows == 11**3
-    ex4 = choose_cascade_thresholds(four, target_system_accuracy=0.93)
-    cd4 = choose_cascade_thresholds(four, target_system_accuracy=0.93, method="coordinate")
+    ex4 = choose_thresholds(four, target_system_accuracy=0.93)
+    cd4 = choose_thresholds(four, target_system_accuracy=0.93, method="coordinate")
     assert cd4.feasible and ex4.feasible
     assert cd4.n_evaluated < ex4.n_evaluated / 10
     # Coordinate descent does not need the G^(N-1) table.
     lean = evaluate(labels=y, stages=[np.c_[1 - p, p], *stages], cost_model=[0.5, 1.0, 3.0, 25.0],
                     grid=10, table=False)
     assert lean.n_rows == 0 and lean.n_candidates == 11**3 and "no table" in repr(lean)
-    assert choose_cascade_thresholds(lean, target_system_accuracy=0.93, method="coordinate") == cd4
+    assert choose_thresholds(lean, target_system_accuracy=0.93, method="coordinate") == cd4
     with pytest.raises(ValueError, match="full table"):
-        choose_cascade_thresholds(lean, target_system_accuracy=0.93)
+        choose_thresholds(lean, target_system_accuracy=0.93)
     # A local optimum, close to the global one here.
     assert cd4.cost_per_input <= 1.25 * ex4.cost_per_input
 
@@ -202,7 +203,7 @@ def test_coordinate_is_exact_for_two_stages_and_cheap_for_four():
 def test_chosen_thresholds_route_as_predicted():
     y, stages = synthetic(500, 2)
     res = evaluate(labels=y, stages=stages, cost_model=[1.0, 3.0, 25.0], grid=10)
-    c = choose_cascade_thresholds(res, target_system_accuracy=0.9, delta=None)
+    c = choose_thresholds(res, target_system_accuracy=0.9, delta=None)
     assert all(np.isfinite(c.thresholds))
     fns = [lambda xs, p=p: p[np.asarray(xs)] for p in stages]
     routed = Cascade(fns, thresholds=c.thresholds, cost_model=CostModel.per_sample([1.0, 3.0, 25.0])).route(
@@ -225,15 +226,15 @@ def test_best_exports_and_errors():
     df = res.to_pandas()
     assert len(df) == res.n_rows and "threshold_stage0" in df and "share_stage2" in df
     assert "Pareto front" in repr(res)
-    json.dumps(choose_cascade_thresholds(res, max_cost_per_input=10.0).to_dict())
+    json.dumps(choose_thresholds(res, max_cost_per_input=10.0).to_dict())
     with pytest.raises(ValueError, match="exactly one"):
-        choose_cascade_thresholds(res)
+        choose_thresholds(res)
     with pytest.raises(ValueError, match="non-last stage"):
         evaluate(labels=y, stages=stages, grid=[[0.5]])
     with pytest.raises(ValueError, match="one price per stage"):
         evaluate(labels=y, stages=stages, cost_model=[1.0, 2.0])
     with pytest.warns(ThresholdWarning):
-        c = choose_cascade_thresholds(res, target_system_accuracy=0.9999)
+        c = choose_thresholds(res, target_system_accuracy=0.9999)
     assert not c.feasible and c.system_accuracy == res.table["system_accuracy"].max()
     ans, ok = cascade_counts([np.array([0.2])], [np.array([True]), np.array([False])], [np.array([np.inf])])
     assert ans.tolist() == [[0, 1]] and ok.tolist() == [[0, 0]]

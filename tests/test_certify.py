@@ -1,4 +1,5 @@
-"""selection/bounds.py and selection/certify.py: hand-checked cases, label budgets, errors.
+"""selection/bounds.py and the certificates (accepted, paired, relative, planner, disagreements):
+hand-checked cases, label budgets, errors.
 
 The statistical validity of every procedure over many draws is in tests/test_validity.py.
 """
@@ -21,20 +22,23 @@ from confroute.selection.bounds import (
     fallback_procedure,
     fixed_sequence,
 )
-from confroute.selection.certify import (
-    Certificate,
-    certify_accepted_accuracy,
-    certify_from_disagreements,
-    certify_relative_accuracy,
-    fallback_weights,
-    needs_label,
-    paired_counts,
-    plan_labels,
-    select_accepted,
-    select_paired,
-    threshold_path,
-)
-from confroute.selection.thresholds import choose_threshold
+from confroute.core.decision import threshold_path
+from confroute.selection.accepted import certify_accepted_accuracy, fallback_weights, select_accepted
+from confroute.selection.certificate import Certificate
+from confroute.selection.disagreements import certify_from_disagreements, needs_label
+from confroute.selection.paired import paired_counts, select_paired
+from confroute.selection.planner import plan_labels
+from confroute.selection.relative import certify_relative_accuracy
+
+from _selection import choose
+
+
+def test_the_certify_overview_still_names_every_procedure():
+    from confroute.selection import certify
+
+    assert certify.certify_accepted_accuracy is certify_accepted_accuracy
+    assert certify.certify_relative_accuracy is certify_relative_accuracy
+    assert certify.threshold_path is threshold_path and certify.Certificate is Certificate
 
 
 # --------------------------------------------------------------------------- bounds
@@ -192,8 +196,7 @@ def test_paired_beats_unpaired_where_models_mostly_agree():
     paired = certify_relative_accuracy(s, c, epsilon=0.01, delta=0.05)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThresholdWarning)
-        unpaired = choose_threshold(s, c[0], fallback_correct=c[1],
-                                    target_system_accuracy=0.99 * c[1].mean(), delta=0.05)
+        unpaired = choose(s, c[0], c[1], target_system_accuracy=0.99 * c[1].mean(), delta=0.05)
     assert paired.certified and paired.coverage > unpaired.coverage + 0.1
 
 
@@ -226,8 +229,8 @@ def test_paired_reason_and_planner_when_nothing_certifies():
     assert not cert.certified and "too few inputs" in cert.reason
     assert cert.labels_needed is not None and cert.labels_needed > 150
     with pytest.warns(ThresholdWarning, match="too few inputs"):
-        ch = choose_threshold(s, c[0], fallback_correct=c[1], target_relative_accuracy=0.995)
-    assert not ch.feasible and ch.m == 0
+        ch = choose(s, c[0], c[1], target_relative_accuracy=0.995)
+    assert not ch.feasible and ch.m == 0 and math.isnan(ch.guaranteed)
 
 
 # --------------------------------------------------------------------------- label budgets
@@ -286,26 +289,28 @@ def test_planner_is_consistent_with_the_bound():
     json.dumps(plan.to_dict())
 
 
-# --------------------------------------------------------------------------- choose_threshold wiring
-def test_choose_threshold_paired_objectives_and_methods():
+# --------------------------------------------------------------------------- choose_thresholds wiring
+def test_choose_thresholds_paired_objectives_and_methods():
     s, c = _pair()
-    ch = choose_threshold(s, c[0], fallback_correct=c[1], target_relative_accuracy=0.98)
+    ch = choose(s, c[0], c[1], target_relative_accuracy=0.98)
     cert = certify_relative_accuracy(s, c, epsilon=0.02)
-    assert ch.feasible and ch.objective == "relative_accuracy"
+    assert ch.feasible and ch.objective == "relative_accuracy" and ch.procedure == "paired_cp_losses"
     assert ch.threshold == cert.threshold and ch.guaranteed == pytest.approx(cert.bound)
     assert "system / fallback accuracy" in str(ch)
-    d = choose_threshold(s, c[0], fallback_correct=c[1], max_accuracy_drop=0.02, bound="conditional")
-    assert d.objective == "accuracy_drop" and d.guaranteed >= -0.02
-    a = choose_threshold(s, c[0], target_accuracy=0.75, method="fallback")
+    d = choose(s, c[0], c[1], max_accuracy_drop=0.02, bound="conditional")
+    assert d.objective == "accuracy_drop" and d.guaranteed >= -0.02 and d.procedure == "paired_conditional"
+    a = choose(s, c[0], target_accuracy=0.75, method="fallback")
     assert a.feasible and a.threshold == certify_accepted_accuracy(s, c[0], target=0.75).threshold
     with pytest.raises(ValueError, match="fallback_correct"):
-        choose_threshold(s, c[0], target_relative_accuracy=0.98)
-    with pytest.raises(ValueError, match="give delta"):
-        choose_threshold(s, c[0], fallback_correct=c[1], max_accuracy_drop=0.02, delta=None)
+        choose(s, c[0], target_relative_accuracy=0.98)
+    # delta=None: the same figure (system - fallback accuracy), empirically, with no guarantee.
+    e = choose(s, c[0], c[1], max_accuracy_drop=0.02, delta=None)
+    assert e.feasible and e.empirical >= -0.02 and math.isnan(e.guaranteed) and e.procedure == "empirical_loosest"
+    assert e.empirical == pytest.approx(e.system_accuracy - c[1].mean())
     with pytest.raises(ValueError, match="target_accuracy only"):
-        choose_threshold(s, c[0], target_coverage=0.5, method="fallback")
+        choose(s, c[0], target_coverage=0.5, method="fallback")
     with pytest.raises(ValueError, match="method must be one of"):
-        choose_threshold(s, c[0], target_accuracy=0.9, method="magic")
+        choose(s, c[0], target_accuracy=0.9, method="magic")
 
 
 def test_bad_inputs_name_the_problem():

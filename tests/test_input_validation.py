@@ -12,8 +12,7 @@ from confroute import (
     CostModel,
     Predictions,
     ThresholdRouter,
-    choose_cascade_thresholds,
-    choose_threshold,
+    choose_thresholds,
     evaluate,
     evaluate_cascade,
 )
@@ -61,7 +60,7 @@ def _evaluation():
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
 def test_non_finite_targets_are_errors_not_warnings(objective, value):
     with pytest.raises(ValueError, match=f"{objective} must be a finite number"):
-        choose_threshold(_evaluation(), **{objective: value})
+        choose_thresholds(_evaluation(), **{objective: value})
 
 
 def test_non_finite_cascade_cost_budget_is_an_error():
@@ -70,7 +69,7 @@ def test_non_finite_cascade_cost_budget_is_an_error():
     stages = [Predictions.from_probs(rng.dirichlet([1, 1], 100)) for _ in range(3)]
     res = evaluate_cascade(labels=labels, stages=stages, cost_model=[1.0, 2.0, 10.0], grid=5)
     with pytest.raises(ValueError, match="max_cost_per_input must be a finite number"):
-        choose_cascade_thresholds(res, max_cost_per_input=float("nan"))
+        choose_thresholds(res, max_cost_per_input=float("nan"))
 
 
 # -- bug 9: CostModel.per_sample names every stage or says what is wrong -------------------------

@@ -8,10 +8,12 @@ import warnings
 import numpy as np
 import pytest
 
-from confroute import CallablePredictor, ThresholdRouter
+from confroute import CallablePredictor, Predictions, ThresholdRouter, choose_thresholds
 from confroute.evaluation.evaluate import evaluate
-from confroute.selection.per_class import choose_per_class_thresholds, compare_thresholds
-from confroute.selection.thresholds import ThresholdWarning, choose_threshold
+from confroute.exceptions import ThresholdWarning
+from confroute.selection.per_class import compare_thresholds, select_per_class
+
+from _selection import choose
 
 
 def three_classes(n, seed):
@@ -36,30 +38,33 @@ def test_each_class_meets_target_on_its_calibration_data(seed, delta):
     target = 0.8
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThresholdWarning)
-        c = choose_per_class_thresholds(score, pred, correct, target, delta=delta)
+        c = choose_thresholds(evaluate(labels=y, primary=probs), target_accuracy=target, delta=delta, per_class=True)
     assert c.level == (None if delta is None else delta / 3)
     for k in range(3):
         acc = score >= c.threshold[k]
         sel = (pred == k) & acc
-        if c.feasible[k]:
+        if c.class_feasible[k]:
             assert correct[sel].mean() >= target
             # It is the loosest such threshold on this data under the same per-class test.
-            ref = choose_threshold(score[pred == k], correct[pred == k], target_accuracy=target,
-                                   delta=None if delta is None else delta / 3)
+            ref = choose(score[pred == k], correct[pred == k], target_accuracy=target,
+                         delta=None if delta is None else delta / 3, method="multistart")
             assert c.threshold[k] == ref.threshold
             if delta is not None:
                 assert c.choices[k].guaranteed >= target
         else:
             assert c.threshold[k] == 1.0
-    assert c.feasible.all() or delta is not None
+    assert c.feasible == bool(c.class_feasible.all())
+    assert c.feasible or delta is not None
 
 
 def test_per_class_beats_global_on_the_hard_class_and_the_router_uses_it():
     y, probs = three_classes(6000, 11)
     pred, score = probs.argmax(1), probs.max(1)
     correct = pred == y
-    g = choose_threshold(score, correct, target_accuracy=0.8, delta=0.05)
-    pc = choose_per_class_thresholds(score, pred, correct, 0.8, delta=0.05, classes=["a", "b", "c"])
+    g = choose(score, correct, target_accuracy=0.8, delta=0.05, method="multistart")
+    named = evaluate(labels=np.array(["a", "b", "c"])[y], primary=Predictions.from_probs(probs, ["a", "b", "c"]))
+    pc = choose_thresholds(named, target_accuracy=0.8, delta=0.05, per_class=True)
+    assert pc.classes == ("a", "b", "c")
     fallback = y  # an oracle fallback
     res = evaluate(labels=y, primary=probs, fallback=fallback, cost_model=[1.0, 10.0],
                    per_class_thresholds=pc.threshold)
@@ -92,24 +97,24 @@ def test_infeasible_class_gets_upper_and_a_warning():
     pred = np.repeat([0, 1], 200)
     correct = np.where(pred == 0, rng.random(400) < 0.99, rng.random(400) < 0.5)
     with pytest.warns(ThresholdWarning, match=r"classes \['y'\]"):
-        c = choose_per_class_thresholds(score, pred, correct, 0.9, classes=["x", "y", "z"])
-    assert c.feasible.tolist() == [True, False, False]
+        c = select_per_class(score, pred, correct, 0.9, classes=["x", "y", "z"])
+    assert c.class_feasible.tolist() == [True, False, False] and c.feasible is False
     assert c.threshold[1] == 1.0 and c.threshold[2] == 1.0 and c.choices[2] is None
     assert c.n_predicted.tolist() == [200, 200, 0]
     assert c.level == pytest.approx(0.05 / 2)  # two classes were tested
     assert "target not reachable" in repr(c)
     with pytest.warns(ThresholdWarning):
-        none = choose_per_class_thresholds(score, pred, correct, 0.9, correction="none", n_classes=2)
+        none = select_per_class(score, pred, correct, 0.9, correction="none", n_classes=2)
     assert none.level == 0.05
 
 
 def test_errors():
     with pytest.raises(ValueError, match="same shape"):
-        choose_per_class_thresholds([0.5, 0.6], [0], [True, False], 0.9)
+        select_per_class([0.5, 0.6], [0], [True, False], 0.9)
     with pytest.raises(ValueError, match="integers"):
-        choose_per_class_thresholds([0.5], [0.0], [True], 0.9)
+        select_per_class([0.5], [0.0], [True], 0.9)
     with pytest.raises(ValueError, match="out of range"):
-        choose_per_class_thresholds([0.5], [3], [True], 0.9, n_classes=2)
+        select_per_class([0.5], [3], [True], 0.9, n_classes=2)
     # Predicted labels given as a vector are matched to the classes, so per-class thresholds
     # work on them; a threshold count that does not match the classes is an error.
     res = evaluate(labels=[0, 1], primary=np.array([0, 1]), scores=[0.5, 0.6])

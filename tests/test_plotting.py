@@ -19,6 +19,7 @@ from confroute.evaluation.plotting import (  # noqa: E402
     ReliabilityDisplay,
     RiskCoverageDisplay,
 )
+from confroute import choose_thresholds  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +56,7 @@ def _close():
 
 
 def test_summary_figure_has_the_three_study_panels(result, tmp_path):
-    # A threshold choice (what choose_thresholds returns) marks the chosen point.
-    choice = _Choice(float(np.quantile(result.scores, 0.3)))
+    choice = choose_thresholds(result, target_accuracy=0.9, delta=0.05)
     fig = result.plot(path=tmp_path / "summary.png", choice=choice)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["Accuracy vs threshold", "Cost vs threshold", "Accuracy vs cost"]

@@ -1,4 +1,4 @@
-"""choose_threshold(): hand-checked choices, and a simulation of the finite-sample guarantee."""
+"""choose_thresholds() for two stages: hand-checked choices, and a simulation of the finite-sample guarantee."""
 
 from __future__ import annotations
 
@@ -9,8 +9,12 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
+from confroute import ThresholdChoice, choose_thresholds
 from confroute.evaluation.evaluate import evaluate
-from confroute.selection.thresholds import ThresholdChoice, ThresholdWarning, choose_threshold, clopper_pearson
+from confroute.exceptions import ThresholdWarning
+from confroute.selection.bounds import clopper_pearson
+
+from _selection import choose
 
 
 def population_accuracy(threshold: float) -> float:
@@ -26,7 +30,8 @@ def test_clopper_pearson_matches_binomial_tails():
     assert clopper_pearson(5, 5, 0.1) == 1.0 and clopper_pearson(0, 5, 0.1, side="lower") == 0.0
 
 
-def test_guarantee_holds_in_simulation():
+@pytest.mark.parametrize("method", [None, "multistart"])  # None: the default, the fallback procedure
+def test_guarantee_holds_in_simulation(method):
     """Over many calibration draws the chosen threshold's true accepted-set accuracy falls below
     the target in at most about delta of them; the empirical choice fails about half the time."""
     rng = np.random.default_rng(12345)
@@ -38,8 +43,8 @@ def test_guarantee_holds_in_simulation():
         for _ in range(draws):
             s = rng.random(n)
             correct = rng.random(n) < 0.7 + 0.3 * s
-            c = choose_threshold(s, correct, target_accuracy=target, delta=delta)
-            e = choose_threshold(s, correct, target_accuracy=target, delta=None)
+            c = choose(s, correct, target_accuracy=target, delta=delta, method=method)
+            e = choose(s, correct, target_accuracy=target, delta=None)
             guaranteed_fail += c.feasible and population_accuracy(c.threshold) < target
             empirical_fail += e.feasible and population_accuracy(e.threshold) < target
             coverages.append(c.coverage)
@@ -54,7 +59,7 @@ def test_accuracy_choice_is_loosest_passing_in_sequence():
     # 100 perfect inputs then 100 coin flips; scores descending.
     s = np.linspace(1, 0, 200)
     correct = np.r_[np.ones(100, bool), np.arange(100) % 2 == 0]
-    c = choose_threshold(s, correct, target_accuracy=0.9, delta=0.05, n_starts=1)
+    c = choose(s, correct, target_accuracy=0.9, delta=0.05, n_starts=1)
     assert isinstance(c, ThresholdChoice) and c.feasible
     m, k = c.m, c.k
     assert binom.cdf(k, m, 0.1) <= 0.05  # the chosen row passes
@@ -67,8 +72,8 @@ def test_accuracy_choice_is_loosest_passing_in_sequence():
     # Zero errors pass only from ceil(log 0.05 / log 0.9) = 29 accepted inputs on.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThresholdWarning)
-        assert not choose_threshold(s[:28], np.ones(28, bool), target_accuracy=0.9).feasible
-    assert choose_threshold(s[:29], np.ones(29, bool), target_accuracy=0.9).m == 29
+        assert not choose(s[:28], np.ones(28, bool), target_accuracy=0.9, method="multistart").feasible
+    assert choose(s[:29], np.ones(29, bool), target_accuracy=0.9, method="multistart").m == 29
 
 
 def test_multiple_starts_survive_an_early_mistake():
@@ -78,9 +83,9 @@ def test_multiple_starts_survive_an_early_mistake():
     correct = np.ones(200, bool)
     correct[2] = False
     with pytest.warns(ThresholdWarning):
-        single = choose_threshold(s, correct, target_accuracy=0.9, delta=0.05, n_starts=1)
+        single = choose(s, correct, target_accuracy=0.9, delta=0.05, n_starts=1)
     assert not single.feasible
-    multi = choose_threshold(s, correct, target_accuracy=0.9, delta=0.05)
+    multi = choose(s, correct, target_accuracy=0.9, delta=0.05, method="multistart")
     assert multi.feasible and multi.m == 200 and multi.k == 1
     # Its bound uses the per-chain level delta / J (J = 3 here: starts at 39, 78, 156 accepted).
     assert multi.guaranteed == pytest.approx(1 - clopper_pearson(1, 200, 0.05 / 3))
@@ -90,7 +95,7 @@ def test_infeasible_accuracy_target_accepts_nothing_and_warns():
     s = np.linspace(1, 0, 50)
     correct = np.ones(50, bool)
     with pytest.warns(ThresholdWarning, match="no threshold meets"):
-        c = choose_threshold(s, correct, target_accuracy=0.99, delta=0.05)  # needs m >= 299
+        c = choose(s, correct, target_accuracy=0.99, delta=0.05)  # needs m >= 299
     assert not c.feasible and c.threshold == math.inf and c.m == 0
 
 
@@ -102,52 +107,52 @@ def test_system_accuracy_target_with_fallback():
     fc = rng.random(n) < 0.95
     res = evaluate(labels=np.zeros(n, int), primary=np.where(pc, 0, 1), scores=s,
                    fallback=np.where(fc, 0, 1), cost_model=[1.0, 10.0])
-    c = choose_threshold(res, target_system_accuracy=0.9, delta=0.05)
+    c = choose_thresholds(res, target_system_accuracy=0.9, delta=0.05)
     assert c.feasible and c.system_accuracy >= 0.9
     errors = round(n * (1 - c.system_accuracy))
     assert c.guaranteed == pytest.approx(1 - clopper_pearson(errors, n, 0.05))
     assert c.guaranteed >= 0.9
     assert c.cost_per_input == pytest.approx(1.0 + (1 - c.coverage) * 10.0)
     # From arrays, the same choice.
-    c2 = choose_threshold(s, pc, fallback_correct=fc, target_system_accuracy=0.9, delta=0.05)
+    c2 = choose(s, pc, fc, target_system_accuracy=0.9, delta=0.05)
     assert c2.threshold == c.threshold
     with pytest.raises(ValueError, match="fallback"):
-        choose_threshold(s, pc, target_system_accuracy=0.9)
+        choose(s, pc, target_system_accuracy=0.9)
 
 
 def test_coverage_cost_and_savings_targets():
     s = np.arange(1000) / 1000.0
     correct = np.ones(1000, bool)
-    e = choose_threshold(s, correct, target_coverage=0.3, delta=None)
+    e = choose(s, correct, target_coverage=0.3, delta=None)
     assert e.coverage == pytest.approx(0.3) and e.threshold == pytest.approx(0.7)
-    g = choose_threshold(s, correct, target_coverage=0.3, delta=0.05)
+    g = choose(s, correct, target_coverage=0.3, delta=0.05)
     assert g.guaranteed >= 0.3 and g.coverage > 0.3
     assert g.guaranteed == pytest.approx(clopper_pearson(g.m, 1000, 0.05, side="lower"))
     # Budget 4.0 per input with prices (1, 5): need coverage >= (1 + 5 - 4) / 5 = 0.4.
-    b = choose_threshold(s, correct, max_cost_per_input=4.0, delta=None, cost_model=[1.0, 5.0])
+    b = choose(s, correct, max_cost_per_input=4.0, delta=None, cost_model=[1.0, 5.0])
     assert b.coverage == pytest.approx(0.4) and b.cost_per_input == pytest.approx(4.0)
-    sv = choose_threshold(s, correct, min_savings=0.5, delta=0.05, cost_model=[1.0, 5.0])
+    sv = choose(s, correct, min_savings=0.5, delta=0.05, cost_model=[1.0, 5.0])
     assert sv.guaranteed >= 0.5 and sv.savings >= 0.5
     with pytest.warns(ThresholdWarning):
-        bad = choose_threshold(s, correct, max_cost_per_input=0.5, cost_model=[1.0, 5.0])
+        bad = choose(s, correct, max_cost_per_input=0.5, cost_model=[1.0, 5.0])
     assert not bad.feasible and bad.m == 1000
 
 
 def test_argument_errors_and_to_dict():
     s, c = np.array([0.2, 0.9]), np.array([True, False])
     with pytest.raises(ValueError, match="exactly one"):
-        choose_threshold(s, c)
+        choose(s, c)
     with pytest.raises(ValueError, match="exactly one"):
-        choose_threshold(s, c, target_accuracy=0.9, target_coverage=0.5)
+        choose(s, c, target_accuracy=0.9, target_coverage=0.5)
     with pytest.raises(ValueError, match="delta"):
-        choose_threshold(s, c, target_accuracy=0.9, delta=1.5)
+        choose(s, c, target_accuracy=0.9, delta=1.5)
     with pytest.raises(ValueError, match="prices"):
-        choose_threshold(s, c, min_savings=0.2)
+        choose(s, c, min_savings=0.2)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThresholdWarning)
-        d = choose_threshold(s, c, target_accuracy=0.9).to_dict()
+        d = choose(s, c, target_accuracy=0.9).to_dict()
     assert d["threshold"] is None and d["feasible"] is False and d["m"] == 0
-    text = str(choose_threshold(s, c, target_coverage=0.5, delta=None))
+    text = str(choose(s, c, target_coverage=0.5, delta=None))
     assert "coverage 50.0%" in text and "threshold 0.9" in text
 
 
@@ -159,13 +164,13 @@ def test_first_failure_rule_stops_at_a_dip_that_loosest_jumps_over():
     primary = np.array([1, 1, 1, 0, 0, 1, 1, 1, 1, 1], dtype=bool)
     fallback = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
     kw = dict(fallback_correct=fallback, target_system_accuracy=0.55, delta=None)
-    loosest = choose_threshold(scores, primary, **kw)
-    first = choose_threshold(scores, primary, rule="first_failure", **kw)
+    loosest = choose(scores, primary, **kw)
+    first = choose(scores, primary, rule="first_failure", **kw)
     assert loosest.coverage == 1.0 and loosest.system_accuracy == pytest.approx(0.8)
     assert first.coverage == pytest.approx(0.3) and first.threshold == pytest.approx(scores[2])
     assert first.system_accuracy == pytest.approx(0.6)
     with pytest.raises(ValueError, match="rule must be"):
-        choose_threshold(scores, primary, rule="x", **kw)
+        choose(scores, primary, rule="x", **kw)
 
 
 def test_first_failure_rule_against_brute_force():
@@ -189,5 +194,5 @@ def test_first_failure_rule_against_brute_force():
             best = s[order[m - 1]] if m else np.inf
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ThresholdWarning)
-            c = choose_threshold(s, pc, fallback_correct=fc, target_system_accuracy=goal, delta=None, rule="first_failure")
+            c = choose(s, pc, fc, target_system_accuracy=goal, delta=None, rule="first_failure")
         assert c.threshold == best

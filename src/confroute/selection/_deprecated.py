@@ -1,17 +1,16 @@
-"""Names kept for one release; each calls the one entry point, :func:`choose_thresholds`."""
+"""Names kept for one release; each warns at the caller's line and runs the one entry point,
+:func:`confroute.choose_thresholds` (so it gives the same answer)."""
 
 from __future__ import annotations
 
-import warnings
-from typing import Any
+from ..core._deprecation import deprecated_alias
+from .choices import CascadeChoice
+from .choose import choose_thresholds
+from .per_class import choose_per_class_thresholds
+from .thresholds import choose_threshold
 
-from ._cascade_search import CascadeChoice, choose_cascade
+__all__ = ["choose_cascade_thresholds", "choose_threshold", "choose_per_class_thresholds", "CascadeChoice"]
 
-__all__ = ["choose_cascade_thresholds"]
-
-
-def choose_cascade_thresholds(data: Any, **kwargs: Any) -> CascadeChoice:
-    """Deprecated: use :func:`confroute.choose_thresholds` (the joint grid search, which this
-    also runs on two-stage evaluations)."""
-    warnings.warn("choose_cascade_thresholds is deprecated; use choose_thresholds", DeprecationWarning, stacklevel=2)
-    return choose_cascade(data, **kwargs)
+#: Deprecated: :func:`confroute.choose_thresholds` (on a two-stage evaluation it now runs the exact
+#: two-stage sweep, as choose_thresholds does, instead of the grid search).
+choose_cascade_thresholds = deprecated_alias(choose_thresholds, "choose_cascade_thresholds", "choose_thresholds")

@@ -56,18 +56,24 @@ from typing import Any
 import numpy as np
 from scipy.stats import beta, binom
 
+from ..core._params import Interval
+
 __all__ = [
     "clopper_pearson",
     "binomial_pvalue",
     "betting_test",
     "fixed_sequence",
     "fallback_procedure",
+    "LEVEL",
 ]
 
 
+#: The level of a test or bound: strictly inside (0, 1) (``None`` is not a level).
+LEVEL = Interval(0.0, 1.0, "neither")
+
+
 def _check_delta(delta: float) -> None:
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must lie in (0, 1), got {delta}")
+    LEVEL.check(delta, "delta")
 
 
 def clopper_pearson(k: Any, m: Any, delta: float, side: str = "upper") -> np.ndarray:

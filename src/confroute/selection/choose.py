@@ -1,19 +1,24 @@
-"""One entry point for choosing thresholds: :func:`choose_thresholds`.
+"""The one entry point for choosing thresholds: :func:`choose_thresholds`.
 
 Whatever the number of stages, global or per-class thresholds, with a finite-sample guarantee or
-empirically, threshold selection starts here. It dispatches to the procedure that fits, each
-documented with its guarantee and references:
+empirically, threshold selection starts here. The objective (one keyword of
+:data:`~confroute.selection.objectives.OBJECTIVES`) says what is constrained, what it needs and
+which certificate backs it; :func:`choose_thresholds` dispatches to the procedure that fits:
 
-* two stages, one global threshold: :func:`confroute.selection.thresholds.choose_threshold`
-  (exact sweep over every distinct score; Clopper–Pearson bounds tested in a fixed sequence, or
-  with a Bonferroni correction over all candidates);
-* two stages, one threshold per predicted class:
-  :func:`confroute.selection.per_class.choose_per_class_thresholds` (Bonferroni over classes);
-* three or more stages: :func:`confroute.selection._cascade_search.choose_cascade` (joint search
-  over the evaluation's grid, Bonferroni over the grid).
+* two stages, one global threshold: :func:`confroute.selection.two_stage.select_threshold`
+  (exact sweep over every distinct score; the fallback procedure for ``target_accuracy``,
+  fixed-sequence Clopper–Pearson tests for system accuracy, the paired certificate for relative
+  targets);
+* two stages, one threshold per predicted class: :func:`confroute.selection.per_class.select_per_class`
+  (Bonferroni over classes);
+* three or more stages: :func:`confroute.selection.cascade.choose_cascade` (joint search over the
+  evaluation's grid, Bonferroni over the grid).
 
-Every result has a ``thresholds`` attribute with one threshold per non-last stage, so it is
-accepted as it is by the routers: ``Cascade(stages, thresholds=choice)``,
+Cross-fitting on the evaluation data itself (:func:`confroute.selection.crossfit.cross_fit_thresholds`)
+calls :func:`choose_thresholds` on every fold, so a keyword means the same guarantee there too.
+
+Every result is a :class:`~confroute.core.choice.Choice` with ``thresholds`` (one per non-last
+stage), so it is accepted as it is by the routers: ``Cascade(stages, thresholds=choice)``,
 ``ThresholdRouter(primary, fallback, choice)``, ``router.thresholds = choice`` or
 ``router.with_thresholds(choice)``.
 """
@@ -22,16 +27,21 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..core._params import DELTA, validate_params
+from ..core.cost import CostModel
 from ..evaluation.evaluate import Evaluation
-from ._cascade_search import CascadeChoice, choose_cascade
-from .per_class import PerClassChoice, choose_per_class_thresholds
-from .thresholds import ThresholdChoice, choose_threshold
+from .cascade import choose_cascade
+from .choices import CascadeChoice, PerClassChoice, ThresholdChoice
+from .objectives import OBJECTIVES, Objective, given_objective
+from .per_class import select_per_class
+from .two_stage import default_method, select_threshold
 
-__all__ = ["choose_thresholds"]
+__all__ = ["choose_thresholds", "choose_two_stage"]
 
 _CORRECTIONS = ("auto", "fixed_sequence", "bonferroni", "none")
 
 
+@validate_params({"delta": DELTA})
 def choose_thresholds(
     evaluation: Evaluation,
     *,
@@ -71,9 +81,10 @@ def choose_thresholds(
     target_relative_accuracy : float, optional
         System accuracy at least this fraction of the last stage's own accuracy, certified with a
         *paired* bound that reads only the inputs where the stages disagree (two stages; see
-        :mod:`confroute.selection.certify`).
+        :mod:`confroute.selection.relative`).
     max_accuracy_drop : float, optional
         System accuracy at least the last stage's accuracy minus this (paired, two stages).
+        With ``delta=None`` both relative targets are met on the calibration figures only.
     delta : float or None, default 0.05
         The target holds with probability at least ``1 - delta`` over the draw of the
         calibration data; ``None`` for a purely empirical choice (no guarantee).
@@ -92,11 +103,13 @@ def choose_thresholds(
         ``"coordinate"`` (cyclic coordinate descent). Two stages with ``target_accuracy``: the
         certification procedure, ``"fallback"`` (default: the fallback procedure, the best valid
         one in our simulations), ``"single"``, ``"multistart"``, ``"split"`` (Learn-then-Test)
-        or ``"betting"`` (see :func:`confroute.selection.certify.certify_accepted_accuracy`).
+        or ``"betting"`` (see :func:`confroute.selection.accepted.certify_accepted_accuracy`).
     bound : {"cp_losses", "conditional", "betting"}, default "cp_losses"
         The paired bound for ``target_relative_accuracy`` / ``max_accuracy_drop``.
     n_starts, rule
-        Two stages, global: see :func:`~confroute.selection.thresholds.choose_threshold`.
+        Two stages, global: ``n_starts`` chains for ``method="multistart"``; ``rule`` (``"loosest"``
+        or ``"first_failure"``) for an empirical (``delta=None``) accuracy target: see
+        :func:`confroute.selection.two_stage.select_threshold`.
     max_rounds : int, default 10
         Cascades with ``method="coordinate"``.
 
@@ -127,7 +140,7 @@ def choose_thresholds(
         )
     if correction not in _CORRECTIONS:
         raise ValueError(f"correction must be one of {_CORRECTIONS}, got {correction!r}")
-    targets = {
+    objective, target = given_objective({
         "target_accuracy": target_accuracy,
         "target_system_accuracy": target_system_accuracy,
         "target_coverage": target_coverage,
@@ -135,38 +148,47 @@ def choose_thresholds(
         "min_savings": min_savings,
         "target_relative_accuracy": target_relative_accuracy,
         "max_accuracy_drop": max_accuracy_drop,
-    }
-    given = {k: v for k, v in targets.items() if v is not None}
-    if len(given) != 1:
-        raise ValueError(f"give exactly one objective of {list(targets)}, got {list(given) or 'none'}")
-    (objective, target), = given.items()
+    })
     if per_class:
-        if evaluation.n_stages != 2 or objective != "target_accuracy":
+        if evaluation.n_stages != 2 or not objective.per_class:
             raise ValueError("per_class=True chooses the first stage's thresholds of two stages for target_accuracy")
         if correction not in ("auto", "bonferroni", "none"):
             raise ValueError("per-class thresholds use correction='bonferroni' or 'none'")
-        return choose_per_class_thresholds(
+        return select_per_class(
             evaluation, target_accuracy=target, delta=delta, n_starts=n_starts,
             correction="bonferroni" if correction == "auto" else correction,
         )
+    if not objective.supports(evaluation.n_stages):
+        cascade = [o.keyword for o in _cascade_objectives()]
+        raise ValueError(f"for three or more stages give {' or '.join(cascade)}, got {objective.keyword}")
     if evaluation.n_stages > 2:
-        if objective not in ("target_system_accuracy", "max_cost_per_input"):
-            raise ValueError(
-                "for three or more stages give target_system_accuracy or max_cost_per_input, "
-                f"got {objective}"
-            )
         if correction not in ("auto", "bonferroni"):
             raise ValueError("cascade thresholds are certified with correction='bonferroni' over the grid")
         return choose_cascade(evaluation, delta=delta, method=method or "exhaustive", max_rounds=max_rounds,
-                              **given)
+                              **{objective.keyword: target})
+    fallback = evaluation.correct[-1] if evaluation.last_known else None
+    return choose_two_stage(
+        evaluation.stage_scores[0], evaluation.correct[0], fallback, evaluation.cost_model,
+        objective=objective, target=target, delta=delta, correction=correction, method=method,
+        n_starts=n_starts, rule=rule, bound=bound,
+    )
+
+
+def _cascade_objectives() -> list[Objective]:
+    return [o for o in OBJECTIVES.values() if o.supports(3)]
+
+
+def choose_two_stage(
+    scores: Any, correct: Any, fallback_correct: Any, cost_model: CostModel | None, *, objective: Objective,
+    target: float, delta: float | None, correction: str = "auto", method: str | None = None,
+    n_starts: int | None = None, rule: str = "loosest", bound: str = "cp_losses",
+) -> ThresholdChoice:
+    """:func:`choose_thresholds` for two stages, on arrays: the same defaults, the same procedure."""
     if correction == "none":
         raise ValueError("correction='none' applies to per-class thresholds only")
-    if method in ("exhaustive", "coordinate"):
-        method = None  # a two-stage sweep is exact: nothing to search
-    if objective == "target_accuracy" and method is None and n_starts is None and delta is not None \
-            and correction == "auto":
-        method = "fallback"
-    return choose_threshold(
-        evaluation, delta=delta, n_starts=n_starts, rule=rule, method=method, bound=bound,
-        correction="fixed_sequence" if correction == "auto" else correction, **given,
+    method = default_method(objective, method, n_starts, delta, correction)
+    return select_threshold(
+        scores, correct, fallback_correct, objective=objective, target=target, delta=delta,
+        cost_model=cost_model, n_starts=n_starts, rule=rule, method=method, bound=bound,
+        correction="fixed_sequence" if correction == "auto" else correction,
     )

@@ -2,10 +2,12 @@
 
 When there is no labelled split the models never saw, the data you evaluate on has to serve
 for calibration and threshold choice too. Doing all three on the same inputs flatters the
-result: the threshold is tuned to those very labels. :func:`cross_fit_threshold` splits the data
+result: the threshold is tuned to those very labels. :func:`cross_fit_thresholds` splits the data
 into ``K`` stratified folds; for each fold it fits the calibrator (temperature scaling by
-default) and chooses the threshold with :func:`~confroute.selection.thresholds.choose_threshold`
-on the other ``K - 1`` folds, then applies both to the held-out fold. Every input is therefore
+default) and chooses the threshold with :func:`confroute.choose_thresholds` on the other
+``K - 1`` folds, then applies both to the held-out fold. It is a thin wrapper: every fold's
+threshold comes from the one selection path, with the same objective, the same procedure and the
+same guarantee (``target_relative_accuracy`` is the paired certificate on every fold). Every input is therefore
 scored, accepted or deferred by a rule chosen without its own label, and the pooled held-out
 figures estimate what the procedure delivers on new data from the same source (cross-fitting,
 Chernozhukov et al. 2018; for the K-fold estimate of a tuned procedure, Hastie, Tibshirani &
@@ -39,22 +41,36 @@ from typing import Any
 import numpy as np
 
 from ..calibration.calibrators import TemperatureScaler
-from ..core.types import Predictions
+from ..core import decision
+from ..core._deprecation import deprecated_alias
+from ..core._json import json_value as _json
+from ..core._params import DELTA, check_int
 from ..core.classes import label_indices
+from ..core.types import Predictions
 from ..evaluation.evaluate import Evaluation, evaluate
 from ..exceptions import ThresholdWarning
-from .thresholds import ThresholdChoice, choose_threshold, clopper_pearson
+from .bounds import clopper_pearson
+from .choices import ThresholdChoice
+from .choose import choose_thresholds
+from .objectives import Objective, given_objective, objective_of
+from .certificate import path_counts
+from .paired import select_paired
+from .planner import plan_labels
 
-__all__ = ["CrossFitResult", "CrossFittedCalibrator", "FoldResult", "cross_fit_calibration", "cross_fit_threshold"]
-
-_OBJECTIVES = ("target_accuracy", "target_system_accuracy", "target_relative_accuracy",
-               "target_coverage", "max_cost_per_input", "min_savings")
+__all__ = [
+    "CrossFitResult",
+    "CrossFittedCalibrator",
+    "FoldResult",
+    "cross_fit_calibration",
+    "cross_fit_thresholds",
+    "cross_fit_threshold",
+]
 
 
 class CrossFittedCalibrator:
     """Each fold's calibrator applied to its own held-out rows.
 
-    ``transform`` takes the log-scores of the very inputs :func:`cross_fit_threshold` ran on, in
+    ``transform`` takes the log-scores of the very inputs :func:`cross_fit_thresholds` ran on, in
     the same order, and calibrates row ``i`` with the calibrator fitted without row ``i``. Pass
     it as ``calibrator=`` to :func:`~confroute.evaluate` on those inputs to get the out-of-fold
     table, ECE and reliability diagram. For new inputs use the result's ``final_calibrator``.
@@ -102,10 +118,11 @@ class CrossFittedCalibrator:
 class FoldResult:
     """One fold: what was fitted on the other folds and what it gave on this one.
 
-    ``target`` is the absolute figure the fold's threshold was chosen for (for a relative
-    target: the ratio times the fallback's accuracy on the other folds); ``met`` says whether
-    the held-out fold reaches the target (for a relative target: the ratio times the
-    fallback's accuracy on this fold).
+    ``target`` is the target as given: the fold's threshold was chosen by
+    :func:`confroute.choose_thresholds` for that very objective on the other folds (a relative
+    target with the paired certificate); ``guaranteed`` and ``procedure`` are that choice's.
+    ``met`` says whether the held-out fold reaches the target (for a relative target: the ratio
+    times the fallback's accuracy on this fold).
     """
 
     fold: int
@@ -123,6 +140,8 @@ class FoldResult:
     ece_before: float | None
     ece_after: float | None
     met: bool
+    guaranteed: float = float("nan")
+    procedure: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _json(v) for k, v in self.__dict__.items()}
@@ -130,14 +149,13 @@ class FoldResult:
 
 @dataclass(frozen=True, repr=False)
 class CrossFitResult:
-    """What :func:`cross_fit_threshold` found: per fold, pooled over the held-out folds, and the
+    """What :func:`cross_fit_thresholds` found: per fold, pooled over the held-out folds, and the
     rule refitted on all the data.
 
     Attributes
     ----------
     objective : str
-        ``"accepted_accuracy"``, ``"system_accuracy"``, ``"relative_accuracy"``, ``"coverage"``,
-        ``"cost"`` or ``"savings"``.
+        The objective's short name (see :mod:`confroute.selection.objectives`).
     target : float
         As given (a ratio for ``relative_accuracy``).
     delta : float or None
@@ -228,9 +246,10 @@ class CrossFitResult:
         return out
 
     def __repr__(self) -> str:
-        what = _WHAT[self.objective]
+        obj = objective_of(self.objective)
         level = "empirical" if self.delta is None else f"delta {self.delta:g}"
-        lines = [f"CrossFitResult({what} >= {self.target:g}, {level}, {self.n_folds} folds on {self.n} inputs)"]
+        lines = [f"CrossFitResult({obj.wording} {obj.sense} {self.target:g}, {level}, {self.n_folds} folds on "
+                 f"{self.n} inputs)"]
         head = (f"  {'fold':>4} {'n':>5} {'T':>6} {'threshold':>9} {'coverage':>8} {'acc(acc.)':>9} "
                 f"{'system':>7} {'fallback':>8} {'savings':>8} {'ECE before>after':>16}  met")
         lines.append(head)
@@ -253,26 +272,6 @@ class CrossFitResult:
         if self.advice:
             lines.append(f"  {self.advice}")
         return "\n".join(lines)
-
-
-_WHAT = {
-    "accepted_accuracy": "accuracy on accepted",
-    "system_accuracy": "system accuracy",
-    "relative_accuracy": "system accuracy / fallback accuracy",
-    "coverage": "coverage",
-    "cost": "-cost per input",
-    "savings": "savings",
-}
-
-
-def _json(v: Any) -> Any:
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    return v
 
 
 def _s(v: Any, spec: str) -> str:
@@ -300,35 +299,29 @@ def _fit_calibrator(factory: Callable[[], Any] | None, p: Predictions, y_idx: np
         return cal.fit(p.log_scores(), y_idx)
 
 
-def _meets(objective: str, value: float | None, target: float) -> bool:
-    if value is None or not math.isfinite(value):
-        return False
-    if objective == "cost":
-        return value <= target + 1e-12
-    return value >= target - 1e-12
-
-
-def cross_fit_threshold(
+def cross_fit_thresholds(
     labels: Any,
     primary: Any,
     fallback: Any = None,
     *,
     target_accuracy: float | None = None,
     target_system_accuracy: float | None = None,
-    target_relative_accuracy: float | None = None,
     target_coverage: float | None = None,
     max_cost_per_input: float | None = None,
     min_savings: float | None = None,
+    target_relative_accuracy: float | None = None,
+    max_accuracy_drop: float | None = None,
     delta: float | None = 0.05,
     n_folds: int = 5,
     calibrator: Callable[[], Any] | None = TemperatureScaler,
     score: Any = "max_prob",
     cost_model: Any = None,
-    rule: str = "loosest",
     random_state: int = 0,
+    **options: Any,
 ) -> CrossFitResult:
-    """Fit the calibrator and choose the threshold on K-1 folds, score the held-out fold; repeat
-    for every fold, pool the held-out figures, and refit on all the data.
+    """Cross-fitted :func:`~confroute.choose_thresholds`: fit the calibrator and choose the
+    threshold on K-1 folds, score the held-out fold; repeat for every fold, pool the held-out
+    figures, and refit on all the data.
 
     Parameters
     ----------
@@ -337,14 +330,14 @@ def cross_fit_threshold(
     primary : Predictions or array of shape (n, k)
         The primary's predictions (logits are used when present).
     fallback : Predictions, array of shape (n, k) or (n,), optional
-        The fallback's predictions or predicted labels; needed for system-accuracy targets.
-    target_accuracy, target_system_accuracy, target_coverage, max_cost_per_input, min_savings : float, optional
-        One objective, as for :func:`~confroute.selection.thresholds.choose_threshold`.
-    target_relative_accuracy : float, optional
-        System accuracy at least this ratio times the fallback's own accuracy; on each fold the
-        absolute target is the ratio times the fallback's accuracy on the other folds.
+        The fallback's predictions or predicted labels; needed for system-accuracy and relative
+        targets.
+    target_accuracy, ..., max_accuracy_drop : float, optional
+        One objective, exactly as for :func:`~confroute.choose_thresholds` (the same keyword, the
+        same guarantee on every fold: ``target_relative_accuracy`` and ``max_accuracy_drop`` are
+        the paired certificate).
     delta : float or None, default 0.05
-        Passed to ``choose_threshold`` (``None``: an empirical choice).
+        Passed to ``choose_thresholds`` (``None``: an empirical choice).
     n_folds : int, default 5
         Folds, stratified on the labels and shuffled with ``random_state``.
     calibrator : callable or None, default TemperatureScaler
@@ -352,9 +345,10 @@ def cross_fit_threshold(
     score : str or callable, default "max_prob"
     cost_model : CostModel or sequence of float, optional
         Stage prices, for savings and cost objectives.
-    rule : {"loosest", "first_failure"}, default "loosest"
-        Passed to ``choose_threshold`` (matters only with ``delta=None``).
     random_state : int, default 0
+    **options
+        Passed to ``choose_thresholds`` on every fold: ``rule``, ``method``, ``bound``,
+        ``correction``, ``n_starts``.
 
     Returns
     -------
@@ -370,98 +364,98 @@ def cross_fit_threshold(
     >>> z = rng.normal(0.0, 6.0, n)
     >>> y = (rng.random(n) < 1 / (1 + np.exp(-z / 2))).astype(int)
     >>> fallback = np.where(rng.random(n) < 0.95, y, 1 - y)
-    >>> cf = cross_fit_threshold(y, Predictions.from_logits(np.c_[np.zeros(n), z]), fallback,
-    ...                          target_relative_accuracy=0.97, delta=0.05)
+    >>> cf = cross_fit_thresholds(y, Predictions.from_logits(np.c_[np.zeros(n), z]), fallback,
+    ...                           target_relative_accuracy=0.97, delta=0.05)
     >>> [round(f.temperature, 1) for f in cf.folds]
     [1.8, 1.8, 1.9, 1.9, 1.9]
+    >>> {f.procedure for f in cf.folds}
+    {'paired_cp_losses'}
     >>> cf.usable, cf.folds_met, round(cf.coverage, 2), round(cf.system_accuracy / cf.fallback_accuracy, 3)
-    (True, 4, 0.71, 0.98)
+    (True, 5, 0.53, 1.001)
     """
-    given = {k: v for k, v in zip(_OBJECTIVES, (target_accuracy, target_system_accuracy,
-                                                 target_relative_accuracy, target_coverage,
-                                                 max_cost_per_input, min_savings)) if v is not None}
-    if len(given) != 1:
-        raise ValueError(f"give exactly one of {', '.join(_OBJECTIVES)} (got {sorted(given) or 'none'})")
-    (key, target), = given.items()
-    target = float(target)
-    relative = key == "target_relative_accuracy"
-    if relative and not 0 < target <= 1:
-        raise ValueError(f"target_relative_accuracy must lie in (0, 1], got {target}")
+    objective, target = given_objective({
+        "target_accuracy": target_accuracy, "target_system_accuracy": target_system_accuracy,
+        "target_coverage": target_coverage, "max_cost_per_input": max_cost_per_input,
+        "min_savings": min_savings, "target_relative_accuracy": target_relative_accuracy,
+        "max_accuracy_drop": max_accuracy_drop,
+    })
+    DELTA.check(delta, "delta")
+    unknown = set(options) - {"rule", "method", "bound", "correction", "n_starts"}
+    if unknown:
+        raise TypeError(f"cross_fit_thresholds got unexpected arguments {sorted(unknown)}")
     if calibrator is not None and not callable(calibrator):
         raise TypeError("calibrator must make a fresh calibrator (a class such as TemperatureScaler, or a "
                         f"function), got {type(calibrator).__name__}; use None for no calibration")
-    if relative and fallback is None:
-        raise ValueError("target_relative_accuracy needs the fallback's answers (fallback=...)")
+    if objective.needs_fallback and fallback is None:
+        raise ValueError(f"{objective.keyword} needs the fallback's answers (fallback=...)")
     pp, y, y_idx = _prepared(labels, primary, fallback, score, cost_model)
     n = len(pp)
-    objective = "relative_accuracy" if relative else {
-        "target_accuracy": "accepted_accuracy", "target_system_accuracy": "system_accuracy",
-        "target_coverage": "coverage", "max_cost_per_input": "cost", "min_savings": "savings"}[key]
 
-    def choose(ev: Evaluation) -> tuple[ThresholdChoice, float]:
-        if relative:
-            goal = min(target * ev.stage_accuracy[ev.stage_names[1]], 1 - 1e-9)
-            kw: dict[str, Any] = {"target_system_accuracy": goal}
-        else:
-            goal, kw = target, {key: target}
+    def choose(ev: Evaluation) -> ThresholdChoice:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ThresholdWarning)
-            return choose_threshold(ev, delta=delta, rule=rule, **kw), goal
+            goal: dict[str, Any] = {objective.keyword: target}
+            choice = choose_thresholds(ev, delta=delta, **goal, **options)
+        assert isinstance(choice, ThresholdChoice)
+        return choice
 
     folds_cal = _cross_fit(pp, y_idx, calibrator, n_folds, random_state)
-    fold_of = folds_cal.folds
     accept = np.zeros(n, dtype=bool)
     folds: list[FoldResult] = []
     for j, cal in enumerate(folds_cal.calibrators):
         fit, held = folds_cal.split(j)
         kw = {"score": score, "cost_model": cost_model, "calibrator": cal}
-        ev_fit = evaluate(labels=y[fit], primary=pp.take(fit), fallback=_take(fallback, fit), **kw)
-        choice, goal = choose(ev_fit)
+        choice = choose(evaluate(labels=y[fit], primary=pp.take(fit), fallback=_take(fallback, fit), **kw))
         ev_held = evaluate(labels=y[held], primary=pp.take(held), fallback=_take(fallback, held), **kw)
-        point = ev_held.at(choice.threshold)
-        accept[held] = ev_held.scores >= choice.threshold
-        fb_acc = ev_held.stage_accuracy.get(ev_held.stage_names[1])
-        figure, need = _figure(objective, point, ev_held, target)
-        folds.append(FoldResult(
-            fold=j, n_fit=len(fit), n_held_out=len(held),
-            temperature=_temperature(cal), threshold=float(choice.threshold), feasible=choice.feasible,
-            target=float(goal), coverage=point.coverage, accepted_accuracy=point.accepted_accuracy,
-            system_accuracy=point.system_accuracy, fallback_accuracy=fb_acc, savings=point.savings,
-            ece_before=ev_held.ece_before_calibration if cal is not None else ev_held.ece,
-            ece_after=ev_held.ece, met=_meets(objective, figure, need),
-        ))
+        accept[held] = decision.accepts(ev_held.stage_scores[0], None, choice.threshold)
+        folds.append(_fold(j, len(fit), cal, choice, ev_held, objective, target))
 
     oof_cal = None if calibrator is None else folds_cal
     # Pooled held-out figures: each input accepted or deferred by its own fold's rule. The
-    # per-input decision is the "score", so the library's sweep at 1.0 gives the figures.
+    # per-input decision (0 or 1) is the "score", so the library's sweep at 0.5 gives the figures.
     pooled = evaluate(labels=y, primary=pp, fallback=fallback, scores=accept.astype(np.float64),
                       cost_model=cost_model, calibrator=oof_cal)
-    point = pooled.at(1.0)
-    figure, need = _figure(objective, point, pooled, target)
-
+    point = pooled.at(0.5)
     final_cal = _fit_calibrator(calibrator, pp, y_idx)
     ev_all = evaluate(labels=y, primary=pp, fallback=fallback, score=score, cost_model=cost_model,
                       calibrator=final_cal)
-    final, _ = choose(ev_all)
+    final = choose(ev_all)
     names = pooled.stage_names
     fb_all = pooled.stage_accuracy.get(names[1]) if fallback is not None else None
-    met = _meets(objective, figure, need)
-
-    certifiable, needed_n, needed_cov = _what_is_needed(objective, ev_all, target, delta, rule, final)
+    met = objective.meets(*_figure(objective, point, pooled, target))
+    certifiable, needed_n, needed_cov = _what_is_needed(objective, ev_all, target, delta, final, options)
     advice = _advice(objective, target, delta, final, met, certifiable, needed_n, needed_cov, n, fb_all)
-    cost_pi = None if point.cost is None else point.cost / n
-    result = CrossFitResult(
-        objective=objective, target=target, delta=delta, n_folds=int(n_folds), random_state=random_state,
+    return CrossFitResult(
+        objective=objective.name, target=target, delta=delta, n_folds=int(n_folds), random_state=random_state,
         n=n, folds=tuple(folds), coverage=point.coverage, accepted_accuracy=point.accepted_accuracy,
-        system_accuracy=point.system_accuracy, savings=point.savings, cost_per_input=cost_pi,
+        system_accuracy=point.system_accuracy, savings=point.savings,
+        cost_per_input=None if point.cost is None else point.cost / n,
         primary_accuracy=pooled.stage_accuracy[names[0]], fallback_accuracy=fb_all,
         ece_before=pooled.ece_before_calibration if oof_cal is not None else pooled.ece,
         ece_after=pooled.ece, met=met, folds_met=sum(f.met for f in folds), final=final,
         final_temperature=_temperature(final_cal), certifiable=certifiable, needed_n=needed_n,
         needed_coverage=needed_cov, advice=advice,
-        final_calibrator=final_cal, oof_calibrator=oof_cal, accept=accept, fold_of=fold_of,
+        final_calibrator=final_cal, oof_calibrator=oof_cal, accept=accept, fold_of=folds_cal.folds,
     )
-    return result
+
+
+def _fold(j: int, n_fit: int, cal: Any, choice: ThresholdChoice, ev_held: Evaluation, objective: Objective,
+          target: float) -> FoldResult:
+    """One fold's record: the choice made on the other folds, and its figures on this one."""
+    point = ev_held.at(choice)
+    return FoldResult(
+        fold=j, n_fit=n_fit, n_held_out=ev_held.n, temperature=_temperature(cal),
+        threshold=float(choice.threshold), feasible=choice.feasible, target=float(target),
+        coverage=point.coverage, accepted_accuracy=point.accepted_accuracy,
+        system_accuracy=point.system_accuracy, fallback_accuracy=ev_held.stage_accuracy.get(ev_held.stage_names[1]),
+        savings=point.savings, ece_before=ev_held.ece_before_calibration if cal is not None else ev_held.ece,
+        ece_after=ev_held.ece, met=objective.meets(*_figure(objective, point, ev_held, target)),
+        guaranteed=choice.guaranteed, procedure=choice.procedure,
+    )
+
+
+#: Deprecated: :func:`cross_fit_thresholds` (every fold through :func:`confroute.choose_thresholds`).
+cross_fit_threshold = deprecated_alias(cross_fit_thresholds, "cross_fit_threshold", "cross_fit_thresholds")
 
 
 def cross_fit_calibration(
@@ -473,7 +467,7 @@ def cross_fit_calibration(
     random_state: int = 0,
 ) -> CrossFittedCalibrator:
     """Fit a calibrator on K-1 folds for each of K stratified folds (the same folds as
-    :func:`cross_fit_threshold` with the same ``n_folds`` and ``random_state``).
+    :func:`cross_fit_thresholds` with the same ``n_folds`` and ``random_state``).
 
     Returns a :class:`CrossFittedCalibrator` that calibrates each input of ``primary`` with the
     calibrator fitted without it: out-of-fold probabilities for tables, ECE and plots.
@@ -508,8 +502,7 @@ def _cross_fit(pp: Predictions, y_idx: np.ndarray, calibrator: Callable[[], Any]
                random_state: int) -> CrossFittedCalibrator:
     from sklearn.model_selection import StratifiedKFold
 
-    if isinstance(n_folds, bool) or int(n_folds) != n_folds or n_folds < 2:
-        raise ValueError(f"n_folds must be an integer >= 2, got {n_folds}")
+    n_folds = check_int(n_folds, "n_folds", 2)
     counts = np.bincount(y_idx, minlength=pp.n_classes)
     smallest = int(counts[counts > 0].min()) if counts.any() else 0
     if smallest < n_folds:
@@ -531,51 +524,92 @@ def _temperature(cal: Any) -> float | None:
     return None if t is None else float(t)
 
 
-def _figure(objective: str, point: Any, ev: Evaluation, target: float) -> tuple[float | None, float]:
-    """The held-out figure an objective is judged on, and the bar it must reach."""
-    if objective == "relative_accuracy":
-        return point.system_accuracy, target * ev.stage_accuracy[ev.stage_names[1]]
-    if objective == "accepted_accuracy":
-        return point.accepted_accuracy, target
-    if objective == "system_accuracy":
-        return point.system_accuracy, target
-    if objective == "coverage":
-        return point.coverage, target
-    if objective == "cost":
-        return (None if point.cost is None else point.cost / ev.n), target
-    return point.savings, target
+def _figure(objective: Objective, point: Any, ev: Evaluation, target: float) -> tuple[float, float]:
+    """The held-out figure an objective is judged on (``nan`` when unknown), and the bar it must reach."""
+    value = {
+        "relative_accuracy": point.system_accuracy, "accuracy_drop": point.system_accuracy,
+        "accepted_accuracy": point.accepted_accuracy, "system_accuracy": point.system_accuracy,
+        "coverage": point.coverage, "savings": point.savings,
+        "cost": None if point.cost is None else point.cost / ev.n,
+    }[objective.name]
+    figure = float("nan") if value is None else float(value)
+    if objective.name == "relative_accuracy":
+        return figure, target * ev.stage_accuracy[ev.stage_names[1]]
+    if objective.name == "accuracy_drop":
+        return figure, ev.stage_accuracy[ev.stage_names[1]] - target
+    return figure, target
 
 
 def _what_is_needed(
-    objective: str, ev: Evaluation, target: float, delta: float | None, rule: str,
-    final: ThresholdChoice,
+    objective: Objective, ev: Evaluation, target: float, delta: float | None, final: ThresholdChoice,
+    options: dict[str, Any],
 ) -> tuple[float | None, int | None, float | None]:
     """For a guaranteed accuracy target: the best target these data certify at the coverage an
     empirical choice reaches, and about how many labelled inputs would certify the target asked
-    for while the primary still answers at least half that coverage (the fewest over such
-    thresholds, assuming the accuracy seen at each holds). Returns (certifiable, needed_n,
-    coverage at needed_n)."""
-    if delta is None or objective not in ("accepted_accuracy", "system_accuracy", "relative_accuracy"):
+    for. Returns (certifiable, needed_n, coverage at needed_n)."""
+    if delta is None or objective.name not in ("accepted_accuracy", "system_accuracy", "relative_accuracy",
+                                               "accuracy_drop"):
         return None, None, None
-    scale = ev.stage_accuracy[ev.stage_names[1]] if objective == "relative_accuracy" else 1.0
-    goal = min(target * scale, 1 - 1e-9)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThresholdWarning)
-        kw: dict[str, Any] = (
-            {"target_accuracy": goal} if objective == "accepted_accuracy" else {"target_system_accuracy": goal})
-        emp = choose_threshold(ev, delta=None, rule=rule, **kw)
+        goal: dict[str, Any] = {objective.keyword: target}
+        emp = choose_thresholds(ev, delta=None, rule=options.get("rule", "loosest"), **goal)
+    assert isinstance(emp, ThresholdChoice)
     if not emp.feasible or emp.m == 0:
         return None, None, None  # not met even on these data: more of the same will not help
-    column = "accepted_accuracy" if objective == "accepted_accuracy" else "system_accuracy"
-    acc_emp = emp.accepted_accuracy if objective == "accepted_accuracy" else emp.system_accuracy
-    assert acc_emp is not None
-    trials_emp = emp.m if objective == "accepted_accuracy" else emp.n
-    certifiable = _lower(np.array([acc_emp]), np.array([trials_emp]), delta)[0] / scale
+    if objective.paired:
+        return _paired_needed(objective, ev, target, delta, final, emp, options.get("bound", "cp_losses"))
+    return _unpaired_needed(objective, ev, target, delta, final, emp)
+
+
+def _paired_needed(
+    objective: Objective, ev: Evaluation, target: float, delta: float, final: ThresholdChoice,
+    emp: ThresholdChoice, bound: str,
+) -> tuple[float | None, int | None, float | None]:
+    """The paired bound where an empirical choice routes, and the planner's size for the target:
+    the fewest inputs at which every threshold from the strict end down to one that keeps at least
+    half the empirical coverage passes at the rates seen there (fixed-sequence testing)."""
+    pc, fc = ev.correct[0], ev.correct[-1]
+    n, F = ev.n, int(fc.sum())
+    thresholds, order, ends = decision.threshold_path(ev.stage_scores[0])
+    L, G = path_counts(~pc & fc, order, ends), path_counts(pc & ~fc, order, ends)
+    kind = "ratio" if objective.name == "relative_accuracy" else "difference"
+    epsilon = 1.0 - target if kind == "ratio" else target
+    plan_bound = "cp_losses" if bound == "betting" else bound
+    at = int(np.searchsorted(-thresholds, -emp.threshold, side="left"))  # the empirical choice's row
+    _, up = select_paired(np.array([0, L[at]]), np.array([0, G[at]]), n, 1e9, delta, kind=kind, bound=plan_bound,
+                          fallback_correct=F)
+    certifiable = 1.0 - float(up) if kind == "ratio" else float(up)
+    if final.feasible or epsilon <= 0:
+        return certifiable, None, None
+    rows = np.unique(np.searchsorted(ends, np.linspace(1, ends[at], 48), side="left").clip(1, at))
+    need = np.array([
+        plan_labels((L[r] + G[r]) / n, L[r] / n, G[r] / n, epsilon=epsilon, kind=kind, reference_accuracy=F / n,
+                    delta=delta, bound=plan_bound).n_inputs or np.inf for r in rows], dtype=np.float64)
+    need = np.maximum.accumulate(need)  # every stricter candidate must pass too
+    keep = ends[rows] >= ends[at] / 2
+    if not keep.any() or not np.isfinite(need[keep]).any():
+        return certifiable, None, None
+    best = int(np.flatnonzero(keep)[np.argmin(need[keep])])
+    return certifiable, int(need[best]), float(ends[rows[best]] / n)
+
+
+def _unpaired_needed(
+    objective: Objective, ev: Evaluation, target: float, delta: float, final: ThresholdChoice,
+    emp: ThresholdChoice,
+) -> tuple[float | None, int | None, float | None]:
+    """Clopper-Pearson certifiable target, and the size at which fixed-sequence testing would
+    certify every row down to one that keeps half the empirical coverage."""
+    accepted = objective.name == "accepted_accuracy"
+    acc_emp = emp.accepted_accuracy if accepted else emp.system_accuracy
+    trials_emp = emp.m if accepted else emp.n
+    certifiable = _lower(np.array([acc_emp]), np.array([trials_emp]), delta)[0]
     if final.feasible:
         return float(certifiable), None, None
+    goal = min(target, 1 - 1e-9)
     cov = ev.table["coverage"]
-    acc = ev.table[column]
-    start = 1 if objective == "accepted_accuracy" else 0  # row 0 accepts nothing
+    acc = ev.table["accepted_accuracy" if accepted else "system_accuracy"]
+    start = 1 if accepted else 0  # row 0 accepts nothing
     wanted = np.flatnonzero((cov >= emp.coverage / 2) & (acc > goal) & (cov > 0))
     if not wanted.size or wanted[-1] > 20_000:
         return float(certifiable), None, None
@@ -584,7 +618,7 @@ def _what_is_needed(
     rows = np.arange(start, wanted[-1] + 1)
     sizes = np.unique(np.round(ev.n * 1.05 ** np.arange(1, 400)).astype(np.int64))
     sizes = sizes[sizes <= 10**8]
-    share = cov[rows] if objective == "accepted_accuracy" else np.ones(rows.size)
+    share = cov[rows] if accepted else np.ones(rows.size)
     trials = np.maximum(np.round(sizes[:, None] * share[None, :]), 1)
     with np.errstate(invalid="ignore"):
         ok = _lower(np.broadcast_to(np.nan_to_num(acc[rows]), trials.shape), trials, delta) >= goal
@@ -602,26 +636,28 @@ def _lower(acc: np.ndarray, trials: np.ndarray, delta: float) -> np.ndarray:
     return 1.0 - clopper_pearson(errors, trials, delta, "upper")
 
 
-def _advice(objective: str, target: float, delta: float | None, final: ThresholdChoice, met: bool,
+def _advice(objective: Objective, target: float, delta: float | None, final: ThresholdChoice, met: bool,
             certifiable: float | None, needed_n: int | None, needed_cov: float | None, n: int,
             fb_acc: float | None) -> str | None:
     if final.feasible and math.isfinite(final.threshold) and met:
         return None
     parts = []
-    what = _WHAT[objective]
+    what = f"{objective.wording} {objective.sense}"
     if not final.feasible or not math.isfinite(final.threshold):
-        parts.append(f"No threshold meets {what} >= {target:g}"
+        parts.append(f"No threshold meets {what} {target:g}"
                      + ("" if delta is None else f" with probability {1 - delta:g}") + f" on these {n} inputs.")
     else:
-        parts.append(f"The threshold chosen on the other folds misses {what} >= {target:g} on the held-out folds.")
+        parts.append(f"The threshold chosen on the other folds misses {what} {target:g} on the held-out folds.")
     if needed_n is not None:
         parts.append(f"About {needed_n:,} labelled inputs would certify it with the primary answering "
-                     f"{needed_cov:.0%} of inputs (if the accuracy seen there holds).")
+                     f"{needed_cov:.0%} of inputs (if the rates seen there hold).")
     if certifiable is not None:
-        parts.append(f"Where an empirical choice would route, these data certify {what} >= "
-                     f"{math.floor(certifiable * 1e4) / 1e4:g}: loosen the target to that, or use delta=None "
-                     "(empirical, checked on held-out folds).")
-    elif objective in ("system_accuracy", "relative_accuracy") and fb_acc is not None and delta is not None:
+        # Round towards what the data certify: down for a floor, up for a budget or an allowed drop.
+        up = objective.sense == "<=" or objective.name == "accuracy_drop"
+        shown = math.ceil(certifiable * 1e4) / 1e4 if up else math.floor(certifiable * 1e4) / 1e4
+        parts.append(f"Where an empirical choice would route, these data certify {objective.keyword}={shown:g}: "
+                     "loosen the target to that, or use delta=None (empirical, checked on held-out folds).")
+    elif objective.needs_fallback and fb_acc is not None and delta is not None:
         parts.append("Loosen the target (the fallback alone is at "
                      f"{fb_acc:.4f}), or use delta=None (empirical, checked on held-out folds).")
     elif delta is None:

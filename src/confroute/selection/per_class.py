@@ -6,9 +6,10 @@ threshold per *predicted* class (the router indexes per-class thresholds by the 
 predicted class) makes the target hold for each class's accepted inputs, and usually accepts more
 of the easy classes.
 
-:func:`choose_per_class_thresholds` runs the guaranteed choice of
-:func:`confroute.selection.thresholds.choose_threshold` (Clopper–Pearson bounds tested in a fixed
-sequence) separately on the inputs predicted as each class. For the ``K`` per-class guarantees to
+``choose_thresholds(evaluation, target_accuracy=..., per_class=True)`` runs the guaranteed
+``target_accuracy`` procedure of :mod:`.two_stage` (Clopper–Pearson bounds tested in fixed
+sequences from doubling start points) separately on the inputs predicted as each class
+(:func:`select_per_class`). For the ``K`` per-class guarantees to
 hold *simultaneously* with probability ``1 - delta``, each class is tested at level ``delta / K``
 (Bonferroni). The per-class samples are disjoint, so given the class counts they are independent
 and Šidák's ``1 - (1 - delta)^(1/K)`` would also be valid; it is larger than ``delta / K`` by less
@@ -37,104 +38,27 @@ from typing import Any
 
 import numpy as np
 
-from ..core._optional import import_pandas
-from ..core import _html
+from ..core import decision
+from ..core._deprecation import deprecated_alias
 from ..core._json import json_value as _json
+from ..core._optional import import_pandas
+from ..core._params import DELTA
+from ..core.choice import Choice, stage_thresholds
 from ..core.classes import as_classes
-from ..core.decision import accepts, check_threshold, resolve_threshold
 from ..evaluation.evaluate import Evaluation, OperatingPoint
 from ..exceptions import ThresholdWarning
-from .thresholds import ThresholdChoice, choose_threshold
+from .choices import PerClassChoice, ThresholdChoice
+from .infeasible import warn_infeasible
+from .objectives import OBJECTIVES
+from .two_stage import select_threshold
 
-__all__ = ["choose_per_class_thresholds", "PerClassChoice", "compare_thresholds", "ThresholdComparison"]
-
-
-@dataclass(frozen=True, repr=False)
-class PerClassChoice:
-    """A threshold per predicted class, ready for ``ThresholdRouter(threshold=choice.threshold)``.
-
-    ``np.asarray(choice)`` is ``choice.threshold``, so the choice itself can be passed as the
-    router's threshold.
-
-    Attributes
-    ----------
-    threshold : ndarray of shape (k,)
-        Accept an input predicted as class ``c`` when ``score >= threshold[c]``. A class with no
-        feasible threshold gets ``upper`` (accepting only scores equal to it).
-    feasible : ndarray of bool, shape (k,)
-    classes : tuple of str or None
-    target : float
-    delta : float or None
-    level : float or None
-        Level each class was tested at (``delta / K`` with Bonferroni).
-    choices : list of ThresholdChoice or None
-        The per-class choice (``None`` for a class never predicted in the data).
-    n_predicted : ndarray of int, shape (k,)
-    """
-
-    threshold: np.ndarray
-    feasible: np.ndarray
-    classes: tuple[Any, ...] | None
-    target: float
-    delta: float | None
-    level: float | None
-    choices: list[ThresholdChoice | None]
-    n_predicted: np.ndarray
-
-    def _repr_html_(self) -> str:
-        return _html.per_class_choice_html(self)
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        return self.threshold if dtype is None else self.threshold.astype(dtype)
-
-    def __len__(self) -> int:
-        return int(self.threshold.size)
-
-    @property
-    def thresholds(self) -> list[np.ndarray]:
-        """``[threshold]``: what a router takes (``ThresholdRouter(p, f, choice)``)."""
-        return [self.threshold]
-
-    def as_dict(self) -> dict[Any, float]:
-        """``{class: threshold}`` (also accepted by the router)."""
-        names = self.classes or tuple(range(len(self)))
-        return {c: float(t) for c, t in zip(names, self.threshold)}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "threshold": [_json(float(t)) for t in self.threshold],
-            "feasible": self.feasible.tolist(),
-            "classes": None if self.classes is None else list(self.classes),
-            "target": self.target,
-            "delta": self.delta,
-            "level": self.level,
-            "n_predicted": self.n_predicted.tolist(),
-            "choices": [None if c is None else c.to_dict() for c in self.choices],
-        }
-
-    def __repr__(self) -> str:
-        names = tuple(str(c) for c in (self.classes or range(len(self))))
-        lines = [f"PerClassChoice(target={self.target:g}, delta={self.delta}, level={self.level})"]
-        lines.append(
-            f"  {'class':<14} {'threshold':>10} {'predicted':>10} {'coverage':>9} {'acc':>7} {'bound':>7}"
-        )
-        for c, name in enumerate(names):
-            ch = self.choices[c]
-            if ch is None:
-                lines.append(f"  {name:<14} {self.threshold[c]:>10.4g} {0:>10}")
-                continue
-            bound = "" if ch.guaranteed is None else f"{ch.guaranteed:.4f}"
-            flag = "" if self.feasible[c] else "  (target not reachable)"
-            lines.append(
-                f"  {name:<14} {self.threshold[c]:>10.4g} {int(self.n_predicted[c]):>10} "
-                f"{ch.coverage:>9.1%} {ch.accepted_accuracy:>7.4f} {bound:>7}{flag}"
-            )
-        return "\n".join(lines)
+__all__ = ["select_per_class", "choose_per_class_thresholds", "PerClassChoice", "compare_thresholds",
+           "ThresholdComparison"]
 
 
-def choose_per_class_thresholds(
+def select_per_class(
     scores: Any,
-    predicted_labels: Any = None,
+    predicted_index: Any = None,
     correct: Any = None,
     target_accuracy: float | None = None,
     *,
@@ -145,15 +69,17 @@ def choose_per_class_thresholds(
     upper: float = 1.0,
     n_starts: int | None = None,
 ) -> PerClassChoice:
-    """Choose one threshold per predicted class so each class's accepted inputs meet the target.
+    """One threshold per predicted class so each class's accepted inputs meet the target.
+
+    The procedure behind ``choose_thresholds(evaluation, target_accuracy=..., per_class=True)``.
 
     Parameters
     ----------
     scores : array of shape (n,) or Evaluation
         The primary's confidence on calibration data, or an :func:`~confroute.evaluate` result
-        made from the primary's predictions (then omit ``predicted_labels`` and ``correct``).
-    predicted_labels : array of int, shape (n,)
-        The primary's predicted class index per input (what the router indexes thresholds by).
+        made from the primary's predictions (then omit ``predicted_index`` and ``correct``).
+    predicted_index : array of int, shape (n,)
+        The primary's predicted column per input (what the router indexes thresholds by).
     correct : array of bool, shape (n,)
         Whether the primary is right.
     target_accuracy : float
@@ -161,19 +87,18 @@ def choose_per_class_thresholds(
     delta : float or None, default 0.05
         Failure probability of the guarantee (``None``: empirical, no guarantee).
     n_classes : int, optional
-        Number of classes (default: from ``classes``, else the largest label + 1).
-    classes : sequence of str, optional
-        Class names, for display and :meth:`PerClassChoice.as_dict`.
+        Number of classes (default: from ``classes``, else the largest index + 1).
+    classes : sequence, optional
+        Class values, for display and :meth:`PerClassChoice.as_dict`.
     correction : {"bonferroni", "none"}, default "bonferroni"
         ``"bonferroni"``: all classes' guarantees hold together with probability ``1 - delta``
         (each class tested at ``delta / K``, ``K`` the classes predicted at least once).
         ``"none"``: each class's guarantee holds with probability ``1 - delta`` on its own.
     upper : float, default 1.0
-        Threshold given to a class with no feasible threshold: the top of the score's range
-        (so the router accepts it; only scores equal to it pass). Use ``numpy.inf`` for scores
-        without a bounded range.
+        Threshold given to a class with no feasible threshold: the top of the score's range.
+        Use ``numpy.inf`` for scores without a bounded range.
     n_starts : int, optional
-        Passed to :func:`~confroute.choose_threshold`.
+        Fixed-sequence chains per class (default: as many as fit, at most 8).
 
     Returns
     -------
@@ -188,44 +113,46 @@ def choose_per_class_thresholds(
     >>> pred = rng.integers(0, 2, n)
     >>> score = rng.uniform(0.5, 1.0, n)
     >>> correct = rng.random(n) < np.where(pred == 0, score, score - 0.05)
-    >>> c = choose_per_class_thresholds(score, pred, correct, 0.85, delta=0.05)
-    >>> c.feasible.tolist(), c.threshold.round(2).tolist()  # population optima: 0.7 and 0.8
-    ([True, True], [0.76, 0.87])
+    >>> c = select_per_class(score, pred, correct, 0.85, delta=0.05)
+    >>> c.feasible, c.class_feasible.tolist(), c.threshold.round(2).tolist()  # optima: 0.7, 0.8
+    (True, [True, True], [0.76, 0.87])
     >>> [bool(correct[(pred == k) & (score >= c.threshold[k])].mean() >= 0.85) for k in (0, 1)]
     [True, True]
     """
-    if isinstance(scores, Evaluation):
-        res = scores
-        if predicted_labels is not None or correct is not None:
-            raise ValueError("with an Evaluation, do not pass predicted_labels / correct")
-        if res.primary_labels is None:
+    DELTA.check(delta, "delta")
+    evaluation = scores if isinstance(scores, Evaluation) else None
+    if evaluation is not None:
+        if predicted_index is not None or correct is not None:
+            raise ValueError("with an Evaluation, do not pass predicted_index / correct")
+        if evaluation.stage_label_index.size == 0:
             raise ValueError("the Evaluation has no predicted classes; evaluate from predictions")
-        s, pred, ok = res.scores, res.primary_labels, res.primary_correct
-        classes = classes if classes is not None else res.classes
-        n_classes = n_classes if n_classes is not None else res.n_classes
+        s, pred, ok = evaluation.stage_scores[0], evaluation.stage_label_index[0], evaluation.correct[0]
+        classes = classes if classes is not None else evaluation.classes
+        n_classes = n_classes if n_classes is not None else evaluation.n_classes
     else:
-        if predicted_labels is None or correct is None:
-            raise ValueError("give scores, predicted_labels and correct (or an Evaluation)")
+        if predicted_index is None or correct is None:
+            raise ValueError("give scores, predicted_index and correct (or an Evaluation)")
         s = np.asarray(scores, dtype=np.float64)
-        pred = np.asarray(predicted_labels)
+        pred = np.asarray(predicted_index)
         ok = np.asarray(correct)
     if target_accuracy is None:
         raise ValueError("target_accuracy is required")
+    target = OBJECTIVES["target_accuracy"].check_target(target_accuracy)
     if s.ndim != 1 or pred.shape != s.shape or ok.shape != s.shape:
         raise ValueError(
-            f"scores, predicted_labels and correct must have the same shape (n,), got "
+            f"scores, predicted_index and correct must have the same shape (n,), got "
             f"{s.shape}, {pred.shape}, {ok.shape}"
         )
     if pred.dtype.kind not in "iu":
-        raise ValueError(f"predicted_labels must be class indices (integers), got dtype {pred.dtype}")
+        raise ValueError(f"predicted_index must be class indices (integers), got dtype {pred.dtype}")
     if pred.size and pred.min() < 0:
-        raise ValueError("predicted_labels must be >= 0")
+        raise ValueError("predicted_index must be >= 0")
     class_values = as_classes(classes)
     k = n_classes if n_classes is not None else (len(class_values) if class_values else int(pred.max(initial=-1)) + 1)
     if class_values is not None and len(class_values) != k:
         raise ValueError(f"{len(class_values)} class names for {k} classes")
     if pred.size and pred.max() >= k:
-        raise ValueError(f"predicted label {int(pred.max())} is out of range for {k} classes")
+        raise ValueError(f"predicted index {int(pred.max())} is out of range for {k} classes")
     if correction not in ("bonferroni", "none"):
         raise ValueError(f"correction must be 'bonferroni' or 'none', got {correction!r}")
 
@@ -241,8 +168,8 @@ def choose_per_class_thresholds(
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ThresholdWarning)
-            ch = choose_threshold(s[mask], ok[mask], target_accuracy=target_accuracy, delta=level,
-                                  n_starts=n_starts)
+            ch = select_threshold(s[mask], ok[mask], objective=OBJECTIVES["target_accuracy"], target=target,
+                                  delta=level, n_starts=n_starts)
         choices[c] = ch
         feasible[c] = ch.feasible
         if ch.feasible:
@@ -250,16 +177,51 @@ def choose_per_class_thresholds(
     bad = [c for c in range(k) if counts[c] and not feasible[c]]
     if bad:
         names = [class_values[c] if class_values else c for c in bad]
-        warnings.warn(
-            f"no threshold meets accuracy {target_accuracy:g} for predicted classes {names}"
+        warn_infeasible(
+            f"no threshold meets accuracy {target:g} for predicted classes {names}"
             + ("" if level is None else f" at level {level:.3g}")
-            + f"; they get threshold {upper:g}",
-            ThresholdWarning,
-            stacklevel=2,
+            + f"; they get threshold {upper:g}"
         )
+    return _per_class_choice(thresholds, feasible, class_values, target, delta, level, choices, counts,
+                             correction, s, pred, evaluation)
+
+
+def _per_class_choice(
+    thresholds: np.ndarray, feasible: np.ndarray, class_values: Any, target: float, delta: float | None,
+    level: float | None, choices: list[ThresholdChoice | None], counts: np.ndarray, correction: str,
+    scores: np.ndarray, pred: np.ndarray, evaluation: Evaluation | None,
+) -> PerClassChoice:
+    """The choice with the figures every choice reports (on the whole data)."""
+    predicted = [c for c in choices if c is not None]
+    all_ok = bool(feasible[counts > 0].all())
+    bounds = [c.guaranteed for c in predicted]
+    guaranteed = float(min(bounds)) if predicted and all_ok and not np.isnan(bounds).any() else float("nan")
+    inner = predicted[0].procedure if predicted else "empirical_loosest"
+    procedure = f"per_class_{correction}+{inner}" if delta is not None else f"per_class+{inner}"
+    figures: dict[str, Any] = {"coverage": float(decision.accepts(scores, pred, thresholds).mean()) if scores.size else float("nan")}
+    if evaluation is not None:
+        point = evaluation.at([thresholds])
+        figures = {"coverage": point.coverage}
+        for name in ("system_accuracy", "cost_per_input", "savings"):
+            value = getattr(point, name)
+            figures[name] = float("nan") if value is None else float(value)
     return PerClassChoice(
-        thresholds, feasible, class_values, float(target_accuracy), delta, level, choices, counts
+        threshold=thresholds, class_feasible=feasible, classes=class_values, target=float(target), delta=delta,
+        level=level, choices=choices, n_predicted=counts, feasible=all_ok, guaranteed=guaranteed,
+        procedure=procedure, **figures,
     )
+
+
+def _choose_per_class_thresholds(
+    scores: Any, predicted_labels: Any = None, correct: Any = None, target_accuracy: float | None = None,
+    **kwargs: Any,
+) -> PerClassChoice:
+    return select_per_class(scores, predicted_labels, correct, target_accuracy, **kwargs)
+
+
+#: Deprecated: ``choose_thresholds(evaluation, target_accuracy=..., per_class=True)``.
+choose_per_class_thresholds = deprecated_alias(
+    _choose_per_class_thresholds, "choose_per_class_thresholds", "choose_thresholds(..., per_class=True)")
 
 
 # --------------------------------------------------------------------------- comparison
@@ -339,23 +301,25 @@ def compare_thresholds(result: Evaluation, rules: Mapping[str, Any]) -> Threshol
     >>> cmp.by_class["per-class"]["coverage"].tolist()
     [0.5, 1.0]
     """
-    if result.primary_labels is None:
+    if result.stage_label_index.size == 0:
         raise ValueError(
             "compare_thresholds needs the primary's predicted class_values; evaluate from predictions"
         )
-    pred = result.primary_labels
+    pred = result.stage_label_index[0]
     k = result.n_classes
     names = tuple(str(c) for c in (result.classes or range(k)))
     overall: dict[str, OperatingPoint] = {}
     by_class: dict[str, dict[str, np.ndarray]] = {}
     for rule, thr in rules.items():
-        thr = getattr(thr, "thresholds", [thr])[0] if hasattr(thr, "thresholds") else thr
-        resolved = resolve_threshold(check_threshold(thr, None, f"rule {rule!r}"), result.classes, k, f"rule {rule!r}")
+        unwrapped = stage_thresholds(thr, f"rule {rule!r}")  # refuses an Evaluation
+        thr = unwrapped[0] if isinstance(thr, Choice) else unwrapped
+        resolved = decision.resolve_threshold(decision.check_threshold(thr, None, f"rule {rule!r}"), result.classes,
+                                              k, f"rule {rule!r}")
         overall[rule] = result.at([resolved])
-        accept = accepts(result.scores, pred, resolved)
+        accept = decision.accepts(result.stage_scores[0], pred, resolved)
         n_pred = np.bincount(pred, minlength=k)
         n_acc = np.bincount(pred[accept], minlength=k)
-        n_ok = np.bincount(pred[accept & result.primary_correct], minlength=k)
+        n_ok = np.bincount(pred[accept & result.correct[0]], minlength=k)
         with np.errstate(invalid="ignore", divide="ignore"):
             by_class[rule] = {
                 "n_predicted": n_pred,

@@ -8,12 +8,15 @@ population figure at every threshold is then an exact finite sum, so a certifica
 Carlo error.
 
 :meth:`Population.draw_counts` draws many calibration sets at once as multinomial counts per
-(level, outcome): the count-based certification cores in :mod:`confroute.selection.certify` take
+(level, outcome): the count-based certification cores in :mod:`confroute.selection.accepted` and
+:mod:`confroute.selection.paired` take
 their cumulative sums directly, so a thousand draws cost one vectorised call.
 :meth:`Population.draw_inputs` draws per-input sequences (for order-dependent tests such as
 betting).
 
-Used by ``tests/test_validity.py`` and ``benchmarks/bench_certify.py``.
+Public (not test support) for one reason: ``benchmarks/bench_certify.py`` and
+``tests/test_validity.py`` both use it, and so can anyone checking a certificate on a population
+of their own.
 
 Examples
 --------
@@ -30,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from .bounds import betting_test, clopper_pearson, fixed_sequence
-from .certify import betting_min_count, select_accepted, select_accepted_split, select_paired
+from .accepted import betting_min_count, select_accepted, select_accepted_split
+from .paired import select_paired
 
 __all__ = ["Population", "CELLS", "accepted_rows", "paired_rows", "summarize_accepted", "summarize_paired"]
 
@@ -190,7 +194,7 @@ def accepted_rows(pop: Population, n: int, target: float, delta: float, method: 
     """Certify "accepted accuracy >= target" on ``draws`` calibration sets of size ``n``.
 
     ``method`` is one of ``"fallback"``, ``"single"``, ``"multistart"`` (counts, through
-    :func:`~confroute.selection.certify.select_accepted`; ``"fallback:0.1"`` sets the restart
+    :func:`~confroute.selection.accepted.select_accepted`; ``"fallback:0.1"`` sets the restart
     share), ``"split"`` (30% learns the order) or ``"betting"`` (per-input draws, a 32-point
     grid). Returns the row each draw certifies (0: nothing), mapped to the row of an observed
     score, so ``pop.accepted_accuracy()[rows]`` is the truth at the chosen threshold.
