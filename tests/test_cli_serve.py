@@ -13,7 +13,7 @@ from confroute import CallablePredictor, CostModel, ThresholdRouter
 from confroute.cli._main import main
 from confroute.cli.serve import build_router, check_config, load_config
 from confroute.exceptions import CLIError
-from confroute.routing.stagewise import route_stagewise, to_routing_result
+from confroute.routing.stagewise import route_stagewise
 
 
 @pytest.fixture()
@@ -116,14 +116,15 @@ def _router() -> ThresholdRouter:
     return ThresholdRouter(cheap, big, threshold=0.8, cost_model=CostModel.per_sample([1, 10]))
 
 
-def test_shell_router_assembles_the_same_result_as_route():
-    from confroute.integrations.ray import _describe
-    from confroute.integrations.serve import _shell_router
+def test_the_ingress_assembles_the_same_result_as_route():
+    # The ingress holds only the router's description (names, classes, cost model), no model.
+    from confroute.integrations.ray import describe_router
+    from confroute.integrations.serve import Ingress
 
     router = _router()
     xs = list(np.linspace(0, 1, 23))
-    shell = _shell_router(_describe(router))
-    got, want = to_routing_result(shell, route_stagewise(router, xs, batch_size=5)), router.route(xs)
+    ingress = Ingress(describe_router(router), "toy", [], metrics=False)
+    got, want = ingress.result(route_stagewise(router, xs, batch_size=5)), router.route(xs)
     np.testing.assert_array_equal(got.labels, want.labels)
     np.testing.assert_array_equal(got.stage, want.stage)
     np.testing.assert_array_equal(got.cost, want.cost)
@@ -132,7 +133,7 @@ def test_shell_router_assembles_the_same_result_as_route():
 
 def test_oip_payloads_and_drift_gauges():
     from confroute import DriftMonitor
-    from confroute.integrations.ray import _describe
+    from confroute.integrations.ray import describe_router
     from confroute.integrations.serve import Ingress, _BadRequest, _oip_answer, _oip_inputs
 
     router = _router()
@@ -155,7 +156,7 @@ def test_oip_payloads_and_drift_gauges():
     rng = np.random.default_rng(1)
     calibration = rng.beta(8, 2, 2000)
     monitor = DriftMonitor(threshold=0.8, min_samples=50).fit(np.maximum(calibration, 1 - calibration))
-    ingress = Ingress(_describe(router), "toy", [], drift=monitor, drift_every=100, metrics=False)
+    ingress = Ingress(describe_router(router), "toy", [], drift=monitor, drift_every=100, metrics=False)
     ingress._record(router.route(list(rng.beta(8, 2, 60))))
     assert ingress.last_drift_report is None  # fewer than drift_every inputs so far
     ingress._record(router.route(list(rng.beta(2, 2, 200))))  # harder inputs: drift

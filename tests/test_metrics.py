@@ -190,11 +190,9 @@ def test_selective_metrics_follow_the_accept_rule(monkeypatch):
     assert curve.thresholds.tolist() == [0.5, 0.2, -np.inf] and curve.coverage.tolist() == [0.25, 0.75, 1.0]
 
 
-def test_public_checks_and_their_old_private_names():
+def test_public_checks():
     from confroute.calibration import metrics
 
-    assert metrics._check_scores is metrics.check_scores and metrics._check_correct is metrics.check_correct
-    assert metrics._aurc_sorted is metrics.aurc_sorted
     with pytest.raises(ValueError, match="NaN at index 1"):
         metrics.check_scores([0.1, np.nan])
     assert metrics.check_correct([1, 0], 2).dtype == bool

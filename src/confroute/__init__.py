@@ -26,7 +26,8 @@ from .exceptions import (
 )
 from .predictors import CallablePredictor, Predictor, SklearnPredictor
 from .routing.cascade import Cascade, ThresholdRouter
-from .routing.fallback import CircuitBreaker, Fallback
+from .routing.fallback import CircuitBreaker, Fallback, StageOutcome
+from .routing.stage_loop import RowState, StageDecision
 
 __version__ = "0.2.0"  # kept equal to pyproject.toml by tests/test_packaging.py
 
@@ -36,32 +37,53 @@ _LAZY: dict[str, str] = {
     "VectorScaler": "confroute.calibration.calibrators",
     "IsotonicCalibrator": "confroute.calibration.calibrators",
     "HistogramBinning": "confroute.calibration.calibrators",
+    "ReliabilityTable": "confroute.calibration.metrics",
+    "RiskCoverageCurve": "confroute.calibration.metrics",
+    "CorrectnessJudge": "confroute.calibration.judge",
+    "CrossFitJudge": "confroute.calibration.judge",
+    "cross_fit": "confroute.calibration.judge",
     "evaluate": "confroute.evaluation.evaluate",
-    "Evaluation": "confroute.evaluation.evaluate",
-    "OperatingPoint": "confroute.evaluation.evaluate",
-    "EvaluationResult": "confroute.evaluation.evaluate",
+    "Evaluation": "confroute.evaluation.result",
+    "OperatingPoint": "confroute.evaluation.table",
+    "Sweep": "confroute.evaluation.sweep",
+    "threshold_sweep": "confroute.evaluation.sweep",
+    "pareto_front": "confroute.evaluation.sweep",
+    "ParetoComparison": "confroute.evaluation.alternatives",
+    "AccuracyThresholdDisplay": "confroute.evaluation.plotting",
+    "CostThresholdDisplay": "confroute.evaluation.plotting",
+    "CostAccuracyDisplay": "confroute.evaluation.plotting",
+    "RiskCoverageDisplay": "confroute.evaluation.plotting",
+    "ReliabilityDisplay": "confroute.evaluation.plotting",
+    "DriftMonitor": "confroute.evaluation.drift",
+    "DriftReport": "confroute.evaluation.drift",
     "choose_thresholds": "confroute.selection.choose",
-    "choose_threshold": "confroute.selection.thresholds",
-    "ThresholdChoice": "confroute.selection.thresholds",
-    "PerClassChoice": "confroute.selection.per_class",
-    "CascadeChoice": "confroute.selection._cascade_search",
+    "cross_fit_thresholds": "confroute.selection.crossfit",
+    "CrossFitResult": "confroute.selection.crossfit",
+    "Choice": "confroute.core.choice",
+    "ThresholdChoice": "confroute.selection.choices",
+    "PerClassChoice": "confroute.selection.choices",
+    "CascadeChoice": "confroute.selection.choices",
+    "compare_thresholds": "confroute.selection.per_class",
+    "ThresholdComparison": "confroute.selection.per_class",
     "HFPipelinePredictor": "confroute.predictors.huggingface",
     "DeepSparsePredictor": "confroute.predictors.deepsparse",
     "ONNXRuntimePredictor": "confroute.predictors.onnxruntime",
     "OIPPredictor": "confroute.predictors.remote",
-    "export_to_onnx": "confroute.predictors.export",
-    "add_hidden_output": "confroute.predictors.export",
-    "CascadeEvaluation": "confroute.evaluation.evaluate",
-    "choose_cascade_thresholds": "confroute.selection._deprecated",
-    "evaluate_cascade": "confroute.evaluation.evaluate",
-    "choose_per_class_thresholds": "confroute.selection.per_class",
-    "compare_thresholds": "confroute.selection.per_class",
-    "CorrectnessJudge": "confroute.calibration.judge",
-    "cross_fit": "confroute.calibration.judge",
-    "DriftMonitor": "confroute.evaluation.drift",
-    "DriftReport": "confroute.evaluation.drift",
+    "export_to_onnx": "confroute.export",
+    "quantize_onnx": "confroute.export",
+    "add_hidden_output": "confroute.export",
+    "ExportResult": "confroute.export",
+    "QuantizeResult": "confroute.export",
+    "HiddenOutputResult": "confroute.export",
     "load_texts": "confroute.integrations.io",
+    "LabelledTexts": "confroute.integrations.io",
     "RoutedClassifier": "confroute.integrations.sklearn",
+    "EvaluationResult": "confroute.evaluation.evaluate",
+    "CascadeEvaluation": "confroute.evaluation.evaluate",
+    "evaluate_cascade": "confroute.evaluation.evaluate",
+    "choose_threshold": "confroute.selection.thresholds",
+    "choose_cascade_thresholds": "confroute.selection._deprecated",
+    "choose_per_class_thresholds": "confroute.selection.per_class",
 }
 
 __all__ = [
@@ -75,6 +97,8 @@ __all__ = [
     "ClassMismatchError",
     "NotFittedError",
     "ThresholdWarning",
+    "CircuitOpenError",
+    "StageTimeoutError",
     # predictors
     "Predictor",
     "CallablePredictor",
@@ -83,15 +107,21 @@ __all__ = [
     "DeepSparsePredictor",
     "ONNXRuntimePredictor",
     "OIPPredictor",
+    # export
     "export_to_onnx",
+    "quantize_onnx",
     "add_hidden_output",
+    "ExportResult",
+    "QuantizeResult",
+    "HiddenOutputResult",
     # routing
     "Cascade",
     "ThresholdRouter",
     "Fallback",
     "CircuitBreaker",
-    "CircuitOpenError",
-    "StageTimeoutError",
+    "StageOutcome",
+    "StageDecision",
+    "RowState",
     "max_prob",
     "margin",
     "neg_entropy",
@@ -99,34 +129,52 @@ __all__ = [
     "CostModel",
     "StageCost",
     "Savings",
-    # calibration and evaluation
+    # calibration
     "TemperatureScaler",
     "VectorScaler",
     "IsotonicCalibrator",
     "HistogramBinning",
+    "ReliabilityTable",
+    "RiskCoverageCurve",
+    "CorrectnessJudge",
+    "CrossFitJudge",
+    "cross_fit",
+    # evaluation
     "evaluate",
     "Evaluation",
     "OperatingPoint",
+    "Sweep",
+    "threshold_sweep",
+    "pareto_front",
+    "ParetoComparison",
+    "AccuracyThresholdDisplay",
+    "CostThresholdDisplay",
+    "CostAccuracyDisplay",
+    "RiskCoverageDisplay",
+    "ReliabilityDisplay",
+    "DriftMonitor",
+    "DriftReport",
+    # selection: one entry point, one choice type
     "choose_thresholds",
+    "cross_fit_thresholds",
+    "CrossFitResult",
+    "Choice",
     "ThresholdChoice",
     "PerClassChoice",
     "CascadeChoice",
-    # deprecated aliases (one release): see CHANGELOG
-    "EvaluationResult",
-    "choose_threshold",
-    # cascades, per-class thresholds, learned judge, drift
-    "CascadeEvaluation",
-    "evaluate_cascade",
-    "choose_cascade_thresholds",
-    "choose_per_class_thresholds",
     "compare_thresholds",
-    "CorrectnessJudge",
-    "cross_fit",
-    "DriftMonitor",
-    "DriftReport",
+    "ThresholdComparison",
     # io and scikit-learn
     "load_texts",
+    "LabelledTexts",
     "RoutedClassifier",
+    # deprecated aliases (removed in 0.3): see the CHANGELOG's migration table
+    "EvaluationResult",
+    "CascadeEvaluation",
+    "evaluate_cascade",
+    "choose_threshold",
+    "choose_cascade_thresholds",
+    "choose_per_class_thresholds",
 ]
 
 
@@ -144,21 +192,27 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .evaluation.evaluate import CascadeEvaluation, Evaluation, OperatingPoint, evaluate_cascade
-    from .selection._cascade_search import CascadeChoice
-    from .selection._deprecated import choose_cascade_thresholds
-    from .selection.choose import choose_thresholds
-    from .selection.per_class import PerClassChoice
-    from .evaluation.drift import DriftMonitor, DriftReport
-    from .calibration.judge import CorrectnessJudge, cross_fit
-    from .selection.per_class import choose_per_class_thresholds, compare_thresholds
     from .calibration.calibrators import HistogramBinning, IsotonicCalibrator, TemperatureScaler, VectorScaler
-    from .evaluation.evaluate import EvaluationResult, evaluate
-    from .predictors.export import add_hidden_output, export_to_onnx
-    from .integrations.io import load_texts
-    from .integrations.sklearn import RoutedClassifier
-    from .predictors.deepsparse import DeepSparsePredictor
+    from .calibration.metrics import ReliabilityTable, RiskCoverageCurve
+    from .calibration.judge import CorrectnessJudge, CrossFitJudge, cross_fit
+    from .evaluation.evaluate import CascadeEvaluation, EvaluationResult, evaluate, evaluate_cascade
+    from .evaluation.result import Evaluation
+    from .evaluation.table import OperatingPoint
+    from .evaluation.sweep import Sweep, pareto_front, threshold_sweep
+    from .evaluation.alternatives import ParetoComparison
+    from .evaluation.plotting import AccuracyThresholdDisplay, CostAccuracyDisplay, CostThresholdDisplay, ReliabilityDisplay, RiskCoverageDisplay
+    from .evaluation.drift import DriftMonitor, DriftReport
+    from .selection.choose import choose_thresholds
+    from .selection.crossfit import CrossFitResult, cross_fit_thresholds
+    from .core.choice import Choice
+    from .selection.choices import CascadeChoice, PerClassChoice, ThresholdChoice
+    from .selection.per_class import ThresholdComparison, choose_per_class_thresholds, compare_thresholds
     from .predictors.huggingface import HFPipelinePredictor
+    from .predictors.deepsparse import DeepSparsePredictor
     from .predictors.onnxruntime import ONNXRuntimePredictor
     from .predictors.remote import OIPPredictor
-    from .selection.thresholds import ThresholdChoice, choose_threshold
+    from .export import ExportResult, HiddenOutputResult, QuantizeResult, add_hidden_output, export_to_onnx, quantize_onnx
+    from .integrations.io import LabelledTexts, load_texts
+    from .integrations.sklearn import RoutedClassifier
+    from .selection.thresholds import choose_threshold
+    from .selection._deprecated import choose_cascade_thresholds

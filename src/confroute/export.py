@@ -318,9 +318,9 @@ def _import_quantization() -> Any:
         onnx_version = version("onnx")
     except PackageNotFoundError:
         raise ImportError(f"{hint} (onnx is not installed)") from None
-    from .predictors.deepsparse import _version_tuple  # LEAD: make it public there
+    from .predictors.deepsparse import version_tuple
 
-    if _version_tuple(onnx_version) < (1, 16):
+    if version_tuple(onnx_version) < (1, 16):
         raise ImportError(f"{hint} (found onnx {onnx_version})")
     try:
         from onnxruntime import quantization

@@ -66,9 +66,9 @@ def test_refuses_onnx_115_with_a_clear_message(monkeypatch):
 
 
 def test_version_parsing():
-    assert ds_module._version_tuple("1.26.4") == (1, 26, 4)
-    assert ds_module._version_tuple("2.0.0rc1") == (2, 0, 0)
-    assert ds_module._version_tuple("1.14.1+cpu") == (1, 14, 1)
+    assert ds_module.version_tuple("1.26.4") == (1, 26, 4)
+    assert ds_module.version_tuple("2.0.0rc1") == (2, 0, 0)
+    assert ds_module.version_tuple("1.14.1+cpu") == (1, 14, 1)
 
 
 @needs_deepsparse

@@ -580,12 +580,6 @@ def aurc_sorted(s_sorted: np.ndarray, wrong_sorted: np.ndarray, ends: np.ndarray
     return float(np.mean(expected_err / np.arange(1, n + 1)))
 
 
-#: Old private names, kept while other modules move to the public ones.
-_check_scores = check_scores
-_check_correct = check_correct
-_aurc_sorted = aurc_sorted
-
-
 def optimal_aurc(n: int, n_errors: int, exact: bool = True) -> float:
     """AURC of a perfect ranking (all correct inputs first) of ``n`` inputs with ``n_errors`` errors.
 

@@ -147,7 +147,7 @@ def evaluation_html(res: Any, max_rows: int = 11) -> str:
     row_thresholds = getattr(res, "row_thresholds", None)  # one per table row (was ``thresholds``)
     if row_thresholds is None:
         row_thresholds = t["threshold"]
-    spread = getattr(res, "spread_rows", None) or res._spread_rows  # LEAD: spread_rows after the merge
+    spread = res.spread_rows
     rows = []
     for i in spread(max_rows):
         row = [fmt(row_thresholds[i]), fmt(t["coverage"][i], "pct"), fmt(t["accepted_accuracy"][i], "pct")]

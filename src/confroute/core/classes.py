@@ -31,9 +31,14 @@ Classes = tuple[Hashable, ...]
 class _Columns(Protocol):
     """What :func:`align` needs of a stage's predictions (a :class:`~confroute.Predictions`)."""
 
-    probs: np.ndarray
-    logits: np.ndarray | None
-    classes: Classes | None
+    @property
+    def probs(self) -> np.ndarray: ...
+
+    @property
+    def logits(self) -> np.ndarray | None: ...
+
+    @property
+    def classes(self) -> Classes | None: ...
 
     @property
     def n_classes(self) -> int: ...

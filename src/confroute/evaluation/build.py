@@ -20,25 +20,18 @@ from ..core import decision
 from ..core.batch import as_batch, n_rows, slice_rows
 from ..core.classes import Classes, align, as_classes, label_indices
 from ..core.cost import CostModel
-from ..core.scores import checked_scores, resolve_score
+from ..core.scores import checked_scores, resolve_score, score_name
 from ..core.types import Predictions
 from .grid import cascade_counts, grids_for
 from .sweep import threshold_sweep
 from .table import table_from_counts
 
-__all__ = ["fields_from_predictions", "fields_from_router", "score_name", "default_names"]
+__all__ = ["fields_from_predictions", "fields_from_router", "default_names"]
 
 
 def default_names(k: int) -> list[str]:
     """Stage names when none are given: primary/fallback, or stage0..stageN-1."""
     return ["primary", "fallback"] if k == 2 else [f"stage{i}" for i in range(k)]
-
-
-def score_name(score: Any) -> str:
-    """The display name of a score (its string, or the callable's name)."""
-    if isinstance(score, str):
-        return score
-    return getattr(score, "__name__", None) or type(score).__name__
 
 
 def _as_predictions(x: Any, name: str) -> Any:
@@ -269,8 +262,7 @@ def router_arrays(
     n = n_rows(inputs)
     n_stages = router.n_stages
     raw_ok = router.calibrators[0] is not None
-    # ``calibrated`` is the router's public name from 0.3 on (``_calibrated`` before).
-    calibrate = router.calibrated if hasattr(router, "calibrated") else router._calibrated
+    calibrate = router.calibrated
     parts: list[list[Predictions]] = [[] for _ in range(n_stages)]
     raw_parts: list[Predictions] = []
     score_parts: list[list[np.ndarray]] = [[] for _ in range(n_stages - 1)]

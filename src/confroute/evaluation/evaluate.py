@@ -44,7 +44,6 @@ from dataclasses import replace
 from typing import Any
 
 from ..core._deprecation import deprecated_alias, warn_renamed
-from .build import score_name
 from .result import Evaluation
 from .sweep import Sweep, pareto_front, threshold_sweep
 from .table import OperatingPoint, best_row, table_from_counts
@@ -58,11 +57,6 @@ __all__ = [
     "pareto_front",
     "best_row",
 ]
-
-#: Old private names other modules imported (kept while they move to the public ones:
-#: :func:`confroute.evaluation.table.table_from_counts`, :func:`confroute.evaluation.build.score_name`).
-_table = table_from_counts
-_score_name = score_name
 
 #: Deprecated names of :class:`Evaluation` (kept for one release; they warn on access).
 _RENAMED = {"EvaluationResult": "Evaluation", "CascadeEvaluation": "Evaluation"}

@@ -406,9 +406,6 @@ class Evaluation:
         idx = np.searchsorted(self.table["coverage"], targets, side="left")
         return np.unique(np.clip(np.r_[0, idx, d - 1], 0, d - 1))
 
-    #: The name core._html reads (kept until it reads :meth:`spread_rows`).
-    _spread_rows = spread_rows
-
     # -- display -----------------------------------------------------------------------------
     def plot(self, kind: str = "summary", ax: Any = None, path: Any = None, **kwargs: Any) -> Any:
         """One figure by name, drawn by the Display objects of :mod:`confroute.evaluation.plotting`.

@@ -105,7 +105,6 @@ def describe_router(router: Cascade) -> RouterInfo:
     )
 
 
-_describe = describe_router  # the name before 0.3
 
 
 class ShippedRouter:

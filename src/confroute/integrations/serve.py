@@ -426,22 +426,6 @@ def _version() -> str:
     return __version__
 
 
-def _shell_router(info: RouterInfo) -> Cascade:
-    """A router with the served router's names, classes and cost model whose stages never run.
-
-    :func:`~confroute.routing.stagewise.to_routing_result` reads only those, so the ingress can
-    assemble results without loading any model.
-    """
-    from ..predictors.callable import CallablePredictor
-
-    def never(xs: Sequence[Any]) -> Any:  # pragma: no cover - never called
-        raise RuntimeError("the ingress does not run models")
-
-    classes = None if info.classes is None else list(info.classes)
-    stages = [CallablePredictor(never, classes=classes, name=n) for n in info.names]
-    return Cascade(stages, [np.inf] * (len(stages) - 1), cost_model=info.cost_model, names=info.names)
-
-
 def _options_for(options: Any, n_stages: int) -> list[dict[str, Any]]:
     if options is None:
         return [{} for _ in range(n_stages)]

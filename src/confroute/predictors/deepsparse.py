@@ -63,7 +63,7 @@ DEFAULT_BUCKETS = (12, 40, 64, 128)
 TUNING_CANDIDATES = (8, 12, 16, 24, 32, 40, 48, 64, 96)
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
+def version_tuple(version: str) -> tuple[int, ...]:
     parts = []
     for piece in version.split(".")[:3]:
         digits = re.match(r"\d+", piece)
@@ -89,7 +89,7 @@ def import_deepsparse() -> Any:
             f"{sys.version_info[0]}.{sys.version_info[1]}. "
             "Use ONNXRuntimePredictor on the same model directory instead."
         )
-    if _version_tuple(np.__version__) >= (2,):
+    if version_tuple(np.__version__) >= (2,):
         raise ImportError(
             f"DeepSparsePredictor needs numpy < 2 (found numpy {np.__version__}): deepsparse 1.8.0 "
             "returns wrong outputs under numpy 2. Install a working set with "
@@ -101,7 +101,7 @@ def import_deepsparse() -> Any:
         onnx_version = version("onnx")
     except PackageNotFoundError:
         onnx_version = None
-    if onnx_version is not None and _version_tuple(onnx_version) >= (1, 15):
+    if onnx_version is not None and version_tuple(onnx_version) >= (1, 15):
         raise ImportError(
             f"DeepSparsePredictor needs onnx < 1.15 (found onnx {onnx_version}), which deepsparse "
             "1.8.0 requires: pip install 'confroute[deepsparse]' (pins onnx<1.15)."

@@ -291,7 +291,6 @@ class Cascade:
         probs = calibrator.transform(preds.log_scores())
         return Predictions.from_probs(probs, preds.classes, source=f"calibrator of stage {self.names[s]!r}")
 
-    _calibrated = calibrated  # the name before 0.3 (evaluation used it)
 
     def stage_predictions(self, inputs: Sequence[Any], calibrated: bool = True) -> list[Predictions]:
         """Run every stage once on *all* inputs (classes aligned); for evaluation.

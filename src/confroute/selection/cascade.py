@@ -20,7 +20,8 @@ import numpy as np
 
 from ..core._params import DELTA
 from ..core.cost import CostModel
-from ..evaluation.evaluate import Evaluation, _table, best_row
+from ..evaluation.evaluate import Evaluation, best_row
+from ..evaluation.table import table_from_counts
 from ..evaluation.grid import cascade_counts
 from .bounds import clopper_pearson
 from .choices import CascadeChoice
@@ -199,7 +200,7 @@ def _coordinate(
         line = [g[[i]] for g, i in zip(grids, idx)]
         line[s] = grids[s]
         answered, ok = cascade_counts(scores, correct, line)
-        table = _table(_product(line), answered, ok, data.n, data.cost_model, True)
+        table = table_from_counts(_product(line), answered, ok, data.n, data.cost_model, True)
         return table, _bounds(table, data.n, data.cost_model, level)
 
     for _ in range(max(1, max_rounds)):
@@ -218,7 +219,7 @@ def _coordinate(
             break
     final_grid = [g[[i]] for g, i in zip(grids, idx)]
     answered, ok = cascade_counts(scores, correct, final_grid)
-    table = _table(_product(final_grid), answered, ok, data.n, data.cost_model, True)
+    table = table_from_counts(_product(final_grid), answered, ok, data.n, data.cost_model, True)
     bounds = _bounds(table, data.n, data.cost_model, level)
     row = best_row(table, target_acc, budget, bounds)
     return table, bounds, row, n_eval
