@@ -135,7 +135,7 @@ def test_evaluate_router_runs_each_stage_once_and_matches_route():
         routed = ThresholdRouter(primary, fallback, threshold=t, cost_model=CostModel.per_sample([1, 3])).route(xs)
         p = res.at(t)
         assert p.coverage == pytest.approx(routed.coverage)
-        assert p.system_accuracy == pytest.approx(np.mean(routed.label_names == y))
+        assert p.system_accuracy == pytest.approx(np.mean(routed.labels == y))
         assert p.cost == pytest.approx(routed.total_cost)
 
 

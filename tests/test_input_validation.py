@@ -14,7 +14,6 @@ from confroute import (
     ThresholdRouter,
     choose_thresholds,
     evaluate,
-    evaluate_cascade,
 )
 
 
@@ -67,7 +66,7 @@ def test_non_finite_cascade_cost_budget_is_an_error():
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 100)
     stages = [Predictions.from_probs(rng.dirichlet([1, 1], 100)) for _ in range(3)]
-    res = evaluate_cascade(labels=labels, stages=stages, cost_model=[1.0, 2.0, 10.0], grid=5)
+    res = evaluate(labels=labels, stages=stages, cost_model=[1.0, 2.0, 10.0], grid=5)
     with pytest.raises(ValueError, match="max_cost_per_input must be a finite number"):
         choose_thresholds(res, max_cost_per_input=float("nan"))
 

@@ -29,7 +29,7 @@ from .routing.cascade import Cascade, ThresholdRouter
 from .routing.fallback import CircuitBreaker, Fallback, StageOutcome
 from .routing.stage_loop import RowState, StageDecision
 
-__version__ = "0.2.0"  # kept equal to pyproject.toml by tests/test_packaging.py
+from .core._version import __version__
 
 # Public names that live in modules with optional or heavier dependencies: imported on access.
 _LAZY: dict[str, str] = {

@@ -43,7 +43,7 @@ def test_logits_are_the_model_outputs_in_id2label_order(three_class_dir):
     # is undone, because the sorted order differs from the column order on some texts.
     assert len({tuple(np.argsort(-row)) for row in expected}) > 1
     np.testing.assert_allclose(out.probs.sum(axis=1), 1.0, atol=1e-9)
-    assert out.label_names.tolist() == [("zeta", "alpha", "mid")[i] for i in expected.argmax(1)]
+    assert out.labels.tolist() == [("zeta", "alpha", "mid")[i] for i in expected.argmax(1)]
 
 
 def test_existing_pipeline_is_used_as_is(tiny_model_dir):

@@ -421,7 +421,7 @@ def _oip_metadata(model: str, info: RouterInfo) -> dict[str, Any]:
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..core._version import __version__
 
     return __version__
 
