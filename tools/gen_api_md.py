@@ -9,6 +9,7 @@ tests/test_docs.py checks that docs/api.md is current.
 from __future__ import annotations
 
 import inspect
+import warnings
 import sys
 from pathlib import Path
 
@@ -19,22 +20,12 @@ HEADER = """# API
 
 Every public name of `confroute`, one line each, generated from `confroute.__all__` by
 `python tools/gen_api_md.py --write` (a test keeps it current). Heavy backends load on first use.
-Names marked *deprecated* stay for one release; the CHANGELOG has the migration table.
+Deprecated old names are not listed: they warn until 0.3, and the CHANGELOG's migration table
+names the replacement of each.
 
 | name | kind | module | what it is |
 | --- | --- | --- | --- |
 """
-
-
-#: Old names kept for one release, and what replaces them.
-DEPRECATED = {
-    "EvaluationResult": "Evaluation",
-    "CascadeEvaluation": "Evaluation",
-    "evaluate_cascade": "evaluate",
-    "choose_threshold": "choose_thresholds",
-    "choose_cascade_thresholds": "choose_thresholds",
-    "choose_per_class_thresholds": "choose_thresholds(per_class=True)",
-}
 
 
 def _summary(obj: object) -> str:
@@ -51,17 +42,19 @@ def render() -> str:
         if name == "__version__":
             rows.append(f"| `__version__` | str | `confroute` | the installed version ({confroute.__version__}) |")
             continue
-        module = confroute._LAZY.get(name) or getattr(getattr(confroute, name), "__module__", "confroute")
         try:
-            obj = getattr(confroute, name)
+            with warnings.catch_warnings():  # a deprecated name warns on access: listed, not used
+                warnings.simplefilter("ignore", DeprecationWarning)
+                obj = getattr(confroute, name)
+            module = confroute._LAZY.get(name) or getattr(obj, "__module__", "confroute")
         except ImportError as exc:  # an optional backend that is not installed
+            module = confroute._LAZY.get(name, "confroute")
             rows.append(f"| `{name}` | (optional) | `{module}` | needs an extra: {exc} |")
             continue
         kind = "class" if inspect.isclass(obj) else "function" if callable(obj) else type(obj).__name__
         if inspect.isclass(obj) and issubclass(obj, BaseException):
             kind = "warning" if issubclass(obj, Warning) else "exception"
-        note = f"*deprecated: use `{DEPRECATED[name]}`.* " if name in DEPRECATED else ""
-        rows.append(f"| `{name}` | {kind} | `{module}` | {note}{_summary(obj)} |")
+        rows.append(f"| `{name}` | {kind} | `{module}` | {_summary(obj)} |")
     return HEADER + "\n".join(rows) + "\n"
 
 

@@ -78,8 +78,6 @@ _LAZY: dict[str, str] = {
     "load_texts": "confroute.integrations.io",
     "LabelledTexts": "confroute.integrations.io",
     "RoutedClassifier": "confroute.integrations.sklearn",
-    "EvaluationResult": "confroute.evaluation.evaluate",
-    "CascadeEvaluation": "confroute.evaluation.evaluate",
     "evaluate_cascade": "confroute.evaluation.evaluate",
     "choose_threshold": "confroute.selection.thresholds",
     "choose_cascade_thresholds": "confroute.selection._deprecated",
@@ -168,23 +166,37 @@ __all__ = [
     "load_texts",
     "LabelledTexts",
     "RoutedClassifier",
-    # deprecated aliases (removed in 0.3): see the CHANGELOG's migration table
-    "EvaluationResult",
-    "CascadeEvaluation",
-    "evaluate_cascade",
-    "choose_threshold",
-    "choose_cascade_thresholds",
-    "choose_per_class_thresholds",
 ]
 
 
+#: Classes renamed in 0.2: the old name warns at the user's line on every access.
+_RENAMED_CLASSES = {"EvaluationResult": "Evaluation", "CascadeEvaluation": "Evaluation"}
+
+
 def __getattr__(name: str) -> Any:
+    if name in _RENAMED_CLASSES:
+        from .core._deprecation import warn_renamed
+
+        warn_renamed(f"confroute.{name}", f"confroute.{_RENAMED_CLASSES[name]}")
+        return __getattr__(_RENAMED_CLASSES[name])
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'confroute' has no attribute {name!r}")
     value = getattr(import_module(module), name)
     globals()[name] = value
     return value
+
+
+#: Old names that still resolve (with a DeprecationWarning at the user's line) until 0.3; they are
+#: not in ``__all__``. CHANGELOG.md's migration table gives each one's replacement.
+DEPRECATED_NAMES = (
+    "EvaluationResult",
+    "CascadeEvaluation",
+    "evaluate_cascade",
+    "choose_threshold",
+    "choose_cascade_thresholds",
+    "choose_per_class_thresholds",
+)
 
 
 def __dir__() -> list[str]:
@@ -195,7 +207,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .calibration.calibrators import HistogramBinning, IsotonicCalibrator, TemperatureScaler, VectorScaler
     from .calibration.metrics import ReliabilityTable, RiskCoverageCurve
     from .calibration.judge import CorrectnessJudge, CrossFitJudge, cross_fit
-    from .evaluation.evaluate import CascadeEvaluation, EvaluationResult, evaluate, evaluate_cascade
+    from .evaluation.evaluate import CascadeEvaluation, EvaluationResult, evaluate, evaluate_cascade  # noqa: F401
     from .evaluation.result import Evaluation
     from .evaluation.table import OperatingPoint
     from .evaluation.sweep import Sweep, pareto_front, threshold_sweep
