@@ -308,18 +308,21 @@ _FLAG_TEXT = {
     "target_relative_accuracy": (
         "R", "choose the loosest threshold whose system accuracy is >= R x FALLBACK's own accuracy (e.g. 0.995); "
         "certified with a paired bound on the inputs where the two models disagree"),
+    "max_accuracy_drop": (
+        "E", "choose the loosest threshold whose system accuracy is >= FALLBACK's own accuracy - E (e.g. 0.01); "
+        "certified with a paired bound on the inputs where the two models disagree"),
     "target_coverage": ("C", "choose the strictest threshold at which PRIMARY answers at least a share C of inputs"),
     "max_cost_per_input": ("B", "choose the strictest threshold whose mean cost per input is <= B (needs --cost)"),
     "min_savings": ("S", "choose the strictest threshold that saves at least a share S of FALLBACK's cost "
                     "(needs --cost)"),
 }
 
-#: ``args`` attribute of each objective flag (the keyword of ``choose_thresholds``) -> its flag.
+#: ``args`` attribute of each objective flag (the keyword of ``choose_thresholds``) -> its flag;
+#: one flag per row of the table (a new objective needs its metavar and help above).
 #: The objectives themselves (keyword, wording, needs, range) are the rows of the one table,
 #: :data:`confroute.selection.objectives.OBJECTIVES`, in its order.
 OBJECTIVE_FLAGS: dict[str, ObjectiveFlag] = {
-    keyword: ObjectiveFlag(objective, *_FLAG_TEXT[keyword])
-    for keyword, objective in OBJECTIVES.items() if keyword in _FLAG_TEXT
+    keyword: ObjectiveFlag(objective, *_FLAG_TEXT[keyword]) for keyword, objective in OBJECTIVES.items()
 }
 
 
