@@ -446,16 +446,18 @@ def test_objective_flags_come_from_one_table(capsys):
     import inspect
 
     from confroute.cli.evaluate import OBJECTIVE_FLAGS
-    from confroute.selection import crossfit
     from confroute.selection.choose import choose_thresholds
+    from confroute.selection.crossfit import cross_fit_thresholds
+    from confroute.selection.objectives import OBJECTIVES
 
-    cross_fit = getattr(crossfit, "cross_fit_thresholds", None) or crossfit.cross_fit_threshold
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
     text = " ".join(capsys.readouterr().out.split())
+    assert set(OBJECTIVE_FLAGS) == set(OBJECTIVES)  # a flag for every objective of the table
     for dest, objective in OBJECTIVE_FLAGS.items():
         assert objective.keyword in inspect.signature(choose_thresholds).parameters
-        assert objective.keyword in inspect.signature(cross_fit).parameters
+        assert objective.keyword in inspect.signature(cross_fit_thresholds).parameters
+        assert objective.objective is OBJECTIVES[dest]  # the row of the one table
         assert "--" + dest.replace("_", "-") in text
         assert f"(the guarantee of {objective.keyword} in confroute.choose_thresholds)" in text
 
@@ -464,6 +466,7 @@ def test_objective_flags_come_from_one_table(capsys):
     ("--min-savings", "min_savings", 0.2),
     ("--max-cost-per-input", "max_cost_per_input", 3.5),
     ("--target-coverage", "target_coverage", 0.5),
+    ("--max-accuracy-drop", "max_accuracy_drop", 0.02),
 ])
 def test_every_objective_flag_is_its_choose_thresholds_keyword(toy, tmp_path, flag, keyword, target):
     from confroute import SklearnPredictor, load_texts

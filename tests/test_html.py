@@ -108,21 +108,20 @@ def test_choice_displays_read_the_unified_choice_attributes(two_stage):
     """The displays read ``thresholds``, ``feasible``, ``guaranteed`` (nan when nothing is
     certified) and ``procedure`` of any choice, and a fitted RoutedClassifier shows its choice's
     own display."""
-    from types import SimpleNamespace
+    from dataclasses import replace
 
     y, p, f, m = two_stage
     c = choose_thresholds(evaluate(labels=y, primary=p, fallback=f), target_relative_accuracy=0.9, delta=0.05)
     cells = _cells(c._repr_html_())
     assert "system / fallback accuracy" in cells
     # A Choice writes a missing bound as nan: "nothing certified", never "≥ —".
-    view = SimpleNamespace(**{**c.__dict__, "guaranteed": float("nan"), "procedure": "paired (cp_losses)",
-                              "thresholds": [0.7]})
+    view = replace(c, guaranteed=float("nan"), procedure="paired (cp_losses)", threshold=0.7)
     cells = _cells(_html.threshold_choice_html(view))
     assert "nothing certified" in cells and "paired (cp_losses)" in cells and "0.7" in cells
     assert not any(cell.startswith("≥ —") for cell in cells)
     res = evaluate(labels=y, stages=[p, m, f], cost_model=[1.0, 2.0, 10.0], grid=5)
     cascade = choose_thresholds(res, target_system_accuracy=0.8, delta=0.05)
-    view = SimpleNamespace(**{**cascade.__dict__, "guaranteed": 0.8123})
+    view = replace(cascade, guaranteed=0.8123)
     assert "≥ 81.23% with probability 0.95" in _cells(_html.cascade_choice_html(view))
 
 
@@ -133,3 +132,28 @@ def test_evaluation_html_reads_row_thresholds(two_stage):
     rows = res.table["threshold"] if rows is None else rows
     cells = _cells(res._repr_html_())
     assert _html.fmt(rows[-1]) in cells and "∞" in cells
+
+
+def test_choices_say_their_objective_in_the_words_of_the_one_table(two_stage):
+    """Every choice kind reads ``wording``, ``sense`` and ``figure_format`` from
+    selection.objectives, and the displays read only those (a cost budget is a ceiling)."""
+    from confroute.selection.objectives import OBJECTIVES
+
+    y, p, f, m = two_stage
+    ev = evaluate(labels=y, primary=p, fallback=f, cost_model=[1.0, 10.0])
+    cascade = evaluate(labels=y, stages=[p, m, f], cost_model=[1.0, 2.0, 10.0], grid=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        choices = {
+            "max_cost_per_input": choose_thresholds(ev, max_cost_per_input=6.0, delta=0.05),
+            "target_accuracy": choose_thresholds(ev, target_accuracy=0.8, per_class=True, delta=0.05),
+            "target_system_accuracy": choose_thresholds(cascade, target_system_accuracy=0.8, delta=None),
+        }
+    for keyword, c in choices.items():
+        row = OBJECTIVES[keyword]
+        assert (c.wording, c.sense, c.figure_format) == (row.wording, row.sense, row.display)
+        assert any(cell.startswith(row.wording) for cell in _cells(c._repr_html_()))
+    cost = choices["max_cost_per_input"]
+    assert not np.isnan(cost.guaranteed)
+    assert f"≤ {_html.fmt(cost.guaranteed)} with probability 0.95" in _cells(cost._repr_html_())
+    assert "6" in _cells(cost._repr_html_())  # a budget is a price, not a percentage

@@ -120,6 +120,23 @@ def test_hold_out_split_and_no_calibration(digits):
     assert clf.choice_.n == 250
 
 
+@pytest.mark.parametrize("objective, target", [("relative_accuracy", 0.97), ("accuracy_drop", 0.02)])
+def test_objectives_come_from_the_one_table(digits, objective, target):
+    """``objective`` is the short name of a row of selection.objectives: the paired objectives
+    are there too, and they mean what the keyword means in choose_thresholds."""
+    from confroute import choose_thresholds
+    from confroute.selection.objectives import OBJECTIVES, objective_of
+
+    X, y, _, _ = digits
+    clf = _two_stage(cv=0.25, random_state=0, calibration=None, objective=objective, target=target,
+                     delta=None).fit(X, y)
+    assert clf.choice_.objective == objective
+    ref = choose_thresholds(clf.cv_evaluation_, delta=None, **{objective_of(objective).keyword: target})
+    assert list(clf.thresholds_) == ref.thresholds
+    three = {o.name for o in OBJECTIVES.values() if o.supports(3)}
+    assert three == {"system_accuracy", "cost"}
+
+
 def test_frozen_stage_is_used_as_fitted(digits):
     X, y, X_test, y_test = digits
     forest = LogisticRegression(max_iter=3000).fit(X_test, y_test)  # fitted elsewhere

@@ -206,20 +206,6 @@ def cascade_evaluation_html(res: Any, max_rows: int = 10) -> str:
 
 
 # --------------------------------------------------------------------------- threshold choices
-#: Wording of a choice's ``objective`` when the choice does not carry its own ``wording`` (the
-#: objective table of :mod:`confroute.selection.objectives` is above this layer: a choice's
-#: display passes ``wording=`` from it).
-_OBJECTIVES = {
-    "accepted_accuracy": "accuracy on accepted inputs",
-    "system_accuracy": "system accuracy",
-    "coverage": "coverage",
-    "cost": "cost per input",
-    "savings": "savings",
-    "relative_accuracy": "system / fallback accuracy",
-    "accuracy_drop": "system - fallback accuracy",
-}
-
-
 def _missing(x: Any) -> bool:
     """A figure that is not there: ``None`` or ``nan`` (a :class:`~confroute.core.choice.Choice`
     writes a missing figure as ``nan``)."""
@@ -231,33 +217,31 @@ def _missing(x: Any) -> bool:
         return False
 
 
-def _wording(c: Any) -> str:
-    return getattr(c, "wording", None) or _OBJECTIVES.get(c.objective, c.objective)
-
-
 def _guarantee(c: Any, bound: Any) -> str:
     """What the choice's certificate says: its bound and level, or why there is none."""
     if c.delta is None:
         return "none (empirical choice)"
     if _missing(bound):
         return "nothing certified"
-    rel = "≤" if c.objective == "cost" else "≥"
-    kind = "num" if c.objective == "cost" else "pct"
-    return f"{rel} {fmt(bound, kind)} with probability {1 - float(c.delta):.3g}"
+    rel = "≤" if c.sense == "<=" else "≥"
+    return f"{rel} {fmt(bound, c.figure_format)} with probability {1 - float(c.delta):.3g}"
 
 
 def _procedure(c: Any) -> list[tuple[str, str]]:
-    procedure = getattr(c, "procedure", None)
-    return [("procedure", str(procedure))] if procedure else []
+    return [("procedure", str(c.procedure))] if c.procedure else []
 
 
 def threshold_choice_html(c: Any) -> str:
-    """Target, guarantee, threshold and coverage of a two-stage choice (``ThresholdChoice``)."""
-    kind = "num" if c.objective == "cost" else "pct"
+    """Target, guarantee, threshold and coverage of a two-stage choice (``ThresholdChoice``).
+
+    Reads the attributes every :class:`~confroute.core.choice.Choice` has (its ``wording``,
+    ``sense`` and ``figure_format`` say the objective; a ``nan`` figure is shown as missing).
+    """
+    kind = c.figure_format
     figures = [
-        ("objective", _wording(c)),
+        ("objective", c.wording),
         ("target", fmt(c.target, kind)),
-        ("threshold", fmt(c.thresholds[0] if hasattr(c, "thresholds") else c.threshold)),
+        ("threshold", fmt(c.thresholds[0])),
         ("feasible", "yes" if c.feasible else "no: the target is not reachable; safe end returned"),
         ("on calibration data", fmt(c.empirical, kind)),
         ("guaranteed", _guarantee(c, c.guaranteed)),
@@ -267,23 +251,20 @@ def threshold_choice_html(c: Any) -> str:
     ]
     for name, label, how in (("system_accuracy", "system accuracy", "pct"),
                              ("cost_per_input", "cost per input", "num"), ("savings", "savings", "pct")):
-        if not _missing(getattr(c, name, None)):
+        if not _missing(getattr(c, name)):
             figures.append((label, fmt(getattr(c, name), how)))
     return block("ThresholdChoice", facts(figures))
 
 
 def cascade_choice_html(c: Any) -> str:
     """Thresholds, target, guarantee and shares of a ``CascadeChoice``."""
-    kind = "num" if c.objective == "cost" else "pct"
-    bound = getattr(c, "guaranteed", None)
-    if _missing(bound) and hasattr(c, "cost_bound"):  # a choice without the unified ``guaranteed``
-        bound = c.cost_bound if c.objective == "cost" else c.accuracy_bound
+    kind = c.figure_format
     figures = [
-        ("objective", _wording(c)),
+        ("objective", c.wording),
         ("target", fmt(c.target, kind)),
         ("thresholds", ", ".join(fmt(t) for t in c.thresholds)),
         ("feasible", "yes" if c.feasible else "no: the target is not reachable; safe end returned"),
-        ("guaranteed", _guarantee(c, bound)),
+        ("guaranteed", _guarantee(c, c.guaranteed)),
         *_procedure(c),
         ("shares answered", " / ".join(fmt(s, "pct") for s in c.shares)),
         ("system accuracy", fmt(c.system_accuracy, "pct")),
@@ -296,8 +277,8 @@ def cascade_choice_html(c: Any) -> str:
 
 def per_class_choice_html(c: Any) -> str:
     """Target, guarantee and the threshold of each predicted class of a ``PerClassChoice``."""
-    names = getattr(c, "classes", None) or tuple(range(len(c.threshold)))
-    feasible = np.broadcast_to(np.asarray(getattr(c, "class_feasible", c.feasible)), (len(names),))
+    names = c.classes or tuple(range(len(c.threshold)))
+    feasible = c.class_feasible
     rows = []
     for i, name in enumerate(names):
         ch = c.choices[i]
@@ -306,8 +287,8 @@ def per_class_choice_html(c: Any) -> str:
                      "-" if ch is None else fmt(ch.accepted_accuracy, "pct"),
                      "-" if ch is None or _missing(ch.guaranteed) else fmt(ch.guaranteed, "pct"),
                      "yes" if feasible[i] else "no"])
-    figures = [("objective", "accuracy on accepted inputs, per predicted class"),
-               ("target", fmt(c.target, "pct")),
+    figures = [("objective", f"{c.wording}, per predicted class"),
+               ("target", fmt(c.target, c.figure_format)),
                ("guarantee", "none (empirical choice)" if c.delta is None
                 else f"each class at level {fmt(c.level)} (probability {1 - float(c.delta):.3g} overall)")]
     return block("PerClassChoice", facts(figures),

@@ -33,6 +33,11 @@ class Choice:
     ``procedure`` : str
         The selection or certification procedure that produced the choice.
     ``objective`` : str, ``target`` : float, ``delta`` : float or None
+    ``wording`` : str, ``sense`` : {">=", "<="}, ``figure_format`` : {"pct", "num"}
+        How the objective is said and shown: its name in text, whether the target (and the
+        certified bound) is a floor or a ceiling, and how its figures are formatted. Read from the
+        objective table of :mod:`confroute.selection.objectives` (this layer is below it, so the
+        displays here read these attributes, never the table).
     ``to_dict()`` / ``from_dict(d)``
         A JSON-ready round trip.
     """
@@ -44,6 +49,21 @@ class Choice:
     feasible: bool
     guaranteed: float
     procedure: str
+
+    @property
+    def wording(self) -> str:  # pragma: no cover - every subclass defines it
+        """The objective's name in text and HTML displays (``"system accuracy"``, ...)."""
+        raise NotImplementedError
+
+    @property
+    def sense(self) -> str:  # pragma: no cover - every subclass defines it
+        """``">="`` when the target is a floor (accuracy, coverage, savings), ``"<="`` a ceiling (cost)."""
+        raise NotImplementedError
+
+    @property
+    def figure_format(self) -> str:  # pragma: no cover - every subclass defines it
+        """``"pct"`` (a share) or ``"num"`` (a price): how the target and the bound are shown."""
+        raise NotImplementedError
 
     def to_dict(self) -> dict[str, Any]:  # pragma: no cover - every subclass defines it
         raise NotImplementedError

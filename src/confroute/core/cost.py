@@ -184,7 +184,8 @@ class CostModel:
     def n_stages(self) -> int:
         return len(self.stages)
 
-    def _check_stages(self, n_stages: int) -> None:
+    def check_stages(self, n_stages: int) -> None:
+        """Raise ``ValueError`` unless this model prices exactly ``n_stages`` stages."""
         if n_stages != self.n_stages:
             raise ValueError(f"cost model has {self.n_stages} stages but the router has {n_stages}")
 
@@ -196,7 +197,7 @@ class CostModel:
         is computed by calling it.
         """
         reached = np.asarray(reached, dtype=bool)
-        self._check_stages(reached.shape[0])
+        self.check_stages(reached.shape[0])
         if self.input_prices is not None:
             if reached.shape != self.input_prices.shape:
                 raise ValueError(
@@ -311,7 +312,7 @@ class CostModel:
         if any(v is None for v in spp):
             raise ValueError("time() needs seconds_per_sample (or a throughput) for every stage")
         reached = np.asarray(result.reached, dtype=bool)
-        self._check_stages(reached.shape[0])
+        self.check_stages(reached.shape[0])
         return float(np.asarray(spp, dtype=np.float64) @ reached.sum(axis=1))
 
     def to_dict(self) -> dict[str, Any]:

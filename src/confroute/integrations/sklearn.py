@@ -39,21 +39,10 @@ from ..exceptions import ClassMismatchError, NotFittedError
 from ..predictors.sklearn import SklearnPredictor
 from ..routing.cascade import Cascade
 from ..selection.choose import choose_thresholds
+from ..selection.objectives import OBJECTIVES, objective_of
 
 __all__ = ["RoutedClassifier"]
 
-#: ``objective`` -> the keyword of :func:`~confroute.choose_thresholds` (two stages).
-_TWO_STAGE = {
-    "system_accuracy": "target_system_accuracy",
-    "accepted_accuracy": "target_accuracy",
-    "coverage": "target_coverage",
-    "cost": "max_cost_per_input",
-    "savings": "min_savings",
-}
-#: ``objective`` -> the keyword of :func:`~confroute.choose_thresholds` (three or more stages).
-_CASCADE = {"system_accuracy": "target_system_accuracy", "cost": "max_cost_per_input"}
-# LEAD: after the selection merge, read both from selection.objectives (objective_of(name).keyword,
-# .supports(n_stages), .needs_prices) and drop these two dicts.
 #: A float ``cv``: the share held out.
 _HOLD_OUT = Interval(0.0, 1.0)
 
@@ -97,13 +86,17 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         reaches it. An estimator wrapped in ``sklearn.frozen.FrozenEstimator`` is used as
         fitted; the others are fitted by :meth:`fit`. Named stages expose their parameters as
         ``name__param`` (for ``GridSearchCV``); unnamed ones get their class name.
-    objective : {"system_accuracy", "accepted_accuracy", "coverage", "cost", "savings"}
-        What ``target`` constrains. ``"system_accuracy"``: accuracy of the routed answers;
+    objective : {"system_accuracy", "accepted_accuracy", "coverage", "cost", "savings", \
+            "relative_accuracy", "accuracy_drop"}
+        What ``target`` constrains: the short ``name`` of an objective of
+        :func:`~confroute.choose_thresholds` (the table in ``confroute.selection.objectives``),
+        with that keyword's guarantee. ``"system_accuracy"``: accuracy of the routed answers;
         ``"accepted_accuracy"``: accuracy of the first stage on what it keeps; ``"coverage"``:
         share the first stage answers; ``"cost"``: mean price per input (needs ``costs``);
-        ``"savings"``: share saved against the last stage alone (needs ``costs``). Three or more
-        stages take ``"system_accuracy"`` or ``"cost"`` (the joint search of
-        :func:`~confroute.choose_thresholds`).
+        ``"savings"``: share saved against the last stage alone (needs ``costs``);
+        ``"relative_accuracy"`` / ``"accuracy_drop"``: system accuracy against the last stage's,
+        paired-certified. Three or more stages take ``"system_accuracy"`` or ``"cost"`` (the
+        joint search of :func:`~confroute.choose_thresholds`).
     target : float, default 0.9
         The target of the objective. Accuracy and coverage objectives take the cheapest routing
         that meets it; a cost budget takes the most accurate routing within it.
@@ -267,11 +260,12 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
 
     # -- fitting ------------------------------------------------------------------------------
     def _check_params(self, n_stages: int) -> tuple[str, CostModel | None]:
-        table = _TWO_STAGE if n_stages == 2 else _CASCADE
-        if self.objective not in table:
+        names = [o.name for o in OBJECTIVES.values() if o.supports(n_stages)]
+        if self.objective not in names:
             raise ValueError(
-                f"objective must be one of {sorted(table)} for {n_stages} stages, got {self.objective!r}"
+                f"objective must be one of {names} for {n_stages} stages, got {self.objective!r}"
             )
+        objective = objective_of(self.objective)
         DELTA.check(self.delta, "delta")  # before any stage is fitted
         if not isinstance(self.target, numbers.Real) or not np.isfinite(self.target):
             raise ValueError(f"target must be a finite number, got {self.target!r}")
@@ -280,16 +274,15 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             cost_model = (
                 self.costs if isinstance(self.costs, CostModel) else CostModel.per_sample(list(self.costs))
             )
-            if cost_model.n_stages != n_stages:  # LEAD: CostModel._check_stages is private; make it public
-                raise ValueError(f"cost model has {cost_model.n_stages} stages but the router has {n_stages}")
+            cost_model.check_stages(n_stages)
             prices = cost_model.stage_costs
             if not np.isfinite(prices).all() or (prices < 0).any():
                 raise ValueError(f"costs must be finite and >= 0, got {prices.tolist()}")
-        if self.objective in ("cost", "savings") and cost_model is None:
+        if objective.needs_prices and cost_model is None:
             raise ValueError(f"objective={self.objective!r} needs costs=[price of each stage]")
         if self.method not in ("exhaustive", "coordinate"):
             raise ValueError(f"method must be 'exhaustive' or 'coordinate', got {self.method!r}")
-        return table[self.objective], cost_model
+        return objective.keyword, cost_model
 
     def _calibrator(self) -> Any:
         if self.calibration is None:

@@ -149,7 +149,7 @@ def choose_cascade(
 
     feasible = row >= 0
     r = row if feasible else -1 - row
-    objective = "system_accuracy" if target_system_accuracy is not None else "cost"
+    objective = OBJECTIVES["target_system_accuracy" if target_system_accuracy is not None else "max_cost_per_input"].name
     target = float(target_system_accuracy if target_system_accuracy is not None else max_cost_per_input)  # type: ignore[arg-type]
     if not feasible:
         warn_infeasible(

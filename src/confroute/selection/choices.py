@@ -26,7 +26,6 @@ a ``null`` threshold reads back as ``inf``, "accept nothing").
 from __future__ import annotations
 
 import math
-import types
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -55,17 +54,29 @@ def _one_nan(choice: Any) -> None:
             object.__setattr__(choice, f.name, NAN)
 
 
-def _html_view(choice: Any, **overrides: Any) -> Any:
-    """The choice with ``nan`` as ``None``, the way the HTML displays read optional figures."""
-    values = {f.name: getattr(choice, f.name) for f in fields(choice)}
-    values = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
-    values["thresholds"] = choice.thresholds
-    values.update(overrides)
-    return types.SimpleNamespace(**values)
+class _ObjectiveChoice(Choice):
+    """A choice that says its objective in the words of the one objective table."""
+
+    objective: str
+
+    @property
+    def wording(self) -> str:
+        """The objective's name in text and HTML displays (from :mod:`.objectives`)."""
+        return objective_of(self.objective).wording
+
+    @property
+    def sense(self) -> str:
+        """``">="`` (a floor) or ``"<="`` (a ceiling), from :mod:`.objectives`."""
+        return objective_of(self.objective).sense
+
+    @property
+    def figure_format(self) -> str:
+        """``"pct"`` or ``"num"``, from :mod:`.objectives`."""
+        return objective_of(self.objective).display
 
 
 @dataclass(frozen=True)
-class ThresholdChoice(Choice):
+class ThresholdChoice(_ObjectiveChoice):
     """A chosen threshold of two stages, what it achieves on the calibration data, and what is
     guaranteed.
 
@@ -154,7 +165,7 @@ class ThresholdChoice(Choice):
         )
 
     def _repr_html_(self) -> str:
-        return _html.threshold_choice_html(_html_view(self))
+        return _html.threshold_choice_html(self)
 
     def __repr__(self) -> str:
         parts = ", ".join(
@@ -165,7 +176,7 @@ class ThresholdChoice(Choice):
 
 
 @dataclass(frozen=True, repr=False)
-class PerClassChoice(Choice):
+class PerClassChoice(_ObjectiveChoice):
     """A threshold per predicted class of the first of two stages.
 
     ``np.asarray(choice)`` is ``choice.threshold``, so the choice itself can be passed as the
@@ -214,9 +225,7 @@ class PerClassChoice(Choice):
         _one_nan(self)
 
     def _repr_html_(self) -> str:
-        view = _html_view(self, feasible=self.class_feasible,
-                          classes=self.classes or tuple(range(len(self))))
-        return _html.per_class_choice_html(view)
+        return _html.per_class_choice_html(self)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         return self.threshold if dtype is None else self.threshold.astype(dtype)
@@ -287,7 +296,7 @@ class PerClassChoice(Choice):
 
 
 @dataclass(frozen=True)
-class CascadeChoice(Choice):
+class CascadeChoice(_ObjectiveChoice):
     """Jointly chosen thresholds of a cascade, what they achieve on the data, and what is
     guaranteed.
 
@@ -342,7 +351,7 @@ class CascadeChoice(Choice):
         _one_nan(self)
 
     def _repr_html_(self) -> str:
-        return _html.cascade_choice_html(_html_view(self))
+        return _html.cascade_choice_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable (non-finite numbers become ``None``)."""

@@ -12,6 +12,8 @@ Examples
 'paired'
 >>> objective_of("cost").keyword
 'max_cost_per_input'
+>>> OBJECTIVES["max_accuracy_drop"].statement(0.01)
+'system - fallback accuracy >= -0.01'
 >>> given_objective({"target_accuracy": 0.9, "target_coverage": None})
 (Objective('target_accuracy'), 0.9)
 """
@@ -31,7 +33,8 @@ __all__ = ["Objective", "OBJECTIVES", "KEYWORDS", "objective_of", "given_objecti
 _ACCURACY = Interval(0.0, 1.0, "neither")
 _SYSTEM = Interval(0.0, 1.0, "right")
 _SHARE = Interval(0.0, 1.0, "both")
-_ANY = Interval(-math.inf, math.inf, "neither")
+_BUDGET = Interval(0.0, math.inf, "left")
+_SAVED = Interval(-math.inf, 1.0, "right")
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,15 @@ class Objective:
             return False
         return value <= target + 1e-12 if self.sense == "<=" else value >= target - 1e-12
 
+    def statement(self, target: float) -> str:
+        """The target in words, as reports print it (``"system accuracy >= 0.95"``).
+
+        ``max_accuracy_drop`` is a drop: its figure (system minus fallback accuracy) must stay at
+        or above ``-target``.
+        """
+        bar = -target if self.name == "accuracy_drop" else target
+        return f"{self.wording} {self.sense} {bar:g}"
+
     def check_target(self, target: Any) -> float:
         """The target as a finite float in the objective's range."""
         if isinstance(target, numbers.Real) and not isinstance(target, bool) and not math.isfinite(target):
@@ -135,14 +147,14 @@ _TABLE = (
         "mean cost per input", "cost per input",
         "<=", "num", True, False, None, False, False,
         "Clopper-Pearson lower bound on coverage, priced by the CostModel",
-        "Hoeffding upper bound on the mean cost, Bonferroni over the evaluation's grid", _ANY,
+        "Hoeffding upper bound on the mean cost, Bonferroni over the evaluation's grid", _BUDGET,
     ),
     Objective(
         "min_savings", "savings",
         "share of cost saved against the last stage alone", "savings",
         ">=", "pct", True, False, 2, False, False,
         "Clopper-Pearson lower bound on coverage, priced by the CostModel",
-        "", _ANY,
+        "", _SAVED,
     ),
     Objective(
         "target_relative_accuracy", "relative_accuracy",

@@ -15,6 +15,7 @@ from typing import Any
 
 from ...core._params import DELTA, Interval
 from ...exceptions import CLIError
+from ...selection.objectives import OBJECTIVES, Objective
 
 __all__ = [
     "BACKENDS",
@@ -24,7 +25,7 @@ __all__ = [
     "DEFAULT_CALIBRATION",
     "EPILOG",
     "OBJECTIVE_FLAGS",
-    "Objective",
+    "ObjectiveFlag",
     "BackendSpec",
     "CostSpec",
     "CalibrationSpec",
@@ -270,43 +271,58 @@ def parse_label_map(spec: str | None) -> dict[str, str] | None:
 
 # --------------------------------------------------------------------------- objectives
 @dataclass(frozen=True)
-class Objective:
-    """One objective flag of ``confroute evaluate``: the keyword of
-    :func:`confroute.choose_thresholds` it stands for, and how the command words it."""
+class ObjectiveFlag:
+    """One objective flag of ``confroute evaluate``: the objective of
+    :func:`confroute.choose_thresholds` it stands for (a row of the one table,
+    :data:`confroute.selection.objectives.OBJECTIVES`), plus what only the command has: its
+    metavar and help. Keyword, wording, what it needs and its valid range come from the table."""
 
-    keyword: str
+    objective: Objective
     metavar: str
     help: str
-    wording: str  # "{target}" is replaced by the flag's value
-    valid: Interval
-    needs_fallback: bool = False
-    needs_prices: bool = False
+
+    @property
+    def keyword(self) -> str:
+        return self.objective.keyword
+
+    @property
+    def valid(self) -> Interval:
+        return self.objective.target_range
+
+    @property
+    def needs_fallback(self) -> bool:
+        return self.objective.needs_fallback
+
+    @property
+    def needs_prices(self) -> bool:
+        return self.objective.needs_prices
+
+    def wording(self, target: float) -> str:
+        """The flag's target in words (the table's wording)."""
+        return self.objective.statement(target)
 
 
-#: ``args`` attribute of each objective flag -> what it means. The ONE table of the command's
-#: objectives: the flags, their help, the keyword each passes to ``choose_thresholds`` (or the
-#: cross-fit), the wording of the report, and the valid range.
-OBJECTIVE_FLAGS: dict[str, Objective] = {
-    "target_accuracy": Objective(
-        "target_accuracy", "A", "choose the loosest threshold whose accuracy on accepted inputs is >= A",
-        "accuracy on accepted >= {target:g}", Interval(0.0, 1.0)),
-    "target_system_accuracy": Objective(
-        "target_system_accuracy", "A", "choose the loosest threshold whose system accuracy is >= A",
-        "system accuracy >= {target:g}", Interval(0.0, 1.0), needs_fallback=True),
-    "target_relative_accuracy": Objective(
-        "target_relative_accuracy", "R",
-        "choose the loosest threshold whose system accuracy is >= R x FALLBACK's own accuracy (e.g. 0.995); "
-        "certified with a paired bound on the inputs where the two models disagree",
-        "system accuracy >= {target:g} x fallback", Interval(0.0, 1.0, "right"), needs_fallback=True),
-    "target_coverage": Objective(
-        "target_coverage", "C", "choose the strictest threshold at which PRIMARY answers at least a share C of inputs",
-        "coverage >= {target:g}", Interval(0.0, 1.0, "both")),
-    "max_cost_per_input": Objective(
-        "max_cost_per_input", "B", "choose the strictest threshold whose mean cost per input is <= B (needs --cost)",
-        "cost per input <= {target:g}", Interval(0.0, math.inf, "left"), needs_prices=True),
-    "min_savings": Objective(
-        "min_savings", "S", "choose the strictest threshold that saves at least a share S of FALLBACK's cost "
-        "(needs --cost)", "savings >= {target:g}", Interval(-math.inf, 1.0, "right"), needs_prices=True),
+_FLAG_TEXT = {
+    "target_accuracy": ("A", "choose the loosest threshold whose accuracy on accepted inputs is >= A"),
+    "target_system_accuracy": ("A", "choose the loosest threshold whose system accuracy is >= A"),
+    "target_relative_accuracy": (
+        "R", "choose the loosest threshold whose system accuracy is >= R x FALLBACK's own accuracy (e.g. 0.995); "
+        "certified with a paired bound on the inputs where the two models disagree"),
+    "max_accuracy_drop": (
+        "E", "choose the loosest threshold whose system accuracy is >= FALLBACK's own accuracy - E (e.g. 0.01); "
+        "certified with a paired bound on the inputs where the two models disagree"),
+    "target_coverage": ("C", "choose the strictest threshold at which PRIMARY answers at least a share C of inputs"),
+    "max_cost_per_input": ("B", "choose the strictest threshold whose mean cost per input is <= B (needs --cost)"),
+    "min_savings": ("S", "choose the strictest threshold that saves at least a share S of FALLBACK's cost "
+                    "(needs --cost)"),
+}
+
+#: ``args`` attribute of each objective flag (the keyword of ``choose_thresholds``) -> its flag;
+#: one flag per row of the table (a new objective needs its metavar and help above).
+#: The objectives themselves (keyword, wording, needs, range) are the rows of the one table,
+#: :data:`confroute.selection.objectives.OBJECTIVES`, in its order.
+OBJECTIVE_FLAGS: dict[str, ObjectiveFlag] = {
+    keyword: ObjectiveFlag(objective, *_FLAG_TEXT[keyword]) for keyword, objective in OBJECTIVES.items()
 }
 
 
@@ -316,7 +332,7 @@ def requested_objectives(args: argparse.Namespace) -> list[tuple[str, dict[str, 
     for dest, objective in OBJECTIVE_FLAGS.items():
         target = getattr(args, dest, None)
         if target is not None:
-            out.append((objective.wording.format(target=target), {objective.keyword: float(target)}))
+            out.append((objective.wording(float(target)), {objective.keyword: float(target)}))
     return out
 
 

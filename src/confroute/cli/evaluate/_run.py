@@ -213,11 +213,8 @@ def choose(args: argparse.Namespace, s: Setup, m: Measured, result: Any, cal_res
     """Thresholds for every objective flag, through :func:`confroute.choose_thresholds` (or its
     cross-fit): a flag means the guarantee of the keyword it names in ``OBJECTIVE_FLAGS``."""
     from ...calibration.calibrators import TemperatureScaler
-    from ...selection import crossfit
     from ...selection.choose import choose_thresholds
-
-    # LEAD: after the selection merge call crossfit.cross_fit_thresholds directly (the old name warns).
-    cross_fit = getattr(crossfit, "cross_fit_thresholds", None) or crossfit.cross_fit_threshold
+    from ...selection.crossfit import cross_fit_thresholds
 
     if cal_result is not None:
         where, on = "the calibration split", "calibration data"
@@ -231,7 +228,7 @@ def choose(args: argparse.Namespace, s: Setup, m: Measured, result: Any, cal_res
         if s.cal_spec.kind == "cross-fit":
             # The cross-fit of the one selection path (each fold chooses as choose_thresholds does).
             factory = TemperatureScaler if args.calibrate == "temperature" else None
-            cf = cross_fit(m.y, m.pp, m.fp, delta=s.delta, n_folds=s.cal_spec.folds, calibrator=factory,
+            cf = cross_fit_thresholds(m.y, m.pp, m.fp, delta=s.delta, n_folds=s.cal_spec.folds, calibrator=factory,
                            score=args.score, cost_model=cost_model, random_state=args.seed, **objective)
             chosen.append(Chosen(wording, where, on, cf.final, pooled_point(cf, cost_model), cf))
             continue
