@@ -41,7 +41,7 @@ from confroute.selection.certify import (  # noqa: E402
     needs_label,
     plan_labels,
 )
-from confroute.selection.thresholds import ThresholdWarning, choose_threshold  # noqa: E402
+from confroute import ThresholdWarning, choose_thresholds  # noqa: E402
 
 DELTA = 0.05
 RELATIVE = 0.995
@@ -65,12 +65,14 @@ def outputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def unpaired_choice(s: np.ndarray, pc: np.ndarray, fc: np.ndarray) -> float:
+    """The unpaired comparison: a Clopper-Pearson guarantee on the system's accuracy against the
+    fallback's accuracy on this data (``target_system_accuracy``), not the paired certificate."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThresholdWarning)
-        return choose_threshold(s, pc, fallback_correct=fc, target_system_accuracy=RELATIVE * fc.mean(),
-                                delta=DELTA).threshold
+        return choose_thresholds(study.evaluation_of(s, pc, fc), target_system_accuracy=RELATIVE * fc.mean(),
+                                 delta=DELTA).threshold
 
 
 def main(argv: list[str] | None = None) -> int:
