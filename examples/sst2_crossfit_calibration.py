@@ -134,20 +134,16 @@ def main() -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from confroute.evaluation.plotting import plot_reliability
+        from confroute import ReliabilityDisplay
 
         cal = cross_fit_calibration(np.array(["NEGATIVE", "POSITIVE"])[y], sparse, n_folds=args.folds, random_state=0)
         fig, ax = plt.subplots(figsize=(4.6, 4.4))
         soft = lambda t: np.exp(z / t) / np.exp(z / t).sum(axis=1, keepdims=True)
-        for name, probs in (("uncalibrated", soft(1.0)), (f"T = {t_train:.2f} fitted on train", soft(t_train)),
-                            ("cross-fitted on dev", cal.transform(z))):
-            plot_reliability(metrics.reliability_table(probs, y), ax=ax, label=name)
-        # plot_reliability draws each table in colour C0; recolour and drop the repeated diagonals.
-        lines = [ln for ln in ax.get_lines() if ln.get_linestyle() != "--"]
-        for i, ln in enumerate(lines):
-            ln.set_color(f"C{i}")
-        for ln in [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"][1:]:
-            ln.remove()
+        # One Display, three tables: one diagonal, the tables in colours C0, C1, C2.
+        tables = [(name, metrics.reliability_table(probs, y))
+                  for name, probs in (("uncalibrated", soft(1.0)), (f"T = {t_train:.2f} fitted on train", soft(t_train)),
+                                      ("cross-fitted on dev", cal.transform(z)))]
+        ReliabilityDisplay(tables).plot(ax=ax)
         ax.legend(fontsize="small", loc="upper left")
         ax.set_xlim(0.45, 1.0)  # two classes: the top-label confidence is at least 0.5
         ax.set_ylim(0.45, 1.02)

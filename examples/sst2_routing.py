@@ -50,7 +50,8 @@ import numpy as np
 from confroute import CostModel, StageCost, load_texts
 from confroute.core.types import Predictions, softmax
 from confroute.calibration.calibrators import TemperatureScaler
-from confroute import ThresholdWarning, choose_thresholds
+from confroute import (AccuracyThresholdDisplay, CostAccuracyDisplay, CostThresholdDisplay, ReliabilityDisplay,
+                       ThresholdWarning, choose_thresholds)
 from confroute.evaluation.evaluate import Evaluation, evaluate, threshold_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -695,13 +696,16 @@ def write_figures(out: Path, results: dict[str, Any], s_dev: np.ndarray, pc: np.
     out.mkdir(parents=True, exist_ok=True)
     dpi = 80
     res = results[list(results)[2]]  # measured prices, DeepSparse dense
-    fig = res.plot("summary")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), layout="constrained")  # as Evaluation.plot("summary")
+    AccuracyThresholdDisplay.from_evaluation(res, ax=axes[0])
+    CostThresholdDisplay.from_evaluation(res, ax=axes[1])
+    CostAccuracyDisplay.from_evaluation(res, ax=axes[2])
     fig.savefig(out / "sst2_summary.png", dpi=dpi)
     plt.close(fig)
 
-    ax = res.plot("reliability")
-    ax.get_figure().savefig(out / "sst2_reliability.png", dpi=dpi)
-    plt.close(ax.get_figure())
+    rel = ReliabilityDisplay.from_evaluation(res)
+    rel.figure_.savefig(out / "sst2_reliability.png", dpi=dpi)
+    plt.close(rel.figure_)
 
     fig, ax = plt.subplots(figsize=(5.6, 3.8), layout="constrained")
     t = res.table
