@@ -35,12 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sst2_routing as study  # noqa: E402  (the study's cache, paths and cross-fit helper)
 
 from confroute import load_texts  # noqa: E402
-from confroute.selection.certify import (  # noqa: E402
-    certify_from_disagreements,
-    certify_relative_accuracy,
-    needs_label,
-    plan_labels,
-)
+from confroute.selection.disagreements import certify_from_disagreements, needs_label  # noqa: E402
+from confroute.selection.planner import plan_labels  # noqa: E402
+from confroute.selection.relative import certify_relative_accuracy  # noqa: E402
 from confroute import ThresholdWarning, choose_thresholds  # noqa: E402
 
 DELTA = 0.05
