@@ -9,10 +9,10 @@ calibration size and each method, draw ``--draws`` calibration sets, certify, an
 * the oracle: the largest population coverage that meets the target.
 
 Accepted accuracy ("accuracy on accepted inputs >= target"): the fixed-sequence variants of
-:func:`confroute.selection.certify.select_accepted` (single chain, multi-start, fallback procedure
+:func:`confroute.selection.accepted.select_accepted` (single chain, multi-start, fallback procedure
 with several restart shares), Learn-then-Test with a learned order on a 30% split, and betting on
 a 32-point quantile grid. Paired relative accuracy ("system >= (1 - eps) x reference"): the bounds
-of :func:`confroute.selection.certify.select_paired` and betting, against the unpaired
+of :func:`confroute.selection.paired.select_paired` and betting, against the unpaired
 Clopper–Pearson bound on the system's accuracy (the rule before paired bounds).
 
 Usage (one thread; ~2-4 min at the default 1,000 draws)::

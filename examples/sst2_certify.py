@@ -35,13 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sst2_routing as study  # noqa: E402  (the study's cache, paths and cross-fit helper)
 
 from confroute import load_texts  # noqa: E402
-from confroute.selection.certify import (  # noqa: E402
-    certify_from_disagreements,
-    certify_relative_accuracy,
-    needs_label,
-    plan_labels,
-)
-from confroute.selection.thresholds import ThresholdWarning, choose_threshold  # noqa: E402
+from confroute.selection.disagreements import certify_from_disagreements, needs_label  # noqa: E402
+from confroute.selection.planner import plan_labels  # noqa: E402
+from confroute.selection.relative import certify_relative_accuracy  # noqa: E402
+from confroute import ThresholdWarning, choose_thresholds  # noqa: E402
 
 DELTA = 0.05
 RELATIVE = 0.995
@@ -65,12 +62,14 @@ def outputs(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def unpaired_choice(s: np.ndarray, pc: np.ndarray, fc: np.ndarray) -> float:
+    """The unpaired comparison: a Clopper-Pearson guarantee on the system's accuracy against the
+    fallback's accuracy on this data (``target_system_accuracy``), not the paired certificate."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThresholdWarning)
-        return choose_threshold(s, pc, fallback_correct=fc, target_system_accuracy=RELATIVE * fc.mean(),
-                                delta=DELTA).threshold
+        return choose_thresholds(study.evaluation_of(s, pc, fc), target_system_accuracy=RELATIVE * fc.mean(),
+                                 delta=DELTA).threshold
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,7 @@ What it does (docs/sst2-study.md, "A stronger fallback", reports the figures):
 2. Times a full pass of each model, interleaved, ``--repeats`` times (medians): the measured
    seconds per sentence are the stage prices.
 3. For each cheap model in front of MPNet: ``evaluate()`` sweeps every threshold;
-   ``choose_threshold`` picks the threshold for "system accuracy >= 99.5% of MPNet's", on dev
+   ``choose_thresholds`` picks the threshold for "system accuracy >= 99.5% of MPNet's", on dev
    itself (oracle, for scale) and by cross-fitting on dev (5 folds x 20 fold assignments; the
    fixed-sequence rule, with and without a 0.25-point margin), so no sentence is scored by a
    threshold chosen with its own label.

@@ -50,8 +50,9 @@ import numpy as np
 from confroute import CostModel, StageCost, load_texts
 from confroute.core.types import Predictions, softmax
 from confroute.calibration.calibrators import TemperatureScaler
-from confroute.evaluation.evaluate import evaluate, threshold_sweep
-from confroute.selection.thresholds import ThresholdWarning, choose_threshold
+from confroute import (AccuracyThresholdDisplay, CostAccuracyDisplay, CostThresholdDisplay, ReliabilityDisplay,
+                       ThresholdWarning, choose_thresholds)
+from confroute.evaluation.evaluate import Evaluation, evaluate, threshold_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = {
@@ -234,20 +235,32 @@ class Models:
 
 
 # --------------------------------------------------------------------------- threshold choice
+def evaluation_of(scores: np.ndarray, pc: np.ndarray, fc: np.ndarray) -> Evaluation:
+    """A two-stage :class:`~confroute.Evaluation` whose first stage has these scores and is right
+    where ``pc`` says, and whose fallback is right where ``fc`` says (one true class, 0; a wrong
+    answer is class 1), so :func:`confroute.choose_thresholds` can run on the study's arrays."""
+    n = len(scores)
+    return evaluate(labels=np.zeros(n, int), primary=np.where(np.asarray(pc, bool), 0, 1),
+                    fallback=np.where(np.asarray(fc, bool), 0, 1), scores=np.asarray(scores, float))
+
+
 def relative_choice(scores: np.ndarray, pc: np.ndarray, fc: np.ndarray, relative: float,
                     rule: str = "loosest", margin: float = 0.0, delta: float | None = None) -> float:
     """Threshold for "system accuracy on this data >= (relative + margin) x the fallback's".
 
-    ``rule="loosest"``: the loosest threshold that meets it anywhere (``choose_threshold`` with
-    ``delta=None``, or its guarantee with a ``delta``). ``rule="fixed-sequence"``: walk from the
-    strictest threshold to looser ones and stop before the first that fails, as fixed-sequence
-    testing does; it cannot jump over a dip to a lucky point further down the curve.
+    ``rule="loosest"``: the loosest threshold that meets it anywhere (``choose_thresholds`` with
+    ``target_system_accuracy`` and ``delta=None``, or its guarantee with a ``delta``).
+    ``rule="fixed-sequence"``: walk from the strictest threshold to looser ones and stop before
+    the first that fails, as fixed-sequence testing does; it cannot jump over a dip to a lucky
+    point further down the curve. (The goal is the unpaired ``target_system_accuracy`` at
+    ``relative x`` the fallback's accuracy on this data, as the published figures were measured;
+    ``target_relative_accuracy`` would be the paired certificate, see examples/sst2_certify.py.)
     """
     goal = min((relative + margin) * fc.mean(), 1 - 1e-9)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThresholdWarning)
-        c = choose_threshold(scores, pc, fallback_correct=fc, target_system_accuracy=goal, delta=delta,
-                             rule="loosest" if rule == "loosest" else "first_failure")
+        c = choose_thresholds(evaluation_of(scores, pc, fc), target_system_accuracy=goal, delta=delta,
+                              rule="loosest" if rule == "loosest" else "first_failure")
     return c.threshold
 
 
@@ -683,13 +696,16 @@ def write_figures(out: Path, results: dict[str, Any], s_dev: np.ndarray, pc: np.
     out.mkdir(parents=True, exist_ok=True)
     dpi = 80
     res = results[list(results)[2]]  # measured prices, DeepSparse dense
-    fig = res.plot("summary")
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.8), layout="constrained")  # as Evaluation.plot("summary")
+    AccuracyThresholdDisplay.from_evaluation(res, ax=axes[0])
+    CostThresholdDisplay.from_evaluation(res, ax=axes[1])
+    CostAccuracyDisplay.from_evaluation(res, ax=axes[2])
     fig.savefig(out / "sst2_summary.png", dpi=dpi)
     plt.close(fig)
 
-    ax = res.plot("reliability")
-    ax.get_figure().savefig(out / "sst2_reliability.png", dpi=dpi)
-    plt.close(ax.get_figure())
+    rel = ReliabilityDisplay.from_evaluation(res)
+    rel.figure_.savefig(out / "sst2_reliability.png", dpi=dpi)
+    plt.close(rel.figure_)
 
     fig, ax = plt.subplots(figsize=(5.6, 3.8), layout="constrained")
     t = res.table

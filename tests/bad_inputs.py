@@ -132,7 +132,7 @@ CASES: list[Case] = [
          lambda: _router(_rows([0.5, 0.5]), _rows([0.5, 0.5]), fallback_classes=["negative", "positive"]).route(["a"]),
          ValueError, "cannot be matched by name"),
     Case("same class names in another order", lambda: _router(
-        _rows([0.5, 0.5]), _rows([0.9, 0.1]), fallback_classes=["pos", "neg"]).route(["a"]).label_names[0],
+        _rows([0.5, 0.5]), _rows([0.9, 0.1]), fallback_classes=["pos", "neg"]).route(["a"]).labels[0],
          None, "pos"),
     Case("threshold above the score's range", lambda: _router(_rows([0.5, 0.5]), threshold=1.2),
          ValueError, "must lie in the score's range [0.0, 1.0] (or be inf), got 1.2"),
