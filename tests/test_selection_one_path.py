@@ -42,9 +42,17 @@ def _pair(n: int = 1500, seed: int = 0):
 
 # --------------------------------------------------------------------------- one objective table
 def test_every_entry_point_lists_the_objectives_of_the_one_table():
-    for func in (choose_thresholds, cross_fit_thresholds):
-        params = inspect.signature(func).parameters
-        assert [k for k in params if k in OBJECTIVES] == list(KEYWORDS)
+    params = inspect.signature(choose_thresholds).parameters
+    assert [k for k in params if k in OBJECTIVES] == list(KEYWORDS)
+    # cross_fit_thresholds passes its objective keyword on: it lists none of its own.
+    params = inspect.signature(cross_fit_thresholds).parameters
+    assert not [k for k in params if k in OBJECTIVES]
+    assert params["options"].kind is inspect.Parameter.VAR_KEYWORD
+    with pytest.raises(ValueError, match="exactly one of target_accuracy, target_system_accuracy"):
+        cross_fit_thresholds([0, 1] * 50, np.tile([[0.8, 0.2], [0.3, 0.7]], (50, 1)))
+    with pytest.raises(TypeError, match="unexpected arguments"):
+        cross_fit_thresholds([0, 1] * 50, np.tile([[0.8, 0.2], [0.3, 0.7]], (50, 1)), target_accuracy=0.9,
+                             target_acuracy=0.9)
     for key, obj in OBJECTIVES.items():
         assert objective_of(key) is obj is objective_of(obj.name)
         assert obj.wording and obj.constrains and obj.certificate and obj.sense in (">=", "<=")

@@ -34,15 +34,13 @@ classifiers. ICLR (AURC, E-AURC).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..core import decision
-from ..core._deprecation import warn_renamed
+from ..core._deprecation import renamed_keyword
 from ..core._json import json_float
 from ..core._optional import import_pandas
 
@@ -85,25 +83,7 @@ _STRATEGIES = {
 }
 
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
 # --------------------------------------------------------------------------- input checking
-def _old_labels_keyword(func: _F) -> _F:
-    """``labels=``, the old keyword of the true column indices, still works with a warning."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if "labels" in kwargs:
-            if "label_index" in kwargs or len(args) > 1:
-                raise TypeError(f"{func.__name__}() got the true labels twice: give label_index only")
-            warn_renamed(f"{func.__name__}(labels=...)", f"{func.__name__}(label_index=...)")
-            kwargs["label_index"] = kwargs.pop("labels")
-        return func(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
 def _check_probs(probs: Any, name: str = "probs") -> np.ndarray:
     p = np.asarray(probs, dtype=np.float64)
     if p.ndim != 2 or p.shape[1] < 2:
@@ -159,7 +139,7 @@ def check_correct(correct: Any, n: int, name: str = "correct") -> np.ndarray:
     return c
 
 
-@_old_labels_keyword
+@renamed_keyword("labels", "label_index")
 def top_label(probs: Any, label_index: Any) -> tuple[np.ndarray, np.ndarray]:
     """Confidence (largest probability) and correctness of the arg-max label, per row.
 
@@ -323,7 +303,7 @@ def calibration_bins(
     return ReliabilityTable(edges[:-1].copy(), edges[1:].copy(), count, mean_conf, acc, strat)
 
 
-@_old_labels_keyword
+@renamed_keyword("labels", "label_index")
 def reliability_table(
     probs: Any, label_index: Any, n_bins: int = 15, strategy: str = "uniform"
 ) -> ReliabilityTable:
@@ -355,7 +335,7 @@ def reliability_table(
     return calibration_bins(conf, correct, n_bins=n_bins, strategy=strategy)
 
 
-@_old_labels_keyword
+@renamed_keyword("labels", "label_index")
 def expected_calibration_error(
     probs: Any, label_index: Any, n_bins: int = 15, strategy: str = "uniform"
 ) -> float:
@@ -394,7 +374,7 @@ def expected_calibration_error(
 ece = expected_calibration_error
 
 
-@_old_labels_keyword
+@renamed_keyword("labels", "label_index")
 def maximum_calibration_error(
     probs: Any, label_index: Any, n_bins: int = 15, strategy: str = "uniform"
 ) -> float:
@@ -413,7 +393,7 @@ def maximum_calibration_error(
 mce = maximum_calibration_error
 
 
-@_old_labels_keyword
+@renamed_keyword("labels", "label_index")
 def brier_score(probs: Any, label_index: Any) -> float:
     """Multi-class Brier score: mean over inputs of ``sum_k (p_k - [y == k])**2`` (Brier 1950).
 
@@ -434,7 +414,7 @@ def brier_score(probs: Any, label_index: Any) -> float:
     return float(np.mean(np.sum((p - onehot) ** 2, axis=1)))
 
 
-@_old_labels_keyword
+@renamed_keyword("labels", "label_index")
 def negative_log_likelihood(probs: Any, label_index: Any) -> float:
     """Mean negative log-probability of the true class (natural log).
 

@@ -52,7 +52,7 @@ from scipy import stats
 from sklearn.base import BaseEstimator
 
 from ..core import decision
-from ..core._deprecation import warn_renamed
+from ..core._deprecation import renamed_keyword
 from ..core._json import json_float
 from ..core._params import Interval, check_param
 from ..core.choice import stage_thresholds
@@ -70,16 +70,6 @@ _RANGES = {
     "rate_alpha": Interval(0.0, 1.0, "neither"),
     "rate_tolerance": Interval(0.0, 1.0, "both"),
 }
-
-
-def _renamed_index(predicted_label_index: Any, predicted_labels: Any) -> Any:
-    """The ``predicted_label_index`` argument, also given by its deprecated name (warned)."""
-    if predicted_labels is None:
-        return predicted_label_index
-    if predicted_label_index is not None:
-        raise TypeError("give predicted_label_index only (predicted_labels is its deprecated name)")
-    warn_renamed("predicted_labels=", "predicted_label_index=", stacklevel=4)
-    return predicted_labels
 
 
 def _bin_counts(scores: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -271,15 +261,13 @@ class DriftMonitor(BaseEstimator):
             raise ValueError("scores must be finite")
         return s
 
-    def fit(
-        self, scores: Any, predicted_label_index: Any = None, *, predicted_labels: Any = None
-    ) -> DriftMonitor:
+    @renamed_keyword("predicted_labels", "predicted_label_index")
+    def fit(self, scores: Any, predicted_label_index: Any = None) -> DriftMonitor:
         """Record the calibration scores (the ones the threshold was chosen on).
 
         ``predicted_label_index`` (each score's predicted column) is needed with per-class
         thresholds; ``predicted_labels`` is its deprecated name.
         """
-        predicted_label_index = _renamed_index(predicted_label_index, predicted_labels)
         for name, spec in _RANGES.items():
             check_param(getattr(self, name), name, spec)
         bad = sorted(set(self.due_on) - set(_FLAGS))
@@ -302,11 +290,9 @@ class DriftMonitor(BaseEstimator):
     def _check_fitted(self) -> None:
         check_is_fitted(self, "reference_scores_")
 
-    def update(
-        self, scores: Any, predicted_label_index: Any = None, *, predicted_labels: Any = None
-    ) -> DriftReport:
+    @renamed_keyword("predicted_labels", "predicted_label_index")
+    def update(self, scores: Any, predicted_label_index: Any = None) -> DriftReport:
         """Add live scores to the rolling window (the last ``window``) and check the window."""
-        predicted_label_index = _renamed_index(predicted_label_index, predicted_labels)
         self._check_fitted()
         s = self._scores(scores)
         index = (np.full(s.size, -1) if predicted_label_index is None
@@ -324,11 +310,9 @@ class DriftMonitor(BaseEstimator):
         self._check_fitted()
         self._live.clear()
 
-    def check(
-        self, scores: Any, predicted_label_index: Any = None, *, predicted_labels: Any = None
-    ) -> DriftReport:
+    @renamed_keyword("predicted_labels", "predicted_label_index")
+    def check(self, scores: Any, predicted_label_index: Any = None) -> DriftReport:
         """Compare a batch of live scores with the calibration scores."""
-        predicted_label_index = _renamed_index(predicted_label_index, predicted_labels)
         self._check_fitted()
         s = self._scores(scores)
         n = int(s.size)

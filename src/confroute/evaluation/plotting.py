@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..calibration import metrics
-from ..core._deprecation import warn_renamed
+from ..core._deprecation import renamed_keyword
 from ..core.choice import stage_thresholds
 
 __all__ = [
@@ -448,18 +448,14 @@ def plot_risk_coverage(
     return finish(disp.ax_, path)
 
 
+@renamed_keyword("labels", "label_index")
 def plot_reliability(
     data: Any, label_index: Any = None, ax: Any = None, path: str | Path | None = None, *,
-    n_bins: int = 15, strategy: str = "uniform", label: str | None = None, labels: Any = None,
+    n_bins: int = 15, strategy: str = "uniform", label: str | None = None,
 ) -> Any:
     """:class:`ReliabilityDisplay` of a ReliabilityTable, a probability matrix (with
     ``label_index``, the true column indices; ``labels=`` is its deprecated name) or an
     evaluation; returns the Axes."""
-    if labels is not None:
-        if label_index is not None:
-            raise TypeError("plot_reliability() got the true labels twice: give label_index only")
-        warn_renamed("plot_reliability(labels=...)", "plot_reliability(label_index=...)")
-        label_index = labels
     if isinstance(data, metrics.ReliabilityTable):
         disp = ReliabilityDisplay.from_table(data, ax=ax, label=label)
     elif hasattr(data, "reliability"):

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..calibration import metrics
 from ..core import _html, decision
-from ..core._deprecation import warn_renamed
+from ..core._deprecation import renamed_attribute
 from ..core._json import json_value
 from ..core._optional import import_pandas
 from ..core.choice import stage_thresholds
@@ -188,11 +188,7 @@ class Evaluation:
         """The first stage's threshold of each table row (one per row, not one per stage)."""
         return self.table["thresholds"][:, 0]
 
-    @property
-    def thresholds(self) -> np.ndarray:
-        """Deprecated: :attr:`row_thresholds`."""
-        warn_renamed("Evaluation.thresholds", "Evaluation.row_thresholds")
-        return self.row_thresholds
+    thresholds = renamed_attribute("row_thresholds")  # deprecated name (goes in 0.3)
 
     @property
     def scores(self) -> np.ndarray:
@@ -212,11 +208,7 @@ class Evaluation:
         """The first stage's predicted column per input."""
         return self.stage_label_index[0]
 
-    @property
-    def primary_labels(self) -> np.ndarray:
-        """Deprecated: :attr:`primary_label_index` (column indices, not class values)."""
-        warn_renamed("Evaluation.primary_labels", "Evaluation.primary_label_index")
-        return self.primary_label_index
+    primary_labels = renamed_attribute("primary_label_index")  # deprecated name (goes in 0.3)
 
     @property
     def labels(self) -> np.ndarray:

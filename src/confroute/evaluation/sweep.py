@@ -18,7 +18,7 @@ import numpy as np
 
 from ..calibration import metrics
 from ..core import decision
-from ..core._deprecation import warn_renamed
+from ..core._deprecation import renamed_attribute
 from ..core.cost import CostModel
 
 __all__ = ["Sweep", "threshold_sweep", "pareto_front"]
@@ -57,11 +57,7 @@ class Sweep:
     baseline_cost: float | None = None
     order: np.ndarray | None = field(default=None, repr=False)
 
-    @property
-    def thresholds(self) -> np.ndarray:
-        """Deprecated: :attr:`row_thresholds` (one per table row, not one per stage)."""
-        warn_renamed("Sweep.thresholds", "Sweep.row_thresholds")
-        return self.row_thresholds
+    thresholds = renamed_attribute("row_thresholds")  # deprecated name (goes in 0.3)
 
     @property
     def n_errors(self) -> np.ndarray:

@@ -38,7 +38,7 @@ from typing import Any, cast
 import numpy as np
 
 from ..core import schema
-from ..core._deprecation import warn_renamed
+from ..core._deprecation import renamed_attribute
 from ..core.classes import align, class_labels, label_indices
 from ..core.scores import score_name
 from ..core.types import PredictionError, Predictions
@@ -478,11 +478,7 @@ class StageArrays:
     def __len__(self) -> int:
         return int(self.ids.shape[0])
 
-    @property
-    def labels(self) -> np.ndarray:
-        """Deprecated: each stage's column indices; use :attr:`label_index`."""
-        warn_renamed("StageArrays.labels", "StageArrays.label_index")
-        return self.label_index
+    labels = renamed_attribute("label_index")  # deprecated name (goes in 0.3)
 
     def stage_label_values(self, s: int) -> np.ndarray:
         """Stage ``s``'s predictions as class values (the user's label space)."""

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core._deprecation import warn_renamed
+from ..core._deprecation import renamed_attribute
 from ..core.classes import Classes
 from ..core.cost import CostModel
 from ..core.types import PredictionError, RoutingResult
@@ -63,11 +63,7 @@ class StageDecision:
         """Inputs that go on to the next stage."""
         return self.ok & ~self.accept
 
-    @property
-    def labels(self) -> np.ndarray:
-        """Deprecated: the column indices; use :attr:`label_index`."""
-        warn_renamed("StageDecision.labels", "StageDecision.label_index")
-        return self.label_index
+    labels = renamed_attribute("label_index")  # deprecated name (goes in 0.3)
 
 
 @dataclass
@@ -134,17 +130,9 @@ class RowState:
         """``(n_stages, m)`` mask of the stages each row was sent to (what it pays for)."""
         return _reached(self.reached_stage, n_stages)
 
-    @property
-    def labels(self) -> np.ndarray:
-        """Deprecated: the final column indices; use :attr:`label_index`."""
-        warn_renamed("RowState.labels", "RowState.label_index")
-        return self.label_index
+    labels = renamed_attribute("label_index")  # deprecated name (goes in 0.3)
 
-    @property
-    def stage_labels(self) -> np.ndarray:
-        """Deprecated: each stage's column indices; use :attr:`stage_label_index`."""
-        warn_renamed("RowState.stage_labels", "RowState.stage_label_index")
-        return self.stage_label_index
+    stage_labels = renamed_attribute("stage_label_index")  # deprecated name (goes in 0.3)
 
 
 def _reached(reached_stage: np.ndarray, n_stages: int) -> np.ndarray:

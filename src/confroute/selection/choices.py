@@ -46,6 +46,13 @@ def _float(v: Any, missing: float = NAN) -> float:
     return missing if v is None else float(v)
 
 
+def _fields_from(cls: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataclass fields of ``cls`` found in ``data`` (from ``to_dict``), each ``float`` field
+    read back with :func:`_float` (``null`` -> ``nan``)."""
+    return {f.name: _float(data[f.name]) if f.type == "float" else data[f.name]
+            for f in fields(cls) if f.name in data}
+
+
 def _one_nan(choice: Any) -> None:
     """Every nan field as the one ``NAN`` object, so equal choices compare equal."""
     for f in fields(choice):
@@ -141,13 +148,8 @@ class ThresholdChoice(_ObjectiveChoice):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ThresholdChoice:
         """The choice back from :meth:`to_dict`."""
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        for name in ("empirical", "guaranteed", "coverage", "accepted_accuracy", "system_accuracy",
-                     "cost_per_input", "savings", "target"):
-            if name in values:
-                values[name] = _float(values[name])
-        values["threshold"] = _float(values.get("threshold"), math.inf)
+        values = _fields_from(cls, data)
+        values["threshold"] = _float(data.get("threshold"), math.inf)  # null: accept nothing
         return cls(**values)
 
     def __str__(self) -> str:
@@ -363,12 +365,7 @@ class CascadeChoice(_ObjectiveChoice):
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CascadeChoice:
         """The choice back from :meth:`to_dict`."""
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
-        for name in ("system_accuracy", "cost_per_input", "savings", "accuracy_bound", "cost_bound",
-                     "guaranteed", "coverage", "target"):
-            if name in values:
-                values[name] = _float(values[name])
+        values = _fields_from(cls, data)
         values["thresholds"] = [_float(t, math.inf) for t in values["thresholds"]]
         values["shares"] = tuple(_float(s) for s in values["shares"])
         return cls(**values)

@@ -32,7 +32,7 @@ from ..core.cost import CostModel
 from ..evaluation.evaluate import Evaluation
 from .cascade import choose_cascade
 from .choices import CascadeChoice, PerClassChoice, ThresholdChoice
-from .objectives import OBJECTIVES, Objective, given_objective
+from .objectives import OBJECTIVES, Objective, objective_in
 from .per_class import select_per_class
 from .two_stage import default_method, select_threshold
 
@@ -134,21 +134,14 @@ def choose_thresholds(
     >>> router.thresholds == choice.thresholds
     True
     """
+    arguments = locals()
     if not isinstance(evaluation, Evaluation):
         raise TypeError(
             f"choose_thresholds takes an Evaluation (from confroute.evaluate), got {type(evaluation).__name__}"
         )
     if correction not in _CORRECTIONS:
         raise ValueError(f"correction must be one of {_CORRECTIONS}, got {correction!r}")
-    objective, target = given_objective({
-        "target_accuracy": target_accuracy,
-        "target_system_accuracy": target_system_accuracy,
-        "target_coverage": target_coverage,
-        "max_cost_per_input": max_cost_per_input,
-        "min_savings": min_savings,
-        "target_relative_accuracy": target_relative_accuracy,
-        "max_accuracy_drop": max_accuracy_drop,
-    })
+    objective, target = objective_in(arguments)
     if per_class:
         if evaluation.n_stages != 2 or not objective.per_class:
             raise ValueError("per_class=True chooses the first stage's thresholds of two stages for target_accuracy")

@@ -52,7 +52,7 @@ from ..exceptions import ThresholdWarning
 from .bounds import clopper_pearson
 from .choices import ThresholdChoice
 from .choose import choose_thresholds
-from .objectives import Objective, given_objective, objective_of
+from .objectives import KEYWORDS, Objective, objective_in, objective_of
 from .certificate import path_counts
 from .paired import select_paired
 from .planner import plan_labels
@@ -304,13 +304,6 @@ def cross_fit_thresholds(
     primary: Any,
     fallback: Any = None,
     *,
-    target_accuracy: float | None = None,
-    target_system_accuracy: float | None = None,
-    target_coverage: float | None = None,
-    max_cost_per_input: float | None = None,
-    min_savings: float | None = None,
-    target_relative_accuracy: float | None = None,
-    max_accuracy_drop: float | None = None,
     delta: float | None = 0.05,
     n_folds: int = 5,
     calibrator: Callable[[], Any] | None = TemperatureScaler,
@@ -332,10 +325,13 @@ def cross_fit_thresholds(
     fallback : Predictions, array of shape (n, k) or (n,), optional
         The fallback's predictions or predicted labels; needed for system-accuracy and relative
         targets.
-    target_accuracy, ..., max_accuracy_drop : float, optional
-        One objective, exactly as for :func:`~confroute.choose_thresholds` (the same keyword, the
-        same guarantee on every fold: ``target_relative_accuracy`` and ``max_accuracy_drop`` are
-        the paired certificate).
+    **options
+        Exactly one objective keyword of :func:`~confroute.choose_thresholds`
+        (``target_accuracy=``, ..., ``max_accuracy_drop=``: the same keyword, the same guarantee
+        on every fold; ``target_relative_accuracy`` and ``max_accuracy_drop`` are the paired
+        certificate), and optionally its ``rule``, ``method``, ``bound``, ``correction`` and
+        ``n_starts``. They are taken as keywords, not listed here one by one, so the objectives
+        have one list: :mod:`confroute.selection.objectives`.
     delta : float or None, default 0.05
         Passed to ``choose_thresholds`` (``None``: an empirical choice).
     n_folds : int, default 5
@@ -373,12 +369,8 @@ def cross_fit_thresholds(
     >>> cf.usable, cf.folds_met, round(cf.coverage, 2), round(cf.system_accuracy / cf.fallback_accuracy, 3)
     (True, 5, 0.53, 1.001)
     """
-    objective, target = given_objective({
-        "target_accuracy": target_accuracy, "target_system_accuracy": target_system_accuracy,
-        "target_coverage": target_coverage, "max_cost_per_input": max_cost_per_input,
-        "min_savings": min_savings, "target_relative_accuracy": target_relative_accuracy,
-        "max_accuracy_drop": max_accuracy_drop,
-    })
+    objective, target = objective_in(options)
+    options = {k: v for k, v in options.items() if k not in KEYWORDS}
     DELTA.check(delta, "delta")
     unknown = set(options) - {"rule", "method", "bound", "correction", "n_starts"}
     if unknown:

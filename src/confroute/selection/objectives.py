@@ -28,7 +28,7 @@ from typing import Any
 
 from ..core._params import Interval
 
-__all__ = ["Objective", "OBJECTIVES", "KEYWORDS", "objective_of", "given_objective"]
+__all__ = ["Objective", "OBJECTIVES", "KEYWORDS", "objective_of", "given_objective", "objective_in"]
 
 _ACCURACY = Interval(0.0, 1.0, "neither")
 _SYSTEM = Interval(0.0, 1.0, "right")
@@ -187,6 +187,12 @@ def objective_of(key: str) -> Objective:
     if found is None:
         raise ValueError(f"unknown objective {key!r}; the objectives are {list(KEYWORDS)}")
     return found
+
+
+def objective_in(arguments: Mapping[str, Any]) -> tuple[Objective, float]:
+    """:func:`given_objective` among a function's arguments (``locals()`` at its first line):
+    the objective keywords are picked out, everything else is ignored."""
+    return given_objective({k: arguments.get(k) for k in KEYWORDS})
 
 
 def given_objective(values: Mapping[str, Any]) -> tuple[Objective, float]:

@@ -27,30 +27,16 @@ def _choose_threshold(
     correct: Any = None,
     *,
     fallback_correct: Any = None,
-    target_accuracy: float | None = None,
-    target_system_accuracy: float | None = None,
-    target_coverage: float | None = None,
-    max_cost_per_input: float | None = None,
-    min_savings: float | None = None,
     delta: float | None = 0.05,
     cost_model: Any = None,
     n_starts: int | None = None,
     rule: str = "loosest",
     correction: str = "auto",
-    target_relative_accuracy: float | None = None,
-    max_accuracy_drop: float | None = None,
     method: str | None = None,
     bound: str = "cp_losses",
+    **targets: float | None,
 ) -> ThresholdChoice:
-    objective, target = given_objective({
-        "target_accuracy": target_accuracy,
-        "target_system_accuracy": target_system_accuracy,
-        "target_coverage": target_coverage,
-        "max_cost_per_input": max_cost_per_input,
-        "min_savings": min_savings,
-        "target_relative_accuracy": target_relative_accuracy,
-        "max_accuracy_drop": max_accuracy_drop,
-    })
+    objective, target = given_objective(targets)
     if isinstance(data, Evaluation):
         if correct is not None or fallback_correct is not None:
             raise ValueError("with an Evaluation, do not pass correct / fallback_correct")
