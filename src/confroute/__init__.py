@@ -169,16 +169,13 @@ __all__ = [
 ]
 
 
-#: Classes renamed in 0.2: the old name warns at the user's line on every access.
-_RENAMED_CLASSES = {"EvaluationResult": "Evaluation", "CascadeEvaluation": "Evaluation"}
-
-
 def __getattr__(name: str) -> Any:
-    if name in _RENAMED_CLASSES:
+    if name in ("EvaluationResult", "CascadeEvaluation"):  # classes renamed in 0.2: warn on every access
         from .core._deprecation import warn_renamed
+        from .evaluation.evaluate import RENAMED_CLASSES
 
-        warn_renamed(f"confroute.{name}", f"confroute.{_RENAMED_CLASSES[name]}")
-        return __getattr__(_RENAMED_CLASSES[name])
+        warn_renamed(f"confroute.{name}", f"confroute.{RENAMED_CLASSES[name]}")
+        return __getattr__(RENAMED_CLASSES[name])
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'confroute' has no attribute {name!r}")

@@ -59,12 +59,12 @@ __all__ = [
 ]
 
 #: Deprecated names of :class:`Evaluation` (kept for one release; they warn on access).
-_RENAMED = {"EvaluationResult": "Evaluation", "CascadeEvaluation": "Evaluation"}
+RENAMED_CLASSES = {"EvaluationResult": "Evaluation", "CascadeEvaluation": "Evaluation"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _RENAMED:
-        warn_renamed(name, _RENAMED[name])
+    if name in RENAMED_CLASSES:
+        warn_renamed(name, RENAMED_CLASSES[name])
         return Evaluation
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
