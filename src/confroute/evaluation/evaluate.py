@@ -45,18 +45,12 @@ from typing import Any
 
 from ..core._deprecation import deprecated_alias, warn_renamed
 from .result import Evaluation
-from .sweep import Sweep, pareto_front, threshold_sweep
-from .table import OperatingPoint, best_row, table_from_counts
+from .sweep import Sweep, pareto_front, threshold_sweep  # noqa: F401 - importable from here, as before the split
+from .table import OperatingPoint, best_row, table_from_counts  # noqa: F401 - importable from here too
 
-__all__ = [
-    "evaluate",
-    "Evaluation",
-    "OperatingPoint",
-    "Sweep",
-    "threshold_sweep",
-    "pareto_front",
-    "best_row",
-]
+#: The builder; :class:`Evaluation` and the sweep live in their own modules (``result``, ``sweep``,
+#: ``table``) and stay importable from here.
+__all__ = ["evaluate"]
 
 #: Deprecated names of :class:`Evaluation` (kept for one release; they warn on access).
 RENAMED_CLASSES = {"EvaluationResult": "Evaluation", "CascadeEvaluation": "Evaluation"}
