@@ -17,6 +17,7 @@
 #   .venv-quantize  numpy 2: the core tests again without DeepSparse, the int8 export tests (onnx >= 1.16),
 #                   and MLServer for the serving tests (protobuf < 7); pinned by constraints/quantize-py311.txt
 #   .venv-demo      core only, built by `demo` when neither test venv is installed
+# The two test venvs store the files they share (torch, ...) once: tools/dedupe_venvs.py.
 set -euo pipefail
 shopt -s inherit_errexit  # a failed install inside $(full_venv) must stop the script
 cd "$(dirname "$0")/.."
@@ -66,6 +67,11 @@ DEMO=(.venv-demo constraints/quantize-py311.txt -e .)
 full_venv() { ensure_venv "${FULL[@]}"; }      # every extra, numpy < 2 (DeepSparse); prints its python
 numpy2_venv() { ensure_venv "${NUMPY2[@]}"; }  # numpy 2, quantize + export + MLServer; prints its python
 
+dedupe() {  # the files both test venvs hold at the same release (torch, ...) are stored once
+  [ -x .venv/bin/python ] && [ -x .venv-quantize/bin/python ] && .venv/bin/python tools/dedupe_venvs.py .venv .venv-quantize
+  return 0
+}
+
 demo_venv() {  # an installed test venv if there is one (no pip run), else the core-only venv
   if is_installed "${FULL[@]}"; then echo .venv/bin/python
   elif is_installed "${NUMPY2[@]}"; then echo .venv-quantize/bin/python
@@ -89,6 +95,7 @@ case "${1:-}" in
   venvs)  # venvs [full|numpy2]: both by default
     case "${2:-both}" in full | both) full_venv >/dev/null ;; esac
     case "${2:-both}" in numpy2 | both) numpy2_venv >/dev/null ;; esac
+    dedupe
     ;;
   dist)
     dist "$(full_venv)"
@@ -96,6 +103,7 @@ case "${1:-}" in
   test)
     py=$(full_venv)
     py2=$(numpy2_venv)  # also the MLServer the serving tests start (tools/mlserver/launch.py)
+    dedupe
     # The release artefacts first (cheap): sdist + wheel, twine check, what each one holds. Then the
     # built wheel is installed in a fresh venv outside the repository on every Python 3.10-3.13
     # found (tests/test_install.py, tools/check_wheel.sh) and runs the README example.
