@@ -64,7 +64,7 @@ for v in "${VERSIONS[@]}"; do
   if (
     set -e
     "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install -q "$WHEEL[$EXTRA]"
+    "$venv/bin/python" -m pip install -q --no-compile "$WHEEL[$EXTRA]"  # one run: compiling every module first costs more
     cd "$WORK"  # not the repository: only the installed wheel can be imported
     "$venv/bin/python" -c "
 import sys, confroute

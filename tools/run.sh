@@ -81,8 +81,11 @@ demo_venv() {  # an installed test venv if there is one (no pip run), else the c
 
 dist() {  # dist PY: build the sdist and the wheel (the wheel from the sdist) into dist/ and check them
   local py=$1
+  local log
+  log=$(mktemp)
   rm -rf dist
-  "$py" -m build --outdir dist . >/dev/null
+  "$py" -m build --outdir dist . >"$log" 2>&1 || { cat "$log" >&2; rm -f "$log"; return 1; }
+  rm -f "$log"
   "$py" -m twine check --strict dist/*
   "$py" tools/check_dist.py dist
 }
