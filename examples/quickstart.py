@@ -28,7 +28,7 @@ X_train, X_rest, y_train, y_rest = train_test_split(X, y, test_size=0.5, random_
 cal_inputs, inputs, cal_labels, labels = train_test_split(X_rest, y_rest, test_size=0.4, random_state=0,
                                                           stratify=y_rest)
 cheap_model = make_pipeline(FunctionTransformer(pool), LogisticRegression(max_iter=2000)).fit(X_train, y_train)
-big_model = RandomForestClassifier(n_estimators=200, random_state=0).fit(X_train, y_train)
+big_model = RandomForestClassifier(n_estimators=100, random_state=0).fit(X_train, y_train)
 
 # --- README snippet begins
 from confroute import ThresholdRouter, SklearnPredictor, Fallback, CostModel, evaluate, choose_thresholds
