@@ -107,6 +107,9 @@ case "${1:-}" in
     py=$(full_venv)
     py2=$(numpy2_venv)  # also the MLServer the serving tests start (tools/mlserver/launch.py)
     dedupe
+    for old in .venv-numpy2 .cache/mlserver-venv; do  # venvs of 0.1 no longer used
+      [ ! -d "$old" ] || echo "note: $old is no longer used; rm -rf $old frees its disk" >&2
+    done
     # The release artefacts first (cheap): sdist + wheel, twine check, what each one holds. Then the
     # built wheel is installed in a fresh venv outside the repository on every Python 3.10-3.13
     # found (tests/test_install.py, tools/check_wheel.sh) and runs the README example.
