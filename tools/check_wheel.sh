@@ -23,12 +23,15 @@ VERSIONS=("$@")
 [ ${#VERSIONS[@]} -gt 0 ] || VERSIONS=(3.10 3.11 3.12 3.13)
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
-find_python() {  # find_python 3.X: print the interpreter's path, or nothing
+find_python() {  # find_python 3.X: print the path of a working Python 3.X, or nothing
   local candidate
-  for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1".*/bin/python; do
-    [ -x "$candidate" ] && { echo "$candidate"; return; }
+  # (a pyenv shim on PATH exists for every installed version but fails unless that version is selected)
+  for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$1".*/bin/python "$(command -v "python$1" || true)"; do
+    if [ -x "$candidate" ] && [ "$("$candidate" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$1" ]; then
+      echo "$candidate"
+      return
+    fi
   done
-  command -v "python$1" || true
 }
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/confroute-check-wheel.XXXXXX")
