@@ -2,7 +2,7 @@
 # One entry point for newcomers and CI: sets up what a job needs, then runs it.
 #   bash tools/run.sh demo   # the embedded routing demo (no download): runs in a test venv when one is
 #                            # already installed, else in a light core-only venv (.venv-demo, ~1 min)
-#   bash tools/run.sh test   # the whole check, in two venvs (see "test" below): about 20 min and 3.3 GB
+#   bash tools/run.sh test   # the whole check, in two venvs (see "test" below): 15-20 min and 3.3 GB
 #                            # the first time on a quiet 2-core machine (README.md, "Two commands")
 #   bash tools/run.sh dist   # build the sdist and the wheel into dist/ and check them (twine, contents)
 #   bash tools/run.sh study  # the SST-2 routing study (needs ../shared; see docs/sst2-study.md)
