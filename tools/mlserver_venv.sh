@@ -1,19 +1,8 @@
 #!/usr/bin/env bash
-# Build (once) the separate virtualenv that runs MLServer for the serving tests and benchmark.
-# MLServer pins protobuf<7 and fastapi<0.116, which clash with the main (DeepSparse, Ray Serve)
-# environment, so it lives in .cache/mlserver-venv with its own pins (constraints/mlserver.txt).
-# It holds confroute itself (editable, core + onnxruntime + tokenizers) for the custom runtime in
-# tools/mlserver/confroute_runtime.py. Re-running is a no-op once the venv works.
+# Build (once) the virtualenv that runs MLServer for the serving tests and benchmark.
+# MLServer pins protobuf<7 and fastapi<0.116, which clash with the full (DeepSparse, Ray Serve)
+# environment, so it lives in the numpy-2 test venv, .venv-quantize, with the int8 export tools
+# (pins in constraints/quantize-py311.txt). That venv holds confroute itself (editable) for the custom
+# runtime in tools/mlserver/confroute_runtime.py. A no-op (no pip run) once the venv is installed.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=${PYTHON:-python3.11}
-command -v "$PY" >/dev/null || PY=python3
-VENV=.cache/mlserver-venv
-if [ -x "$VENV/bin/mlserver" ] && "$VENV/bin/python" -c "import mlserver, onnxruntime, tokenizers, confroute" 2>/dev/null; then
-  exit 0
-fi
-mkdir -p .cache
-"$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q -c constraints/mlserver.txt mlserver onnxruntime tokenizers -e . 2>&1 \
-  | { grep -v "^WARNING: Location" || true; } >&2
-"$VENV/bin/mlserver" --version >&2
+exec bash "$(dirname "$0")/run.sh" venvs numpy2

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
 # One entry point for newcomers and CI: sets up what a job needs, then runs it.
-#   bash tools/run.sh demo   # core-only venv, then the embedded routing demo (no download)
-#   bash tools/run.sh test   # full venv (every extra, pinned), the whole test suite,
-#                            # then the core tests again under numpy 2 without the heavy extras,
-#                            # then the int8-export tests in the quantize venv (numpy 2, onnx>=1.16)
+#   bash tools/run.sh demo   # the embedded routing demo (no download): runs in a test venv when one is
+#                            # already installed, else in a light core-only venv (.venv-demo, ~1 min)
+#   bash tools/run.sh test   # the whole check, in two venvs (see "test" below): 15-20 min and 3.3 GB
+#                            # the first time on a quiet 2-core machine (README.md, "Two commands")
+#   bash tools/run.sh dist   # build the sdist and the wheel into dist/ and check them (twine, contents)
 #   bash tools/run.sh study  # the SST-2 routing study (needs ../shared; see docs/sst2-study.md)
-#   bash tools/run.sh int8   # the int8 MiniLM models (quantize venv) for the benchmarks and the MPNet study
+#   bash tools/run.sh int8   # the int8 MiniLM models (numpy-2 venv) for the benchmarks and the MPNet study
 #   bash tools/run.sh bench  # int8 models, then benchmarks/bench_backends.py (docs/backends.md)
 #   bash tools/run.sh study-mpnet  # int8 models, then examples/sst2_mpnet_pair.py (docs/sst2-study.md)
 #   bash tools/run.sh confroute ARGS...  # the confroute CLI in the full venv (e.g. `evaluate ...`)
+#   bash tools/run.sh venvs [full|numpy2]  # only build (or check) the test venvs
+#
+# The venvs (each installed once; see ensure_venv):
+#   .venv           every extra of `all` + test, pinned by constraints/py311.txt (numpy < 2: DeepSparse)
+#   .venv-quantize  numpy 2: the core tests again without DeepSparse, the int8 export tests (onnx >= 1.16),
+#                   and MLServer for the serving tests (protobuf < 7); pinned by constraints/quantize-py311.txt
+#   .venv-demo      core only, built by `demo` when neither test venv is installed
+# The two test venvs store the files they share (torch, ...) once: tools/dedupe_venvs.py.
 set -euo pipefail
 shopt -s inherit_errexit  # a failed install inside $(full_venv) must stop the script
 cd "$(dirname "$0")/.."
@@ -16,11 +25,6 @@ PY=${PYTHON:-python3.11}
 command -v "$PY" >/dev/null || PY=python3
 # DeepSparse calls home at import unless told not to; tests block sockets to prove no backend does.
 export NM_DISABLE_ANALYTICS=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-
-venv() {  # venv DIR: create once, print its python
-  [ -x "$1/bin/python" ] || "$PY" -m venv "$1"
-  echo "$1/bin/python"
-}
 
 pip_install() {  # pip_install PY ARGS...: a quiet install, its messages on stderr
   # (pip warns once per package about this machine's unused local index; the filter drops that
@@ -30,65 +34,97 @@ pip_install() {  # pip_install PY ARGS...: a quiet install, its messages on stde
   "$py" -m pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
 }
 
-installed_for() {  # installed_for DIR FILES...: true when DIR was installed for exactly these files
-  # The stamp holds a hash of pyproject.toml and the constraints: pip runs again only when they
-  # change (a check by pip itself costs ~13 s on this machine, every call).
-  local dir=$1
-  shift
-  [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$(cat "$@" | sha256sum | cut -d' ' -f1)" ]
+wanted() {  # wanted CONSTRAINTS SPEC...: the stamp of an install: pyproject.toml, the constraints, the spec
+  { cat pyproject.toml "$1"; shift; echo "$*"; } | sha256sum | cut -d' ' -f1
 }
 
-stamp() {  # stamp DIR FILES...: record what DIR was installed for
+is_installed() {  # is_installed DIR CONSTRAINTS SPEC...: DIR holds exactly this install (no pip run)
   local dir=$1
   shift
-  cat "$@" | sha256sum | cut -d' ' -f1 >"$dir/.stamp"
+  [ -x "$dir/bin/python" ] && [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$(wanted "$@")" ]
 }
 
-full_venv() {  # the venv with every extra, pinned; prints its python
-  local py
-  py=$(venv .venv)
-  if ! installed_for .venv pyproject.toml constraints/py311.txt; then
-    # torch==2.13.0 (CPU) is pinned in the constraints: a looser spec pulls a multi-GB CUDA build.
-    pip_install "$py" -c constraints/py311.txt -e ".[all,test]"
-    stamp .venv pyproject.toml constraints/py311.txt
+ensure_venv() {  # ensure_venv DIR CONSTRAINTS SPEC...: DIR installed with SPEC under CONSTRAINTS; prints its python
+  # The stamp file holds a hash of pyproject.toml, the constraints and the spec: pip runs only when
+  # one of them changed (a no-op `pip install` still costs ~13 s on a 2-core machine, every call).
+  # The package is installed editable, so edits under src/ need no reinstall.
+  local dir=$1 constraints=$2
+  if ! is_installed "$@"; then
+    [ -x "$dir/bin/python" ] || "$PY" -m venv "$dir"
+    rm -f "$dir/.stamp"
+    pip_install "$dir/bin/python" -c "$constraints" "${@:3}"
+    wanted "${@:2}" >"$dir/.stamp"
   fi
-  echo "$py"
+  echo "$dir/bin/python"
 }
 
-quantize_venv() {  # numpy 2 + ONNX Runtime's quantisation tools (cannot live with deepsparse); prints its python
-  local py
-  py=$(venv .venv-quantize)
-  # torch (CPU, 2.13.0 in the constraints) builds the tiny test model; the constraints pin the rest.
-  "$py" -m pip install -q -c constraints/quantize-py311.txt -e ".[test,quantize,export]" 2>&1 | { grep -v "^WARNING: Location" || true; } >&2
-  echo "$py"
+# The two test venvs: their specs are here only.
+FULL=(.venv constraints/py311.txt -e ".[all,test]")
+# torch (CPU, 2.13.0 in the constraints) builds the tiny test model for the export tests.
+NUMPY2=(.venv-quantize constraints/quantize-py311.txt -e ".[test,quantize,export]" mlserver)
+DEMO=(.venv-demo constraints/quantize-py311.txt -e .)
+
+full_venv() { ensure_venv "${FULL[@]}"; }      # every extra, numpy < 2 (DeepSparse); prints its python
+numpy2_venv() { ensure_venv "${NUMPY2[@]}"; }  # numpy 2, quantize + export + MLServer; prints its python
+
+dedupe() {  # the files both test venvs hold at the same release (torch, ...) are stored once
+  [ -x .venv/bin/python ] && [ -x .venv-quantize/bin/python ] && .venv/bin/python tools/dedupe_venvs.py .venv .venv-quantize
+  return 0
+}
+
+demo_venv() {  # an installed test venv if there is one (no pip run), else the core-only venv
+  if is_installed "${FULL[@]}"; then echo .venv/bin/python
+  elif is_installed "${NUMPY2[@]}"; then echo .venv-quantize/bin/python
+  else ensure_venv "${DEMO[@]}"
+  fi
+}
+
+dist() {  # dist PY: build the sdist and the wheel (the wheel from the sdist) into dist/ and check them
+  local py=$1
+  local log
+  log=$(mktemp)
+  rm -rf dist
+  "$py" -m build --outdir dist . >"$log" 2>&1 || { cat "$log" >&2; rm -f "$log"; return 1; }
+  rm -f "$log"
+  "$py" -m twine check --strict dist/*
+  "$py" tools/check_dist.py dist
 }
 
 case "${1:-}" in
   demo)
-    py=$(venv .venv-demo)
-    pip_install "$py" -e .
+    py=$(demo_venv)
     "$py" -m confroute demo "${@:2}"
+    ;;
+  venvs)  # venvs [full|numpy2]: both by default
+    case "${2:-both}" in full | both) full_venv >/dev/null ;; esac
+    case "${2:-both}" in numpy2 | both) numpy2_venv >/dev/null ;; esac
+    dedupe
+    ;;
+  dist)
+    dist "$(full_venv)"
     ;;
   test)
     py=$(full_venv)
-    # MLServer (the real model server the serving tests start) lives in its own venv: built once.
-    bash tools/mlserver_venv.sh
-    "$py" -m pytest -q "${@:2}"
+    py2=$(numpy2_venv)  # also the MLServer the serving tests start (tools/mlserver/launch.py)
+    dedupe
+    for old in .venv-numpy2 .cache/mlserver-venv; do  # venvs of 0.1 no longer used
+      [ ! -d "$old" ] || echo "note: $old is no longer used; rm -rf $old frees its disk" >&2
+    done
+    # The release artefacts first (cheap): sdist + wheel, twine check, what each one holds. Then the
+    # built wheel is installed in a fresh venv outside the repository on every Python 3.10-3.13
+    # found (tests/test_install.py, tools/check_wheel.sh) and runs the README example.
+    dist "$py"
+    CONFROUTE_CHECK_WHEEL=$(ls "$PWD"/dist/confroute-*.whl) "$py" -m pytest -q "${@:2}"
     # The architecture and the types are checked too: layers (import-linter) and mypy.
     "$(dirname "$py")/lint-imports"
     "$py" -m mypy src/confroute
-    # The core must also work with numpy 2 when the deepsparse extra is absent.
-    py2=$(venv .venv-numpy2)
-    pip_install "$py2" -e ".[test]" "numpy>=2"
+    # The whole suite again under numpy 2, without DeepSparse: the core, the ONNX / Hugging Face
+    # backends and the int8 export (quantize-marked tests, which skip in the full venv).
     "$py2" -c "import numpy; assert numpy.__version__ >= '2', numpy.__version__; print('numpy', numpy.__version__)"
     "$py2" -m pytest -q -p no:cacheprovider "${@:2}"
-    # int8 export: ONNX Runtime's quantisation tools need onnx>=1.16 and numpy 2, so these tests
-    # skip in the full venv and run here, on a really quantised tiny BERT.
-    py3=$(quantize_venv)
-    "$py3" -m pytest -q -p no:cacheprovider -m quantize tests/predictors
     ;;
   int8)
-    py=$(quantize_venv)
+    py=$(numpy2_venv)
     "$py" benchmarks/make_int8.py "${@:2}"
     ;;
   bench)
@@ -110,7 +146,7 @@ case "${1:-}" in
     "$py" -m confroute "${@:2}"
     ;;
   *)
-    echo "usage: bash tools/run.sh demo|test|study|int8|bench|study-mpnet|confroute [extra args]" >&2
+    echo "usage: bash tools/run.sh demo|test|dist|study|int8|bench|study-mpnet|confroute|venvs [extra args]" >&2
     exit 2
     ;;
 esac

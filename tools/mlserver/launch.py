@@ -1,8 +1,8 @@
 """Start a real MLServer process serving confroute text models, for tests and benchmarks.
 
 MLServer's dependencies clash with the pinned DeepSparse environment (protobuf < 7, fastapi <
-0.116), so it runs from its own virtualenv, built by ``tools/mlserver_venv.sh`` into
-``.cache/mlserver-venv`` (``$CONFROUTE_MLSERVER`` overrides the ``mlserver`` executable).
+0.116), so it runs from the numpy-2 test venv, ``.venv-quantize``, built by ``tools/mlserver_venv.sh``
+or ``tools/run.sh test`` (``$CONFROUTE_MLSERVER`` overrides the ``mlserver`` executable).
 
     server = MLServerProcess({"minilm": "/path/to/minilm-sst2-pruned80"}, num_threads=1)
     server.start()          # free loopback ports; waits for /v2/health/ready and every model
@@ -29,9 +29,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def mlserver_executable() -> Path | None:
-    """The ``mlserver`` command of the dedicated venv, or None when it has not been built."""
+    """The ``mlserver`` command of the numpy-2 test venv, or None when it has not been built."""
     env = os.environ.get("CONFROUTE_MLSERVER")
-    path = Path(env) if env else ROOT / ".cache" / "mlserver-venv" / "bin" / "mlserver"
+    path = Path(env) if env else ROOT / ".venv-quantize" / "bin" / "mlserver"
     return path if path.exists() else None
 
 
