@@ -111,7 +111,6 @@ def _import_export_deps() -> tuple[Any, Any]:
     return torch, transformers
 
 
-# long: the numpy-style docstring (parameters, raises, examples); the code is under 80 lines
 def export_to_onnx(
     model_dir: str | Path,
     output_dir: str | Path,
@@ -360,7 +359,6 @@ class QuantizeResult:
     int8_bytes: int
 
 
-# long: the numpy-style docstring (parameters, raises, examples); the code is under 80 lines
 def quantize_onnx(
     model: str | Path,
     output_dir: str | Path,
@@ -547,7 +545,6 @@ def _copy_target(model: Any, output_dir: Any, overwrite: bool) -> tuple[Path, Pa
     return src_file, src_dir, dst, out_file
 
 
-# long: the numpy-style docstring (parameters, raises, examples); the code is under 80 lines
 def add_hidden_output(
     model: str | Path,
     output_dir: str | Path,

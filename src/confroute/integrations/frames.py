@@ -111,7 +111,6 @@ def arrow_column(table: Any, name: str) -> np.ndarray:
         return np.asarray(column.to_pylist(), dtype=object)
 
 
-# long: a full numpydoc docstring; the code itself is under 40 lines
 def route_dataframe(
     df: Any,
     router: Any,

@@ -295,7 +295,6 @@ def _state_from_table(table: Any, names: Sequence[str], s: int) -> RowState:
     )
 
 
-# long: a full numpydoc docstring; the code itself is under 40 lines
 def route_dataset(
     ds: Any,
     router: RouterSource,

@@ -342,7 +342,6 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
             oof.append(Predictions.from_probs(probs, source=f"stage {name!r}"))
         return rows, oof
 
-    # long: the numpy-style docstring; the code (check, out-of-fold, calibrate, choose, refit) is 73 lines
     def fit(self, X: Any, y: Any = None) -> RoutedClassifier:
         """Fit the stages, calibrate their confidence and choose the thresholds.
 
