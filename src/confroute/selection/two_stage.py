@@ -56,7 +56,7 @@ from ..core._params import DELTA
 from ..core.cost import CostModel
 from .accepted import certify_accepted_accuracy, chain_count, min_trials
 from .bounds import clopper_pearson
-from .certificate import ACCEPTED_METHODS, check_bool, path_counts
+from .certificate import ACCEPTED_METHODS, EXCHANGEABLE, check_bool, path_counts
 from .choices import ThresholdChoice
 from .infeasible import warn_infeasible
 from .objectives import Objective
@@ -345,12 +345,13 @@ def _certified(
     guaranteed = cert.bound if cert.certified and cert.bound is not None else math.nan
     # empirical / guaranteed: system / fallback accuracy (ratio) or system - fallback (difference)
     return _choice(path, prices, cost_model, cert.index, objective, target, delta, cert.certified, cert.empirical,
-                   guaranteed, procedure)
+                   guaranteed, procedure, cert.assumption)
 
 
 def _choice(
     path: Path, prices: np.ndarray | None, cost_model: CostModel | None, row: int, objective: Objective,
     target: float, delta: float | None, feasible: bool, empirical: float, guaranteed: float, procedure: str,
+    assumption: str = "",
 ) -> ThresholdChoice:
     n, m, k = path.n, int(path.m[row]), int(path.k[row])
     cost = savings = math.nan
@@ -375,4 +376,5 @@ def _choice(
         cost_per_input=cost,
         savings=savings,
         procedure=procedure,
+        assumption=assumption or (EXCHANGEABLE if delta is not None else ""),
     )
