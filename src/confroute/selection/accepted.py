@@ -56,7 +56,7 @@ from .certificate import (
     check_bool,
     path_counts,
 )
-from .planner import smallest_n
+from .planner import pass_points
 
 __all__ = [
     "certify_accepted_accuracy",
@@ -343,11 +343,11 @@ def _accepted_reason(m: np.ndarray, k: np.ndarray, n: int, target: float, delta:
                 f"(error rate {rate:.3g} > {1 - target:g})", None)
     share = m[r] / n
 
-    def passes(size: int) -> bool:
-        mm = max(1, round(share * size))
-        return bool(binomial_pvalue(round(rate * mm), mm, 1 - target) <= delta)
+    def passes(size: np.ndarray) -> np.ndarray:
+        mm = np.maximum(1, np.round(share * size))
+        return np.asarray(binomial_pvalue(np.round(rate * mm), mm, 1 - target) <= delta)
 
-    need = smallest_n(passes, start=n)
+    need = pass_points(passes, start=n)[1]  # from here on every size passes (exact scan)
     return (f"too many errors among the most confident inputs: {int(k[r])} in the top {int(m[r])} "
             f"fail the test at delta {delta:g}", need)
 

@@ -223,5 +223,6 @@ def _paired_reason(n: int, L: float, G: float, coverage: float, epsilon: float, 
                   f"other way, out of {n}")
     plan = plan_labels((L + G) / n, L / n, G / n, epsilon=epsilon, kind=kind, reference_accuracy=acc_ref,
                        delta=delta, bound=bound)
-    return reason, None if bound == "betting" else plan.n_inputs
+    # The certificate counts the reference's correct answers among all inputs: every input labelled.
+    return reason, None if bound == "betting" else plan.n_labels_estimated
 
