@@ -94,7 +94,7 @@ def betting_seed(random_state: Any = BETTING_SEED) -> int:
     (7, True)
     """
     if random_state is None:
-        return int(np.random.SeedSequence().entropy)
+        return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
     if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, (int, np.integer)) \
             or random_state < 0:
         raise ValueError(f"random_state must be an int >= 0 or None (a fresh seed), got {random_state!r}")
