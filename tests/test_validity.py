@@ -124,7 +124,7 @@ def test_row_order_check_can_fail(monkeypatch):
     from confroute.selection import simulate
 
     pop = Population.linear()
-    monkeypatch.setattr(simulate, "_betting_perm", lambda pop, levels, cells: np.broadcast_to(
+    monkeypatch.setattr(simulate, "library_order", lambda pop, levels, cells: np.broadcast_to(
         np.arange(levels.shape[1]), levels.shape))
     rows = accepted_rows(pop, 500, 0.9, 0.1, "betting", 200, np.random.default_rng(0), order="score_descending")
     assert summarize_accepted(pop, rows, 0.9)["violation"] > margin(0.1, 200)

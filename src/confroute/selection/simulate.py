@@ -36,8 +36,8 @@ from .bounds import BETTING_SEED, betting_order, betting_test, clopper_pearson, 
 from .accepted import betting_min_count, select_accepted, select_accepted_split
 from .paired import select_paired
 
-__all__ = ["Population", "CELLS", "ORDERS", "reorder", "accepted_rows", "paired_rows", "summarize_accepted",
-           "summarize_paired"]
+__all__ = ["Population", "CELLS", "ORDERS", "reorder", "library_order", "accepted_rows", "paired_rows",
+           "summarize_accepted", "summarize_paired"]
 
 #: Quantile grid of candidate thresholds for the betting tests.
 GRID = 32
@@ -234,7 +234,7 @@ def _counts(pop: Population, levels: np.ndarray, cells: np.ndarray) -> np.ndarra
     return np.bincount(flat.ravel(), minlength=levels.shape[0] * K * 4).reshape(levels.shape[0], K, 4)
 
 
-def _betting_perm(pop: Population, levels: np.ndarray, cells: np.ndarray) -> np.ndarray:
+def library_order(pop: Population, levels: np.ndarray, cells: np.ndarray) -> np.ndarray:
     """Per draw, the order the library's betting certificates read the inputs in: the one
     :func:`~confroute.selection.bounds.betting_order` gives for the rows' values (score, cheap
     stage right, reference right) at the default seed."""
@@ -264,7 +264,7 @@ def accepted_rows(pop: Population, n: int, target: float, delta: float, method: 
     for size in _chunks(draws):
         if method == "betting":
             levels, cells = _inputs(pop, n, size, rng, order)
-            perm = _betting_perm(pop, levels, cells)
+            perm = library_order(pop, levels, cells)
             levels, cells = np.take_along_axis(levels, perm, -1), np.take_along_axis(cells, perm, -1)
             rows = _grid_rows(pop)
             rows = rows[pop.coverage()[rows] * n >= betting_min_count(1 - target, delta)]
@@ -280,7 +280,7 @@ def accepted_rows(pop: Population, n: int, target: float, delta: float, method: 
                 pa, pb = Population.path(pop.draw_counts(n_a, size, rng)), Population.path(pop.draw_counts(n - n_a, size, rng))
             else:  # the library's split: a seeded random part of the rows in a canonical order
                 levels, cells = _inputs(pop, n, size, rng, order)
-                perm = _betting_perm(pop, levels, cells)
+                perm = library_order(pop, levels, cells)
                 levels, cells = np.take_along_axis(levels, perm, -1), np.take_along_axis(cells, perm, -1)
                 pa = Population.path(_counts(pop, levels[:, :n_a], cells[:, :n_a]))
                 pb = Population.path(_counts(pop, levels[:, n_a:], cells[:, n_a:]))
@@ -319,7 +319,7 @@ def paired_rows(pop: Population, n: int, kind: str, eps: float, delta: float, bo
     for size in _chunks(draws):
         if bound == "betting":
             levels, cells = _inputs(pop, n, size, rng, order)
-            perm = _betting_perm(pop, levels, cells)
+            perm = library_order(pop, levels, cells)
             levels, cells = np.take_along_axis(levels, perm, -1), np.take_along_axis(cells, perm, -1)
             rows = _grid_rows(pop)
             acc = levels[:, None, :] < rows[None, :, None]
