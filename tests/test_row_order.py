@@ -136,3 +136,26 @@ def test_a_failed_certificate_reports_no_bound_per_class_and_cascade():
         warnings.simplefilter("ignore")
         pc = choose_thresholds(ev, target_accuracy=0.999, per_class=True)
     assert not pc.feasible and math.isnan(pc.guaranteed)
+
+
+def test_cascade_choice_says_what_the_guarantee_assumes():
+    from confroute import choose_thresholds, evaluate
+
+    rng = np.random.default_rng(4)
+    n, k = 600, 3
+    y = rng.integers(0, k, n)
+
+    def stage(acc):
+        pred = np.where(rng.random(n) < acc, y, (y + 1) % k)
+        probs = np.full((n, k), 0.1)
+        probs[np.arange(n), pred] = 0.5 + 0.5 * rng.random(n)
+        return probs / probs.sum(axis=1, keepdims=True)
+
+    res = evaluate(labels=y, stages=[stage(0.7), stage(0.8), stage(0.95)], cost_model=[1.0, 3.0, 25.0], grid=6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        certified = choose_thresholds(res, target_system_accuracy=0.8, delta=0.1)
+        empirical = choose_thresholds(res, target_system_accuracy=0.8, delta=None)
+    assert certified.assumption == EXCHANGEABLE and EXCHANGEABLE in certified._repr_html_()
+    assert empirical.assumption == "" and "exchangeable" not in empirical._repr_html_()
+    assert type(certified).from_dict(certified.to_dict()) == certified

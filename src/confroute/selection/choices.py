@@ -334,6 +334,9 @@ class CascadeChoice(_ObjectiveChoice):
     procedure : str
     coverage : float
         Share answered before the last stage.
+    assumption : str
+        What the guarantee assumes about the calibration data (exchangeable rows), in one
+        sentence; ``""`` for an empirical choice. Shown by the HTML display.
     """
 
     thresholds: list[float]
@@ -353,6 +356,7 @@ class CascadeChoice(_ObjectiveChoice):
     guaranteed: float = NAN
     procedure: str = ""
     coverage: float = NAN
+    assumption: str = ""
 
     def __post_init__(self) -> None:
         _one_nan(self)
