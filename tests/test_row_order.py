@@ -159,3 +159,13 @@ def test_cascade_choice_says_what_the_guarantee_assumes():
     assert certified.assumption == EXCHANGEABLE and EXCHANGEABLE in certified._repr_html_()
     assert empirical.assumption == "" and "exchangeable" not in empirical._repr_html_()
     assert type(certified).from_dict(certified.to_dict()) == certified
+
+
+def test_choose_thresholds_takes_the_seed():
+    s, ok, ref, orders = _data()
+    a = choose(s, ok, ref, max_accuracy_drop=0.01, bound="betting", random_state=3)
+    assert "random_state=3" in a.assumption
+    o = orders["score_descending"]
+    assert choose(s[o], ok[o], ref[o], max_accuracy_drop=0.01, bound="betting", random_state=3) == a
+    b = choose(s, ok, target_accuracy=0.9, method="betting", random_state=3)
+    assert b.threshold == certify_accepted_accuracy(s, ok, target=0.9, method="betting", random_state=3).threshold
