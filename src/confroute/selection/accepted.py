@@ -17,7 +17,8 @@ candidates of :func:`confroute.core.decision.threshold_path` (strict to loose) b
     part of the data and fixed-sequence is run on the rest.
 ``"betting"``
     Fixed-sequence over a quantile grid with a test-by-betting per candidate (Waudby-Smith &
-    Ramdas 2024).
+    Ramdas 2024), reading the rows in a seeded random order (never in the order given: sorted
+    by score, a betting test is not valid).
 
 References
 ----------

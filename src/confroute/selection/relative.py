@@ -2,12 +2,14 @@
 reference's" (``kind="ratio"``) or ">= the reference's - epsilon" (``kind="difference"``).
 
 The bounds are those of :mod:`.paired` (``"cp_losses"``, ``"conditional"``) or a
-test-by-betting on ``L_i - G_i - epsilon`` (``"betting"``), and candidates are combined by
+test-by-betting on ``L_i - G_i - epsilon`` (``"betting"``, reading the rows in the seeded random
+order of :func:`~confroute.selection.bounds.betting_order`), and candidates are combined by
 fixed-sequence testing from strict to loose at the full level. This is what
 ``target_relative_accuracy`` and ``max_accuracy_drop`` mean everywhere in confroute.
 
 Candidate order must not depend on labels: distinct calibration scores (two stages) or any
-path of threshold tuples fixed from unlabelled data or from other data (cascades) qualify.
+path of threshold tuples fixed from unlabelled data or from other data (cascades) qualify. The
+guarantee assumes exchangeable calibration rows; the order they are passed in does not matter.
 
 References
 ----------
