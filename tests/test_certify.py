@@ -274,7 +274,7 @@ def test_certify_from_disagreements_matches_full_labels():
 
 def test_planner_is_consistent_with_the_bound():
     plan = plan_labels(0.03, 0.001, 0.02, epsilon=0.005, kind="ratio", reference_accuracy=0.9)
-    n = plan.n_inputs
+    n = plan.n_inputs_estimated  # the certificate's own test: F counted from the same labels
     # At the planned size the expected counts pass, one input fewer they do not.
     F = round(0.9 * n)
     assert select_paired([0, round(0.001 * n)], [0, round(0.02 * n)], n, 0.005, 0.05, kind="ratio",
@@ -282,7 +282,7 @@ def test_planner_is_consistent_with_the_bound():
     m = n - 1
     assert select_paired([0, round(0.001 * m)], [0, round(0.02 * m)], m, 0.005, 0.05, kind="ratio",
                          fallback_correct=round(0.9 * m))[0] == 0
-    assert plan.n_labels == math.ceil(n * 0.03) and plan.n_labels < plan.n_labels_unpaired
+    assert plan.n_labels == math.ceil(plan.n_inputs_always * 0.03) and plan.n_labels < plan.n_labels_unpaired
     assert plan_labels(0.03, 0.01, 0.0, epsilon=0.005, reference_accuracy=0.9).n_inputs is None
     with pytest.raises(ValueError, match="reference_accuracy"):
         plan_labels(0.03, 0.001, epsilon=0.005)

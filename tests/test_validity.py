@@ -7,6 +7,12 @@ and every bound, 1,000 calibration sets are drawn and certified, and the share w
 threshold misses the target in the population must be at most delta plus a binomial margin
 (the 99.99% quantile of Binomial(1000, delta) / 1000: a valid procedure fails a check with
 probability < 1e-4; the seeds are fixed anyway). Vectorised over draws: about a minute on one core.
+
+Row orders (issue 27): the same draws are also passed as drawn, sorted by score ascending and
+descending, grouped by predicted class and sorted by label, through every procedure and bound;
+the violation rate must be within delta in each order (and, the procedures being order-free,
+the certified rows must be the same). ``benchmarks/bench_validity_orders.py`` re-runs the
+settings near delta at 10,000 draws (results in docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import pytest
 from scipy.stats import binom
 
 from confroute.selection.simulate import (
+    ORDERS,
     Population,
     accepted_rows,
     paired_rows,
@@ -75,3 +82,49 @@ def test_suite_can_fail():
     no_gains = Population.from_accuracy("no_gains", s, np.ones(1000), 0.5 + 0.5 * s, ref_acc=1.0)
     rows = paired_rows(no_gains, 500, "difference", 0.01, 0.6, "cp_losses", DRAWS, rng)
     assert summarize_paired(no_gains, rows, "difference", 0.01)["violation"] > margin(0.1)
+
+
+# --------------------------------------------------------------------------- row orders (issue 27)
+ORDER_POPULATIONS = ("linear", "top_errors")
+
+
+@pytest.mark.parametrize("pop_name", ORDER_POPULATIONS)
+@pytest.mark.parametrize("method", ["fallback", "single", "multistart", "split", "betting"])
+def test_accepted_accuracy_violation_rate_in_every_row_order(pop_name, method):
+    """The same draws passed in five row orders: the violation rate is within delta in each,
+    and (every procedure being order-free) each order certifies the same rows."""
+    pop = POPULATIONS[pop_name]()
+    n, target, delta = 500, 0.9, 0.1
+    rows = {order: accepted_rows(pop, n, target, delta, method, DRAWS, np.random.default_rng(2718), order=order)
+            for order in ORDERS}
+    for order, r in rows.items():
+        s = summarize_accepted(pop, r, target)
+        assert s["violation"] <= margin(delta), (pop_name, method, order, s)
+        np.testing.assert_array_equal(r, rows["as_drawn"], err_msg=f"{method} depends on the order {order}")
+
+
+@pytest.mark.parametrize("pop_name", ORDER_POPULATIONS)
+@pytest.mark.parametrize("bound", ["cp_losses", "conditional", "betting"])
+@pytest.mark.parametrize("kind, eps", [("ratio", 0.02), ("difference", 0.01)])
+def test_paired_violation_rate_in_every_row_order(pop_name, bound, kind, eps):
+    pop = POPULATIONS[pop_name]()
+    delta = 0.1
+    rows = {order: paired_rows(pop, 500, kind, eps, delta, bound, DRAWS, np.random.default_rng(3141), order=order)
+            for order in ORDERS}
+    for order, r in rows.items():
+        s = summarize_paired(pop, r, kind, eps)
+        assert s["violation"] <= margin(delta), (pop_name, bound, kind, order, s)
+        np.testing.assert_array_equal(r, rows["as_drawn"], err_msg=f"{bound} depends on the order {order}")
+
+
+def test_row_order_check_can_fail(monkeypatch):
+    """Without the library's random order (rows read as passed), the betting certificate breaks
+    on rows sorted by descending score (most confident first; 35% of draws miss the target
+    against 10% allowed): the order suite would catch a regression."""
+    from confroute.selection import simulate
+
+    pop = Population.linear()
+    monkeypatch.setattr(simulate, "library_order", lambda pop, levels, cells: np.broadcast_to(
+        np.arange(levels.shape[1]), levels.shape))
+    rows = accepted_rows(pop, 500, 0.9, 0.1, "betting", 200, np.random.default_rng(0), order="score_descending")
+    assert summarize_accepted(pop, rows, 0.9)["violation"] > margin(0.1, 200)

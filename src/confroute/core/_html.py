@@ -228,7 +228,11 @@ def _guarantee(c: Any, bound: Any) -> str:
 
 
 def _procedure(c: Any) -> list[tuple[str, str]]:
-    return [("procedure", str(c.procedure))] if c.procedure else []
+    """The procedure, and what its guarantee assumes (a choice's ``assumption`` text, when it
+    has one: core cannot import selection, so the text travels on the choice)."""
+    out = [("procedure", str(c.procedure))] if c.procedure else []
+    assumption = getattr(c, "assumption", "")
+    return out + ([("assumes", str(assumption))] if assumption else [])
 
 
 def threshold_choice_html(c: Any) -> str:

@@ -17,7 +17,8 @@ candidates of :func:`confroute.core.decision.threshold_path` (strict to loose) b
     part of the data and fixed-sequence is run on the rest.
 ``"betting"``
     Fixed-sequence over a quantile grid with a test-by-betting per candidate (Waudby-Smith &
-    Ramdas 2024).
+    Ramdas 2024), reading the rows in a seeded random order (never in the order given: sorted
+    by score, a betting test is not valid).
 
 References
 ----------
@@ -36,9 +37,19 @@ from typing import Any
 import numpy as np
 
 from ..core import decision
-from .bounds import LEVEL, betting_test, binomial_pvalue, clopper_pearson, fallback_procedure, fixed_sequence
+from .bounds import (
+    LEVEL,
+    betting_order,
+    betting_seed,
+    betting_test,
+    binomial_pvalue,
+    clopper_pearson,
+    fallback_procedure,
+    fixed_sequence,
+)
 from .certificate import (
     ACCEPTED_METHODS,
+    assumption_text,
     EARLY_WEIGHT,
     MAIN_START,
     RESTART_WEIGHT,
@@ -46,7 +57,7 @@ from .certificate import (
     check_bool,
     path_counts,
 )
-from .planner import smallest_n
+from .planner import pass_points
 
 __all__ = [
     "certify_accepted_accuracy",
@@ -224,10 +235,13 @@ def certify_accepted_accuracy(
     split : float
         Share of inputs that learn the order (``"split"``).
     grid : int
-        Quantile thresholds tested (``"betting"``; the inputs keep their given order, which must
-        not depend on their labels).
-    random_state : int or Generator
-        The split (``"split"``).
+        Quantile thresholds tested (``"betting"``).
+    random_state : int or Generator, default 0
+        The split (``"split"``), or the seed of the random order the betting test reads the rows
+        in (``"betting"``: an int, or ``None`` for a fresh seed; recorded on the certificate as
+        ``random_state``). Betting reads the rows in that order, never in the order given, so
+        the certificate does not depend on how the rows were sorted (a score sort would void
+        it); the guarantee assumes exchangeable rows.
 
     Returns
     -------
@@ -254,6 +268,7 @@ def certify_accepted_accuracy(
     LEVEL.check(delta, "delta")
     if method not in ACCEPTED_METHODS:
         raise ValueError(f"method must be one of {ACCEPTED_METHODS}, got {method!r}")
+    seed: int | None = None
     thresholds, order, ends = decision.threshold_path(s)
     m = ends.astype(np.float64)
     k = path_counts(~ok, order, ends).astype(np.float64)
@@ -265,7 +280,8 @@ def certify_accepted_accuracy(
             raise ValueError(f"split must lie in (0, 1), got {split}")
         rng = np.random.default_rng(random_state)
         in_a = np.zeros(n, bool)
-        in_a[rng.permutation(n)[: int(round(split * n))]] = True
+        # A random part of the rows in a canonical order: the split never depends on the order given.
+        in_a[np.lexsort((ok, s))[rng.permutation(n)][: int(round(split * n))]] = True
         m_a, k_a = path_counts(in_a, order, ends), path_counts(in_a & ~ok, order, ends)
         m_b, k_b = m - m_a, k - k_a
         row_a, _ = select_accepted_split(m_a, k_a, m_b, k_b, target, delta)
@@ -273,9 +289,14 @@ def certify_accepted_accuracy(
         m, k = m_b, k_b  # the certificate rests on part B
     else:
         alpha = 1.0 - target
+        seed = betting_seed(random_state)
         rows = grid_rows(ends, grid)
         rows = rows[ends[rows] >= betting_min_count(alpha, delta)]  # stricter rows cannot pass
-        y = np.stack([np.where(decision.accepts(s, None, thresholds[r]), (~ok).astype(float) - alpha, 0.0) for r in rows])
+        err = (~ok).astype(float) - alpha
+        y = np.zeros((rows.size, n))
+        for i, r in enumerate(rows):
+            y[i] = np.where(decision.accepts(s, None, thresholds[r]), err, 0.0)
+        y = y[:, betting_order(n, seed, [s, ok])]  # never the order given
         rej = betting_test(y, delta, upper=1 - alpha, lower=-alpha)
         run = int(fixed_sequence(rej))
         row, level = (int(rows[run - 1]), delta) if run else (0, 0.0)
@@ -290,6 +311,8 @@ def certify_accepted_accuracy(
         objective="accepted_accuracy", method=method, target=float(target), delta=float(delta),
         certified=certified, index=row, threshold=float(thresholds[row]), coverage=float(ends[row] / n),
         empirical=float(empirical), bound=bound, n=n, labels_used=n, reason=reason, labels_needed=needed,
+        random_state=seed if method == "betting" else None,
+        assumption=assumption_text(seed if method == "betting" else None),
     )
 
 
@@ -321,11 +344,11 @@ def _accepted_reason(m: np.ndarray, k: np.ndarray, n: int, target: float, delta:
                 f"(error rate {rate:.3g} > {1 - target:g})", None)
     share = m[r] / n
 
-    def passes(size: int) -> bool:
-        mm = max(1, round(share * size))
-        return bool(binomial_pvalue(round(rate * mm), mm, 1 - target) <= delta)
+    def passes(size: np.ndarray) -> np.ndarray:
+        mm = np.maximum(1, np.round(share * size))
+        return np.asarray(binomial_pvalue(np.round(rate * mm), mm, 1 - target) <= delta)
 
-    need = smallest_n(passes, start=n)
+    need = pass_points(passes, start=n)[1]  # from here on every size passes (exact scan)
     return (f"too many errors among the most confident inputs: {int(k[r])} in the top {int(m[r])} "
             f"fail the test at delta {delta:g}", need)
 

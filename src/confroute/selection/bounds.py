@@ -15,8 +15,13 @@ Bounds
 :func:`betting_test`
     A test-by-betting for the sign of a bounded mean (Waudby-Smith & Ramdas 2024): a nonnegative
     supermartingale under the null, rejected by Ville's inequality when the capital reaches
-    ``1 / delta`` at any time. It is valid at any stopping time, needs no distributional form,
-    and adapts to small variance.
+    ``1 / delta`` at any time. Given inputs in a random order (exchangeable data read in the
+    order of :func:`betting_order`), it is valid at any stopping time, needs no distributional
+    form, and adapts to small variance; read in an order that depends on the data (sorted by
+    score, grouped by class) it is not valid at all.
+:func:`betting_order`
+    The seeded random permutation every betting certificate reads its inputs in, so that the
+    result does not depend on the order the caller passes the rows in.
 
 Multiple testing over an ordered family
 ---------------------------------------
@@ -62,6 +67,9 @@ __all__ = [
     "clopper_pearson",
     "binomial_pvalue",
     "betting_test",
+    "betting_order",
+    "betting_seed",
+    "BETTING_SEED",
     "fixed_sequence",
     "fallback_procedure",
     "LEVEL",
@@ -70,6 +78,65 @@ __all__ = [
 
 #: The level of a test or bound: strictly inside (0, 1) (``None`` is not a level).
 LEVEL = Interval(0.0, 1.0, "neither")
+
+
+#: The default seed of :func:`betting_order` (fixed, so a certificate is reproducible).
+BETTING_SEED = 0
+
+
+def betting_seed(random_state: Any = BETTING_SEED) -> int:
+    """The seed a betting certificate records: ``random_state`` itself (an int >= 0), or a fresh
+    one drawn from the operating system when it is ``None``.
+
+    Examples
+    --------
+    >>> betting_seed(7), isinstance(betting_seed(None), int)
+    (7, True)
+    """
+    if random_state is None:
+        return int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
+    if isinstance(random_state, (bool, np.bool_)) or not isinstance(random_state, (int, np.integer)) \
+            or random_state < 0:
+        raise ValueError(f"random_state must be an int >= 0 or None (a fresh seed), got {random_state!r}")
+    return int(random_state)
+
+
+def betting_order(n: int, random_state: Any = BETTING_SEED, keys: Any = None) -> np.ndarray:
+    """The order (a permutation of ``range(n)``) a betting test reads ``n`` calibration rows in.
+
+    A test-by-betting is a sequential test: its capital is a supermartingale only if each input
+    is, given the ones before it, a fresh draw. Rows passed sorted by score, grouped by class or
+    sorted by label break that (the error rate under a score sort reached 100%, issue 27). So
+    every betting certificate reads its rows in this order: first a canonical order that depends
+    only on the rows' values (``keys``, sorted with :func:`numpy.lexsort`; rows with equal keys
+    are interchangeable), then a random permutation seeded by ``random_state``. The result is a
+    function of the set of rows only, never of the order the caller passes them in; for
+    exchangeable (e.g. i.i.d.) rows the random permutation makes the sequence exchangeable
+    again, which is what the test needs (exactly so averaged over seeds; for the default fixed
+    seed the validity suite checks it in five row orders). ``random_state`` is recorded on the
+    certificate so it can be reproduced.
+
+    Parameters
+    ----------
+    n : int
+    random_state : int or None, default 0
+        ``None``: a fresh seed (see :func:`betting_seed`).
+    keys : sequence of arrays of shape (n,), optional
+        Every per-row value the test reads (scores, correctness, ...); without them the rows
+        are only permuted (the result then depends on the order given).
+
+    Examples
+    --------
+    >>> s = np.array([0.9, 0.1, 0.5, 0.7])
+    >>> a, b = betting_order(4, 0, [s]), betting_order(4, 0, [s[::-1]])
+    >>> s[a].tolist() == s[::-1][b].tolist()       # the same sequence whatever the given order
+    True
+    """
+    perm = np.random.default_rng(betting_seed(random_state)).permutation(int(n))
+    if keys is None:
+        return perm
+    canonical = np.lexsort([np.asarray(k).reshape(int(n)) for k in keys][::-1])
+    return canonical[perm]
 
 
 def _check_delta(delta: float) -> None:
@@ -223,8 +290,10 @@ def betting_test(y: Any, delta: float, upper: float, lower: float, max_fraction:
     running mean over the running variance (both with a prior of one pseudo-observation),
     clipped to ``[0, max_fraction / upper]`` so every factor stays positive.
 
-    The inputs must be in an order that does not depend on their values (their arrival order
-    or a random permutation; never sorted by score).
+    The inputs must be in an order that does not depend on their values: a random permutation
+    (:func:`betting_order`, which every certificate in this package applies first) or, for a
+    stream, their arrival order when the stream is exchangeable; never sorted by score, class
+    or label. "Valid at any stopping time" holds under that condition only.
 
     Parameters
     ----------

@@ -24,6 +24,7 @@ from ..evaluation.evaluate import Evaluation, best_row
 from ..evaluation.table import table_from_counts
 from ..evaluation.grid import cascade_counts
 from .bounds import clopper_pearson
+from .certificate import EXCHANGEABLE
 from .choices import CascadeChoice
 from .infeasible import warn_infeasible
 from .objectives import OBJECTIVES
@@ -179,6 +180,7 @@ def choose_cascade(
         guaranteed=guaranteed if feasible else math.nan,
         procedure=("empirical" if level is None else "bonferroni_grid") + f"_{method}",
         coverage=1.0 - shares[-1],
+        assumption="" if level is None else EXCHANGEABLE,
     )
 
 

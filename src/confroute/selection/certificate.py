@@ -82,6 +82,12 @@ class Certificate:
     labels_needed : int or None
         When nothing was certified: the planner's estimate of the labelled inputs needed to
         certify the first candidate that failed (``None`` when its rates cannot reach the target).
+    random_state : int or None
+        The seed of the random order a betting certificate read the rows in
+        (:func:`~confroute.selection.bounds.betting_order`); rerun with it to reproduce the
+        certificate. ``None`` for the procedures that do not depend on the row order.
+    assumption : str
+        What the guarantee assumes about the calibration rows, in one sentence.
     """
 
     objective: str
@@ -98,12 +104,33 @@ class Certificate:
     labels_used: int
     reason: str | None = None
     labels_needed: int | None = None
+    random_state: int | None = None
+    assumption: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable (non-finite numbers become ``None``)."""
         return {k: jsonable(v) for k, v in self.__dict__.items()}
 
 
+
+
+#: What every certificate assumes about its calibration rows (shown on choices and in the docs).
+EXCHANGEABLE = ("The guarantee assumes the calibration rows are exchangeable (e.g. drawn i.i.d. from the "
+                "traffic being routed); the order they are passed in does not matter.")
+
+
+def assumption_text(random_state: int | None = None) -> str:
+    """The one-sentence assumption of a certificate (with the seed of a betting certificate).
+
+    Examples
+    --------
+    >>> assumption_text(0).endswith("(random_state=0).")
+    True
+    """
+    if random_state is None:
+        return EXCHANGEABLE
+    return (EXCHANGEABLE[:-1] + ": the betting test reads them in a seeded random order "
+            f"(random_state={random_state}).")
 
 
 def path_counts(x: np.ndarray, order: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -31,7 +31,8 @@ Accepted accuracy (:func:`certify_accepted_accuracy`)
         random part of the data (by its p-values) and fixed-sequence is run on the rest.
     ``"betting"``
         Fixed-sequence over a quantile grid of thresholds with a test-by-betting per candidate
-        (Waudby-Smith & Ramdas 2024) instead of Clopper–Pearson.
+        (Waudby-Smith & Ramdas 2024) instead of Clopper–Pearson; it reads the rows in a seeded
+        random order (:func:`~confroute.selection.bounds.betting_order`), never in the order given.
 
     ``benchmarks/bench_certify.py`` compares them (docs/evaluation.md, "Certificates"): the
     fallback procedure has the highest mean coverage at n = 2,000 and never falls far behind the
@@ -61,7 +62,8 @@ Paired relative accuracy (:func:`certify_relative_accuracy`)
         accuracy at ``delta / 10`` and the rest of ``delta`` goes to the drop.
     ``"betting"``
         A test-by-betting on ``L_i - G_i - epsilon`` (``- epsilon * F_i`` for the ratio, with
-        ``F_i`` = reference right; no split of ``delta``), over a quantile grid of candidates.
+        ``F_i`` = reference right; no split of ``delta``), over a quantile grid of candidates,
+        reading the rows in a seeded random order (never in the order given).
 
     Candidates are combined by fixed-sequence testing from strict to loose at the full level.
 

@@ -114,6 +114,10 @@ class ThresholdChoice(_ObjectiveChoice):
     procedure : str
         How the threshold was chosen (e.g. ``"fallback"``, ``"fixed_sequence"``,
         ``"paired_cp_losses"``, ``"empirical_loosest"``).
+    assumption : str
+        What the guarantee assumes about the calibration data, in one sentence (exchangeable
+        rows; for a betting certificate also the seed of the random order it read them in);
+        ``""`` for an empirical choice. Shown by ``str()`` and the HTML display.
     """
 
     threshold: float
@@ -132,6 +136,7 @@ class ThresholdChoice(_ObjectiveChoice):
     cost_per_input: float = NAN
     savings: float = NAN
     procedure: str = ""
+    assumption: str = ""
 
     def __post_init__(self) -> None:
         _one_nan(self)
@@ -164,7 +169,7 @@ class ThresholdChoice(_ObjectiveChoice):
             f"threshold {self.threshold:.6g}{status}: {obj.wording} {self.empirical:.4g} on calibration data "
             f"(target {self.target:.4g}{bound}); coverage {self.coverage:.1%}, "
             f"{self.m} accepted of {self.n}, {self.k} errors"
-        )
+        ) + (f"\n{self.assumption}" if self.assumption else "")
 
     def _repr_html_(self) -> str:
         return _html.threshold_choice_html(self)
@@ -329,6 +334,9 @@ class CascadeChoice(_ObjectiveChoice):
     procedure : str
     coverage : float
         Share answered before the last stage.
+    assumption : str
+        What the guarantee assumes about the calibration data (exchangeable rows), in one
+        sentence; ``""`` for an empirical choice. Shown by the HTML display.
     """
 
     thresholds: list[float]
@@ -348,6 +356,7 @@ class CascadeChoice(_ObjectiveChoice):
     guaranteed: float = NAN
     procedure: str = ""
     coverage: float = NAN
+    assumption: str = ""
 
     def __post_init__(self) -> None:
         _one_nan(self)

@@ -60,6 +60,7 @@ def choose_thresholds(
     n_starts: int | None = None,
     rule: str = "loosest",
     max_rounds: int = 10,
+    random_state: int | None = 0,
 ) -> ThresholdChoice | PerClassChoice | CascadeChoice:
     """Choose the routing thresholds of any cascade for one objective.
 
@@ -112,6 +113,10 @@ def choose_thresholds(
         :func:`confroute.selection.two_stage.select_threshold`.
     max_rounds : int, default 10
         Cascades with ``method="coordinate"``.
+    random_state : int or None, default 0
+        Two stages, ``method="betting"``, ``bound="betting"`` or ``method="split"``: the seed of the
+        random order the rows are read in (``None``: a fresh seed). The result does not depend on
+        the order of the calibration rows; the seed is named in ``choice.assumption``.
 
     Returns
     -------
@@ -163,7 +168,7 @@ def choose_thresholds(
     return choose_two_stage(
         evaluation.stage_scores[0], evaluation.correct[0], fallback, evaluation.cost_model,
         objective=objective, target=target, delta=delta, correction=correction, method=method,
-        n_starts=n_starts, rule=rule, bound=bound,
+        n_starts=n_starts, rule=rule, bound=bound, random_state=random_state,
     )
 
 
@@ -174,7 +179,7 @@ def _cascade_objectives() -> list[Objective]:
 def choose_two_stage(
     scores: Any, correct: Any, fallback_correct: Any, cost_model: CostModel | None, *, objective: Objective,
     target: float, delta: float | None, correction: str = "auto", method: str | None = None,
-    n_starts: int | None = None, rule: str = "loosest", bound: str = "cp_losses",
+    n_starts: int | None = None, rule: str = "loosest", bound: str = "cp_losses", random_state: int | None = 0,
 ) -> ThresholdChoice:
     """:func:`choose_thresholds` for two stages, on arrays: the same defaults, the same procedure."""
     if correction == "none":
@@ -183,5 +188,5 @@ def choose_two_stage(
     return select_threshold(
         scores, correct, fallback_correct, objective=objective, target=target, delta=delta,
         cost_model=cost_model, n_starts=n_starts, rule=rule, method=method, bound=bound,
-        correction="fixed_sequence" if correction == "auto" else correction,
+        correction="fixed_sequence" if correction == "auto" else correction, random_state=random_state,
     )

@@ -577,7 +577,7 @@ def _paired_needed(
     rows = np.unique(np.searchsorted(ends, np.linspace(1, ends[at], 48), side="left").clip(1, at))
     need = np.array([
         plan_labels((L[r] + G[r]) / n, L[r] / n, G[r] / n, epsilon=epsilon, kind=kind, reference_accuracy=F / n,
-                    delta=delta, bound=plan_bound).n_inputs or np.inf for r in rows], dtype=np.float64)
+                    delta=delta, bound=plan_bound).n_inputs_estimated_always or np.inf for r in rows], dtype=np.float64)
     need = np.maximum.accumulate(need)  # every stricter candidate must pass too
     keep = ends[rows] >= ends[at] / 2
     if not keep.any() or not np.isfinite(need[keep]).any():

@@ -68,7 +68,7 @@ def needs_label(predictions: Any, *, scores: Any = None, threshold: float = -np.
 def certify_from_disagreements(
     predictions: Any, labels: Any, *, scores: Any = None, answered_by: Any = None, candidates: Any = None,
     epsilon: float, kind: str = "difference", delta: float = 0.05, bound: str = "cp_losses",
-    reference_lower: float | None = None,
+    reference_lower: float | None = None, random_state: int | None = 0,
 ) -> Certificate:
     """Certify a paired target from unlabelled inputs plus labels on the disagreements only.
 
@@ -85,6 +85,9 @@ def certify_from_disagreements(
     reference_lower : float, optional
         Required for ``kind="ratio"``: a lower bound on the reference's accuracy established on
         other (labelled) data; agreements carry no information about it.
+    random_state : int or None, default 0
+        ``bound="betting"``: the seed of the random order the rows are read in (see
+        :func:`~confroute.selection.relative.certify_relative_accuracy`).
 
     Returns
     -------
@@ -120,7 +123,7 @@ def certify_from_disagreements(
     correct = np.where(ask[None, :], p == yv[None, :], True)
     cert = certify_relative_accuracy(scores, correct, answered_by=answered_by, candidates=candidates,
                                      epsilon=epsilon, kind=kind, delta=delta, bound=bound,
-                                     reference_lower=reference_lower)
+                                     reference_lower=reference_lower, random_state=random_state)
     # Labels a labeller walking the candidates in order needs: the disagreements answered early
     # up to the first candidate that fails (the test never looks past it).
     if scores is not None:

@@ -2,12 +2,14 @@
 reference's" (``kind="ratio"``) or ">= the reference's - epsilon" (``kind="difference"``).
 
 The bounds are those of :mod:`.paired` (``"cp_losses"``, ``"conditional"``) or a
-test-by-betting on ``L_i - G_i - epsilon`` (``"betting"``), and candidates are combined by
+test-by-betting on ``L_i - G_i - epsilon`` (``"betting"``, reading the rows in the seeded random
+order of :func:`~confroute.selection.bounds.betting_order`), and candidates are combined by
 fixed-sequence testing from strict to loose at the full level. This is what
 ``target_relative_accuracy`` and ``max_accuracy_drop`` mean everywhere in confroute.
 
 Candidate order must not depend on labels: distinct calibration scores (two stages) or any
-path of threshold tuples fixed from unlabelled data or from other data (cascades) qualify.
+path of threshold tuples fixed from unlabelled data or from other data (cascades) qualify. The
+guarantee assumes exchangeable calibration rows; the order they are passed in does not matter.
 
 References
 ----------
@@ -23,8 +25,8 @@ import numpy as np
 
 from ..core import decision
 from .accepted import grid_rows
-from .bounds import LEVEL, betting_test, fixed_sequence
-from .certificate import PAIRED_BOUNDS, Certificate, check_bool, path_counts
+from .bounds import LEVEL, betting_order, betting_seed, betting_test, fixed_sequence
+from .certificate import PAIRED_BOUNDS, Certificate, assumption_text, check_bool, path_counts
 from .paired import paired_counts, select_paired
 from .planner import plan_labels
 
@@ -34,7 +36,7 @@ __all__ = ["certify_relative_accuracy"]
 def certify_relative_accuracy(
     scores: Any = None, stage_correct: Any = None, *, answered_by: Any = None, candidates: Any = None,
     epsilon: float, kind: str = "ratio", delta: float = 0.05, bound: str = "cp_losses",
-    reference_lower: float | None = None, grid: int = 64,
+    reference_lower: float | None = None, grid: int = 64, random_state: int | None = 0,
 ) -> Certificate:
     """Certify "system accuracy >= (1 - epsilon) x the reference's" (or ">= reference - epsilon").
 
@@ -62,6 +64,11 @@ def certify_relative_accuracy(
         then all of ``delta`` goes to the paired tests.
     grid : int
         Candidates tested by ``bound="betting"`` with ``scores``.
+    random_state : int or None, default 0
+        ``bound="betting"``: the seed of the random order the test reads the rows in (``None``:
+        a fresh seed), recorded on the certificate. The rows are never read in the order given,
+        so the certificate does not depend on how they were sorted; the guarantee assumes
+        exchangeable rows.
 
     Returns
     -------
@@ -113,12 +120,15 @@ def certify_relative_accuracy(
     F = int(ref.sum())
     if kind == "ratio" and reference_lower is None and bound != "cp_losses" and F == 0:
         raise ValueError("the reference is never right: a ratio target is meaningless")
-    if bound == "betting":
+    seed = betting_seed(random_state) if bound == "betting" else None
+    if seed is not None:
+        keys = [s, *c] if scores is not None else [*a, *c]
+        perm = betting_order(n, seed, keys)  # never the order given
         if scores is not None:
             row = _betting_row(c, None, epsilon, kind, delta, reference_lower, s, thresholds,
-                               np.r_[0, grid_rows(ends, grid)])
+                               np.r_[0, grid_rows(ends, grid)], perm)
         else:
-            row = _betting_row(c, a, epsilon, kind, delta, reference_lower, None, None, np.arange(L.size))
+            row = _betting_row(c, a, epsilon, kind, delta, reference_lower, None, None, np.arange(L.size), perm)
         stat: float | None = None
     else:
         r_arr, up = select_paired(L, G, n, epsilon, delta, kind=kind, bound=bound, fallback_correct=F,
@@ -144,7 +154,7 @@ def certify_relative_accuracy(
         objective=objective, method=bound, target=float(epsilon), delta=float(delta), certified=certified,
         index=row, threshold=tuple(thr) if isinstance(thr, (tuple, list)) else thr,
         coverage=float(coverage[row]), empirical=float(empirical), bound=bnd, n=n, labels_used=labels,
-        reason=reason, labels_needed=needed,
+        reason=reason, labels_needed=needed, random_state=seed, assumption=assumption_text(seed),
     )
 
 
@@ -169,13 +179,14 @@ def _checked(scores: Any, stage_correct: Any, answered_by: Any, epsilon: float, 
 
 
 def _betting_row(c: np.ndarray, a: Any, epsilon: float, kind: str, delta: float, reference_lower: float | None,
-                 s: np.ndarray | None, thresholds: np.ndarray | None, rows: np.ndarray) -> int:
-    """The row a test-by-betting certifies, fixed-sequence over ``rows`` (0: none)."""
+                 s: np.ndarray | None, thresholds: np.ndarray | None, rows: np.ndarray, perm: np.ndarray) -> int:
+    """The row a test-by-betting certifies, fixed-sequence over ``rows`` (0: none), reading the
+    inputs in the order ``perm``."""
     if s is not None and thresholds is not None:
         acc_mask = np.stack([decision.accepts(s, None, thresholds[r]) for r in rows[1:]])
     else:
         acc_mask = a != c.shape[0] - 1
-    y = _paired_y(acc_mask, c, a, epsilon, kind, reference_lower)
+    y = _paired_y(acc_mask, c, a, epsilon, kind, reference_lower)[..., perm]
     rej = betting_test(y, delta, upper=1.0, lower=-1.0 - epsilon)
     run = int(fixed_sequence(rej))
     return int(rows[run]) if run else 0
@@ -214,5 +225,6 @@ def _paired_reason(n: int, L: float, G: float, coverage: float, epsilon: float, 
                   f"other way, out of {n}")
     plan = plan_labels((L + G) / n, L / n, G / n, epsilon=epsilon, kind=kind, reference_accuracy=acc_ref,
                        delta=delta, bound=bound)
-    return reason, None if bound == "betting" else plan.n_inputs
+    # The certificate counts the reference's correct answers among all inputs: every input labelled.
+    return reason, None if bound == "betting" else plan.n_labels_estimated
 

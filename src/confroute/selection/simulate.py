@@ -32,17 +32,25 @@ from typing import Any
 
 import numpy as np
 
-from .bounds import betting_test, clopper_pearson, fixed_sequence
+from .bounds import BETTING_SEED, betting_order, betting_test, clopper_pearson, fixed_sequence
 from .accepted import betting_min_count, select_accepted, select_accepted_split
 from .paired import select_paired
 
-__all__ = ["Population", "CELLS", "accepted_rows", "paired_rows", "summarize_accepted", "summarize_paired"]
+__all__ = ["Population", "CELLS", "ORDERS", "reorder", "library_order", "accepted_rows", "paired_rows",
+           "summarize_accepted", "summarize_paired"]
 
 #: Quantile grid of candidate thresholds for the betting tests.
 GRID = 32
 
 #: Outcome order of the last axis: both right, gain, loss, both wrong.
 CELLS = ("both_right", "gain", "loss", "both_wrong")
+
+#: The row orders a calibration set is passed in by the validity suite (issue 27): as drawn,
+#: sorted by score (both ways), grouped by predicted class, sorted by true label.
+ORDERS = ("as_drawn", "score_ascending", "score_descending", "by_class", "by_label")
+
+#: Seed of the binary labels :func:`reorder` gives the inputs (the same for every order).
+LABEL_SEED = 2027
 
 
 def _joint(a: np.ndarray, r: np.ndarray, corr: float) -> np.ndarray:
@@ -188,28 +196,76 @@ def _observed_rows(levels: np.ndarray, K: int) -> np.ndarray:
     return np.maximum.accumulate(np.where(present, rows, 0), axis=1)
 
 
+def reorder(pop: Population, levels: np.ndarray, cells: np.ndarray, order: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-input draws of :meth:`Population.draw_inputs` passed in another row order.
+
+    ``order`` is one of :data:`ORDERS`. For the class orders every input gets a binary label,
+    1 with probability its score (seeded by :data:`LABEL_SEED`, so the same draws get the same
+    labels in every order); the predicted class is the label when the cheap stage is right and
+    the other class when it is wrong. Sorts are stable (ties keep the order drawn).
+    """
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+    if order == "as_drawn":
+        return levels, cells
+    if order == "score_ascending":
+        key = -levels  # level 0 is the highest score
+    elif order == "score_descending":
+        key = levels
+    else:
+        label = np.random.default_rng(LABEL_SEED).random(levels.shape) < pop.scores[levels]
+        key = (label if order == "by_label" else label ^ (cells >= 2)).astype(np.int64)
+    idx = np.argsort(key, axis=-1, kind="stable")
+    return np.take_along_axis(levels, idx, -1), np.take_along_axis(cells, idx, -1)
+
+
+def _inputs(pop: Population, n: int, size: int, rng: np.random.Generator, order: str | None
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-input draws in ``order`` (``None``: as drawn)."""
+    levels, cells = pop.draw_inputs(n, size, rng)
+    return (levels, cells) if order is None else reorder(pop, levels, cells, order)
+
+
+def _counts(pop: Population, levels: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Counts per (draw, level, outcome) of per-input draws: what the count-based procedures
+    read (the same in every order, by construction)."""
+    K = pop.mass.size
+    flat = levels * 4 + cells + (np.arange(levels.shape[0]) * K * 4)[:, None]
+    return np.bincount(flat.ravel(), minlength=levels.shape[0] * K * 4).reshape(levels.shape[0], K, 4)
+
+
+def library_order(pop: Population, levels: np.ndarray, cells: np.ndarray) -> np.ndarray:
+    """Per draw, the order the library's betting certificates read the inputs in: the one
+    :func:`~confroute.selection.bounds.betting_order` gives for the rows' values (score, cheap
+    stage right, reference right) at the default seed."""
+    score = pop.scores[levels]
+    cheap_ok, ref_ok = cells <= 1, (cells == 0) | (cells == 2)
+    return np.stack([betting_order(levels.shape[1], BETTING_SEED, [score[i], cheap_ok[i], ref_ok[i]])
+                     for i in range(levels.shape[0])])
+
+
 # --------------------------------------------------------------------------- accepted accuracy
 def accepted_rows(pop: Population, n: int, target: float, delta: float, method: str, draws: int,
-                  rng: np.random.Generator) -> np.ndarray:
+                  rng: np.random.Generator, order: str | None = None) -> np.ndarray:
     """Certify "accepted accuracy >= target" on ``draws`` calibration sets of size ``n``.
 
     ``method`` is one of ``"fallback"``, ``"single"``, ``"multistart"`` (counts, through
     :func:`~confroute.selection.accepted.select_accepted`; ``"fallback:0.1"`` sets the restart
     share), ``"split"`` (30% learns the order) or ``"betting"`` (per-input draws, a 32-point
-    grid). Returns the row each draw certifies (0: nothing), mapped to the row of an observed
+    grid, read in the library's order :func:`~confroute.selection.bounds.betting_order`).
+    Returns the row each draw certifies (0: nothing), mapped to the row of an observed
     score, so ``pop.accepted_accuracy()[rows]`` is the truth at the chosen threshold.
+
+    ``order`` (one of :data:`ORDERS`) draws per-input sets and passes them in that row order
+    (:func:`reorder`) to every method, the count-based ones included; ``None`` keeps the
+    faster count draws (and, for ``"split"``, two independent parts).
     """
     out = []
     for size in _chunks(draws):
-        if method == "split":
-            n_a = int(round(0.3 * n))
-            pa, pb = Population.path(pop.draw_counts(n_a, size, rng)), Population.path(pop.draw_counts(n - n_a, size, rng))
-            row, _ = select_accepted_split(pa["m"], pa["k"], pb["m"], pb["k"], target, delta)
-            both = np.maximum(np.take_along_axis(pa["observed"], row[:, None], 1),
-                              np.take_along_axis(pb["observed"], row[:, None], 1))[:, 0]
-            out.append(both)
-        elif method == "betting":
-            levels, cells = pop.draw_inputs(n, size, rng)
+        if method == "betting":
+            levels, cells = _inputs(pop, n, size, rng, order)
+            perm = library_order(pop, levels, cells)
+            levels, cells = np.take_along_axis(levels, perm, -1), np.take_along_axis(cells, perm, -1)
             rows = _grid_rows(pop)
             rows = rows[pop.coverage()[rows] * n >= betting_min_count(1 - target, delta)]
             err = (cells >= 2).astype(float) - (1 - target)
@@ -218,9 +274,24 @@ def accepted_rows(pop: Population, n: int, target: float, delta: float, method: 
             chosen = np.where(run > 0, rows[np.maximum(run - 1, 0)], 0)
             obs = _observed_rows(levels, pop.mass.size)
             out.append(np.take_along_axis(obs, chosen[:, None], 1)[:, 0])
+        elif method == "split":
+            n_a = int(round(0.3 * n))
+            if order is None:
+                pa, pb = Population.path(pop.draw_counts(n_a, size, rng)), Population.path(pop.draw_counts(n - n_a, size, rng))
+            else:  # the library's split: a seeded random part of the rows in a canonical order
+                levels, cells = _inputs(pop, n, size, rng, order)
+                perm = library_order(pop, levels, cells)
+                levels, cells = np.take_along_axis(levels, perm, -1), np.take_along_axis(cells, perm, -1)
+                pa = Population.path(_counts(pop, levels[:, :n_a], cells[:, :n_a]))
+                pb = Population.path(_counts(pop, levels[:, n_a:], cells[:, n_a:]))
+            row, _ = select_accepted_split(pa["m"], pa["k"], pb["m"], pb["k"], target, delta)
+            both = np.maximum(np.take_along_axis(pa["observed"], row[:, None], 1),
+                              np.take_along_axis(pb["observed"], row[:, None], 1))[:, 0]
+            out.append(both)
         else:
             name, _, rho = method.partition(":")
-            path = Population.path(pop.draw_counts(n, size, rng))
+            counts = pop.draw_counts(n, size, rng) if order is None else _counts(pop, *_inputs(pop, n, size, rng, order))
+            path = Population.path(counts)
             kw = {"restart_weight": float(rho)} if rho else {}
             row, _ = select_accepted(path["m"], path["k"], n, target, delta, name, **kw)
             out.append(np.take_along_axis(path["observed"], row[:, None], 1)[:, 0])
@@ -238,15 +309,18 @@ def summarize_accepted(pop: Population, rows: np.ndarray, target: float) -> dict
 
 # --------------------------------------------------------------------------- paired
 def paired_rows(pop: Population, n: int, kind: str, eps: float, delta: float, bound: str, draws: int,
-                rng: np.random.Generator) -> np.ndarray:
+                rng: np.random.Generator, order: str | None = None) -> np.ndarray:
     """Certify a paired target (``kind`` "ratio" or "difference") on ``draws`` calibration sets;
     ``bound`` is ``"cp_losses"``, ``"conditional"``, ``"betting"`` or ``"unpaired"`` (Clopper–
     Pearson on the system's accuracy against the target computed from the reference's observed
-    accuracy: the rule before paired bounds, kept as a baseline). Returns observed rows."""
+    accuracy: the rule before paired bounds, kept as a baseline). ``order`` as in
+    :func:`accepted_rows`. Returns observed rows."""
     out = []
     for size in _chunks(draws):
         if bound == "betting":
-            levels, cells = pop.draw_inputs(n, size, rng)
+            levels, cells = _inputs(pop, n, size, rng, order)
+            perm = library_order(pop, levels, cells)
+            levels, cells = np.take_along_axis(levels, perm, -1), np.take_along_axis(cells, perm, -1)
             rows = _grid_rows(pop)
             acc = levels[:, None, :] < rows[None, :, None]
             diff = (cells == 2).astype(float) - (cells == 1)
@@ -257,7 +331,8 @@ def paired_rows(pop: Population, n: int, kind: str, eps: float, delta: float, bo
             obs = _observed_rows(levels, pop.mass.size)
             out.append(np.take_along_axis(obs, chosen[:, None], 1)[:, 0])
             continue
-        path = Population.path(pop.draw_counts(n, size, rng))
+        counts = pop.draw_counts(n, size, rng) if order is None else _counts(pop, *_inputs(pop, n, size, rng, order))
+        path = Population.path(counts)
         if bound == "unpaired":
             # Clopper–Pearson lower bound on system accuracy against the target computed from
             # the reference's observed accuracy, fixed-sequence from strict to loose.

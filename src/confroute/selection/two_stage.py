@@ -56,7 +56,7 @@ from ..core._params import DELTA
 from ..core.cost import CostModel
 from .accepted import certify_accepted_accuracy, chain_count, min_trials
 from .bounds import clopper_pearson
-from .certificate import ACCEPTED_METHODS, check_bool, path_counts
+from .certificate import ACCEPTED_METHODS, EXCHANGEABLE, check_bool, path_counts
 from .choices import ThresholdChoice
 from .infeasible import warn_infeasible
 from .objectives import Objective
@@ -145,7 +145,7 @@ def select_threshold(
     scores: Any, correct: Any, fallback_correct: Any = None, *, objective: Objective, target: float,
     delta: float | None = 0.05, cost_model: CostModel | None = None, n_starts: int | None = None,
     rule: str = "loosest", correction: str = "fixed_sequence", method: str | None = None,
-    bound: str = "cp_losses",
+    bound: str = "cp_losses", random_state: int | None = 0,
 ) -> ThresholdChoice:
     """One global threshold of two stages for one objective (see the module notes).
 
@@ -176,7 +176,7 @@ def select_threshold(
         if method not in (None, "multistart") and n_starts is not None:
             raise ValueError("n_starts applies to method='multistart' only")
         return _certified(path, correct, fallback_correct, prices, cost_model, objective, target, delta,
-                          str(method), bound)
+                          str(method), bound, random_state)
     if objective.name in ("accepted_accuracy", "system_accuracy"):
         row, level, procedure = _accuracy_row(path, objective, target, delta, n_starts, rule, correction)
         errors, trials = _trials(path, objective)
@@ -318,12 +318,14 @@ def _paired_empirical(
 def _certified(
     path: Path, correct: Any, fallback_correct: Any, prices: np.ndarray | None, cost_model: CostModel | None,
     objective: Objective, target: float, delta: float | None, method: str, bound: str,
+    random_state: int | None = 0,
 ) -> ThresholdChoice:
     """The choice from a certificate of :mod:`.accepted` or :mod:`.relative`."""
     if delta is None:
         raise ValueError(f"the {objective.name.replace('_', ' ')} objective is a certificate: give delta (e.g. 0.05)")
     if objective.name == "accepted_accuracy":
-        cert = certify_accepted_accuracy(path.scores, correct, target=target, delta=delta, method=method)
+        cert = certify_accepted_accuracy(path.scores, correct, target=target, delta=delta, method=method,
+                                         random_state=random_state)
         procedure = method
     else:
         kind = "ratio" if objective.name == "relative_accuracy" else "difference"
@@ -332,7 +334,7 @@ def _certified(
         epsilon = 1.0 - target if kind == "ratio" else target
         cert = certify_relative_accuracy(
             path.scores, np.stack([check_bool(correct, "correct"), check_bool(fallback_correct, "fallback_correct")]),
-            epsilon=epsilon, kind=kind, delta=delta, bound=bound)
+            epsilon=epsilon, kind=kind, delta=delta, bound=bound, random_state=random_state)
         procedure = f"paired_{bound}"
     if not cert.certified:
         warn_infeasible(
@@ -345,12 +347,13 @@ def _certified(
     guaranteed = cert.bound if cert.certified and cert.bound is not None else math.nan
     # empirical / guaranteed: system / fallback accuracy (ratio) or system - fallback (difference)
     return _choice(path, prices, cost_model, cert.index, objective, target, delta, cert.certified, cert.empirical,
-                   guaranteed, procedure)
+                   guaranteed, procedure, cert.assumption)
 
 
 def _choice(
     path: Path, prices: np.ndarray | None, cost_model: CostModel | None, row: int, objective: Objective,
     target: float, delta: float | None, feasible: bool, empirical: float, guaranteed: float, procedure: str,
+    assumption: str = "",
 ) -> ThresholdChoice:
     n, m, k = path.n, int(path.m[row]), int(path.k[row])
     cost = savings = math.nan
@@ -375,4 +378,5 @@ def _choice(
         cost_per_input=cost,
         savings=savings,
         procedure=procedure,
+        assumption=assumption or (EXCHANGEABLE if delta is not None else ""),
     )
