@@ -36,7 +36,7 @@ from confroute import ThresholdRouter, SklearnPredictor, Fallback, CostModel, ev
 router = ThresholdRouter(
     primary=SklearnPredictor(cheap_model),                  # sees every input once
     fallback=Fallback(SklearnPredictor(big_model),          # sees only the deferred inputs
-                      on_error="keep_primary", retries=2, timeout=5.0),
+                      on_error="keep_previous", retries=2, timeout=5.0),
     threshold=0.8,                                          # accept when max prob >= 0.8
     cost_model=CostModel.per_sample([0.001, 0.005]),
 )
