@@ -151,7 +151,8 @@ def test_cross_fitting_a_relative_target_uses_the_paired_certificate_on_each_fol
 
 # --------------------------------------------------------------------------- one choice contract
 COMMON = {"thresholds": list, "feasible": bool, "guaranteed": float, "procedure": str, "objective": str,
-          "target": float, "coverage": float, "system_accuracy": float, "cost_per_input": float, "savings": float}
+          "target": float, "coverage": float, "system_accuracy": float, "cost_per_input": float, "savings": float,
+          "assumption": str}
 
 
 def _three_kinds():

@@ -32,6 +32,9 @@ class Choice:
         nothing is certified: an empirical choice, or a certificate that failed).
     ``procedure`` : str
         The selection or certification procedure that produced the choice.
+    ``assumption`` : str
+        What the guarantee assumes of the calibration data (e.g. exchangeable rows); empty for an
+        empirical choice.
     ``objective`` : str, ``target`` : float, ``delta`` : float or None
     ``wording`` : str, ``sense`` : {">=", "<="}, ``figure_format`` : {"pct", "num"}
         How the objective is said and shown: its name in text, whether the target (and the
@@ -49,6 +52,7 @@ class Choice:
     feasible: bool
     guaranteed: float
     procedure: str
+    assumption: str
 
     @property
     def wording(self) -> str:  # pragma: no cover - every subclass defines it

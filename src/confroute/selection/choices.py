@@ -245,6 +245,11 @@ class PerClassChoice(_ObjectiveChoice):
         """``[threshold]``: what a router takes (``ThresholdRouter(p, f, choice)``)."""
         return [self.threshold]
 
+    @property
+    def assumption(self) -> str:  # type: ignore[override]
+        """What the per-class guarantees assume (the same sentence for every class)."""
+        return next((c.assumption for c in self.choices if c is not None and c.assumption), "")
+
     def as_dict(self) -> dict[Any, float]:
         """``{class: threshold}`` (also accepted by the router)."""
         names = self.classes or tuple(range(len(self)))
