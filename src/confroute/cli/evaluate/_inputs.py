@@ -29,13 +29,41 @@ __all__ = [
     "align_classes",
     "progress_enabled",
     "timed_predict",
+    "SPREAD_LIMIT",
+    "spread_of",
 ]
+
+#: The widest spread (slowest / fastest timed pass of one model) that still gives a cost verdict.
+#: Above it, ``--cost measured`` reports the timing as unreliable instead of a Pareto verdict or
+#: savings. Quiet runs of the README example spread 1.05-1.13x; a pass that still holds warm-up
+#: (DeepSparse compiling a length bucket) is 2-3x slower than the others.
+SPREAD_LIMIT = 1.25
+
+
+def spread_of(seconds: Sequence[float]) -> float:
+    """Slowest / fastest of the timed passes (``nan`` with fewer than two passes).
+
+    >>> spread_of([4.1, 4.3, 4.0])
+    1.075
+    >>> spread_of([5.0])
+    nan
+    """
+    if len(seconds) < 2:
+        return float("nan")
+    lo = min(seconds)
+    return float(max(seconds) / lo) if lo > 0 else float("inf")
 
 
 @dataclass
 class Measured:
     """What the two models said on DATA, the labels as column indices and class values, and
-    the seconds each model call took (one entry per pass over DATA)."""
+    the seconds each model call took (one entry per timed pass over DATA).
+
+    With ``--cost measured`` the first pass of each model is an untimed warm-up (its predictions
+    are the ones evaluated; its seconds are kept in ``p_warmup`` / ``f_warmup``) and
+    ``p_times`` / ``f_times`` hold the ``--repeats`` timed passes after it. Otherwise there is
+    one pass, warm-up included, and the warm-up fields are ``None``.
+    """
 
     texts: list[str]
     pp: Predictions
@@ -45,6 +73,18 @@ class Measured:
     label_note: str
     p_times: list[float]
     f_times: list[float]
+    p_warmup: float | None = None
+    f_warmup: float | None = None
+
+    @property
+    def spreads(self) -> tuple[float, float]:
+        """Slowest / fastest timed pass of the primary and the fallback (``nan`` for one pass)."""
+        return spread_of(self.p_times), spread_of(self.f_times)
+
+    @property
+    def timing_reliable(self) -> bool:
+        """False when a model's timed passes spread wider than :data:`SPREAD_LIMIT`."""
+        return not any(s > SPREAD_LIMIT for s in self.spreads)  # nan (one pass) compares False
 
     @property
     def seconds_per_input(self) -> tuple[float, float]:

@@ -76,6 +76,8 @@ cost (--cost):
   hourly:0.50@100,1.50@10    price per hour @ inputs per second, per stage
   measured                   time both backends on the data; cost = compute seconds
   measured:0.50,1.50         hourly prices with the measured throughputs
+  (measured: one untimed warm-up pass per backend, then --repeats timed passes, default 3;
+   the median is the cost; a spread over 1.25x (slowest/fastest pass) gives no cost verdict)
 
 calibration (--calibration):
   FILE               a held-out labelled split the models were not trained on
@@ -390,8 +392,10 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--score", choices=["max_prob", "margin", "neg_entropy"], default="max_prob",
                    help="confidence score of PRIMARY (default: max_prob)")
     g.add_argument("--cost", metavar="SPEC", help="stage prices (see below); default: no cost columns")
-    g.add_argument("--repeats", type=int, default=1, metavar="N",
-                   help="with --cost measured, time each backend N times on DATA and use the median (default 1)")
+    g.add_argument("--repeats", type=int, metavar="N",
+                   help="with --cost measured, time each backend N times on DATA, after one untimed warm-up "
+                   "pass, and use the median; a spread (slowest/fastest pass) over 1.25x gives no cost "
+                   "verdict (default 3)")
 
 
 def _backend_arguments(p: argparse.ArgumentParser) -> None:
@@ -442,7 +446,7 @@ def check_args(args: argparse.Namespace) -> tuple[list[float] | None, CostSpec |
             if objective.needs_prices and cost is None:
                 raise CLIError(f"{flag} needs stage prices: give --cost (e.g. per-sample:0.001,0.005 or measured)")
     for flag in ("batch_size", "repeats"):
-        if getattr(args, flag) < 1:
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise CLIError(f"--{flag.replace('_', '-')} must be >= 1")
     if args.threads is not None and args.threads < 1:
         raise CLIError("--threads must be >= 1")

@@ -16,12 +16,15 @@ from typing import Any
 import numpy as np
 
 from ...core._json import json_float
-from ._inputs import Measured
+from ._inputs import SPREAD_LIMIT, Measured
 
 __all__ = [
     "Chosen",
     "pooled_point",
     "crossfit_answer",
+    "cost_verdict",
+    "timing_doc",
+    "UNRELIABLE",
     "table_rows",
     "format_header",
     "format_table",
@@ -58,8 +61,52 @@ def pooled_point(cf: Any, cost_model: Any) -> Any:
     )
 
 
-def crossfit_answer(cf: Any) -> str:
-    """The usable answer of a cross-fit, or what would be needed for one."""
+#: What stands in for savings when the timed passes spread too wide to price anything.
+UNRELIABLE = "savings not stated (timing unreliable)"
+
+
+def cost_verdict(result: Any, m: Measured, measured: bool) -> str:
+    """Routing against each model alone on one accuracy-cost front, or, when measured timing
+    spread wider than :data:`SPREAD_LIMIT`, why no verdict is given."""
+    if measured and not m.timing_reliable:
+        wide = [f"{name} {min(t):.2f}-{max(t):.2f} s ({max(t) / min(t):.2f}x)"
+                for name, t in (("primary", m.p_times), ("fallback", m.f_times)) if max(t) > SPREAD_LIMIT * min(t)]
+        return (f"Timing is unreliable: the timed passes of {', '.join(wide)} spread wider than "
+                f"{SPREAD_LIMIT:.2f}x (slowest / fastest), so no cost verdict is given (no Pareto front, no "
+                "savings). The cost columns above use the medians; rerun on an idle machine (--threads "
+                "pins the cores) for a verdict.")
+    return str(result.compare_to_alternatives(cost_unit="cost per input").summary)
+
+
+def timing_doc(m: Measured, measured: bool) -> dict[str, Any]:
+    """The ``timing`` entry of results.json: every pass, the medians, the spreads, the rule."""
+    n = len(m.texts)
+    med = [float(np.median(m.p_times)), float(np.median(m.f_times))]
+    doc: dict[str, Any] = {
+        "seconds_primary": m.p_times,
+        "seconds_fallback": m.f_times,
+        "median_seconds": med,
+        "inputs_per_second": [n / med[0], n / med[1]],
+    }
+    if not measured:
+        doc["note"] = "seconds inside the model calls on DATA (tokenisation included); one pass, warm-up included"
+        return doc
+    doc.update(
+        warmup_seconds=[m.p_warmup, m.f_warmup],
+        spread=[json_float(x) for x in m.spreads],
+        spread_limit=SPREAD_LIMIT,
+        reliable=m.timing_reliable,
+        note=("seconds inside the model calls on DATA (tokenisation included). One untimed warm-up pass per "
+              "model over all of DATA first (warmup_seconds; it compiles DeepSparse's length buckets), then "
+              f"{len(m.p_times)} timed passes (--repeats); cost from the median. spread = slowest / fastest "
+              f"timed pass; above {SPREAD_LIMIT} the timing is unreliable and no cost verdict is given."),
+    )
+    return doc
+
+
+def crossfit_answer(cf: Any, reliable: bool = True) -> str:
+    """The usable answer of a cross-fit, or what would be needed for one (no savings when the
+    timing is not ``reliable``)."""
     if not cf.usable:
         return f"  no usable threshold: {cf.advice}"
     t = "" if cf.final_temperature is None else f" (T = {cf.final_temperature:.3f})"
@@ -72,7 +119,7 @@ def crossfit_answer(cf: Any) -> str:
     else:
         held += f", accuracy on accepted {cf.accepted_accuracy:.4f}"
     if cf.savings is not None:
-        held += f", savings {cf.savings:.1%}"
+        held += f", savings {cf.savings:.1%}" if reliable else f", {UNRELIABLE}"
     lines.append(held + f"; target met on held-out folds ({cf.folds_met} of {len(cf.folds)} folds on their own).")
     return "\n".join(lines)
 
@@ -137,7 +184,7 @@ def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def write_outputs(out: Path, args: argparse.Namespace, result: Any, rows: list[dict[str, Any]],
                   chosen: list[Chosen], cost_model: Any, m: Measured,
-                  calibration_doc: dict[str, Any] | None = None) -> list[Path]:
+                  calibration_doc: dict[str, Any] | None = None, measured: bool = False) -> list[Path]:
     """table.csv, sweep.csv, results.json (and predictions.npz with ``--save-predictions``)."""
     files = [out / "table.csv", out / "sweep.csv", out / "results.json"]
     write_csv(files[0], rows)
@@ -153,12 +200,8 @@ def write_outputs(out: Path, args: argparse.Namespace, result: Any, rows: list[d
         "summary": result.summary(),
         "temperature": (calibration_doc or {}).get("temperature"),
         "calibration_mode": calibration_doc,
-        "timing": {
-            "seconds_primary": m.p_times,
-            "seconds_fallback": m.f_times,
-            "inputs_per_second": [1.0 / m.seconds_per_input[0], 1.0 / m.seconds_per_input[1]],
-            "note": "seconds inside the model calls on DATA (tokenisation included); median over --repeats",
-        },
+        "timing": timing_doc(m, measured),
+        "cost_verdict": cost_verdict(result, m, measured) if result.has_cost else None,
         "cost_model": None if cost_model is None else {"spec": args.cost, **cost_model.to_dict()},
         "table": [{c: (json_float(r[c]) if c != "n_accepted" else int(r[c])) for c in _CSV_COLUMNS} for r in rows],
         "choices": [

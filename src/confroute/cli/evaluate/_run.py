@@ -29,6 +29,7 @@ from ._inputs import (
     load_predictor,
     match_labels,
     progress_enabled,
+    spread_of,
     timed_predict,
 )
 from ._parse import (
@@ -41,7 +42,18 @@ from ._parse import (
     parse_label_map,
     requested_objectives,
 )
-from ._report import Chosen, crossfit_answer, format_header, format_table, plots, pooled_point, table_rows, write_outputs
+from ._report import (
+    UNRELIABLE,
+    Chosen,
+    cost_verdict,
+    crossfit_answer,
+    format_header,
+    format_table,
+    plots,
+    pooled_point,
+    table_rows,
+    write_outputs,
+)
 
 __all__ = ["run_evaluate", "run", "Setup", "cost_model_of"]
 
@@ -105,28 +117,53 @@ def prepare(args: argparse.Namespace) -> Setup:
                  {"mode": cal_spec.kind})
 
 
+#: Timed passes per model with ``--cost measured`` when ``--repeats`` is not given.
+DEFAULT_REPEATS = 3
+
+
 def measure(args: argparse.Namespace, s: Setup, say: Say) -> Measured:
-    """Run both models on DATA (``--repeats`` times for measured cost) and match the labels."""
+    """Run both models on DATA and match the labels. With ``--cost measured``, that first pass is
+    an untimed warm-up (it compiles DeepSparse's length buckets; its predictions are the ones
+    evaluated, so it costs no extra pass), then each model is timed ``--repeats`` times (default 3),
+    interleaved, and its cost is the median."""
     texts, raw_labels = s.data
     n = len(texts)
     say(f"confroute evaluate: {n} inputs from {args.data}")
-    pp, secs = timed_predict(s.primary, texts, "primary", s.progress)
-    p_times = [secs]
-    fp, secs = timed_predict(s.fallback, texts, "fallback", s.progress)
-    f_times = [secs]
-    repeats = args.repeats if s.cost_spec is not None and s.cost_spec.kind == "measured" else 1
-    for _ in range(repeats - 1):
-        p_times.append(timed_predict(s.primary, texts, "primary (timing)", s.progress)[1])
-        f_times.append(timed_predict(s.fallback, texts, "fallback (timing)", s.progress)[1])
+    pp, p_first = timed_predict(s.primary, texts, "primary", s.progress)
+    fp, f_first = timed_predict(s.fallback, texts, "fallback", s.progress)
+    p_times, f_times, warm = [p_first], [f_first], (None, None)
+    if s.cost_spec is not None and s.cost_spec.kind == "measured":
+        warm, p_times, f_times = (p_first, f_first), [], []
+        for _ in range(args.repeats or DEFAULT_REPEATS):
+            p_times.append(timed_predict(s.primary, texts, "primary (timing)", s.progress)[1])
+            f_times.append(timed_predict(s.fallback, texts, "fallback (timing)", s.progress)[1])
     classes = pp.classes
     fp = align_classes(fp, classes, pp.n_classes)
     y_index, label_note = match_labels(raw_labels, classes, pp.n_classes, s.label_map, "DATA", "the primary")
-    m = Measured(texts, pp, fp, y_index, class_labels(y_index, classes), label_note, p_times, f_times)
-    sec_pp = m.seconds_per_input
+    m = Measured(texts, pp, fp, y_index, class_labels(y_index, classes), label_note, p_times, f_times, *warm)
     say(f"  classes {list(classes or range(pp.n_classes))}; {label_note}")
-    say(f"  primary  {args.primary}: {1 / sec_pp[0]:,.1f} inputs/s, accuracy {np.mean(pp.label_index == y_index):.4f}")
-    say(f"  fallback {args.fallback}: {1 / sec_pp[1]:,.1f} inputs/s, accuracy {np.mean(fp.label_index == y_index):.4f}")
+    if m.p_warmup is not None:
+        say(f"  timing: one untimed warm-up pass per model over all of DATA (its predictions are the ones "
+            f"evaluated; it compiles DeepSparse's length buckets), then {len(p_times)} timed "
+            f"pass{'es' if len(p_times) > 1 else ''} each; cost from the median")
+    for role, spec, times, preds in (("primary ", args.primary, p_times, pp), ("fallback", args.fallback, f_times, fp)):
+        say(f"  {role} {spec}: {timing_line(times, n)}, accuracy {np.mean(preds.label_index == y_index):.4f}")
     return m
+
+
+def timing_line(times: list[float], n: int) -> str:
+    """Throughput from the median pass, and the spread of the passes.
+
+    >>> timing_line([2.0, 2.2, 2.1], 100)
+    '47.6 inputs/s (median of 3 timed passes: 2.10 s; range 2.00-2.20 s, spread 1.10x)'
+    >>> timing_line([2.0], 100)
+    '50.0 inputs/s (one pass)'
+    """
+    med = float(np.median(times))
+    if len(times) < 2:
+        return f"{n / med:,.1f} inputs/s (one pass)"
+    return (f"{n / med:,.1f} inputs/s (median of {len(times)} timed passes: {med:.2f} s; "
+            f"range {min(times):.2f}-{max(times):.2f} s, spread {spread_of(times):.2f}x)")
 
 
 def cost_model_of(spec: CostSpec | None, seconds_per_sample: tuple[float, float] | None) -> Any:
@@ -246,23 +283,26 @@ def report(args: argparse.Namespace, s: Setup, m: Measured, result: Any, chosen:
     say("")
     say(format_header(result))
     say(format_table(rows, result))
+    measured = s.cost_spec is not None and s.cost_spec.kind == "measured"
+    reliable = not measured or m.timing_reliable
     if result.has_cost:
-        # Routing against each model alone, on one accuracy-vs-cost front (each at its own price).
-        say("\n" + result.compare_to_alternatives(cost_unit="cost per input").summary)
+        # Routing against each model alone, on one accuracy-vs-cost front (each at its own price),
+        # unless the measured timing spread too wide to give a verdict.
+        say("\n" + cost_verdict(result, m, measured))
     for c in chosen:
         say(f"\nthreshold for {c.wording}, chosen on {c.where}:")
         say(f"  {str(c.choice).replace('on calibration data', f'on {c.on}')}")
         if c.cross_fit is not None:
             say("\n".join("  " + line for line in repr(c.cross_fit).splitlines()[1:]))
-            say(crossfit_answer(c.cross_fit))
+            say(crossfit_answer(c.cross_fit, reliable))
             continue
         point = c.point
         extra = "" if point.system_accuracy is None else f", system accuracy {point.system_accuracy:.4f}"
-        cost = "" if point.savings is None else f", savings {point.savings:.1%}"
+        cost = "" if point.savings is None else f", savings {point.savings:.1%}" if reliable else f", {UNRELIABLE}"
         say(f"  on DATA: coverage {point.coverage:.1%}, accuracy on accepted {point.accepted_accuracy:.4f}{extra}{cost}")
     check_out(s.out, args.overwrite)  # again: the models took a while, the folder may have changed
     s.out.mkdir(parents=True, exist_ok=True)  # only now: a failed run leaves no empty folder behind
-    files = write_outputs(s.out, args, result, rows, chosen, cost_model, m, s.calibration_doc)
+    files = write_outputs(s.out, args, result, rows, chosen, cost_model, m, s.calibration_doc, measured)
     if not args.no_plots:
         files.extend(plots(s.out, result, chosen[0].choice if chosen else None))
     say(f"\nwrote {', '.join(sorted(f.name for f in files))} to {s.out}/")
