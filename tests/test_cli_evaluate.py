@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -211,6 +212,123 @@ def test_measured_cost_prices_by_time_and_plots(toy, tmp_path):
         assert (out / name).stat().st_size > 5000
     z = np.load(out / "predictions.npz")
     assert z["primary_probs"].shape == (300, 2) and z["labels"].shape == (300,)
+
+
+# --------------------------------------------------------------------------- timing you can trust
+class _Clock:
+    """A fake ``time.perf_counter``: it moves only when a fake model says how long a call took."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class _TimedModel:
+    """A real toy model whose pass ``k`` over DATA takes ``seconds[k]`` on the fake clock (the last
+    entry for every later pass): ``[10, 1]`` is a model whose first pass warms it up."""
+
+    def __init__(self, inner, clock: _Clock, seconds: list[float], n: int) -> None:
+        self.inner, self.clock, self.seconds, self.n = inner, clock, seconds, n
+        self.batch_size, self.seen = inner.batch_size, 0
+
+    def predict(self, chunk):
+        k = min(self.seen // self.n, len(self.seconds) - 1)
+        self.seen += len(chunk)
+        self.clock.now += self.seconds[k] * len(chunk) / self.n
+        return self.inner.predict(chunk)
+
+
+@pytest.fixture
+def timed(monkeypatch):
+    """Give the primary and the fallback pass times on a fake clock: ``timed(primary, fallback)``."""
+    import importlib
+
+    run_mod = importlib.import_module("confroute.cli.evaluate._run")
+    inputs_mod = importlib.import_module("confroute.cli.evaluate._inputs")
+    clock = _Clock()
+    monkeypatch.setattr(inputs_mod, "time", clock)
+    real_load = run_mod.load_predictor
+
+    def install(primary: list[float], fallback: list[float]) -> None:
+        def load(spec, role, **kw):
+            seconds = primary if role == "primary" else fallback
+            return _TimedModel(real_load(spec, role, **kw), clock, seconds, 300)
+        monkeypatch.setattr(run_mod, "load_predictor", load)
+
+    return install
+
+
+def _measured_run(toy, tmp_path, capsys, *extra: str) -> tuple[str, dict]:
+    out = tmp_path / "out"
+    rc = _run([f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]), "--cost", "measured",
+               "--calibration", "none", "--target-relative-accuracy", "0.9", "--thresholds", "0.6,0.8",
+               "--out", str(out), "--no-plots", *extra])
+    printed = capsys.readouterr().out
+    assert rc == 0, printed
+    return printed, json.loads((out / "results.json").read_text())
+
+
+def test_measured_cost_warms_up_untimed_then_times_three_passes(toy, tmp_path, capsys, timed):
+    # DeepSparse-like: the first pass compiles (10 s), then 1 s a pass; the fallback a steady 3 s.
+    timed([10.0, 1.0], [3.0])
+    printed, doc = _measured_run(toy, tmp_path, capsys)
+    t = doc["timing"]
+    assert t["warmup_seconds"] == pytest.approx([10.0, 3.0])  # the warm-up pass is not timed ...
+    assert t["seconds_primary"] == pytest.approx([1.0] * 3)  # ... and 3 timed passes follow by default
+    assert t["seconds_fallback"] == pytest.approx([3.0] * 3)
+    assert t["spread"] == pytest.approx([1.0, 1.0]) and t["reliable"] is True and t["spread_limit"] == 1.25
+    stages = doc["cost_model"]["stages"]
+    assert stages[0]["per_sample"] == pytest.approx(1.0 / 300)  # warm-up excluded from the price
+    assert stages[1]["per_sample"] == pytest.approx(3.0 / 300)
+    assert "one untimed warm-up pass per model" in printed and "median of 3 timed passes" in printed
+    assert "300.0 inputs/s" in printed and "100.0 inputs/s" in printed
+    assert "Pareto front" in printed and doc["cost_verdict"].startswith("Routing is")
+    assert "unreliable" not in printed and "savings " in printed
+
+
+def test_measured_cost_is_the_median_of_the_timed_passes(toy, tmp_path, capsys, timed):
+    timed([5.0, 1.0, 1.2, 1.1, 1.05, 1.15], [3.0, 2.9, 3.1, 3.0, 3.05, 2.95])
+    printed, doc = _measured_run(toy, tmp_path, capsys, "--repeats", "5")
+    t = doc["timing"]
+    assert t["seconds_primary"] == pytest.approx([1.0, 1.2, 1.1, 1.05, 1.15])
+    assert t["median_seconds"] == pytest.approx([1.1, 3.0])
+    # The price is the median pass: not the mean, not the first, not the fastest.
+    assert doc["cost_model"]["stages"][0]["per_sample"] == pytest.approx(1.1 / 300)
+    assert t["spread"][0] == pytest.approx(1.2) and t["reliable"] is True
+    assert "range 1.00-1.20 s, spread 1.20x" in printed and "unreliable" not in printed
+
+
+def test_wide_spread_says_unreliable_and_gives_no_verdict(toy, tmp_path, capsys, timed):
+    # Erratic primary: 1 s, 3 s, 1 s after the warm-up (a busy machine); a steady fallback.
+    timed([2.0, 1.0, 3.0, 1.0], [3.0])
+    printed, doc = _measured_run(toy, tmp_path, capsys)
+    t = doc["timing"]
+    assert t["seconds_primary"] == pytest.approx([1.0, 3.0, 1.0]) and t["reliable"] is False
+    assert t["spread"] == pytest.approx([3.0, 1.0])
+    assert "Timing is unreliable: the timed passes of primary 1.00-3.00 s (3.00x)" in printed
+    assert "accuracy-cost Pareto front" not in printed and "Routing is" not in printed
+    assert "beats it" not in printed
+    assert "savings not stated (timing unreliable)" in printed
+    assert re.search(r"savings -?\d", printed) is None
+    assert doc["cost_verdict"].startswith("Timing is unreliable")
+
+
+def test_one_pass_without_measured_cost_and_with_repeats_one(toy, tmp_path, capsys, timed):
+    timed([10.0, 1.0], [3.0])
+    printed, doc = _measured_run(toy, tmp_path, capsys, "--repeats", "1")
+    t = doc["timing"]
+    assert t["warmup_seconds"] == pytest.approx([10.0, 3.0]) and t["seconds_primary"] == pytest.approx([1.0])
+    assert t["spread"] == [None, None] and t["reliable"] is True  # one pass: no spread, still a verdict
+    assert "Pareto front" in printed
+    timed([10.0, 1.0], [3.0])
+    out = tmp_path / "plain"
+    assert _run([f"sklearn:{toy['cheap']}", f"sklearn:{toy['big']}", str(toy["dev"]), "--cost",
+                 "per-sample:1,3", "--calibration", "none", "--out", str(out), "--no-plots"]) == 0
+    t = json.loads((out / "results.json").read_text())["timing"]
+    # No measured cost: one pass (warm-up included), no extra timed passes.
+    assert t["seconds_primary"] == pytest.approx([10.0]) and "warmup_seconds" not in t
 
 
 def test_joblib_backend_and_not_a_pickle(toy, tmp_path, capsys):

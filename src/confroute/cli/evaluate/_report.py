@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...core._json import json_float
-from ._inputs import SPREAD_LIMIT, Measured
+from ._inputs import SPREAD_LIMIT, Measured, spread_of
 
 __all__ = [
     "Chosen",
@@ -69,12 +69,12 @@ def cost_verdict(result: Any, m: Measured, measured: bool) -> str:
     """Routing against each model alone on one accuracy-cost front, or, when measured timing
     spread wider than :data:`SPREAD_LIMIT`, why no verdict is given."""
     if measured and not m.timing_reliable:
-        wide = [f"{name} {min(t):.2f}-{max(t):.2f} s ({max(t) / min(t):.2f}x)"
-                for name, t in (("primary", m.p_times), ("fallback", m.f_times)) if max(t) > SPREAD_LIMIT * min(t)]
+        passes = (("primary", m.p_times), ("fallback", m.f_times))
+        wide = [f"{name} {min(t):.2f}-{max(t):.2f} s ({spread_of(t):.2f}x)"
+                for name, t in passes if spread_of(t) > SPREAD_LIMIT]
         return (f"Timing is unreliable: the timed passes of {', '.join(wide)} spread wider than "
                 f"{SPREAD_LIMIT:.2f}x (slowest / fastest), so no cost verdict is given (no Pareto front, no "
-                "savings). The cost columns above use the medians; rerun on an idle machine (--threads "
-                "pins the cores) for a verdict.")
+                "savings). The cost columns above use the medians; rerun on an idle machine for a verdict.")
     return str(result.compare_to_alternatives(cost_unit="cost per input").summary)
 
 
@@ -89,7 +89,8 @@ def timing_doc(m: Measured, measured: bool) -> dict[str, Any]:
         "inputs_per_second": [n / med[0], n / med[1]],
     }
     if not measured:
-        doc["note"] = "seconds inside the model calls on DATA (tokenisation included); one pass, warm-up included"
+        doc["note"] = ("seconds inside the model calls on DATA (tokenisation included); one pass, "
+                       "warm-up included")
         return doc
     doc.update(
         warmup_seconds=[m.p_warmup, m.f_warmup],

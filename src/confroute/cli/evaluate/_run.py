@@ -131,7 +131,8 @@ def measure(args: argparse.Namespace, s: Setup, say: Say) -> Measured:
     say(f"confroute evaluate: {n} inputs from {args.data}")
     pp, p_first = timed_predict(s.primary, texts, "primary", s.progress)
     fp, f_first = timed_predict(s.fallback, texts, "fallback", s.progress)
-    p_times, f_times, warm = [p_first], [f_first], (None, None)
+    p_times, f_times = [p_first], [f_first]
+    warm: tuple[float | None, float | None] = (None, None)
     if s.cost_spec is not None and s.cost_spec.kind == "measured":
         warm, p_times, f_times = (p_first, f_first), [], []
         for _ in range(args.repeats or DEFAULT_REPEATS):
@@ -146,7 +147,8 @@ def measure(args: argparse.Namespace, s: Setup, say: Say) -> Measured:
         say(f"  timing: one untimed warm-up pass per model over all of DATA (its predictions are the ones "
             f"evaluated; it compiles DeepSparse's length buckets), then {len(p_times)} timed "
             f"pass{'es' if len(p_times) > 1 else ''} each; cost from the median")
-    for role, spec, times, preds in (("primary ", args.primary, p_times, pp), ("fallback", args.fallback, f_times, fp)):
+    runs = (("primary ", args.primary, p_times, pp), ("fallback", args.fallback, f_times, fp))
+    for role, spec, times, preds in runs:
         say(f"  {role} {spec}: {timing_line(times, n)}, accuracy {np.mean(preds.label_index == y_index):.4f}")
     return m
 
@@ -298,7 +300,8 @@ def report(args: argparse.Namespace, s: Setup, m: Measured, result: Any, chosen:
             continue
         point = c.point
         extra = "" if point.system_accuracy is None else f", system accuracy {point.system_accuracy:.4f}"
-        cost = "" if point.savings is None else f", savings {point.savings:.1%}" if reliable else f", {UNRELIABLE}"
+        cost = "" if point.savings is None else f", savings {point.savings:.1%}"
+        cost = cost if reliable or not cost else f", {UNRELIABLE}"
         say(f"  on DATA: coverage {point.coverage:.1%}, accuracy on accepted {point.accepted_accuracy:.4f}{extra}{cost}")
     check_out(s.out, args.overwrite)  # again: the models took a while, the folder may have changed
     s.out.mkdir(parents=True, exist_ok=True)  # only now: a failed run leaves no empty folder behind
