@@ -1,0 +1,189 @@
+"""A local Hugging Face causal LM as a classifier stage: the same prompt as an API stage.
+
+:class:`HFCausalLMPredictor` renders the prompt of :class:`~confroute.predictors._llm_prompt.LLMPrompt`
+(through the tokenizer's chat template, as a chat server does), batches with left padding and
+reads the next-token distribution at the last position. A class's probability is the total
+probability of the vocabulary tokens that match its code (the rule of ``_llm_prompt``: the whole
+vocabulary here, the top tokens on a server), renormalised over the classes. It loads GGUF files
+too (``gguf_file=...``, through transformers' GGUF support: ``pip install gguf accelerate``), so it
+scores exactly the model a llama.cpp server serves, and is the reference the remote stage is
+compared with.
+
+Requires ``transformers`` and ``torch`` (``pip install 'confroute[hf-llm]'``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..core.types import Predictions
+from ._llm_prompt import DEFAULT_TEMPLATE, LLMCall, LLMPrompt, match_class
+from ._text import check_texts
+from .base import Predictor
+
+__all__ = ["HFCausalLMPredictor"]
+
+
+def _import_torch_transformers() -> tuple[Any, Any]:
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        raise ImportError("HFCausalLMPredictor needs torch and transformers: pip install 'confroute[hf-llm]'") from None
+    return torch, transformers
+
+
+class HFCausalLMPredictor(Predictor):
+    """Class probabilities from a local causal LM's next-token logits over the class codes.
+
+    Parameters
+    ----------
+    model : str or path or PreTrainedModel
+        A hub id or folder (with ``gguf_file``: the folder holding the GGUF file), or a loaded model
+        (then give ``tokenizer``).
+    classes, codes, template, system, case_sensitive
+        As for :class:`~confroute.predictors.openai.OpenAIPredictor` (one :class:`LLMPrompt`).
+    chat : bool, default True
+        Render the prompt with the tokenizer's chat template (as ``/v1/chat/completions`` does);
+        ``False``: the plain prompt (as ``/v1/completions``).
+    gguf_file : str, optional
+        Name of a GGUF file inside ``model`` (de-quantised to ``dtype`` on load).
+    tokenizer : tokenizer, optional
+    device : str, default "cpu"
+    dtype : str, default "float32"
+    batch_size : int, default 8
+    max_length : int, optional
+        Truncate prompts to this many tokens (from the left: the answer cue at the end stays).
+    name : str, optional
+
+    Attributes
+    ----------
+    calls : dict
+        ``{input text: LLMCall}`` with the prompt's token count and the mass on the class codes.
+    class_token_ids : list of ndarray
+        The vocabulary ids that count for each class.
+    """
+
+    # long: one validated parameter per line
+    def __init__(
+        self,
+        model: Any,
+        classes: Sequence[Any],
+        *,
+        codes: Sequence[str] | None = None,
+        template: str = DEFAULT_TEMPLATE,
+        system: str | None = None,
+        chat: bool = True,
+        gguf_file: str | None = None,
+        tokenizer: Any = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+        batch_size: int = 8,
+        max_length: int | None = None,
+        case_sensitive: bool = True,
+        name: str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.prompt = LLMPrompt(tuple(classes), None if codes is None else tuple(codes), template, system, case_sensitive)
+        self.classes = self.prompt.classes
+        torch, transformers = _import_torch_transformers()
+        if isinstance(model, (str, os.PathLike)):
+            kwargs: dict[str, Any] = {} if gguf_file is None else {"gguf_file": gguf_file}
+            if tokenizer is None:
+                tokenizer = transformers.AutoTokenizer.from_pretrained(model, **kwargs)
+            model = transformers.AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, dtype), **kwargs)
+            label = str(gguf_file or model.name_or_path)
+        else:
+            if tokenizer is None:
+                raise ValueError("give tokenizer= with a loaded model")
+            label = str(getattr(model, "name_or_path", type(model).__name__))
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.device = device
+        self.chat = bool(chat)
+        self.batch_size = int(batch_size)
+        self.max_length = max_length
+        self.name = name or f"causal-lm:{os.path.basename(label)}"
+        self.calls: dict[str, LLMCall] = {}
+        if self.chat and not getattr(tokenizer, "chat_template", None):
+            raise ValueError(f"{self.name}: the tokenizer has no chat template; pass chat=False for a plain prompt")
+        self.class_token_ids = self._class_tokens()
+
+    def _class_tokens(self) -> list[np.ndarray]:
+        """Vocabulary ids per class, after checking that each code's own first token is its class's."""
+        tok = self.tokenizer
+        codes = list(self.prompt.codes or ())
+        for i, code in enumerate(codes):
+            for variant in (code, " " + code):
+                ids = tok.encode(variant, add_special_tokens=False)
+                first = tok.decode(ids[:1]) if ids else ""
+                owner = match_class(first, codes, self.prompt.case_sensitive)
+                if owner != i:
+                    others = [c for c in codes if c != code and c.startswith(first.strip())]
+                    raise ValueError(
+                        f"{self.name}: class codes collide in the tokenizer: {variant!r} starts with the token "
+                        f"{first!r}, which is also the start of {others or 'no code'}; the first answer token "
+                        "cannot tell the classes apart: choose codes whose first tokens differ (e.g. 'A', 'B')"
+                    )
+        vocab = len(tok)
+        owners = np.full(vocab, -1)
+        for token_id in range(vocab):
+            text = tok.decode([token_id])
+            owner = match_class(text, codes, self.prompt.case_sensitive)
+            if owner is not None:
+                owners[token_id] = owner
+        found = [np.flatnonzero(owners == i) for i in range(len(codes))]
+        for code, ids in zip(codes, found):
+            if not len(ids):
+                raise ValueError(f"{self.name}: no token of the vocabulary starts class code {code!r}")
+        return found
+
+    def render(self, text: str) -> str:
+        """The exact text the model reads for one input."""
+        if self.chat:
+            return str(self.tokenizer.apply_chat_template(self.prompt.messages(text), tokenize=False,
+                                                          add_generation_prompt=True))
+        p = self.prompt.render(text)
+        return f"{self.prompt.system}\n{p}" if self.prompt.system else p
+
+    def _encode(self, texts: list[str]) -> list[list[int]]:
+        # a rendered chat template holds its special tokens already (a server adds no BOS either)
+        out = [self.tokenizer.encode(self.render(t), add_special_tokens=not self.chat) for t in texts]
+        if self.max_length is not None:
+            out = [ids[-self.max_length:] for ids in out]
+        return out
+
+    def _predict_batch(self, inputs: Sequence[Any]) -> Predictions:
+        torch, _ = _import_torch_transformers()
+        texts = check_texts(inputs, self.name)
+        encoded = self._encode(texts)
+        width = max(len(ids) for ids in encoded)
+        pad = self.tokenizer.pad_token_id
+        if pad is None:
+            pad = self.tokenizer.eos_token_id or 0
+        ids = torch.full((len(encoded), width), int(pad), dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.long)
+        for row, seq in enumerate(encoded):  # left padding: every prompt ends at the last position
+            ids[row, width - len(seq):] = torch.tensor(seq, dtype=torch.long)
+            mask[row, width - len(seq):] = 1
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                             position_ids=positions.to(self.device))
+            logprobs = torch.log_softmax(out.logits[:, -1, :].double(), dim=-1).cpu()
+        k = len(self.class_token_ids)
+        scores = np.empty((len(texts), k))
+        for c, token_ids in enumerate(self.class_token_ids):
+            scores[:, c] = torch.logsumexp(logprobs[:, torch.as_tensor(token_ids)], dim=-1).numpy()
+        mass = np.exp(scores).sum(axis=1)
+        for text, seq, m in zip(texts, encoded, mass):
+            self.calls[text] = LLMCall(len(seq), 1, float(m), False)
+        return Predictions.from_logits(scores, self.classes, source=self.name)
+
+    def __repr__(self) -> str:
+        return f"HFCausalLMPredictor(name={self.name!r}, classes={self.classes!r}, codes={self.prompt.codes!r})"
