@@ -31,10 +31,11 @@ MODEL = "smollm2"
 
 #: The SST-2 prompt both predictors use in the tests and the study.
 SST2_PROMPT = dict(
-    classes=[0, 1],
+    classes=["NEGATIVE", "POSITIVE"],
     codes=["negative", "positive"],
     template="Is the sentiment of this movie review negative or positive?\nReview: {input}\n"
              "Answer with one word: negative or positive.",
+    case_sensitive=False,
 )
 
 

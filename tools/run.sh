@@ -73,6 +73,9 @@ case "${1:-}" in
     py=$(full_venv)
     # MLServer (the real model server the serving tests start) lives in its own venv: built once.
     bash tools/mlserver_venv.sh
+    # The llama.cpp OpenAI-compatible server (SmolLM2-135M) for the LLM-stage tests: its venv is
+    # built once from the llama-cpp-python sdist (the wheel is cached in ~/.cache/confroute/wheels).
+    bash tools/llama_server.sh
     "$py" -m pytest -q "${@:2}"
     # The architecture and the types are checked too: layers (import-linter) and mypy.
     "$(dirname "$py")/lint-imports"

@@ -308,7 +308,7 @@ class OpenAIPredictor(Predictor):
             choice = data["choices"][0]
         except (ValueError, KeyError, IndexError, TypeError):
             raise PredictionError(f"{self.name}: the answer is not an OpenAI completion: {_short(response.text)}") from None
-        logprobs = choice.get("logprobs") if isinstance(choice, dict) else None
+        logprobs: Any = choice.get("logprobs") if isinstance(choice, dict) else None
         try:
             if self.endpoint == "chat":
                 entries = logprobs["content"][0]["top_logprobs"]
@@ -340,17 +340,18 @@ class OpenAIPredictor(Predictor):
         texts = check_texts(inputs, self.name)
         results = await asyncio.gather(*(self._one(t) for t in texts), return_exceptions=True)
         failed = [i for i, r in enumerate(results) if isinstance(r, BaseException)]
-        if failed:
-            errors = [results[i] for i in failed]
-            for e in errors:
-                if not isinstance(e, Exception):
-                    raise e
+        errors = [r for r in results if isinstance(r, BaseException)]
+        for e in errors:
+            if not isinstance(e, Exception):
+                raise e  # cancelled, interrupted
+        if errors:
             # a transient failure first (Fallback retries it), then a bad answer
             first = next((e for e in errors if isinstance(e, (RemoteStageError, StageTimeoutError))), errors[0])
             if isinstance(first, PredictionError) and len(texts) > 1:
                 raise PredictionError(f"rows {failed} of {len(texts)}: {first}") from first
-            raise first  # type: ignore[misc]
-        return Predictions.from_logits(np.vstack(results), self.classes, source=self.name)
+            raise first
+        rows = [r for r in results if isinstance(r, np.ndarray)]
+        return Predictions.from_logits(np.vstack(rows), self.classes, source=self.name)
 
     def _predict_batch(self, inputs: Sequence[Any]) -> Predictions:
         with self._lock:
