@@ -174,7 +174,7 @@ class HFCausalLMPredictor(Predictor):
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         with torch.inference_mode():
             out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                             position_ids=positions.to(self.device))
+                             position_ids=positions.to(self.device), logits_to_keep=1)
             logprobs = torch.log_softmax(out.logits[:, -1, :].double(), dim=-1).cpu()
         k = len(self.class_token_ids)
         scores = np.empty((len(texts), k))
