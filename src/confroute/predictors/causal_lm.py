@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.types import Predictions
+from ..core.types import PredictionError, Predictions
 from ._llm_prompt import DEFAULT_TEMPLATE, LLMCall, LLMPrompt, match_class
 from ._text import check_texts
 from .base import Predictor
@@ -58,6 +58,11 @@ class HFCausalLMPredictor(Predictor):
     batch_size : int, default 8
     max_length : int, optional
         Truncate prompts to this many tokens (from the left: the answer cue at the end stays).
+    top_k : int or None, default 20
+        Score from the model's ``top_k`` most likely first tokens, exactly as a server's
+        ``top_logprobs`` are scored (the same function; an input with no class among them is a
+        :class:`~confroute.exceptions.PredictionError`), so the local and the remote stage agree.
+        ``None``: sum over every matching token of the vocabulary.
     name : str, optional
 
     Attributes
@@ -84,6 +89,7 @@ class HFCausalLMPredictor(Predictor):
         dtype: str = "float32",
         batch_size: int = 8,
         max_length: int | None = None,
+        top_k: int | None = 20,
         case_sensitive: bool = True,
         name: str | None = None,
     ) -> None:
@@ -108,14 +114,25 @@ class HFCausalLMPredictor(Predictor):
         self.chat = bool(chat)
         self.batch_size = int(batch_size)
         self.max_length = max_length
+        if top_k is not None and int(top_k) < 1:
+            raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+        self.top_k = None if top_k is None else int(top_k)
         self.name = name or f"causal-lm:{os.path.basename(label)}"
         self.calls: dict[str, LLMCall] = {}
         if self.chat and not getattr(tokenizer, "chat_template", None):
             raise ValueError(f"{self.name}: the tokenizer has no chat template; pass chat=False for a plain prompt")
-        self.class_token_ids = self._class_tokens()
+        self._check_codes()
+        self._class_token_ids: list[np.ndarray] | None = None
 
-    def _class_tokens(self) -> list[np.ndarray]:
-        """Vocabulary ids per class, after checking that each code's own first token is its class's."""
+    @property
+    def class_token_ids(self) -> list[np.ndarray]:
+        """The vocabulary ids that count for each class (computed on first use)."""
+        if self._class_token_ids is None:
+            self._class_token_ids = self._class_tokens()
+        return self._class_token_ids
+
+    def _check_codes(self) -> None:
+        """Each code's own first token must stand for its class (with or without a leading space)."""
         tok = self.tokenizer
         codes = list(self.prompt.codes or ())
         for i, code in enumerate(codes):
@@ -130,6 +147,10 @@ class HFCausalLMPredictor(Predictor):
                         f"{first!r}, which is also the start of {others or 'no code'}; the first answer token "
                         "cannot tell the classes apart: choose codes whose first tokens differ (e.g. 'A', 'B')"
                     )
+
+    def _class_tokens(self) -> list[np.ndarray]:
+        tok = self.tokenizer
+        codes = list(self.prompt.codes or ())
         vocab = len(tok)
         owners = np.full(vocab, -1)
         for token_id in range(vocab):
@@ -176,14 +197,32 @@ class HFCausalLMPredictor(Predictor):
             out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
                              position_ids=positions.to(self.device), logits_to_keep=1)
             logprobs = torch.log_softmax(out.logits[:, -1, :].double(), dim=-1).cpu()
-        k = len(self.class_token_ids)
-        scores = np.empty((len(texts), k))
-        for c, token_ids in enumerate(self.class_token_ids):
-            scores[:, c] = torch.logsumexp(logprobs[:, torch.as_tensor(token_ids)], dim=-1).numpy()
-        mass = np.exp(scores).sum(axis=1)
+        scores, mass = self._scores(torch, logprobs)
         for text, seq, m in zip(texts, encoded, mass):
             self.calls[text] = LLMCall(len(seq), 1, float(m), False)
         return Predictions.from_logits(scores, self.classes, source=self.name)
+
+    def _scores(self, torch: Any, logprobs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Class log-masses and the mass on the classes, per row."""
+        if self.top_k is None:
+            scores = np.empty((logprobs.shape[0], len(self.class_token_ids)))
+            for c, token_ids in enumerate(self.class_token_ids):
+                scores[:, c] = torch.logsumexp(logprobs[:, torch.as_tensor(token_ids)], dim=-1).numpy()
+            return scores, np.exp(scores).sum(axis=1)
+        values, ids = torch.topk(logprobs, self.top_k, dim=-1)
+        rows, masses, failed = [], [], []
+        for i, (v, t) in enumerate(zip(values.tolist(), ids.tolist())):
+            top = [(self.tokenizer.decode([token]), lp) for token, lp in zip(t, v)]
+            try:
+                s = self.prompt.scores(top, self.name)
+            except PredictionError as exc:
+                failed.append((i, exc))
+                continue
+            rows.append(s.logprobs)
+            masses.append(s.class_mass)
+        if failed:
+            raise PredictionError(f"rows {[i for i, _ in failed]} of {len(values)}: {failed[0][1]}")
+        return np.vstack(rows), np.asarray(masses)
 
     def __repr__(self) -> str:
         return f"HFCausalLMPredictor(name={self.name!r}, classes={self.classes!r}, codes={self.prompt.codes!r})"
