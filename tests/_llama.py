@@ -29,12 +29,15 @@ GGUF = CACHE / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 VENV_PY = ROOT / ".cache" / "llama-venv" / "bin" / "python"
 MODEL = "smollm2"
 
-#: The SST-2 prompt both predictors use in the tests and the study.
+#: The SST-2 prompt both predictors use in the tests and the study: few-shot, plain completion
+#: (``endpoint="completions"`` / ``chat=False``). Measured on 100 dev sentences, SmolLM2-135M gets
+#: 0.85 with it, against 0.73 for the best zero-shot chat prompt tried and 0.52 for a plain one.
 SST2_PROMPT = dict(
     classes=["NEGATIVE", "POSITIVE"],
     codes=["negative", "positive"],
-    template="Is the sentiment of this movie review negative or positive?\nReview: {input}\n"
-             "Answer with one word: negative or positive.",
+    template="Review: a gorgeous, witty and moving film.\nSentiment: positive\n\n"
+             "Review: dull, lifeless and far too long.\nSentiment: negative\n\n"
+             "Review: {input}\nSentiment:",
     case_sensitive=False,
 )
 

@@ -172,7 +172,8 @@ class HFCausalLMPredictor(Predictor):
         p = self.prompt.render(text)
         return f"{self.prompt.system}\n{p}" if self.prompt.system else p
 
-    def _encode(self, texts: list[str]) -> list[list[int]]:
+    def encode(self, texts: list[str]) -> list[list[int]]:
+        """The token ids the model reads for each input (what a server counts as prompt tokens)."""
         # a rendered chat template holds its special tokens already (a server adds no BOS either)
         out = [self.tokenizer.encode(self.render(t), add_special_tokens=not self.chat) for t in texts]
         if self.max_length is not None:
@@ -182,7 +183,7 @@ class HFCausalLMPredictor(Predictor):
     def _predict_batch(self, inputs: Sequence[Any]) -> Predictions:
         torch, _ = _import_torch_transformers()
         texts = check_texts(inputs, self.name)
-        encoded = self._encode(texts)
+        encoded = self.encode(texts)
         width = max(len(ids) for ids in encoded)
         pad = self.tokenizer.pad_token_id
         if pad is None:
