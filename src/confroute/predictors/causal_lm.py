@@ -58,6 +58,10 @@ class HFCausalLMPredictor(Predictor):
     batch_size : int, default 8
     max_length : int, optional
         Truncate prompts to this many tokens (from the left: the answer cue at the end stays).
+    add_bos : bool, optional
+        Start a plain (``chat=False``) prompt with the BOS token. Default: what the GGUF file says
+        (``tokenizer.ggml.add_bos_token``, as llama.cpp does), else the tokenizer's own default.
+        A rendered chat template holds its special tokens already: no BOS is added to it.
     top_k : int or None, default 20
         Score from the model's ``top_k`` most likely first tokens, exactly as a server's
         ``top_logprobs`` are scored (the same function; an input with no class among them is a
@@ -89,6 +93,7 @@ class HFCausalLMPredictor(Predictor):
         dtype: str = "float32",
         batch_size: int = 8,
         max_length: int | None = None,
+        add_bos: bool | None = None,
         top_k: int | None = 20,
         case_sensitive: bool = True,
         name: str | None = None,
@@ -98,6 +103,8 @@ class HFCausalLMPredictor(Predictor):
         self.prompt = LLMPrompt(tuple(classes), None if codes is None else tuple(codes), template, system, case_sensitive)
         self.classes = self.prompt.classes
         torch, transformers = _import_torch_transformers()
+        if add_bos is None and gguf_file is not None and isinstance(model, (str, os.PathLike)):
+            add_bos = _gguf_add_bos(os.path.join(os.fspath(model), gguf_file))
         if isinstance(model, (str, os.PathLike)):
             kwargs: dict[str, Any] = {} if gguf_file is None else {"gguf_file": gguf_file}
             if tokenizer is None:
@@ -114,6 +121,7 @@ class HFCausalLMPredictor(Predictor):
         self.chat = bool(chat)
         self.batch_size = int(batch_size)
         self.max_length = max_length
+        self.add_bos = add_bos
         if top_k is not None and int(top_k) < 1:
             raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
         self.top_k = None if top_k is None else int(top_k)
@@ -175,7 +183,12 @@ class HFCausalLMPredictor(Predictor):
     def encode(self, texts: list[str]) -> list[list[int]]:
         """The token ids the model reads for each input (what a server counts as prompt tokens)."""
         # a rendered chat template holds its special tokens already (a server adds no BOS either)
-        out = [self.tokenizer.encode(self.render(t), add_special_tokens=not self.chat) for t in texts]
+        if self.chat or self.add_bos is not None:
+            bos = self.tokenizer.bos_token_id
+            head = [bos] if not self.chat and self.add_bos and bos is not None else []
+            out = [head + self.tokenizer.encode(self.render(t), add_special_tokens=False) for t in texts]
+        else:
+            out = [self.tokenizer.encode(self.render(t)) for t in texts]
         if self.max_length is not None:
             out = [ids[-self.max_length:] for ids in out]
         return out
@@ -227,3 +240,18 @@ class HFCausalLMPredictor(Predictor):
 
     def __repr__(self) -> str:
         return f"HFCausalLMPredictor(name={self.name!r}, classes={self.classes!r}, codes={self.prompt.codes!r})"
+
+
+def _gguf_add_bos(path: str) -> bool | None:
+    """``tokenizer.ggml.add_bos_token`` of a GGUF file (None when absent or unreadable)."""
+    try:
+        from gguf import GGUFReader
+    except ImportError:
+        return None
+    try:
+        field = GGUFReader(path).fields.get("tokenizer.ggml.add_bos_token")
+    except (OSError, ValueError):
+        return None
+    if field is None or not field.data:
+        return None
+    return bool(field.parts[field.data[0]][0])
