@@ -41,7 +41,8 @@ def main() -> None:
     args = ap.parse_args()
     texts, labels = sst2_dev(args.n)
     y = np.asarray(labels)
-    llm = OpenAIPredictor(args.url, MODEL, max_concurrency=1, cache=ResponseCache(args.cache), **SST2_PROMPT)
+    llm = OpenAIPredictor(args.url, MODEL, max_concurrency=1, endpoint="completions",
+                          cache=ResponseCache(args.cache), **SST2_PROMPT)
     big = llm.predict(texts)
     small = ONNXRuntimePredictor(shared_dir() / "models" / "minilm-sst2-pruned80", num_threads=1).predict(texts)
     out: dict = {"n": args.n, "smollm2_accuracy": float((big.label_index == y).mean()),
