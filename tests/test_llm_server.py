@@ -156,7 +156,7 @@ def test_server_without_logprobs_gets_a_clear_error(proxy):
 def test_server_killed_and_restarted_mid_run_loses_no_input(server, proxy, minilm, policy):
     texts, _ = sst2_dev(60)
     breaker = CircuitBreaker(failure_threshold=3, reset_after=1.0)
-    fb = Fallback(llm(proxy.url, timeout=10), on_error=policy, retries=2, backoff=0.2, batch_size=4,
+    fb = Fallback(llm(proxy.url, timeout=30), on_error=policy, retries=2, backoff=0.2, batch_size=4,
                   circuit_breaker=breaker, retry_on=(RemoteUnavailableError, StageTimeoutError))
     router = ThresholdRouter(minilm, fb, threshold=float("inf"))  # every input goes to the server
     states: list[str] = []
@@ -175,6 +175,8 @@ def test_server_killed_and_restarted_mid_run_loses_no_input(server, proxy, minil
     killer.start()
     first = router.route(texts)
     killer.join(180)
+    llm(server.url, timeout=120).predict(texts[:1])  # the restarted server has warmed up
+    time.sleep(breaker.reset_after)
     second = router.route(texts[:8])  # the server is back: the breaker lets a trial through and closes
     assert len(first) == len(texts)  # 0 inputs lost
     assert first.degraded.any() and (~first.degraded).sum() >= 4  # answered before the crash
