@@ -113,6 +113,9 @@ case "${1:-}" in
     # The release artefacts first (cheap): sdist + wheel, twine check, what each one holds. Then the
     # built wheel is installed in a fresh venv outside the repository on every Python 3.10-3.13
     # found (tests/test_install.py, tools/check_wheel.sh) and runs the README example.
+    # The llama.cpp OpenAI-compatible server (SmolLM2-135M) for the LLM-stage tests: its venv is
+    # built once from the llama-cpp-python sdist (the wheel is cached in ~/.cache/confroute/wheels).
+    bash tools/llama_server.sh
     dist "$py"
     CONFROUTE_CHECK_WHEEL=$(ls "$PWD"/dist/confroute-*.whl) "$py" -m pytest -q "${@:2}"
     # The architecture and the types are checked too: layers (import-linter) and mypy.

@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .huggingface import HFPipelinePredictor
     from .onnxruntime import ONNXRuntimePredictor
     from .remote import OIPPredictor
+    from .openai import OpenAIPredictor
+    from .causal_lm import HFCausalLMPredictor
+    from ._cache import ResponseCache
 
 #: Lazily imported names -> the submodule that defines them.
 _LAZY = {
@@ -27,6 +30,9 @@ _LAZY = {
     "DeepSparsePredictor": "deepsparse",
     "ONNXRuntimePredictor": "onnxruntime",
     "OIPPredictor": "remote",
+    "OpenAIPredictor": "openai",
+    "HFCausalLMPredictor": "causal_lm",
+    "ResponseCache": "_cache",
 }
 
 __all__ = [
@@ -37,6 +43,9 @@ __all__ = [
     "DeepSparsePredictor",
     "ONNXRuntimePredictor",
     "OIPPredictor",
+    "OpenAIPredictor",
+    "HFCausalLMPredictor",
+    "ResponseCache",
 ]
 
 
