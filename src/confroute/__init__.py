@@ -69,6 +69,14 @@ _LAZY: dict[str, str] = {
     "DeepSparsePredictor": "confroute.predictors.deepsparse",
     "ONNXRuntimePredictor": "confroute.predictors.onnxruntime",
     "OIPPredictor": "confroute.predictors.remote",
+    "OpenAIPredictor": "confroute.predictors.openai",
+    "HFCausalLMPredictor": "confroute.predictors.causal_lm",
+    "LLMPrompt": "confroute.predictors._llm_prompt",
+    "LLMCall": "confroute.predictors._llm_prompt",
+    "TokenUsage": "confroute.predictors._llm_prompt",
+    "ClassScores": "confroute.predictors._llm_prompt",
+    "ResponseCache": "confroute.predictors._cache",
+    "TokenPrice": "confroute.core.token_price",
     "export_to_onnx": "confroute.export",
     "quantize_onnx": "confroute.export",
     "add_hidden_output": "confroute.export",
@@ -105,6 +113,15 @@ __all__ = [
     "DeepSparsePredictor",
     "ONNXRuntimePredictor",
     "OIPPredictor",
+    # LLM stages
+    "OpenAIPredictor",
+    "HFCausalLMPredictor",
+    "LLMPrompt",
+    "LLMCall",
+    "TokenUsage",
+    "ClassScores",
+    "ResponseCache",
+    "TokenPrice",
     # export
     "export_to_onnx",
     "quantize_onnx",
@@ -220,6 +237,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from .predictors.deepsparse import DeepSparsePredictor
     from .predictors.onnxruntime import ONNXRuntimePredictor
     from .predictors.remote import OIPPredictor
+    from .predictors.openai import OpenAIPredictor
+    from .predictors.causal_lm import HFCausalLMPredictor
+    from .predictors._llm_prompt import ClassScores, LLMCall, LLMPrompt, TokenUsage
+    from .predictors._cache import ResponseCache
+    from .core.token_price import TokenPrice
     from .export import ExportResult, HiddenOutputResult, QuantizeResult, add_hidden_output, export_to_onnx, quantize_onnx
     from .integrations.io import LabelledTexts, load_texts
     from .integrations.sklearn import RoutedClassifier
