@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from _llama import MODEL, SST2_PROMPT, shared_dir, sst2_dev  # noqa: E402
 
 from confroute.core import decision  # noqa: E402
-from confroute.core.token_price import TokenPrice  # noqa: E402
+from confroute.core.cost import TokenPrice  # noqa: E402
 from confroute.predictors._cache import ResponseCache  # noqa: E402
 from confroute.predictors.onnxruntime import ONNXRuntimePredictor  # noqa: E402
 from confroute.predictors.openai import OpenAIPredictor  # noqa: E402

@@ -15,7 +15,7 @@ import pytest
 pytest.importorskip("httpx")
 
 from confroute import CircuitBreaker, Fallback, ThresholdRouter  # noqa: E402
-from confroute.core.token_price import TokenPrice  # noqa: E402
+from confroute.core.cost import TokenPrice  # noqa: E402
 from confroute.exceptions import PredictionError, RemoteUnavailableError, StageTimeoutError  # noqa: E402
 from confroute.predictors._cache import ResponseCache  # noqa: E402
 from confroute.predictors.openai import OpenAIPredictor  # noqa: E402

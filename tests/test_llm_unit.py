@@ -14,7 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from confroute.core.token_price import TokenPrice
+from confroute.core.cost import TokenPrice
 from confroute.exceptions import PredictionError, RemoteUnavailableError, StageTimeoutError
 from confroute.predictors._cache import ResponseCache, cache_key
 from confroute.predictors._llm_prompt import LLMPrompt, class_scores

@@ -76,7 +76,7 @@ _LAZY: dict[str, str] = {
     "TokenUsage": "confroute.predictors._llm_prompt",
     "ClassScores": "confroute.predictors._llm_prompt",
     "ResponseCache": "confroute.predictors._cache",
-    "TokenPrice": "confroute.core.token_price",
+    "TokenPrice": "confroute.core.cost",
     "export_to_onnx": "confroute.export",
     "quantize_onnx": "confroute.export",
     "add_hidden_output": "confroute.export",
@@ -241,7 +241,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .predictors.causal_lm import HFCausalLMPredictor
     from .predictors._llm_prompt import ClassScores, LLMCall, LLMPrompt, TokenUsage
     from .predictors._cache import ResponseCache
-    from .core.token_price import TokenPrice
+    from .core.cost import TokenPrice
     from .export import ExportResult, HiddenOutputResult, QuantizeResult, add_hidden_output, export_to_onnx, quantize_onnx
     from .integrations.io import LabelledTexts, load_texts
     from .integrations.sklearn import RoutedClassifier
