@@ -107,6 +107,8 @@ def test_command_line_reports_the_agreement(tiny_model_dir, tmp_path, capsys):
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(TEXTS[:6]) + "\n", encoding="utf-8")
     argv = [str(tiny_model_dir), str(tmp_path / "cli"), "--quantize", "int8", "--check-texts", str(texts)]
-    assert export_module.main(argv) == 0
+    from confroute.cli import main  # the `confroute export` subcommand
+
+    assert main(["export", *argv]) == 0
     out = capsys.readouterr().out
     assert "int8:" in out and "label agreement" in out and "on 6 texts" in out

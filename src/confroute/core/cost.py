@@ -395,7 +395,7 @@ class TokenPrice:
     Examples
     --------
     >>> price = TokenPrice(0.15, 0.60)  # the user's own prices
-    >>> [round(x, 10) for x in price.per_input({"prompt_tokens": [100, 250], "completion_tokens": [1, 1]})]
+    >>> price.per_input({"prompt_tokens": [100, 250], "completion_tokens": [1, 1]}).round(10).tolist()
     [1.56e-05, 3.81e-05]
     """
 
