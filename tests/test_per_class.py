@@ -52,7 +52,7 @@ def test_each_class_meets_target_on_its_calibration_data(seed, delta):
             if delta is not None:
                 assert c.choices[k].guaranteed >= target
         else:
-            assert c.threshold[k] == 1.0
+            assert np.isposinf(c.threshold[k]) and not sel.any()
     assert c.feasible == bool(c.class_feasible.all())
     assert c.feasible or delta is not None
 
@@ -99,7 +99,7 @@ def test_infeasible_class_gets_upper_and_a_warning():
     with pytest.warns(ThresholdWarning, match=r"classes \['y'\]"):
         c = select_per_class(score, pred, correct, 0.9, classes=["x", "y", "z"])
     assert c.class_feasible.tolist() == [True, False, False] and c.feasible is False
-    assert c.threshold[1] == 1.0 and c.threshold[2] == 1.0 and c.choices[2] is None
+    assert np.isposinf(c.threshold[1]) and np.isposinf(c.threshold[2]) and c.choices[2] is None
     assert c.n_predicted.tolist() == [200, 200, 0]
     assert c.level == pytest.approx(0.05 / 2)  # two classes were tested
     assert "target not reachable" in repr(c)
@@ -121,3 +121,27 @@ def test_errors():
     assert res.at([[0.5, 0.7]]).coverage == 0.5
     with pytest.raises(ValueError, match="3 per-class thresholds for 2 classes"):
         res.at([[0.5, 0.5, 0.5]])
+
+
+def test_infeasible_class_refuses_even_a_score_of_exactly_one():
+    """Issue 24: a class with no feasible threshold got 1.0, so a score of exactly 1.0 was still
+    accepted for it; it gets inf (nothing accepted), which survives JSON and routing."""
+    import json
+
+    from confroute.selection.choices import PerClassChoice
+
+    rng = np.random.default_rng(1)
+    score = np.concatenate([rng.uniform(0.5, 1.0, 300), np.ones(100)])
+    pred = np.repeat([0, 1], 200)
+    correct = np.where(pred == 0, True, rng.random(400) < 0.3)
+    with pytest.warns(ThresholdWarning, match="threshold inf"):
+        c = select_per_class(score, pred, correct, 0.9, classes=["x", "y"])
+    assert c.class_feasible.tolist() == [True, False]
+    assert np.isposinf(c.threshold[1])
+    back = PerClassChoice.from_dict(json.loads(json.dumps(c.to_dict(), allow_nan=False)))
+    assert np.isposinf(back.threshold[1])
+    primary = CallablePredictor(lambda xs: np.tile([0.0, 1.0], (len(xs), 1)), classes=["x", "y"], name="p")
+    oracle = CallablePredictor(lambda xs: np.tile([1.0, 0.0], (len(xs), 1)), classes=["x", "y"], name="o")
+    for thr in (c, back, c.as_dict()):
+        routed = ThresholdRouter(primary, oracle, threshold=thr).route(["a", "b"])
+        assert routed.stage.tolist() == [1, 1]  # a prediction of exactly 1.0 for 'y' is not accepted

@@ -193,7 +193,7 @@ class PerClassChoice(_ObjectiveChoice):
     ----------
     threshold : ndarray of shape (k,)
         Accept an input predicted as class ``c`` when its score passes ``threshold[c]``. A class
-        with no feasible threshold gets ``upper``.
+        with no feasible threshold gets ``upper`` (default ``inf``: nothing of that class is accepted).
     class_feasible : ndarray of bool, shape (k,)
         Per class: the target was met (classes never predicted count as met).
     feasible : bool

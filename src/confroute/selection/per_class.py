@@ -31,6 +31,7 @@ JASA (class-conditional guarantees).
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ def select_per_class(
     n_classes: int | None = None,
     classes: Sequence[Any] | None = None,
     correction: str = "bonferroni",
-    upper: float = 1.0,
+    upper: float = math.inf,
     n_starts: int | None = None,
 ) -> PerClassChoice:
     """One threshold per predicted class so each class's accepted inputs meet the target.
@@ -94,9 +95,10 @@ def select_per_class(
         ``"bonferroni"``: all classes' guarantees hold together with probability ``1 - delta``
         (each class tested at ``delta / K``, ``K`` the classes predicted at least once).
         ``"none"``: each class's guarantee holds with probability ``1 - delta`` on its own.
-    upper : float, default 1.0
-        Threshold given to a class with no feasible threshold: the top of the score's range.
-        Use ``numpy.inf`` for scores without a bounded range.
+    upper : float, default inf
+        Threshold given to a class with no feasible threshold: ``inf`` accepts nothing of that
+        class (not even a score of exactly 1.0); it survives ``to_dict``/JSON (as ``null``).
+        A finite ``upper`` also caps the feasible classes' thresholds.
     n_starts : int, optional
         Fixed-sequence chains per class (default: as many as fit, at most 8).
 
