@@ -214,6 +214,10 @@ def threshold_path(scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise ValueError(f"scores must be one-dimensional, got shape {s.shape}")
     if np.isnan(s).any():
         raise ValueError("scores contain NaN; a NaN score can be neither accepted nor deferred")
+    infinite = np.flatnonzero(np.isinf(s))
+    if infinite.size:
+        raise ValueError(f"score is not finite for input {int(infinite[0])} ({s[infinite[0]]}); routing refuses "
+                         "non-finite scores, so no threshold can be chosen on them")
     order = np.argsort(-s, kind="stable")
     ss = s[order]
     last_of_tie = np.r_[ss[1:] != ss[:-1], True] if ss.size else np.zeros(0, bool)
