@@ -30,6 +30,7 @@ def models(tmp_path):
 
 YAML = """
 name: toy
+allow_pickle: true
 stages:
   - name: cheap
     model: sklearn:cheap.pkl
@@ -43,6 +44,7 @@ cost: {per_sample: [1, 10]}
 
 TOML = """
 name = "toy"
+allow_pickle = true
 thresholds_from = "choice.json"
 [[stages]]
 name = "cheap"

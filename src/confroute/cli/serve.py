@@ -23,7 +23,8 @@ from ..exceptions import CLIError
 
 __all__ = ["load_config", "check_config", "build_router", "app_from_config", "add_serve_parser", "run_serve"]
 
-_TOP = {"name", "http", "ray", "stages", "thresholds", "thresholds_from", "score", "cost", "drift", "ingress"}
+_TOP = {"name", "http", "ray", "stages", "thresholds", "thresholds_from", "score", "cost", "drift", "ingress",
+        "allow_pickle"}
 _LOCAL = {"name", "model", "threads", "batch_size", "max_length", "classes", "device", "fallback", "deployment"}
 _REMOTE = {"name", "url", "model_name", "version", "classes", "output", "input_name", "output_name",
            "batch_size", "timeout", "connect_timeout", "max_connections", "headers", "fallback", "deployment"}
@@ -34,10 +35,13 @@ _DRIFT = {"reference_scores", "every", "window", "min_samples", "n_bins", "psi_a
           "rate_alpha", "rate_tolerance", "due_on"}
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
+def load_config(path: str | Path, allow_pickle: bool = False) -> dict[str, Any]:
     """Read a ``.yaml``/``.yml`` or ``.toml`` config and check it (see :func:`check_config`).
 
     Relative model, threshold and drift paths are resolved against the file's folder.
+    ``allow_pickle=True`` (``confroute serve --allow-pickle``) has the effect of the config key
+    ``allow_pickle: true``: ``sklearn:``/``joblib:`` stages (pickles, which run any code inside
+    them when loaded) are refused without one of the two.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -61,7 +65,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
             raise CLIError(f"config {path}: not valid TOML ({exc})") from None
     else:
         raise CLIError(f"config {path}: use a .yaml, .yml or .toml file")
-    return check_config(cfg, base=path.parent)
+    return check_config(cfg, base=path.parent, allow_pickle=allow_pickle)
 
 
 def _unknown(section: Mapping[str, Any], allowed: set[str], where: str) -> None:
@@ -83,10 +87,12 @@ def _resolve(path: str, base: Path) -> str:
     return str(p if p.is_absolute() else (base / p).resolve())
 
 
-def check_config(cfg: Any, base: str | Path = ".") -> dict[str, Any]:
+def check_config(cfg: Any, base: str | Path = ".", allow_pickle: bool = False) -> dict[str, Any]:
     """Validate a config (a parsed YAML/TOML document); return it with paths made absolute.
 
-    Raises :class:`~confroute.exceptions.CLIError` naming the key at fault.
+    Raises :class:`~confroute.exceptions.CLIError` naming the key at fault. A pickled model
+    (``sklearn:``/``joblib:``) needs ``allow_pickle: true`` in the config or ``allow_pickle=True``
+    (``--allow-pickle``); the drift reference file must exist and the HTTP port be a port number.
 
     Examples
     --------
@@ -103,6 +109,9 @@ def check_config(cfg: Any, base: str | Path = ".") -> dict[str, Any]:
     base = Path(base)
     cfg = _mapping(cfg, "(top level)")
     _unknown(cfg, _TOP, "(top level)")
+    if not isinstance(cfg.get("allow_pickle", False), bool):
+        raise CLIError(f"config allow_pickle must be true or false, got {cfg['allow_pickle']!r}")
+    cfg["allow_pickle"] = bool(allow_pickle or cfg.get("allow_pickle", False))
     stages = cfg.get("stages")
     if not isinstance(stages, list) or not stages:
         raise CLIError("config: 'stages' must be a non-empty list, cheapest first")
@@ -111,6 +120,7 @@ def check_config(cfg: Any, base: str | Path = ".") -> dict[str, Any]:
     if len(set(names)) != len(names):
         raise CLIError(f"config: stage names must be distinct, got {names}")
     cfg["stages"] = out_stages
+    _check_pickles(out_stages, cfg["allow_pickle"])
     cfg["thresholds"] = _check_thresholds(cfg, len(out_stages), base)
     cost = _mapping(cfg.get("cost"), "cost")
     _unknown(cost, {"per_sample", "hourly"}, "cost")
@@ -125,16 +135,43 @@ def check_config(cfg: Any, base: str | Path = ".") -> dict[str, Any]:
         if "reference_scores" not in drift:
             raise CLIError("config drift: give reference_scores (the first stage's calibration scores, .npy or .txt)")
         drift["reference_scores"] = _resolve(str(drift["reference_scores"]), base)
+        if not Path(drift["reference_scores"]).is_file():
+            raise CLIError(f"config drift.reference_scores: no such file: {drift['reference_scores']}")
     cfg["drift"] = drift or None
-    http = _mapping(cfg.get("http"), "http")
-    _unknown(http, {"host", "port"}, "http")
-    cfg["http"] = http
+    cfg["http"] = _check_http(_mapping(cfg.get("http"), "http"))
     ray_cfg = _mapping(cfg.get("ray"), "ray")
     _unknown(ray_cfg, {"address", "namespace", "num_cpus", "num_gpus"}, "ray")
     cfg["ray"] = ray_cfg
     cfg["ingress"] = _mapping(cfg.get("ingress"), "ingress")
     cfg.setdefault("name", "confroute")
     return cfg
+
+
+def _check_http(http: dict[str, Any]) -> dict[str, Any]:
+    """``http``: ``host`` a string, ``port`` an integer port number."""
+    _unknown(http, {"host", "port"}, "http")
+    if "host" in http and not isinstance(http["host"], str):
+        raise CLIError(f"config http.host must be a string (an address such as 127.0.0.1), got {http['host']!r}")
+    port = http.get("port", 8000)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise CLIError(f"config http.port must be an integer from 1 to 65535, got {port!r}")
+    return http
+
+
+def _check_pickles(stages: list[dict[str, Any]], allowed: bool) -> None:
+    """Refuse ``sklearn:``/``joblib:`` stages (pickles) without the opt-in, before anything loads."""
+    from .evaluate import PICKLED
+
+    if allowed:
+        return
+    for stage in stages:
+        backend, _, path = str(stage.get("model", "")).partition(":")
+        if backend in PICKLED:
+            raise CLIError(
+                f"config stage {stage['name']!r}: {backend}:{path} is a pickle, and loading a pickle runs any "
+                "code inside it; add 'allow_pickle: true' to the config (or pass --allow-pickle) if you made "
+                "this file or trust where it came from"
+            )
 
 
 def _check_stage(stage: Any, where: str, base: Path) -> dict[str, Any]:
@@ -233,6 +270,7 @@ def build_router(cfg: dict[str, Any]) -> Any:
     from ..core.cost import CostModel, StageCost
     from ..routing.cascade import Cascade
 
+    _check_pickles(cfg["stages"], bool(cfg.get("allow_pickle", False)))  # also for a hand-made cfg
     stages = [_stage(s) for s in cfg["stages"]]
     cost = cfg.get("cost") or {}
     cost_model = None
@@ -289,6 +327,9 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("config", help="a .yaml/.yml or .toml file")
     p.add_argument("--check", action="store_true",
                    help="check the config and build the router once in this process, then exit (no Ray)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="allow sklearn:/joblib: models (pickles run any code inside them when loaded; "
+                   "the same as 'allow_pickle: true' in the config)")
     p.set_defaults(func=run_serve)
     return p
 
@@ -306,9 +347,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    cfg = load_config(args.config, allow_pickle=getattr(args, "allow_pickle", False))
     if args.check:
         router = build_router(cfg)
+        _drift_monitor(cfg.get("drift"), cfg["thresholds"])  # reads the reference scores
         print(f"config ok: {router!r}; classes {list(router.stages[0].classes or []) or 'unnamed'}")
         return 0
     try:
@@ -319,7 +361,7 @@ def _serve(args: argparse.Namespace) -> int:
     ray_cfg = cfg["ray"]
     ray.init(address=ray_cfg.get("address"), namespace=ray_cfg.get("namespace"),
              num_cpus=ray_cfg.get("num_cpus"), num_gpus=ray_cfg.get("num_gpus"))
-    http = {"host": cfg["http"].get("host", "127.0.0.1"), "port": int(cfg["http"].get("port", 8000))}
+    http = {"host": cfg["http"].get("host", "127.0.0.1"), "port": cfg["http"].get("port", 8000)}
     serve.start(http_options=http)
     serve.run(app_from_config(cfg), name=cfg["name"], route_prefix="/")
     print(f"serving {cfg['name']!r} at http://{http['host']}:{http['port']}/ "
