@@ -186,3 +186,98 @@ CASES: list[Case] = [
     Case("CLI: `hf:` path that does not exist", lambda: _cli("hf:models/dense", "hf:models/dense", "dev.tsv"),
          Exception, "no such file or directory: models/dense (for a model on the Hugging Face Hub, write hf:hub:"),
 ]
+
+
+# -- bad request bodies of the Ray Serve service (issue 24) ------------------------------------------
+# Each body is tried against both endpoints of the service serving the toy text router of
+# tests/_serve_toy.py: ``POST /route`` and ``POST /v2/models/toy/infer`` (None: that endpoint has
+# no such body). ``served_answer`` asks the service's own ingress in this process (no Ray: every
+# body here is refused before any stage is called); tests/test_serve_bad_bodies.py sends the
+# same bodies to a real Ray Serve application and checks it answers exactly the same.
+
+
+@dataclass(frozen=True)
+class BadBody:
+    what: str
+    route: bytes | None
+    infer: bytes | None
+
+
+def _j(obj: Any) -> bytes:
+    import json
+
+    return json.dumps(obj).encode()
+
+
+def _route(inputs: Any) -> bytes:
+    return _j({"inputs": inputs})
+
+
+def _tensor(data: Any, shape: Any, datatype: str = "BYTES", **extra: Any) -> bytes:
+    return _j({"inputs": [{"name": "input", "datatype": datatype, "shape": shape, "data": data}], **extra})
+
+
+_DEEP = b"[" * 100_000 + b"]" * 100_000
+
+BAD_BODIES: list[BadBody] = [
+    BadBody("not JSON", b"{inputs: [", b"{inputs: ["),
+    BadBody("JSON nested 100,000 deep", b'{"inputs": ' + _DEEP + b"}", b'{"inputs": ' + _DEEP + b"}"),
+    BadBody("a JSON list instead of an object", b'["good film"]', b'["good film"]'),
+    BadBody("no `inputs`", b"{}", b"{}"),
+    BadBody("`inputs` is a string", _route("good film"), _j({"inputs": "good film"})),
+    BadBody("`inputs` is an object", _route({"text": "good film"}), _j({"inputs": {"data": ["good film"]}})),
+    BadBody("a number among the texts", _route(["good", 3]), _tensor(["good", 3], [2])),
+    BadBody("`null` among the texts", _route(["good", None]), _tensor(["good", None], [2])),
+    BadBody("a boolean among the texts", _route(["good", True]), _tensor(["good", True], [2])),
+    BadBody("an object among the texts", _route(["good", {"text": "bad"}]), _tensor(["good", {"text": "bad"}], [2])),
+    BadBody("nested lists of texts", _route([["good"], ["bad"]]), _tensor([[["good"]]], [1])),
+    BadBody("numbers sent to a text model", _route([0.5, 0.7]), _tensor([0.5, 0.7], [2, 1], "FP64")),
+    BadBody("feature rows sent to a text model", _route([[0.1, 0.2]]), _tensor([0.1, 0.2], [1, 2], "FP64")),
+    BadBody("texts and numbers mixed", _route([[0.1, 0.2], "good"]), None),
+    BadBody("feature rows of different lengths", _route([[0.1, 0.2], [0.3]]), _tensor([0.1, 0.2, 0.3], [2, 2], "FP64")),
+    BadBody("`1e400` (overflows to inf)", b'{"inputs": [[1e400, 0.5]]}',
+            b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 2], "data": [1e400, 0.5]}]}'),
+    BadBody("`NaN`", b'{"inputs": [[NaN, 0.5]]}',
+            b'{"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 2], "data": [NaN, 0.5]}]}'),
+    BadBody('OIP `shape` of `["a"]`', None, _tensor(["good"], ["a"])),
+    BadBody("OIP `shape` of `[null]`", None, _tensor(["good"], [None])),
+    BadBody("OIP `shape` of `[-1]`", None, _tensor(["good"], [-1])),
+    BadBody("OIP `shape` that does not match the data", None, _tensor(["good", "bad"], [3])),
+    BadBody("OIP texts of shape `[1, 2]`", None, _tensor(["good", "bad"], [1, 2])),
+    BadBody("OIP tensor without `data`", None, _j({"inputs": [{"name": "input", "datatype": "BYTES", "shape": [1]}]})),
+    BadBody("OIP: two input tensors", None, _j({"inputs": [{"name": "a", "datatype": "BYTES", "shape": [1], "data": ["x"]}] * 2})),
+    BadBody("OIP: an unknown output asked for", None, _tensor(["good"], [1], outputs=[{"name": "probs"}])),
+]
+
+
+def served_router_info() -> Any:
+    """What the ingress knows of the toy text router (tests/_serve_toy.py)."""
+    import _serve_toy
+
+    from confroute.integrations.ray import describe_router
+
+    return describe_router(_serve_toy.text_router())
+
+
+def served_answer(endpoint: str, body: bytes) -> tuple[int, str]:
+    """``(status, error message)`` of the service's ingress for ``body`` on ``endpoint``
+    (``"route"`` or ``"infer"``), asked in this process through its HTTP handler."""
+    import asyncio
+    import json
+
+    from starlette.requests import Request
+
+    import _serve_toy
+    from confroute.integrations.serve import Ingress
+
+    ingress = Ingress(served_router_info(), _serve_toy.NAME, [], metrics=False)
+    path = "/route" if endpoint == "route" else f"/v2/models/{_serve_toy.NAME}/infer"
+    scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "headers": [(b"content-type", b"application/json")], "root_path": "", "scheme": "http",
+             "server": ("127.0.0.1", 8000)}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    response = asyncio.run(ingress(Request(scope, receive)))
+    return response.status_code, json.loads(response.body).get("error", "")

@@ -87,6 +87,8 @@ class RouterInfo:
     classes: tuple[str, ...] | None
     score_name: str
     has_calibrator: bool
+    on_error: tuple[str, ...] = ()  # per stage: the Fallback's policy (the Serve ingress applies it)
+    input_kind: str | None = None  # "text" when a stage declares it takes texts only
 
     @property
     def n_stages(self) -> int:
@@ -102,6 +104,9 @@ def describe_router(router: Cascade) -> RouterInfo:
         classes=declared_classes(router, router.n_stages - 1),
         score_name=score_name(router.score[0]),
         has_calibrator=router.calibrators[0] is not None,
+        on_error=tuple(str(stage.on_error) for stage in router.stages),
+        input_kind=next((kind for stage in router.stages
+                         if (kind := getattr(stage.predictor, "input_kind", None)) is not None), None),
     )
 
 

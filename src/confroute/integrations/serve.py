@@ -40,6 +40,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -50,11 +52,13 @@ from ..core import schema
 from ..core.batch import take_rows
 from ..core.types import RoutingResult
 from ..routing.cascade import Cascade
-from ..routing.stage_loop import RowState, plan_stagewise, result_from_state
+from ..routing.stage_loop import RowState, StageDecision, plan_stagewise, result_from_state, step
 from ..routing.stagewise import advance
 from .ray import RouterInfo, ShippedRouter, describe_router
 
-__all__ = ["build_app", "METRICS", "DEPLOYMENT_OPTIONS", "BATCH_OPTIONS"]
+__all__ = ["build_app", "validate_inputs", "BadRequest", "METRICS", "DEPLOYMENT_OPTIONS", "BATCH_OPTIONS"]
+
+logger = logging.getLogger("confroute.serve")
 
 #: Options of a stage or the ingress that go to ``serve.deployment`` (Ray Serve's own names).
 DEPLOYMENT_OPTIONS = (
@@ -218,7 +222,13 @@ class Ingress:
             s, rows, state = next(plan)
             while True:
                 t0 = time.perf_counter()
-                answer = await self.stages[s].remote(take_rows(inputs, rows), state)
+                try:
+                    answer = await self.stages[s].remote(take_rows(inputs, rows), state)
+                except _stage_gone_errors() as exc:  # the replica died: a stage failure under on_error
+                    logger.warning("stage %r: replica lost (%s); on_error applies", self.info.names[s],
+                                   type(exc).__name__)
+                    answer = stage_failed(state, s, f"{type(exc).__name__}: the replica of stage "
+                                          f"{self.info.names[s]!r} died or is unreachable", self.info)
                 self.metrics.observe("confroute_stage_latency_seconds", time.perf_counter() - t0,
                                      stage=self.info.names[s])
                 s, rows, state = plan.send(answer)
@@ -295,46 +305,171 @@ class Ingress:
             if path == "/route" and method == "POST":
                 endpoint = "route"
                 body = await _json_body(request)
-                inputs = body.get("inputs") if isinstance(body, dict) else None
-                if not isinstance(inputs, list):
-                    raise _BadRequest('send a JSON object {"inputs": [...]} (a list of texts or feature rows)')
+                inputs = validate_inputs(body.get("inputs") if isinstance(body, dict) else None, self.info.input_kind)
                 response = JSONResponse(_route_json(await self.route(inputs), self.info))
             elif path == f"/v2/models/{self.model_name}/infer" and method == "POST":
                 endpoint = "infer"
                 body = await _json_body(request)
-                inputs = _oip_inputs(body)
+                inputs = validate_inputs(_oip_inputs(body), self.info.input_kind, oip=True)
+                _oip_wanted(body, _oip_output_names(self.info))
                 response = JSONResponse(_oip_answer(await self.route(inputs), self.model_name, body))
-            elif path in ("/v2/health/ready", "/v2/health/live", f"/v2/models/{self.model_name}/ready"):
-                response = JSONResponse({"ready": True}) if "ready" in path else JSONResponse({"live": True})
-            elif path == f"/v2/models/{self.model_name}":
-                response = JSONResponse(_oip_metadata(self.model_name, self.info))
-            elif path == "/v2":
-                response = JSONResponse({"name": "confroute", "version": _version(), "extensions": []})
-            elif path.startswith("/v2/models/"):
-                response = JSONResponse({"error": f"unknown model; this server serves {self.model_name!r}"}, 404)
             else:
-                response = JSONResponse({"error": f"no endpoint {method} {path}; see docs/serving.md"}, 404)
-        except _BadRequest as exc:
+                response = self._get(path, method)
+        except BadRequest as exc:
             response = JSONResponse({"error": str(exc)}, 400)
         except Exception as exc:  # noqa: BLE001 - a failing stage under on_error="raise"
+            # The traceback goes to the server's log; the client gets one short line (no paths,
+            # pids, node addresses or actor ids).
+            logger.exception("%s %s failed", method, path)
             self.metrics.inc("confroute_errors", 1, stage="request", kind=type(exc).__name__)
-            response = JSONResponse({"error": f"{type(exc).__name__}: {exc}"}, 500)
+            response = JSONResponse({"error": short_error(exc)}, 500)
         status = "ok" if response.status_code < 400 else "error"
         self.metrics.inc("confroute_requests", 1, endpoint=endpoint, status=status)
         if endpoint != "other":
             self.metrics.observe("confroute_request_latency_seconds", time.perf_counter() - t0, endpoint=endpoint)
         return response
 
+    def _get(self, path: str, method: str) -> Any:
+        """The answers that need no routing: health, metadata, 404."""
+        from starlette.responses import JSONResponse
 
-class _BadRequest(ValueError):
-    pass
+        if path in ("/v2/health/ready", "/v2/health/live", f"/v2/models/{self.model_name}/ready"):
+            return JSONResponse({"ready": True}) if "ready" in path else JSONResponse({"live": True})
+        if path == f"/v2/models/{self.model_name}":
+            return JSONResponse(_oip_metadata(self.model_name, self.info))
+        if path == "/v2":
+            return JSONResponse({"name": "confroute", "version": _version(), "extensions": []})
+        if path.startswith("/v2/models/"):
+            return JSONResponse({"error": f"unknown model; this server serves {self.model_name!r}"}, 404)
+        return JSONResponse({"error": f"no endpoint {method} {path}; see docs/serving.md"}, 404)
+
+
+class BadRequest(ValueError):
+    """A request the service answers with HTTP 400 (its message is the answer's ``error``)."""
+
+
+_BadRequest = BadRequest  # the name the tests of 0.2 import
+
+#: Longest ``error`` message of an HTTP 500 answer (the full traceback goes to the log).
+MAX_ERROR_CHARS = 300
+
+
+def short_error(exc: BaseException) -> str:
+    """One line for a client: the error's type and the first line of its message, without the
+    traceback Ray wraps around errors raised in a replica (``RayTaskError``)."""
+    cause = getattr(exc, "cause", None)
+    err = cause if isinstance(cause, BaseException) else exc
+    lines = str(err).strip().splitlines()
+    text = f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
+
+
+def _stage_gone_errors() -> tuple[type[BaseException], ...]:
+    """What a stage call raises when its replica died or cannot be reached."""
+    from ray.exceptions import RayActorError
+    from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
+
+    return RayActorError, ReplicaUnavailableError, DeploymentUnavailableError
+
+
+def stage_failed(state: RowState, s: int, message: str, info: RouterInfo) -> tuple[RowState, np.ndarray]:
+    """Stage ``s`` failed on every row of ``state`` (its replica died): the stage's ``on_error``
+    policy applies, as for any stage failure (:func:`~confroute.routing.stage_loop.step`).
+
+    Examples
+    --------
+    >>> info = RouterInfo(("small", "big"), None, ("neg", "pos"), "max_prob", False, ("raise", "keep_previous"))
+    >>> st = RowState.initial(2, 1)
+    >>> st.stage_label_index[0], st.stage_scores[0], st.reached_stage[:] = [1], [0.6], 0
+    >>> new, defer = stage_failed(st, 1, "ActorDiedError: gone", info)
+    >>> new.stage.tolist(), new.label_index.tolist(), new.degraded.tolist(), defer.tolist()
+    ([0], [1], [True], [False])
+    """
+    m = len(state)
+    decision = StageDecision(
+        ok=np.zeros(m, dtype=bool), label_index=np.full(m, -1, dtype=np.int64), scores=np.full(m, np.nan),
+        accept=np.zeros(m, dtype=bool), errors=np.full(m, message, dtype=object), classes=None, n_classes=None,
+    )
+    state = state.copy()
+    on_error = info.on_error[s] if s < len(info.on_error) else "raise"
+    defer = step(state, np.arange(m), s, decision, on_error, info.cost_model, info.names[s])
+    return state, defer
 
 
 async def _json_body(request: Any) -> Any:
     try:
         return json.loads(await request.body())
+    except RecursionError:
+        raise BadRequest("the body is nested too deeply") from None
     except ValueError as exc:
-        raise _BadRequest(f"the body is not JSON ({exc})") from None
+        raise BadRequest(f"the body is not JSON ({exc})") from None
+
+
+def _kind(x: Any) -> str:
+    """What a JSON value is, in the words of the error messages."""
+    if x is None:
+        return "null"
+    if isinstance(x, bool):
+        return "a boolean"
+    if isinstance(x, (int, float)):
+        return "a number"
+    if isinstance(x, str):
+        return "a text"
+    if isinstance(x, (list, tuple, np.ndarray)):
+        return "a list"
+    return "an object" if isinstance(x, dict) else type(x).__name__
+
+
+def _finite_number(x: Any) -> bool:
+    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate_inputs(inputs: Any, input_kind: str | None = None, oip: bool = False) -> list[Any]:
+    """The inputs of a request, checked before any stage sees them; :class:`BadRequest` (HTTP 400)
+    otherwise. Used by both endpoints (``/route`` and the OIP ``infer``).
+
+    Inputs are texts (strings), or finite numbers, or feature rows (lists of finite numbers, all
+    of one length), not mixed; a router whose stages take texts (``input_kind="text"``) takes
+    texts only.
+
+    Examples
+    --------
+    >>> validate_inputs(["a", "b"], "text")
+    ['a', 'b']
+    >>> validate_inputs([[1, 2.5], [3, 4]])
+    [[1, 2.5], [3, 4]]
+    >>> validate_inputs(["a", None])
+    Traceback (most recent call last):
+    ...
+    confroute.integrations.serve.BadRequest: input 1 is null; send texts or feature rows (lists of numbers)
+    """
+    if not isinstance(inputs, list):
+        raise BadRequest('send a JSON object {"inputs": [...]} (a list of texts or feature rows)')
+    width = None
+    for i, x in enumerate(inputs):
+        if isinstance(x, str):
+            continue
+        if isinstance(x, (list, np.ndarray)):
+            for j, v in enumerate(x):
+                if not _finite_number(v):
+                    what = _kind(v) if not isinstance(v, float) else f"{v} (not a finite number)"
+                    raise BadRequest(f"input {i}: a feature row holds finite numbers, element {j} is {what}")
+            if width is not None and len(x) != width:
+                raise BadRequest(f"input {i} has {len(x)} feature(s) but input 0 has {width}")
+            width = len(x)
+        elif not _finite_number(x):
+            what = _kind(x) if not isinstance(x, float) else f"{x} (not a finite number)"
+            raise BadRequest(f"input {i} is {what}; send texts or feature rows (lists of numbers)")
+    texts = [isinstance(x, str) for x in inputs]
+    if any(texts) and not all(texts):
+        first = texts.index(not texts[0])
+        raise BadRequest(f"inputs mix texts and numbers (input 0 is {_kind(inputs[0])}, input {first} is "
+                         f"{_kind(inputs[first])}); send one kind")
+    if input_kind == "text" and inputs and not texts[0]:
+        what = "BYTES" if oip else "texts (strings)"
+        first = "a number" if _finite_number(inputs[0]) else "a feature row"
+        raise BadRequest(f"this model takes texts: send {what}, not numbers (input 0 is {first})")
+    return inputs
 
 
 def _error_kind(message: Any) -> str:
@@ -350,27 +485,40 @@ def _route_json(r: RoutingResult, info: RouterInfo) -> dict[str, Any]:
 
 
 def _oip_inputs(body: Any) -> list[Any]:
+    """The inputs of an OIP ``infer`` body (one tensor); :class:`BadRequest` when malformed."""
     tensors = body.get("inputs") if isinstance(body, dict) else None
     if not isinstance(tensors, list) or len(tensors) != 1 or not isinstance(tensors[0], dict):
-        raise _BadRequest("send one input tensor: BYTES texts of shape [n], or numeric rows of shape [n, d]")
+        raise BadRequest("send one input tensor: BYTES texts of shape [n], or numeric rows of shape [n, d]")
     t = tensors[0]
     data, shape = t.get("data"), t.get("shape")
     if not isinstance(data, list) or not isinstance(shape, list) or not shape:
-        raise _BadRequest("the input tensor needs 'shape' and 'data'")
+        raise BadRequest("the input tensor needs 'shape' and 'data'")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise BadRequest(f"shape must be a list of integers >= 0, got {_clip(json.dumps(shape))}")
     if t.get("datatype") == "BYTES":
-        flat = np.asarray(data, dtype=object).ravel().tolist()
         if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
-            raise _BadRequest(f"BYTES input must have shape [n] (one text per row), got {shape}")
-        if len(flat) != int(shape[0]):
-            raise _BadRequest(f"shape {shape} does not match {len(flat)} data elements")
-        return [str(x) for x in flat]
-    try:
-        rows = np.asarray(data, dtype=np.float64).reshape([int(d) for d in shape])
-    except (TypeError, ValueError) as exc:
-        raise _BadRequest(f"numeric input does not match shape {shape} ({exc})") from None
-    if rows.ndim != 2:
-        raise _BadRequest(f"numeric input must have shape [n, d], got {shape}")
-    return list(rows)
+            raise BadRequest(f"BYTES input must have shape [n] (one text per row), got {shape}")
+        flat = [x for row in data for x in row] if all(isinstance(x, list) for x in data) and data else data
+        for i, x in enumerate(flat):
+            if not isinstance(x, str):
+                raise BadRequest(f"BYTES data element {i} is {_kind(x)}; send one string per text")
+        if len(flat) != shape[0]:
+            raise BadRequest(f"shape {shape} does not match {len(flat)} data elements")
+        return list(flat)
+    flat = [x for row in data for x in row] if all(isinstance(x, list) for x in data) and data else data
+    for i, x in enumerate(flat):
+        if not _finite_number(x):
+            what = _kind(x) if not isinstance(x, float) else f"{x} (not a finite number)"
+            raise BadRequest(f"numeric data element {i} is {what}; send finite numbers")
+    if len(shape) != 2:
+        raise BadRequest(f"numeric input must have shape [n, d], got {shape}")
+    if len(flat) != shape[0] * shape[1]:
+        raise BadRequest(f"shape {shape} does not match {len(flat)} data elements")
+    return list(np.asarray(flat, dtype=np.float64).reshape(shape))
+
+
+def _clip(text: str, most: int = 80) -> str:
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _oip_outputs(r: RoutingResult) -> list[dict[str, Any]]:
@@ -384,14 +532,27 @@ def _oip_outputs(r: RoutingResult) -> list[dict[str, Any]]:
     ]
 
 
+def _oip_output_names(info: RouterInfo) -> list[str]:
+    """The outputs the OIP endpoint returns for a router."""
+    return [name for name, _ in schema.BASE_COLUMNS] + (["cost"] if info.cost_model is not None else [])
+
+
+def _oip_wanted(body: dict[str, Any], names: list[str]) -> set[str] | None:
+    """The output names a request asks for (``None``: all); :class:`BadRequest` for unknown ones."""
+    wanted = body.get("outputs")
+    if not isinstance(wanted, list) or not wanted:
+        return None
+    keep = {str(o.get("name")) for o in wanted if isinstance(o, dict)}
+    unknown = keep - set(names)
+    if unknown:
+        raise BadRequest(f"unknown outputs {sorted(unknown)}; this model returns {names}")
+    return keep
+
+
 def _oip_answer(r: RoutingResult, model: str, body: dict[str, Any]) -> dict[str, Any]:
     outputs = _oip_outputs(r)
-    wanted = body.get("outputs")
-    if isinstance(wanted, list) and wanted:
-        keep = {str(o.get("name")) for o in wanted if isinstance(o, dict)}
-        unknown = keep - {o["name"] for o in outputs}
-        if unknown:
-            raise _BadRequest(f"unknown outputs {sorted(unknown)}; this model returns {[o['name'] for o in outputs]}")
+    keep = _oip_wanted(body, [o["name"] for o in outputs])
+    if keep is not None:
         outputs = [o for o in outputs if o["name"] in keep]
     answer: dict[str, Any] = {"model_name": model, "outputs": outputs}
     if body.get("id") is not None:

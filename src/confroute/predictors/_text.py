@@ -430,6 +430,8 @@ class TextInputsMixin:
     batches :class:`TokenizedTexts`; others implement :meth:`_token_lengths`.
     """
 
+    input_kind: str | None = "text"
+
     name: str
     sort_by_length: bool = False
 

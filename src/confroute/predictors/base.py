@@ -36,11 +36,15 @@ class Predictor(ABC):
         Largest batch handed to the model at once (``None``: the whole input in one call).
     name : str
         Used in error messages and in routing results.
+    input_kind : {"text", None}
+        ``"text"`` for a model that takes texts only (the text backends set it); ``None``:
+        not declared. The Ray Serve ingress answers HTTP 400 to other inputs for a text model.
     """
 
     classes: tuple[Any, ...] | None = None
     batch_size: int | None = None
     name: str = "predictor"
+    input_kind: str | None = None
 
     @abstractmethod
     def _predict_batch(self, inputs: Sequence[Any]) -> Predictions:

@@ -77,6 +77,8 @@ class HFCausalLMPredictor(Predictor):
         The vocabulary ids that count for each class.
     """
 
+    input_kind: str | None = "text"
+
     # long: one validated parameter per line
     def __init__(
         self,

@@ -139,6 +139,8 @@ class OpenAIPredictor(Predictor):
     OpenAIPredictor(base_url='http://127.0.0.1:8000/v1', model='smollm2', classes=('negative', 'positive'), codes=('A', 'B'), endpoint='chat')
     """
 
+    input_kind: str | None = "text"
+
     # long: one validated parameter per line
     def __init__(
         self,

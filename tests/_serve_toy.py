@@ -1,0 +1,47 @@
+"""A toy text router for the serving tests: no model files, so Ray Serve starts it quickly.
+
+``small`` reads the word "good" or "bad" (sure) and is unsure otherwise; unsure texts go to
+``big`` (slow on purpose, so that a test can kill its replica while calls are in flight), whose
+failures keep the small model's answer (``on_error="keep_previous"``). Both declare that they
+take texts (``input_kind = "text"``), as the real text backends do.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from confroute import CallablePredictor, Cascade, CostModel, Fallback
+from confroute.predictors._text import check_texts
+
+CLASSES = ("neg", "pos")
+NAME = "toy"
+
+
+class TextToy(CallablePredictor):
+    """A text model (it refuses anything but strings, as the text backends do)."""
+
+    input_kind = "text"
+
+
+def small(texts: Sequence[Any]) -> np.ndarray:
+    rows = []
+    for t in check_texts(texts, "small"):
+        rows.append([0.05, 0.95] if "good" in t else [0.95, 0.05] if "bad" in t else [0.45, 0.55])
+    return np.array(rows).reshape(-1, 2)
+
+
+def big(texts: Sequence[Any]) -> np.ndarray:
+    time.sleep(0.3)  # a slow model: calls are in flight when the replica is killed
+    return np.array([[0.2, 0.8] for _ in check_texts(texts, "big")]).reshape(-1, 2)
+
+
+def text_router() -> Cascade:
+    return Cascade(
+        [Fallback(TextToy(small, classes=CLASSES, name="small")),
+         Fallback(TextToy(big, classes=CLASSES, name="big"), on_error="keep_previous")],
+        [0.8], cost_model=CostModel.per_sample([1.0, 10.0]), names=["small", "big"],
+    )
