@@ -1,6 +1,7 @@
 """A toy text router for the serving tests: no model files, so Ray Serve starts it quickly.
 
-``small`` reads the word "good" or "bad" (sure) and is unsure otherwise; unsure texts go to
+``small`` reads the word "good" or "bad" (sure) and is unsure otherwise (and fails on the text
+"boom", under ``on_error="raise"``: an HTTP 500 of the service); unsure texts go to
 ``big`` (slow on purpose, so that a test can kill its replica while calls are in flight), whose
 failures keep the small model's answer (``on_error="keep_previous"``). Both declare that they
 take texts (``input_kind = "text"``), as the real text backends do.
@@ -30,6 +31,8 @@ class TextToy(CallablePredictor):
 def small(texts: Sequence[Any]) -> np.ndarray:
     rows = []
     for t in check_texts(texts, "small"):
+        if t == "boom":
+            raise RuntimeError("the small model crashed on this input")
         rows.append([0.05, 0.95] if "good" in t else [0.95, 0.05] if "bad" in t else [0.45, 0.55])
     return np.array(rows).reshape(-1, 2)
 

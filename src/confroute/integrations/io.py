@@ -139,26 +139,46 @@ def _read_file(
 ) -> tuple[list[str], list[Mapping[str, Any]]]:
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8"):
         encoding = "utf-8-sig"  # the same bytes, but a leading byte-order mark is dropped
-    with open(path, encoding=encoding, newline="") as fh:
-        if fmt == "jsonl":
-            return _read_jsonl(fh, path, limit)
-        if fmt == "tsv":
-            reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
-        else:
-            reader = csv.DictReader(fh)
-        if reader.fieldnames is None:
-            raise ValueError(f"{path} is empty: expected a header row")
-        columns = list(reader.fieldnames)
-        rows: list[Mapping[str, Any]] = []
-        for row in reader:
-            if limit is not None and len(rows) >= limit:
-                break
-            if None in row:  # more fields than the header names
-                raise ValueError(
-                    f"{path}, line {reader.line_num}: {len(columns) + len(row[None])} fields but the "
-                    f"header has {len(columns)} ({columns})"
-                )
-            rows.append(row)
+    limit_before = csv.field_size_limit()
+    csv.field_size_limit(_FIELD_SIZE_LIMIT)  # a long text is data, not an error (the default is 131,072)
+    try:
+        with open(path, encoding=encoding, newline="") as fh:
+            return _read_rows(fh, path, fmt, limit)
+    except UnicodeDecodeError as exc:
+        name = "utf-8" if encoding == "utf-8-sig" else encoding
+        raise ValueError(f"{path}: not {name} text ({exc.reason} at byte {exc.start}); save it as {name}, "
+                         "or give its encoding (load_texts(..., encoding=...))") from None
+    except csv.Error as exc:
+        raise ValueError(f"{path}: not a valid {fmt.upper()} file ({exc})") from None
+    finally:
+        csv.field_size_limit(limit_before)
+
+
+#: Longest field the CSV/TSV reader accepts (a text of any realistic length).
+_FIELD_SIZE_LIMIT = 2**31 - 1
+
+
+def _read_rows(fh: Any, path: Path, fmt: str, limit: int | None) -> tuple[list[str], list[Mapping[str, Any]]]:
+    """The columns and rows of an open TSV, CSV or JSONL file."""
+    if fmt == "jsonl":
+        return _read_jsonl(fh, path, limit)
+    if fmt == "tsv":
+        reader = csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE)
+    else:
+        reader = csv.DictReader(fh)
+    if reader.fieldnames is None:
+        raise ValueError(f"{path} is empty: expected a header row")
+    columns = list(reader.fieldnames)
+    rows: list[Mapping[str, Any]] = []
+    for row in reader:
+        if limit is not None and len(rows) >= limit:
+            break
+        if None in row:  # more fields than the header names
+            raise ValueError(
+                f"{path}, line {reader.line_num}: {len(columns) + len(row[None])} fields but the "
+                f"header has {len(columns)} ({columns})"
+            )
+        rows.append(row)
     return columns, rows
 
 

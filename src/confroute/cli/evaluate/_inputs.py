@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import sys
 import time
@@ -115,9 +116,18 @@ def check_pickle_opt_in(specs: Sequence[tuple[BackendSpec, str]], allowed: bool)
 
 
 def check_out(out: Path, overwrite: bool) -> None:
-    """Refuse, before any work, to write where results would be lost or land elsewhere."""
+    """Refuse, before any work, to write where results would be lost or land elsewhere, or
+    where the folder cannot be created (it is created only when the results are written)."""
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out {out} is not a directory")
+    parent = out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CLIError(f"--out {out} cannot be created: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CLIError(f"--out {out} cannot be {'written' if parent == out else 'created'}: "
+                       f"{parent} is not writable")
     links = [n for n in OUTPUT_FILES if (out / n).is_symlink()]
     if links:
         raise CLIError(
@@ -162,12 +172,16 @@ def load_predictor(spec: BackendSpec, role: str, *, threads: int | None, batch_s
             import joblib
         except ImportError:  # pragma: no cover - joblib ships with scikit-learn
             raise CLIError("joblib: models need joblib (installed with scikit-learn)") from None
-        est = joblib.load(path)
+        try:
+            est = joblib.load(path)
+        except Exception as exc:  # noqa: BLE001 - joblib raises anything on a file it did not write
+            raise CLIError(f"{role} model: cannot load {path} with joblib ({type(exc).__name__}: {exc}); "
+                           "is it a model saved with joblib.dump?") from None
     else:
         with open(path, "rb") as fh:
             try:
                 est = pickle.load(fh)
-            except (pickle.UnpicklingError, EOFError) as exc:
+            except (pickle.UnpicklingError, EOFError, ValueError, IndexError, KeyError) as exc:
                 raise CLIError(f"{role} model: {path} is not a pickle ({exc}); saved with joblib? use joblib:{path}") from None
     if not hasattr(est, "predict_proba"):
         raise CLIError(f"{role} model: {path} holds a {type(est).__name__}, which has no predict_proba")
