@@ -9,6 +9,7 @@ take texts (``input_kind = "text"``), as the real text backends do.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -37,8 +38,16 @@ def small(texts: Sequence[Any]) -> np.ndarray:
     return np.array(rows).reshape(-1, 2)
 
 
+#: Environment variable naming a file that ``big`` appends a line to when a call starts.
+CALLS_LOG = "CONFROUTE_TOY_BIG_CALLS"
+
+
 def big(texts: Sequence[Any]) -> np.ndarray:
-    time.sleep(0.3)  # a slow model: calls are in flight when the replica is killed
+    log = os.environ.get(CALLS_LOG)
+    if log:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.write(f"{len(texts)}\n")
+    time.sleep(1.0)  # a slow model: a test can kill its replica while a call is in flight
     return np.array([[0.2, 0.8] for _ in check_texts(texts, "big")]).reshape(-1, 2)
 
 

@@ -30,14 +30,21 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def url():
+def calls(tmp_path_factory):
+    """The file the stage-1 model appends a line to when a call starts."""
+    return tmp_path_factory.mktemp("serve-toy") / "big-calls.txt"
+
+
+@pytest.fixture(scope="module")
+def url(calls):
     import ray
     from ray import cloudpickle, serve
 
     from confroute.integrations.serve import build_app
 
     port = _free_port()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+             runtime_env={"env_vars": {_serve_toy.CALLS_LOG: str(calls)}})
     cloudpickle.register_pickle_by_value(_serve_toy)  # the replicas cannot import test files
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -81,11 +88,12 @@ def test_an_error_in_the_service_is_a_500_of_one_line(url):
         assert len(r.content) < 300 and "Traceback" not in r.text and "pid=" not in r.text
 
 
-def test_killing_the_stage1_replica_under_load_degrades_under_keep_previous(url):
+def test_killing_the_stage1_replica_under_load_degrades_under_keep_previous(url, calls):
     import ray
 
     texts = ["good film", "so-so film", "bad film", "a film"]  # the unsure ones go on to stage 1
-    n_requests, killed = 48, asyncio.Event()
+    n_requests, killed = 24, asyncio.Event()
+    calls.write_text("")
 
     def kill_stage1() -> None:
         names = [a for a in ray.util.list_named_actors(all_namespaces=True) if "stage1-big" in a["name"]]
@@ -93,21 +101,24 @@ def test_killing_the_stage1_replica_under_load_degrades_under_keep_previous(url)
         for a in names:
             ray.kill(ray.get_actor(a["name"], namespace=a["namespace"]))
 
+    async def kill_when_stage1_is_busy() -> None:
+        while not calls.read_text():  # a stage-1 call has started (it takes 1 s): kill its replica
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(kill_stage1)
+        killed.set()
+
     async def run() -> list[httpx.Response]:
         limit = asyncio.Semaphore(8)
-        done = 0
         async with httpx.AsyncClient(timeout=180) as client:
-            async def one(i: int) -> httpx.Response:
-                nonlocal done
+            async def one() -> httpx.Response:
                 async with limit:
-                    r = await client.post(url + "/route", json={"inputs": texts})
-                    done += 1
-                    if done == 8 and not killed.is_set():
-                        killed.set()
-                        await asyncio.to_thread(kill_stage1)  # calls of stage 1 are in flight now
-                    return r
+                    return await client.post(url + "/route", json={"inputs": texts})
 
-            return await asyncio.gather(*(one(i) for i in range(n_requests)))
+            killer = asyncio.create_task(kill_when_stage1_is_busy())
+            answers = await asyncio.gather(*(one() for _ in range(n_requests)))
+            await killer
+            return answers
 
     answers = asyncio.run(run())
     assert killed.is_set()
