@@ -41,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -52,11 +51,23 @@ from ..core import schema
 from ..core.batch import take_rows
 from ..core.types import RoutingResult
 from ..routing.cascade import Cascade
-from ..routing.stage_loop import RowState, StageDecision, plan_stagewise, result_from_state, step
+from ..routing.stage_loop import RowState, plan_stagewise, result_from_state
 from ..routing.stagewise import advance
 from .ray import RouterInfo, ShippedRouter, describe_router
+from .serve_checks import (
+    BadRequest,
+    clip,
+    finite_number,
+    kind_of,
+    short_error,
+    stage_failed,
+    stage_gone_errors,
+    validate_inputs,
+)
 
 __all__ = ["build_app", "validate_inputs", "BadRequest", "METRICS", "DEPLOYMENT_OPTIONS", "BATCH_OPTIONS"]
+
+_BadRequest = BadRequest  # the name the tests of 0.2 import
 
 logger = logging.getLogger("confroute.serve")
 
@@ -224,7 +235,7 @@ class Ingress:
                 t0 = time.perf_counter()
                 try:
                     answer = await self.stages[s].remote(take_rows(inputs, rows), state)
-                except _stage_gone_errors() as exc:  # the replica died: a stage failure under on_error
+                except stage_gone_errors() as exc:  # the replica died: a stage failure under on_error
                     logger.warning("stage %r: replica lost (%s); on_error applies", self.info.names[s],
                                    type(exc).__name__)
                     answer = stage_failed(state, s, f"{type(exc).__name__}: the replica of stage "
@@ -344,58 +355,6 @@ class Ingress:
         return JSONResponse({"error": f"no endpoint {method} {path}; see docs/serving.md"}, 404)
 
 
-class BadRequest(ValueError):
-    """A request the service answers with HTTP 400 (its message is the answer's ``error``)."""
-
-
-_BadRequest = BadRequest  # the name the tests of 0.2 import
-
-#: Longest ``error`` message of an HTTP 500 answer (the full traceback goes to the log).
-MAX_ERROR_CHARS = 300
-
-
-def short_error(exc: BaseException) -> str:
-    """One line for a client: the error's type and the first line of its message, without the
-    traceback Ray wraps around errors raised in a replica (``RayTaskError``)."""
-    cause = getattr(exc, "cause", None)
-    err = cause if isinstance(cause, BaseException) else exc
-    lines = str(err).strip().splitlines()
-    text = f"{type(err).__name__}: {lines[0] if lines else ''}".rstrip(": ")
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 3] + "..."
-
-
-def _stage_gone_errors() -> tuple[type[BaseException], ...]:
-    """What a stage call raises when its replica died or cannot be reached."""
-    from ray.exceptions import RayActorError
-    from ray.serve.exceptions import DeploymentUnavailableError, ReplicaUnavailableError
-
-    return RayActorError, ReplicaUnavailableError, DeploymentUnavailableError
-
-
-def stage_failed(state: RowState, s: int, message: str, info: RouterInfo) -> tuple[RowState, np.ndarray]:
-    """Stage ``s`` failed on every row of ``state`` (its replica died): the stage's ``on_error``
-    policy applies, as for any stage failure (:func:`~confroute.routing.stage_loop.step`).
-
-    Examples
-    --------
-    >>> info = RouterInfo(("small", "big"), None, ("neg", "pos"), "max_prob", False, ("raise", "keep_previous"))
-    >>> st = RowState.initial(2, 1)
-    >>> st.stage_label_index[0], st.stage_scores[0], st.reached_stage[:] = [1], [0.6], 0
-    >>> new, defer = stage_failed(st, 1, "ActorDiedError: gone", info)
-    >>> new.stage.tolist(), new.label_index.tolist(), new.degraded.tolist(), defer.tolist()
-    ([0], [1], [True], [False])
-    """
-    m = len(state)
-    decision = StageDecision(
-        ok=np.zeros(m, dtype=bool), label_index=np.full(m, -1, dtype=np.int64), scores=np.full(m, np.nan),
-        accept=np.zeros(m, dtype=bool), errors=np.full(m, message, dtype=object), classes=None, n_classes=None,
-    )
-    state = state.copy()
-    on_error = info.on_error[s] if s < len(info.on_error) else "raise"
-    defer = step(state, np.arange(m), s, decision, on_error, info.cost_model, info.names[s])
-    return state, defer
-
-
 async def _json_body(request: Any) -> Any:
     try:
         return json.loads(await request.body())
@@ -403,73 +362,6 @@ async def _json_body(request: Any) -> Any:
         raise BadRequest("the body is nested too deeply") from None
     except ValueError as exc:
         raise BadRequest(f"the body is not JSON ({exc})") from None
-
-
-def _kind(x: Any) -> str:
-    """What a JSON value is, in the words of the error messages."""
-    if x is None:
-        return "null"
-    if isinstance(x, bool):
-        return "a boolean"
-    if isinstance(x, (int, float)):
-        return "a number"
-    if isinstance(x, str):
-        return "a text"
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return "a list"
-    return "an object" if isinstance(x, dict) else type(x).__name__
-
-
-def _finite_number(x: Any) -> bool:
-    return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def validate_inputs(inputs: Any, input_kind: str | None = None, oip: bool = False) -> list[Any]:
-    """The inputs of a request, checked before any stage sees them; :class:`BadRequest` (HTTP 400)
-    otherwise. Used by both endpoints (``/route`` and the OIP ``infer``).
-
-    Inputs are texts (strings), or finite numbers, or feature rows (lists of finite numbers, all
-    of one length), not mixed; a router whose stages take texts (``input_kind="text"``) takes
-    texts only.
-
-    Examples
-    --------
-    >>> validate_inputs(["a", "b"], "text")
-    ['a', 'b']
-    >>> validate_inputs([[1, 2.5], [3, 4]])
-    [[1, 2.5], [3, 4]]
-    >>> validate_inputs(["a", None])
-    Traceback (most recent call last):
-    ...
-    confroute.integrations.serve.BadRequest: input 1 is null; send texts or feature rows (lists of numbers)
-    """
-    if not isinstance(inputs, list):
-        raise BadRequest('send a JSON object {"inputs": [...]} (a list of texts or feature rows)')
-    width = None
-    for i, x in enumerate(inputs):
-        if isinstance(x, str):
-            continue
-        if isinstance(x, (list, np.ndarray)):
-            for j, v in enumerate(x):
-                if not _finite_number(v):
-                    what = _kind(v) if not isinstance(v, float) else f"{v} (not a finite number)"
-                    raise BadRequest(f"input {i}: a feature row holds finite numbers, element {j} is {what}")
-            if width is not None and len(x) != width:
-                raise BadRequest(f"input {i} has {len(x)} feature(s) but input 0 has {width}")
-            width = len(x)
-        elif not _finite_number(x):
-            what = _kind(x) if not isinstance(x, float) else f"{x} (not a finite number)"
-            raise BadRequest(f"input {i} is {what}; send texts or feature rows (lists of numbers)")
-    texts = [isinstance(x, str) for x in inputs]
-    if any(texts) and not all(texts):
-        first = texts.index(not texts[0])
-        raise BadRequest(f"inputs mix texts and numbers (input 0 is {_kind(inputs[0])}, input {first} is "
-                         f"{_kind(inputs[first])}); send one kind")
-    if input_kind == "text" and inputs and not texts[0]:
-        what = "BYTES" if oip else "texts (strings)"
-        first = "a number" if _finite_number(inputs[0]) else "a feature row"
-        raise BadRequest(f"this model takes texts: send {what}, not numbers (input 0 is {first})")
-    return inputs
 
 
 def _error_kind(message: Any) -> str:
@@ -494,31 +386,27 @@ def _oip_inputs(body: Any) -> list[Any]:
     if not isinstance(data, list) or not isinstance(shape, list) or not shape:
         raise BadRequest("the input tensor needs 'shape' and 'data'")
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise BadRequest(f"shape must be a list of integers >= 0, got {_clip(json.dumps(shape))}")
+        raise BadRequest(f"shape must be a list of integers >= 0, got {clip(json.dumps(shape))}")
     if t.get("datatype") == "BYTES":
         if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
             raise BadRequest(f"BYTES input must have shape [n] (one text per row), got {shape}")
         flat = [x for row in data for x in row] if all(isinstance(x, list) for x in data) and data else data
         for i, x in enumerate(flat):
             if not isinstance(x, str):
-                raise BadRequest(f"BYTES data element {i} is {_kind(x)}; send one string per text")
+                raise BadRequest(f"BYTES data element {i} is {kind_of(x)}; send one string per text")
         if len(flat) != shape[0]:
             raise BadRequest(f"shape {shape} does not match {len(flat)} data elements")
         return list(flat)
     flat = [x for row in data for x in row] if all(isinstance(x, list) for x in data) and data else data
     for i, x in enumerate(flat):
-        if not _finite_number(x):
-            what = _kind(x) if not isinstance(x, float) else f"{x} (not a finite number)"
+        if not finite_number(x):
+            what = kind_of(x) if not isinstance(x, float) else f"{x} (not a finite number)"
             raise BadRequest(f"numeric data element {i} is {what}; send finite numbers")
     if len(shape) != 2:
         raise BadRequest(f"numeric input must have shape [n, d], got {shape}")
     if len(flat) != shape[0] * shape[1]:
         raise BadRequest(f"shape {shape} does not match {len(flat)} data elements")
     return list(np.asarray(flat, dtype=np.float64).reshape(shape))
-
-
-def _clip(text: str, most: int = 80) -> str:
-    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _oip_outputs(r: RoutingResult) -> list[dict[str, Any]]:
