@@ -183,6 +183,8 @@ def _betting_row(c: np.ndarray, a: Any, epsilon: float, kind: str, delta: float,
     """The row a test-by-betting certifies, fixed-sequence over ``rows`` (0: none), reading the
     inputs in the order ``perm``."""
     if s is not None and thresholds is not None:
+        if rows.size < 2:  # no candidate but "accept nothing": nothing to test
+            return 0
         acc_mask = np.stack([decision.accepts(s, None, thresholds[r]) for r in rows[1:]])
     else:
         acc_mask = a != c.shape[0] - 1
