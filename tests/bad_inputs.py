@@ -220,7 +220,9 @@ def _tensor(data: Any, shape: Any, datatype: str = "BYTES", **extra: Any) -> byt
 _DEEP = b"[" * 100_000 + b"]" * 100_000
 
 BAD_BODIES: list[BadBody] = [
+    BadBody("an empty body", b"", b""),
     BadBody("not JSON", b"{inputs: [", b"{inputs: ["),
+    BadBody("not UTF-8", b'{"inputs": ["\xff\xfe"]}', b'{"inputs": ["\xff\xfe"]}'),
     BadBody("JSON nested 100,000 deep", b'{"inputs": ' + _DEEP + b"}", b'{"inputs": ' + _DEEP + b"}"),
     BadBody("a JSON list instead of an object", b'["good film"]', b'["good film"]'),
     BadBody("no `inputs`", b"{}", b"{}"),
