@@ -46,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import _oip_wire as wire
 from ..core import schema
 from ..core.batch import take_rows
 from ..core.types import RoutingResult
@@ -301,15 +302,16 @@ class Ingress:
                 response = JSONResponse(_route_json(await self.route(inputs), self.info))
             elif path == f"/v2/models/{self.model_name}/infer" and method == "POST":
                 endpoint = "infer"
-                body = await _json_body(request)
+                body = await _oip_body(request)
                 inputs = _oip_inputs(body)
-                response = JSONResponse(_oip_answer(await self.route(inputs), self.model_name, body))
+                response = _oip_response(_oip_answer(await self.route(inputs), self.model_name, body), body)
             elif path in ("/v2/health/ready", "/v2/health/live", f"/v2/models/{self.model_name}/ready"):
                 response = JSONResponse({"ready": True}) if "ready" in path else JSONResponse({"live": True})
             elif path == f"/v2/models/{self.model_name}":
                 response = JSONResponse(_oip_metadata(self.model_name, self.info))
             elif path == "/v2":
-                response = JSONResponse({"name": "confroute", "version": _version(), "extensions": []})
+                response = JSONResponse({"name": "confroute", "version": _version(),
+                                         "extensions": ["binary_tensor_data"]})
             elif path.startswith("/v2/models/"):
                 response = JSONResponse({"error": f"unknown model; this server serves {self.model_name!r}"}, 404)
             else:
@@ -349,47 +351,76 @@ def _route_json(r: RoutingResult, info: RouterInfo) -> dict[str, Any]:
     return {"results": schema.json_rows(r.columns())}
 
 
+async def _oip_body(request: Any) -> dict[str, Any]:
+    """An OIP request body, JSON or with binary tensors (the binary tensor data extension)."""
+    try:
+        return wire.decode(await request.body(), request.headers.get(wire.HEADER), "inputs")
+    except wire.WireError as exc:
+        raise _BadRequest(str(exc)) from None
+
+
 def _oip_inputs(body: Any) -> list[Any]:
     tensors = body.get("inputs") if isinstance(body, dict) else None
     if not isinstance(tensors, list) or len(tensors) != 1 or not isinstance(tensors[0], dict):
         raise _BadRequest("send one input tensor: BYTES texts of shape [n], or numeric rows of shape [n, d]")
     t = tensors[0]
-    data, shape = t.get("data"), t.get("shape")
-    if not isinstance(data, list) or not isinstance(shape, list) or not shape:
-        raise _BadRequest("the input tensor needs 'shape' and 'data'")
+    shape = t.get("shape")
+    if t.get("data") is None or not isinstance(shape, list) or not shape:
+        raise _BadRequest("the input tensor needs 'shape' and 'data' (or binary data)")
     if t.get("datatype") == "BYTES":
-        flat = np.asarray(data, dtype=object).ravel().tolist()
         if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
             raise _BadRequest(f"BYTES input must have shape [n] (one text per row), got {shape}")
-        if len(flat) != int(shape[0]):
-            raise _BadRequest(f"shape {shape} does not match {len(flat)} data elements")
-        return [str(x) for x in flat]
-    try:
-        rows = np.asarray(data, dtype=np.float64).reshape([int(d) for d in shape])
-    except (TypeError, ValueError) as exc:
-        raise _BadRequest(f"numeric input does not match shape {shape} ({exc})") from None
+        if isinstance(t["data"], list) and len(shape) == 2:
+            t["data"] = np.asarray(t["data"], dtype=object).ravel().tolist()
+        try:
+            flat = wire.tensor_array(t, "the input tensor").ravel().tolist()
+            return [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in flat]
+        except wire.WireError as exc:
+            raise _BadRequest(str(exc)) from None
+        except UnicodeDecodeError as exc:
+            raise _BadRequest(f"a BYTES element is not UTF-8 text ({exc})") from None
+    if isinstance(t["data"], list):
+        try:  # JSON: any numbers (nested or flat) in the order of the shape
+            rows = np.asarray(t["data"], dtype=np.float64).reshape([int(d) for d in shape])
+        except (TypeError, ValueError) as exc:
+            raise _BadRequest(f"numeric input does not match shape {shape} ({exc})") from None
+    else:
+        try:
+            rows = wire.tensor_array(t, "the input tensor").astype(np.float64)
+        except wire.WireError as exc:
+            raise _BadRequest(str(exc)) from None
     if rows.ndim != 2:
         raise _BadRequest(f"numeric input must have shape [n, d], got {shape}")
     return list(rows)
 
 
-def _oip_outputs(r: RoutingResult) -> list[dict[str, Any]]:
-    """One OIP output per per-input column of the schema (the per-stage columns are left out)."""
+def _oip_outputs(r: RoutingResult, binary: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """One OIP output per per-input column of the schema (the per-stage columns are left out).
+
+    A binary output has no null: a missing ``INT64`` label is ``-1``, a missing ``BYTES`` value
+    empty, a missing ``FP64`` NaN.
+    """
     cols = r.columns()
     per_input = [name for name, _ in schema.BASE_COLUMNS] + (["cost"] if "cost" in cols else [])
-    return [
-        {"name": name, "datatype": schema.oip_datatype(name, cols[name], r.classes), "shape": [len(r)],
-         "data": [row[name] for row in schema.json_rows({name: cols[name]})]}
-        for name in per_input
-    ]
+    outputs = []
+    for name in per_input:
+        datatype = schema.oip_datatype(name, cols[name], r.classes)
+        data: Any
+        if not binary(name):
+            data = [row[name] for row in schema.json_rows({name: cols[name]})]
+        elif datatype == "INT64" and cols[name].dtype == object:
+            data = np.array([-1 if v is None else v for v in cols[name].tolist()], dtype=np.int64)
+        else:
+            data = cols[name]
+        outputs.append({"name": name, "datatype": datatype, "shape": [len(r)], "data": data})
+    return outputs
 
 
 def _oip_answer(r: RoutingResult, model: str, body: dict[str, Any]) -> dict[str, Any]:
-    outputs = _oip_outputs(r)
-    wanted = body.get("outputs")
-    if isinstance(wanted, list) and wanted:
-        keep = {str(o.get("name")) for o in wanted if isinstance(o, dict)}
-        unknown = keep - {o["name"] for o in outputs}
+    outputs = _oip_outputs(r, wire.binary_outputs(body))
+    keep = wire.requested(body)
+    if keep is not None:
+        unknown = set(keep) - {o["name"] for o in outputs}
         if unknown:
             raise _BadRequest(f"unknown outputs {sorted(unknown)}; this model returns {[o['name'] for o in outputs]}")
         outputs = [o for o in outputs if o["name"] in keep]
@@ -397,6 +428,16 @@ def _oip_answer(r: RoutingResult, model: str, body: dict[str, Any]) -> dict[str,
     if body.get("id") is not None:
         answer["id"] = body["id"]
     return answer
+
+
+def _oip_response(answer: dict[str, Any], body: dict[str, Any]) -> Any:
+    """The HTTP answer: JSON, or JSON then the binary outputs (with the header giving its length)."""
+    from starlette.responses import Response
+
+    content, header = wire.encode(answer, "outputs", wire.binary_outputs(body))
+    if header is None:
+        return Response(content, media_type="application/json")
+    return Response(content, media_type=wire.CONTENT_TYPE, headers={wire.HEADER: str(header)})
 
 
 def _oip_metadata(model: str, info: RouterInfo) -> dict[str, Any]:
