@@ -156,8 +156,10 @@ def decode(body: bytes, header_length: Any, key: str) -> dict[str, Any]:
     try:
         obj = json.loads(bytes(body[:n]))
     except ValueError as exc:
-        what = "body" if header_length is None else f"JSON header (the first {n} bytes)"
-        raise WireError(f"the {what} is not JSON ({exc})") from None
+        if header_length is None:
+            raise WireError(f"the body is not JSON ({exc}); a body with binary tensors needs the {HEADER} "
+                            "header (the length of its JSON part)") from None
+        raise WireError(f"the JSON header (the first {n} bytes) is not JSON ({exc})") from None
     if not isinstance(obj, dict):
         raise WireError(f"the body must be a JSON object, got {type(obj).__name__}")
     rest = memoryview(body)[n:]

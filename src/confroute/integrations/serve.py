@@ -55,7 +55,8 @@ from ..routing.stage_loop import RowState, plan_stagewise, result_from_state
 from ..routing.stagewise import advance
 from .ray import RouterInfo, ShippedRouter, describe_router
 
-__all__ = ["build_app", "METRICS", "DEPLOYMENT_OPTIONS", "BATCH_OPTIONS"]
+__all__ = ["build_app", "cpu_demand", "METRICS", "DEPLOYMENT_OPTIONS", "BATCH_OPTIONS", "STAGE_NUM_CPUS",
+           "INGRESS_NUM_CPUS"]
 
 #: Options of a stage or the ingress that go to ``serve.deployment`` (Ray Serve's own names).
 DEPLOYMENT_OPTIONS = (
@@ -66,6 +67,10 @@ DEPLOYMENT_OPTIONS = (
 )
 #: Options of a stage that configure its dynamic batching (``serve.batch``).
 BATCH_OPTIONS = ("max_batch_size", "batch_wait_timeout_s")
+#: Default CPUs reserved by one replica of a stage: two stages and the ingress fit on 2 cores.
+STAGE_NUM_CPUS = 0.5
+#: Default CPUs reserved by one replica of the ingress.
+INGRESS_NUM_CPUS = 0.1
 
 #: The metrics the application exports (name, kind, tags, description). Prometheus sees them
 #: with Ray's ``ray_`` prefix (and ``_total`` on counters, ``_bucket``/``_sum``/``_count`` on
@@ -487,6 +492,41 @@ def _split_options(opts: dict[str, Any], where: str, allow_batch: bool) -> tuple
     return {k: v for k, v in opts.items() if k not in BATCH_OPTIONS}, batch
 
 
+def _replicas(opts: Mapping[str, Any]) -> int:
+    """Replicas a deployment starts with (autoscaling: ``initial_replicas``, else ``min_replicas``)."""
+    auto = opts.get("autoscaling_config")
+    if isinstance(auto, Mapping):
+        return int(auto.get("initial_replicas") or auto.get("min_replicas") or 1)
+    n = opts.get("num_replicas", 1)
+    return 1 if n in (None, "auto") else int(n)
+
+
+def cpu_demand(
+    n_stages: int,
+    stage_options: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+    ingress_options: Mapping[str, Any] | None = None,
+) -> list[tuple[str, int, float]]:
+    """CPUs the application's actors reserve at start, per deployment, with :func:`build_app`'s
+    defaults: ``(deployment, replicas, num_cpus per replica)`` for each stage (``"stage0"``,
+    ...) and the ingress. Ray schedules a replica only where its ``num_cpus`` are free, so the
+    sum of ``replicas * num_cpus`` must fit the cluster's CPUs or the application never starts.
+
+    Examples
+    --------
+    >>> cpu_demand(2)
+    [('stage0', 1, 0.5), ('stage1', 1, 0.5), ('ingress', 1, 0.1)]
+    >>> cpu_demand(2, [{"num_replicas": 2, "ray_actor_options": {"num_cpus": 1}}, None])[0]
+    ('stage0', 2, 1.0)
+    """
+    out = []
+    named = [(f"stage{s}", opts, STAGE_NUM_CPUS) for s, opts in enumerate(_options_for(stage_options, n_stages))]
+    for where, opts, default in [*named, ("ingress", dict(ingress_options or {}), INGRESS_NUM_CPUS)]:
+        actor = opts.get("ray_actor_options")
+        cpus = actor.get("num_cpus", 1) if isinstance(actor, Mapping) else default
+        out.append((where, _replicas(opts), float(cpus)))
+    return out
+
+
 def build_app(
     router: Cascade | Callable[[], Cascade],
     *,
@@ -513,8 +553,9 @@ def build_app(
         ``ray_actor_options={"num_cpus": 1, "num_gpus": 1}``, ``max_ongoing_requests``,
         ``autoscaling_config``, ...) plus ``max_batch_size`` (default 32) and
         ``batch_wait_timeout_s`` (default 0.005) of the stage's dynamic batching. Defaults:
-        ``num_cpus=1``, ``max_ongoing_requests`` twice ``max_batch_size`` (Ray's own default,
-        5, would cap the batches).
+        ``num_cpus=0.5`` (:data:`STAGE_NUM_CPUS`: two stages and the ingress fit on 2 cores),
+        ``max_ongoing_requests`` twice ``max_batch_size`` (Ray's own default, 5, would cap the
+        batches). :func:`cpu_demand` adds up what the actors reserve.
     ingress_options : mapping, optional
         Deployment options of the ingress (default: 1 replica, ``num_cpus=0.1``,
         ``max_ongoing_requests=128``).
@@ -553,13 +594,13 @@ def build_app(
     handles = []
     for s, opts in enumerate(per_stage):
         dep_opts, batch = _split_options(opts, f"stage_options[{s}]", allow_batch=True)
-        dep_opts.setdefault("ray_actor_options", {"num_cpus": 1})
+        dep_opts.setdefault("ray_actor_options", {"num_cpus": STAGE_NUM_CPUS})
         # Ray Serve's default (5 requests in flight per replica) would cap what serve.batch can merge.
         dep_opts.setdefault("max_ongoing_requests", 2 * int(batch.get("max_batch_size", 32)))
         deployment = serve.deployment(StageServer, name=f"stage{s}-{info.names[s]}", **dep_opts)
         handles.append(deployment.bind(source, s, name, metrics=metrics, **batch))
     ing_opts, _ = _split_options(dict(ingress_options or {}), "ingress_options", allow_batch=False)
-    ing_opts.setdefault("ray_actor_options", {"num_cpus": 0.1})
+    ing_opts.setdefault("ray_actor_options", {"num_cpus": INGRESS_NUM_CPUS})
     ing_opts.setdefault("max_ongoing_requests", 128)
     ingress = serve.deployment(Ingress, name="ingress", **ing_opts)
     return ingress.bind(info, name, handles, drift=drift, drift_every=drift_every, metrics=metrics)
