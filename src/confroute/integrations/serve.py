@@ -25,8 +25,11 @@ one, so that models load where they run) into a Ray Serve application:
       (the texts) or a numeric ``[n, d]`` one; one output per per-input column of the schema
       (``label`` ``INT64`` or ``BYTES`` after the classes, ``label_index`` and ``stage``
       ``INT64``, ``confidence`` ``FP64``, ``stage_name`` and ``error`` ``BYTES``, ``degraded``
-      ``BOOL``, ``cost`` ``FP64`` with a cost model; ``null`` where missing). Existing KServe /
-      Triton HTTP clients and :class:`~confroute.OIPPredictor` can call it.
+      ``BOOL``, ``cost`` ``FP64`` with a cost model; ``null`` where missing). JSON, or the binary
+      tensor data extension both ways (:mod:`confroute.core._oip_wire`: the
+      ``Inference-Header-Content-Length`` header, raw tensor bytes after the JSON, binary outputs
+      when the request asks), so that ``tritonclient.http`` and KServe's client work with their
+      default settings; a malformed body gets HTTP 400 with a message.
 
 Metrics go through Ray's metrics API (:mod:`ray.util.metrics`), which every Ray node exports for
 Prometheus (``ray start --metrics-export-port``); names carry Ray's ``ray_`` prefix there. See
