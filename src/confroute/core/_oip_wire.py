@@ -212,7 +212,7 @@ def tensor_array(tensor: dict[str, Any], where: str = "tensor") -> np.ndarray:
         except (TypeError, ValueError) as exc:
             raise WireError(f"{where}: data is not {datatype} ({exc})") from None
     if arr.size != count:
-        raise WireError(f"{where}: shape {shape} needs {count} element(s), data has {arr.size}")
+        raise WireError(f"{where}: shape {shape} does not match {arr.size} data element(s) (it needs {count})")
     return arr.reshape([int(d) for d in shape])
 
 
