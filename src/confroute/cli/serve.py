@@ -27,7 +27,8 @@ __all__ = ["load_config", "check_config", "check_cpus", "build_router", "app_fro
 _TOP = {"name", "http", "ray", "stages", "thresholds", "thresholds_from", "score", "cost", "drift", "ingress"}
 _LOCAL = {"name", "model", "threads", "batch_size", "max_length", "classes", "device", "fallback", "deployment"}
 _REMOTE = {"name", "url", "model_name", "version", "classes", "output", "input_name", "output_name",
-           "batch_size", "timeout", "connect_timeout", "max_connections", "headers", "fallback", "deployment"}
+           "batch_size", "timeout", "connect_timeout", "max_connections", "headers", "binary", "fallback",
+           "deployment"}
 _FALLBACK = {"on_error", "retries", "backoff", "max_backoff", "jitter", "timeout", "split_on_failure",
              "batch_size", "max_concurrency", "circuit_breaker"}
 _BREAKER = {"failure_threshold", "reset_after"}
@@ -220,7 +221,8 @@ def _stage(stage: dict[str, Any]) -> Any:
         from ..predictors.remote import OIPPredictor
 
         remote = {k: stage[k] for k in ("version", "classes", "output", "input_name", "output_name", "batch_size",
-                                        "timeout", "connect_timeout", "max_connections", "headers") if k in stage}
+                                        "timeout", "connect_timeout", "max_connections", "headers", "binary")
+                  if k in stage}
         predictor = OIPPredictor(stage["url"], stage.get("model_name", stage["name"]), name=stage["name"], **remote)
     fb = dict(stage.get("fallback") or {})
     breaker = fb.pop("circuit_breaker", None)
