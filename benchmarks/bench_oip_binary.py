@@ -10,10 +10,12 @@ Two measurements, each pairing JSON and binary in the same window (alternating, 
 (b) **The service's OIP answer** (``confroute.integrations.serve``), in process: the time to
     build the body of an answer of ``n`` rows (8 outputs) as JSON against binary, and a client's
     time to read it back (``json.loads`` against ``tritonclient``'s ``InferResult``).
+(c) with ``--service``: **the routed service on Ray Serve** (2 CPUs) called by ``tritonclient``,
+    binary against JSON, on a numeric router whose models cost little (see :func:`bench_service`).
 
 Usage::
 
-    python benchmarks/bench_oip_binary.py [--sizes 64 1024 8192] [--repeats 15]
+    python benchmarks/bench_oip_binary.py [--sizes 64 1024 8192] [--repeats 15] [--service]
 
 Writes benchmarks/results/oip_binary.json. The machine is shared: read the ratios, and the load
 average printed before and after.
@@ -152,11 +154,60 @@ def bench_service_answer(sizes: list[int], repeats: int) -> list[dict[str, Any]]
     return rows
 
 
+def bench_service(sizes: list[int], repeats: int) -> list[dict[str, Any]]:
+    """(c) The routed service itself on Ray Serve (2 CPUs, default resources): a numeric router
+    (scikit-learn stage, then a stage that fails on some rows: ``tests/_routing_cases.py``), so the
+    models cost little and the wire shows; ``tritonclient.http`` with ``binary_data`` True (its
+    default) against False on the input and every output."""
+    import ray
+    import tritonclient.http as triton
+    from ray import cloudpickle, serve
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    import _routing_cases
+
+    from confroute.integrations.serve import build_app
+
+    port = free_port()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    cloudpickle.register_pickle_by_value(_routing_cases)
+    rows = []
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(build_app(_routing_cases.two_stage, name="toy", metrics=False,
+                            stage_options={"max_batch_size": max(sizes)}), name="toy", route_prefix="/")
+        client = triton.InferenceServerClient(f"127.0.0.1:{port}", network_timeout=600.0, connection_timeout=60.0)
+        names = ["label", "label_index", "confidence", "stage", "stage_name", "degraded", "error", "cost"]
+        for n in sizes:
+            X, _ = _routing_cases.features(n, seed=n)
+
+            def call(binary: bool) -> None:
+                tensor = triton.InferInput("input", [n, 3], "FP64")
+                tensor.set_data_from_numpy(X, binary_data=binary)
+                outs = [triton.InferRequestedOutput(k, binary_data=binary) for k in names]
+                result = client.infer("toy", [tensor], outputs=outs)
+                for k in names:
+                    result.as_numpy(k)
+
+            t = paired({"json": lambda: call(False), "binary": lambda: call(True)}, repeats)
+            rows.append({"part": "service_tritonclient", "input": "FP64 [n,3]", "n": n, "json_s": t["json"],
+                         "binary_s": t["binary"], "json_over_binary": t["json"] / t["binary"]})
+            print(f"service (Ray Serve) via tritonclient n={n:5d}: json {t['json'] * 1e3:8.2f} ms  binary "
+                  f"{t['binary'] * 1e3:8.2f} ms  ratio {t['json'] / t['binary']:.2f}", flush=True)
+        client.close()
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(_routing_cases)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 1024, 8192])
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--dim", type=int, default=64)
+    ap.add_argument("--service", action="store_true", help="also (c): the routed service on Ray Serve")
     args = ap.parse_args()
     load_before = os.getloadavg()
     print(f"load average before: {load_before}", flush=True)
@@ -167,6 +218,8 @@ def main() -> None:
         proc.terminate()
         proc.wait(10)
     rows += bench_service_answer(args.sizes, args.repeats)
+    if args.service:
+        rows += bench_service(args.sizes, args.repeats)
     load_after = os.getloadavg()
     print(f"load average after: {load_after}", flush=True)
     out = {"machine": platform.platform(), "cpus": os.cpu_count(), "load_before": load_before,
