@@ -42,8 +42,10 @@ against a real MLServer fallback). Requires ``pip install 'confroute[serve]'``.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -361,8 +363,19 @@ def _route_json(r: RoutingResult, info: RouterInfo) -> dict[str, Any]:
 
 async def _oip_body(request: Any) -> dict[str, Any]:
     """An OIP request body, JSON or with binary tensors (the binary tensor data extension)."""
+    body = await request.body()
+    encoding = (request.headers.get("content-encoding") or "identity").lower()
+    try:  # tritonclient's request_compression_algorithm="gzip" | "deflate"
+        if encoding == "gzip":
+            body = gzip.decompress(body)
+        elif encoding == "deflate":
+            body = zlib.decompress(body)
+        elif encoding != "identity":
+            raise _BadRequest(f"Content-Encoding {encoding!r} is not supported (gzip, deflate or none)")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _BadRequest(f"the body is not valid {encoding} ({exc})") from None
     try:
-        return wire.decode(await request.body(), request.headers.get(wire.HEADER), "inputs")
+        return wire.decode(body, request.headers.get(wire.HEADER), "inputs")
     except wire.WireError as exc:
         raise _BadRequest(str(exc)) from None
 
