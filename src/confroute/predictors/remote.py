@@ -223,7 +223,8 @@ class OIPPredictor(Predictor):
 
     def _use_binary(self) -> bool:
         """Whether to speak binary tensors: ``binary``, or for ``"auto"`` the server's extensions
-        (asked once; a server that does not answer ``GET /v2`` gets JSON)."""
+        (``GET /v2``, asked once: with the metadata, else before the first request; an error
+        answer means JSON, no answer raises the transport error and asks again next time)."""
         if self.binary != "auto":
             return bool(self.binary)
         if self._binary_server is None:
