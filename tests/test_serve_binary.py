@@ -91,15 +91,17 @@ def sst2(ray_serve, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def numeric(ray_serve, sst2):  # after the SST-2 app (one app on "/" at a time): keep these tests last
+def numeric(ray_serve):  # one application on the route prefix "/" at a time: keep these tests last
     from ray import cloudpickle
 
     from confroute.integrations.serve import build_app
 
-    ray_serve["serve"].delete("sst2")  # one application on the route prefix "/" at a time
+    serve = ray_serve["serve"]
+    if "sst2" in serve.status().applications:
+        serve.delete("sst2")
     cloudpickle.register_pickle_by_value(_routing_cases)  # the replicas cannot import test files
     try:
-        ray_serve["serve"].run(build_app(_routing_cases.two_stage, name="toy", metrics=False),
+        serve.run(build_app(_routing_cases.two_stage, name="toy", metrics=False),
                                name="toy", route_prefix="/")
         X, _ = _routing_cases.features(120, seed=5)
         yield {"url": f"127.0.0.1:{ray_serve['port']}", "X": X, "router": _routing_cases.two_stage()}
@@ -146,6 +148,7 @@ def _kserve(url: str, model: str, data: list, datatype: str) -> dict:
     return answer["outputs"]
 
 
+@pytest.mark.shared
 def test_tritonclient_defaults_bytes_equal_router_route(sst2):
     want = sst2["want"]
     assert 0.03 < want.routed_fraction < 0.5  # both stages answer something
@@ -163,6 +166,7 @@ def test_tritonclient_defaults_bytes_equal_router_route(sst2):
     client.close()
 
 
+@pytest.mark.shared
 def test_tritonclient_json_mode_still_works(sst2):
     client = triton.InferenceServerClient(url=sst2["url"], network_timeout=300.0)
     tensor = triton.InferInput("input", [20], "BYTES")
@@ -176,6 +180,7 @@ def test_tritonclient_json_mode_still_works(sst2):
     client.close()
 
 
+@pytest.mark.shared
 def test_kserve_client_defaults_bytes_equal_router_route(sst2):
     out = _kserve(sst2["url"], "sst2", sst2["texts"], "BYTES")
     want = sst2["want"]
@@ -185,6 +190,7 @@ def test_kserve_client_defaults_bytes_equal_router_route(sst2):
     _check_same(out, want)
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("header, body, message", [
     ("1000", b'{"inputs": []}', "past the end"),
     ("14", b'{"inputs": []}\0\0\0', "add up to 0"),
@@ -212,6 +218,7 @@ def test_bad_binary_bodies_get_400_with_a_message(sst2, header, body, message):
     assert message in r.json()["error"]
 
 
+@pytest.mark.shared
 def test_a_body_that_is_not_what_its_content_encoding_says_gets_400(sst2):
     url = f"http://{sst2['url']}/v2/models/sst2/infer"
     r = httpx.post(url, content=b'{"inputs": []}', headers={"Content-Encoding": "gzip"}, timeout=60)
