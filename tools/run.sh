@@ -116,6 +116,9 @@ case "${1:-}" in
     # The llama.cpp OpenAI-compatible server (SmolLM2-135M) for the LLM-stage tests: its venv is
     # built once from the llama-cpp-python sdist (the wheel is cached in ~/.cache/confroute/wheels).
     bash tools/llama_server.sh
+    # KServe's Python client (kserve 0.21.0) for tests/test_serve_binary.py: its own venv (its pins
+    # clash with the full venv's), built once.
+    bash tools/kserve_venv.sh
     dist "$py"
     CONFROUTE_CHECK_WHEEL=$(ls "$PWD"/dist/confroute-*.whl) "$py" -m pytest -q "${@:2}"
     # The architecture and the types are checked too: layers (import-linter) and mypy.

@@ -21,13 +21,15 @@ from typing import Any
 
 from ..exceptions import CLIError
 
-__all__ = ["load_config", "check_config", "build_router", "app_from_config", "add_serve_parser", "run_serve"]
+__all__ = ["load_config", "check_config", "check_cpus", "build_router", "app_from_config", "add_serve_parser",
+           "run_serve"]
 
 _TOP = {"name", "http", "ray", "stages", "thresholds", "thresholds_from", "score", "cost", "drift", "ingress",
         "allow_pickle"}
 _LOCAL = {"name", "model", "threads", "batch_size", "max_length", "classes", "device", "fallback", "deployment"}
 _REMOTE = {"name", "url", "model_name", "version", "classes", "output", "input_name", "output_name",
-           "batch_size", "timeout", "connect_timeout", "max_connections", "headers", "fallback", "deployment"}
+           "batch_size", "timeout", "connect_timeout", "max_connections", "headers", "binary", "fallback",
+           "deployment"}
 _FALLBACK = {"on_error", "retries", "backoff", "max_backoff", "jitter", "timeout", "split_on_failure",
              "batch_size", "max_concurrency", "circuit_breaker"}
 _BREAKER = {"failure_threshold", "reset_after"}
@@ -256,7 +258,8 @@ def _stage(stage: dict[str, Any]) -> Any:
         from ..predictors.remote import OIPPredictor
 
         remote = {k: stage[k] for k in ("version", "classes", "output", "input_name", "output_name", "batch_size",
-                                        "timeout", "connect_timeout", "max_connections", "headers") if k in stage}
+                                        "timeout", "connect_timeout", "max_connections", "headers", "binary")
+                  if k in stage}
         predictor = OIPPredictor(stage["url"], stage.get("model_name", stage["name"]), name=stage["name"], **remote)
     fb = dict(stage.get("fallback") or {})
     breaker = fb.pop("circuit_breaker", None)
@@ -317,6 +320,36 @@ def app_from_config(cfg: dict[str, Any]) -> Any:
     )
 
 
+def check_cpus(cfg: dict[str, Any], cpus: float, where: str = "ray.num_cpus") -> float:
+    """The CPUs a checked config's deployments reserve at start; raises
+    :class:`~confroute.exceptions.CLIError`, naming the keys to change, when they exceed ``cpus``
+    (the application would never start: Ray cannot schedule its replicas).
+
+    Examples
+    --------
+    >>> cfg = check_config({"stages": [{"name": "a", "model": "onnx:/m/a"}, {"name": "b", "model": "onnx:/m/b",
+    ...                     "deployment": {"num_replicas": 3, "ray_actor_options": {"num_cpus": 1}}}],
+    ...                     "thresholds": [0.9]})
+    >>> check_cpus(cfg, 2)
+    Traceback (most recent call last):
+    ...
+    confroute.exceptions.CLIError: config: the deployments reserve 3.6 CPUs at start (stages[0] 'a': 1 x 0.5, stages[1] 'b': 3 x 1, ingress: 1 x 0.1) but ray.num_cpus is 2: lower stages[1].deployment.ray_actor_options.num_cpus or stages[1].deployment.num_replicas, or raise ray.num_cpus
+    """
+    from ..integrations.serve import cpu_demand
+
+    demand = cpu_demand(len(cfg["stages"]), [s["deployment"] for s in cfg["stages"]], cfg["ingress"] or None)
+    keys = [f"stages[{i}]" for i in range(len(cfg["stages"]))] + ["ingress"]
+    names = [f" {s['name']!r}" for s in cfg["stages"]] + [""]
+    total = sum(n * c for _, n, c in demand)
+    if total <= cpus + 1e-9:
+        return total
+    parts = ", ".join(f"{k}{name}: {n} x {c:g}" for k, name, (_, n, c) in zip(keys, names, demand))
+    big = max(range(len(demand)), key=lambda i: demand[i][1] * demand[i][2])
+    section = f"{keys[big]}.deployment" if keys[big] != "ingress" else "ingress"
+    raise CLIError(f"config: the deployments reserve {total:g} CPUs at start ({parts}) but {where} is {cpus:g}: "
+                   f"lower {section}.ray_actor_options.num_cpus or {section}.num_replicas, or raise ray.num_cpus")
+
+
 def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     p = sub.add_parser(
         "serve",
@@ -359,9 +392,12 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError:
         raise CLIError("confroute serve needs Ray Serve: pip install 'confroute[serve]'") from None
     ray_cfg = cfg["ray"]
+    if ray_cfg.get("num_cpus") is not None:
+        check_cpus(cfg, float(ray_cfg["num_cpus"]))  # before starting Ray: fail fast
     ray.init(address=ray_cfg.get("address"), namespace=ray_cfg.get("namespace"),
              num_cpus=ray_cfg.get("num_cpus"), num_gpus=ray_cfg.get("num_gpus"))
-    http = {"host": cfg["http"].get("host", "127.0.0.1"), "port": cfg["http"].get("port", 8000)}
+    check_cpus(cfg, float(ray.cluster_resources().get("CPU", 0)), "the Ray cluster's CPU count")
+    http = {"host": cfg["http"].get("host", "127.0.0.1"), "port": int(cfg["http"].get("port", 8000))}
     serve.start(http_options=http)
     serve.run(app_from_config(cfg), name=cfg["name"], route_prefix="/")
     print(f"serving {cfg['name']!r} at http://{http['host']}:{http['port']}/ "

@@ -25,8 +25,11 @@ one, so that models load where they run) into a Ray Serve application:
       (the texts) or a numeric ``[n, d]`` one; one output per per-input column of the schema
       (``label`` ``INT64`` or ``BYTES`` after the classes, ``label_index`` and ``stage``
       ``INT64``, ``confidence`` ``FP64``, ``stage_name`` and ``error`` ``BYTES``, ``degraded``
-      ``BOOL``, ``cost`` ``FP64`` with a cost model; ``null`` where missing). Existing KServe /
-      Triton HTTP clients and :class:`~confroute.OIPPredictor` can call it.
+      ``BOOL``, ``cost`` ``FP64`` with a cost model; ``null`` where missing). JSON, or the binary
+      tensor data extension both ways (:mod:`confroute.core._oip_wire`: the
+      ``Inference-Header-Content-Length`` header, raw tensor bytes after the JSON, binary outputs
+      when the request asks), so that ``tritonclient.http`` and KServe's client work with their
+      default settings; a malformed body gets HTTP 400 with a message.
 
 Metrics go through Ray's metrics API (:mod:`ray.util.metrics`), which every Ray node exports for
 Prometheus (``ray start --metrics-export-port``); names carry Ray's ``ray_`` prefix there. See
@@ -39,14 +42,17 @@ against a real MLServer fallback). Requires ``pip install 'confroute[serve]'``.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import logging
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from ..core import _oip_wire as wire
 from ..core import schema
 from ..core.batch import take_rows
 from ..core.types import RoutingResult
@@ -65,7 +71,8 @@ from .serve_checks import (
     validate_inputs,
 )
 
-__all__ = ["build_app", "validate_inputs", "BadRequest", "METRICS", "DEPLOYMENT_OPTIONS", "BATCH_OPTIONS"]
+__all__ = ["build_app", "validate_inputs", "BadRequest", "cpu_demand", "METRICS", "DEPLOYMENT_OPTIONS",
+           "BATCH_OPTIONS", "STAGE_NUM_CPUS", "INGRESS_NUM_CPUS"]
 
 _BadRequest = BadRequest  # the name the tests of 0.2 import
 
@@ -80,6 +87,10 @@ DEPLOYMENT_OPTIONS = (
 )
 #: Options of a stage that configure its dynamic batching (``serve.batch``).
 BATCH_OPTIONS = ("max_batch_size", "batch_wait_timeout_s")
+#: Default CPUs reserved by one replica of a stage: two stages and the ingress fit on 2 cores.
+STAGE_NUM_CPUS = 0.5
+#: Default CPUs reserved by one replica of the ingress.
+INGRESS_NUM_CPUS = 0.1
 
 #: The metrics the application exports (name, kind, tags, description). Prometheus sees them
 #: with Ray's ``ray_`` prefix (and ``_total`` on counters, ``_bucket``/``_sum``/``_count`` on
@@ -320,10 +331,10 @@ class Ingress:
                 response = JSONResponse(_route_json(await self.route(inputs), self.info))
             elif path == f"/v2/models/{self.model_name}/infer" and method == "POST":
                 endpoint = "infer"
-                body = await _json_body(request)
+                body = await _oip_body(request)
                 inputs = validate_inputs(_oip_inputs(body), self.info.input_kind, oip=True)
                 _oip_wanted(body, _oip_output_names(self.info))
-                response = JSONResponse(_oip_answer(await self.route(inputs), self.model_name, body))
+                response = _oip_response(_oip_answer(await self.route(inputs), self.model_name, body), body)
             else:
                 response = self._get(path, method)
         except BadRequest as exc:
@@ -349,7 +360,7 @@ class Ingress:
         if path == f"/v2/models/{self.model_name}":
             return JSONResponse(_oip_metadata(self.model_name, self.info))
         if path == "/v2":
-            return JSONResponse({"name": "confroute", "version": _version(), "extensions": []})
+            return JSONResponse({"name": "confroute", "version": _version(), "extensions": ["binary_tensor_data"]})
         if path.startswith("/v2/models/"):
             return JSONResponse({"error": f"unknown model; this server serves {self.model_name!r}"}, 404)
         return JSONResponse({"error": f"no endpoint {method} {path}; see docs/serving.md"}, 404)
@@ -376,6 +387,25 @@ def _route_json(r: RoutingResult, info: RouterInfo) -> dict[str, Any]:
     return {"results": schema.json_rows(r.columns())}
 
 
+async def _oip_body(request: Any) -> dict[str, Any]:
+    """An OIP request body, JSON or with binary tensors (the binary tensor data extension)."""
+    body = await request.body()
+    encoding = (request.headers.get("content-encoding") or "identity").lower()
+    try:  # tritonclient's request_compression_algorithm="gzip" | "deflate"
+        if encoding == "gzip":
+            body = gzip.decompress(body)
+        elif encoding == "deflate":
+            body = zlib.decompress(body)
+        elif encoding != "identity":
+            raise BadRequest(f"Content-Encoding {encoding!r} is not supported (gzip, deflate or none)")
+    except (OSError, EOFError, zlib.error) as exc:
+        raise BadRequest(f"the body is not valid {encoding} ({exc})") from None
+    try:
+        return wire.decode(body, request.headers.get(wire.HEADER), "inputs")
+    except wire.WireError as exc:
+        raise BadRequest(str(exc)) from None
+
+
 def _oip_inputs(body: Any) -> list[Any]:
     """The inputs of an OIP ``infer`` body (one tensor); :class:`BadRequest` when malformed."""
     tensors = body.get("inputs") if isinstance(body, dict) else None
@@ -383,10 +413,12 @@ def _oip_inputs(body: Any) -> list[Any]:
         raise BadRequest("send one input tensor: BYTES texts of shape [n], or numeric rows of shape [n, d]")
     t = tensors[0]
     data, shape = t.get("data"), t.get("shape")
-    if not isinstance(data, list) or not isinstance(shape, list) or not shape:
-        raise BadRequest("the input tensor needs 'shape' and 'data'")
+    if data is None or not isinstance(shape, list) or not shape:
+        raise BadRequest("the input tensor needs 'shape' and 'data' (or binary data)")
     if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
         raise BadRequest(f"shape must be a list of integers >= 0, got {clip(json.dumps(shape))}")
+    if not isinstance(data, list):  # binary tensor data, already decoded by the codec
+        return _oip_binary_inputs(t, shape)
     if t.get("datatype") == "BYTES":
         if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
             raise BadRequest(f"BYTES input must have shape [n] (one text per row), got {shape}")
@@ -409,15 +441,47 @@ def _oip_inputs(body: Any) -> list[Any]:
     return list(np.asarray(flat, dtype=np.float64).reshape(shape))
 
 
-def _oip_outputs(r: RoutingResult) -> list[dict[str, Any]]:
-    """One OIP output per per-input column of the schema (the per-stage columns are left out)."""
+def _oip_binary_inputs(t: dict[str, Any], shape: list[int]) -> list[Any]:
+    """The inputs of a tensor sent with the binary tensor data extension."""
+    try:
+        array = wire.tensor_array(t, "the input tensor")
+    except wire.WireError as exc:
+        raise BadRequest(str(exc)) from None
+    if t.get("datatype") == "BYTES":
+        if len(shape) != 1 and not (len(shape) == 2 and shape[1] == 1):
+            raise BadRequest(f"BYTES input must have shape [n] (one text per row), got {shape}")
+        try:
+            return [x.decode("utf-8") if isinstance(x, bytes) else str(x) for x in array.ravel().tolist()]
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"a BYTES element is not UTF-8 text ({exc})") from None
+    rows = array.astype(np.float64)
+    if rows.ndim != 2:
+        raise BadRequest(f"numeric input must have shape [n, d], got {shape}")
+    if not np.isfinite(rows).all():
+        raise BadRequest("numeric data holds a value that is not a finite number; send finite numbers")
+    return list(rows)
+
+
+def _oip_outputs(r: RoutingResult, binary: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """One OIP output per per-input column of the schema (the per-stage columns are left out).
+
+    A binary output has no null: a missing ``INT64`` label is ``-1``, a missing ``BYTES`` value
+    empty, a missing ``FP64`` NaN.
+    """
     cols = r.columns()
     per_input = [name for name, _ in schema.BASE_COLUMNS] + (["cost"] if "cost" in cols else [])
-    return [
-        {"name": name, "datatype": schema.oip_datatype(name, cols[name], r.classes), "shape": [len(r)],
-         "data": [row[name] for row in schema.json_rows({name: cols[name]})]}
-        for name in per_input
-    ]
+    outputs = []
+    for name in per_input:
+        datatype = schema.oip_datatype(name, cols[name], r.classes)
+        data: Any
+        if not binary(name):
+            data = [row[name] for row in schema.json_rows({name: cols[name]})]
+        elif datatype == "INT64" and cols[name].dtype == object:
+            data = np.array([-1 if v is None else v for v in cols[name].tolist()], dtype=np.int64)
+        else:
+            data = cols[name]
+        outputs.append({"name": name, "datatype": datatype, "shape": [len(r)], "data": data})
+    return outputs
 
 
 def _oip_output_names(info: RouterInfo) -> list[str]:
@@ -438,7 +502,7 @@ def _oip_wanted(body: dict[str, Any], names: list[str]) -> set[str] | None:
 
 
 def _oip_answer(r: RoutingResult, model: str, body: dict[str, Any]) -> dict[str, Any]:
-    outputs = _oip_outputs(r)
+    outputs = _oip_outputs(r, wire.binary_outputs(body))
     keep = _oip_wanted(body, [o["name"] for o in outputs])
     if keep is not None:
         outputs = [o for o in outputs if o["name"] in keep]
@@ -446,6 +510,16 @@ def _oip_answer(r: RoutingResult, model: str, body: dict[str, Any]) -> dict[str,
     if body.get("id") is not None:
         answer["id"] = body["id"]
     return answer
+
+
+def _oip_response(answer: dict[str, Any], body: dict[str, Any]) -> Any:
+    """The HTTP answer: JSON, or JSON then the binary outputs (with the header giving its length)."""
+    from starlette.responses import Response
+
+    content, header = wire.encode(answer, "outputs", wire.binary_outputs(body))
+    if header is None:
+        return Response(content, media_type="application/json")
+    return Response(content, media_type=wire.CONTENT_TYPE, headers={wire.HEADER: str(header)})
 
 
 def _oip_metadata(model: str, info: RouterInfo) -> dict[str, Any]:
@@ -495,6 +569,41 @@ def _split_options(opts: dict[str, Any], where: str, allow_batch: bool) -> tuple
     return {k: v for k, v in opts.items() if k not in BATCH_OPTIONS}, batch
 
 
+def _replicas(opts: Mapping[str, Any]) -> int:
+    """Replicas a deployment starts with (autoscaling: ``initial_replicas``, else ``min_replicas``)."""
+    auto = opts.get("autoscaling_config")
+    if isinstance(auto, Mapping):
+        return int(auto.get("initial_replicas") or auto.get("min_replicas") or 1)
+    n = opts.get("num_replicas", 1)
+    return 1 if n in (None, "auto") else int(n)
+
+
+def cpu_demand(
+    n_stages: int,
+    stage_options: Mapping[str, Any] | Sequence[Mapping[str, Any] | None] | None = None,
+    ingress_options: Mapping[str, Any] | None = None,
+) -> list[tuple[str, int, float]]:
+    """CPUs the application's actors reserve at start, per deployment, with :func:`build_app`'s
+    defaults: ``(deployment, replicas, num_cpus per replica)`` for each stage (``"stage0"``,
+    ...) and the ingress. Ray schedules a replica only where its ``num_cpus`` are free, so the
+    sum of ``replicas * num_cpus`` must fit the cluster's CPUs or the application never starts.
+
+    Examples
+    --------
+    >>> cpu_demand(2)
+    [('stage0', 1, 0.5), ('stage1', 1, 0.5), ('ingress', 1, 0.1)]
+    >>> cpu_demand(2, [{"num_replicas": 2, "ray_actor_options": {"num_cpus": 1}}, None])[0]
+    ('stage0', 2, 1.0)
+    """
+    out = []
+    named = [(f"stage{s}", opts, STAGE_NUM_CPUS) for s, opts in enumerate(_options_for(stage_options, n_stages))]
+    for where, opts, default in [*named, ("ingress", dict(ingress_options or {}), INGRESS_NUM_CPUS)]:
+        actor = opts.get("ray_actor_options")
+        cpus = actor.get("num_cpus", 1) if isinstance(actor, Mapping) else default
+        out.append((where, _replicas(opts), float(cpus)))
+    return out
+
+
 def build_app(
     router: Cascade | Callable[[], Cascade],
     *,
@@ -521,8 +630,9 @@ def build_app(
         ``ray_actor_options={"num_cpus": 1, "num_gpus": 1}``, ``max_ongoing_requests``,
         ``autoscaling_config``, ...) plus ``max_batch_size`` (default 32) and
         ``batch_wait_timeout_s`` (default 0.005) of the stage's dynamic batching. Defaults:
-        ``num_cpus=1``, ``max_ongoing_requests`` twice ``max_batch_size`` (Ray's own default,
-        5, would cap the batches).
+        ``num_cpus=0.5`` (:data:`STAGE_NUM_CPUS`: two stages and the ingress fit on 2 cores),
+        ``max_ongoing_requests`` twice ``max_batch_size`` (Ray's own default, 5, would cap the
+        batches). :func:`cpu_demand` adds up what the actors reserve.
     ingress_options : mapping, optional
         Deployment options of the ingress (default: 1 replica, ``num_cpus=0.1``,
         ``max_ongoing_requests=128``).
@@ -561,13 +671,13 @@ def build_app(
     handles = []
     for s, opts in enumerate(per_stage):
         dep_opts, batch = _split_options(opts, f"stage_options[{s}]", allow_batch=True)
-        dep_opts.setdefault("ray_actor_options", {"num_cpus": 1})
+        dep_opts.setdefault("ray_actor_options", {"num_cpus": STAGE_NUM_CPUS})
         # Ray Serve's default (5 requests in flight per replica) would cap what serve.batch can merge.
         dep_opts.setdefault("max_ongoing_requests", 2 * int(batch.get("max_batch_size", 32)))
         deployment = serve.deployment(StageServer, name=f"stage{s}-{info.names[s]}", **dep_opts)
         handles.append(deployment.bind(source, s, name, metrics=metrics, **batch))
     ing_opts, _ = _split_options(dict(ingress_options or {}), "ingress_options", allow_batch=False)
-    ing_opts.setdefault("ray_actor_options", {"num_cpus": 0.1})
+    ing_opts.setdefault("ray_actor_options", {"num_cpus": INGRESS_NUM_CPUS})
     ing_opts.setdefault("max_ongoing_requests", 128)
     ingress = serve.deployment(Ingress, name="ingress", **ing_opts)
     return ingress.bind(info, name, handles, drift=drift, drift_every=drift_every, metrics=metrics)

@@ -32,6 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..core import _oip_wire as wire
 from ..core.types import PredictionError, Predictions
 from ..exceptions import RemoteStageError, RemoteUnavailableError, StageTimeoutError
 from .base import Predictor
@@ -80,6 +81,12 @@ class OIPPredictor(Predictor):
         Size of the connection pool.
     headers : mapping, optional
         Sent with every request (an API key, say).
+    binary : bool or "auto", default "auto"
+        Send the input tensor and read the output tensor as raw bytes after a JSON header (the
+        binary tensor data extension of KServe v2 / Triton) instead of JSON numbers and strings.
+        ``"auto"``: binary when the server lists ``binary_tensor_data`` among its extensions
+        (``GET /v2``; Triton and confroute's own service do, MLServer 1.7 does not), else JSON.
+        The default is measured: see ``docs/serving.md`` (binary is faster on large batches).
     name : str, optional
 
     Notes
@@ -115,6 +122,7 @@ class OIPPredictor(Predictor):
         connect_timeout: float = 2.0,
         max_connections: int = 16,
         headers: Mapping[str, str] | None = None,
+        binary: bool | Literal["auto"] = "auto",
         name: str | None = None,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -127,6 +135,8 @@ class OIPPredictor(Predictor):
             raise ValueError(f"timeouts must be > 0 seconds, got timeout={timeout}, connect_timeout={connect_timeout}")
         if max_connections < 1:
             raise ValueError(f"max_connections must be >= 1, got {max_connections}")
+        if binary not in (True, False, "auto"):
+            raise ValueError(f"binary must be True, False or 'auto', got {binary!r}")
         if datatype not in ("FP32", "FP64"):
             raise ValueError(f"datatype (of numeric inputs) must be 'FP32' or 'FP64', got {datatype!r}")
         _import_httpx()
@@ -140,12 +150,15 @@ class OIPPredictor(Predictor):
         self.max_connections = int(max_connections)
         self.headers = dict(headers or {})
         self.name = name or f"oip:{model}"
+        self.binary = binary
+        self._binary_server: bool | None = None
         self._lock = threading.Lock()
         self._client: Any = None
         self._aclients: dict[int, tuple[Any, Any]] = {}
         self.metadata_: dict[str, Any] | None = None
         if classes is None or output is None or input_name is None or output_name is None:
             self.metadata_ = self.metadata()
+            self._use_binary()  # "auto": ask the server now, with the metadata
         self.output, self.input_name, self.output_name = self._resolve_tensors(output, input_name, output_name)
         if classes is None:
             classes = self._metadata_classes()
@@ -208,7 +221,23 @@ class OIPPredictor(Predictor):
 
     # -- prediction ------------------------------------------------------------------------------------
 
-    def _payload(self, inputs: Sequence[Any]) -> bytes:
+    def _use_binary(self) -> bool:
+        """Whether to speak binary tensors: ``binary``, or for ``"auto"`` the server's extensions
+        (``GET /v2``, asked once: with the metadata, else before the first request; an error
+        answer means JSON, no answer raises the transport error and asks again next time)."""
+        if self.binary != "auto":
+            return bool(self.binary)
+        if self._binary_server is None:
+            response = self._request("GET", "/v2")  # no answer: the error goes to the Fallback, not cached
+            try:
+                extensions = response.json().get("extensions") if response.status_code == 200 else None
+            except (ValueError, AttributeError):
+                extensions = None
+            self._binary_server = isinstance(extensions, list) and "binary_tensor_data" in extensions
+        return bool(self._binary_server)
+
+    def _payload(self, inputs: Sequence[Any]) -> tuple[bytes, dict[str, str]]:
+        """The request body and its extra headers (JSON, or binary tensors after a JSON header)."""
         n = len(inputs)
         if all(isinstance(x, str) for x in inputs):
             tensor: dict[str, Any] = {"name": self.input_name, "shape": [n], "datatype": "BYTES", "data": list(inputs)}
@@ -224,12 +253,25 @@ class OIPPredictor(Predictor):
                 raise ValueError(f"{self.name}: feature rows must form a 2-D array, got shape {rows.shape}")
             if not np.isfinite(rows).all():
                 raise ValueError(f"{self.name}: feature rows must be finite (JSON has no NaN or inf)")
-            tensor = {"name": self.input_name, "shape": list(rows.shape), "datatype": self.datatype,
-                      "data": rows.ravel().tolist()}
-        return json.dumps({"inputs": [tensor], "outputs": [{"name": self.output_name}]}).encode()
+            tensor = {"name": self.input_name, "shape": list(rows.shape), "datatype": self.datatype, "data": rows}
+        binary = self._use_binary()
+        output: dict[str, Any] = {"name": self.output_name}
+        if binary:
+            output["parameters"] = {"binary_data": True}
+        body, header = wire.encode({"inputs": [tensor], "outputs": [output]}, "inputs", binary)
+        if header is None:
+            return body, {}
+        return body, {"Content-Type": wire.CONTENT_TYPE, wire.HEADER: str(header)}
 
     def _parse(self, response: Any, n: int) -> Predictions:
-        body = self._checked_json(response, "inference")
+        header = response.headers.get(wire.HEADER) if response.status_code == 200 else None
+        if header is None:
+            body = self._checked_json(response, "inference")
+        else:
+            try:
+                body = wire.decode(response.content, header, "outputs")
+            except wire.WireError as exc:
+                raise PredictionError(f"{self.name}: the binary inference answer is malformed: {exc}") from None
         outputs = body.get("outputs")
         if not isinstance(outputs, list):
             raise PredictionError(f"{self.name}: the answer has no 'outputs' list: {_short(body)}")
@@ -253,12 +295,13 @@ class OIPPredictor(Predictor):
         return Predictions.from_probs(values, self.classes, source=self.name)
 
     def _predict_batch(self, inputs: Sequence[Any]) -> Predictions:
-        payload = self._payload(inputs)
-        return self._parse(self._request("POST", self.model_path + "/infer", content=payload), len(inputs))
+        payload, headers = self._payload(inputs)
+        response = self._request("POST", self.model_path + "/infer", content=payload, headers=headers)
+        return self._parse(response, len(inputs))
 
     async def _apredict_batch(self, inputs: Sequence[Any]) -> Predictions:
-        payload = self._payload(inputs)
-        response = await self._arequest("POST", self.model_path + "/infer", content=payload)
+        payload, headers = self._payload(inputs)
+        response = await self._arequest("POST", self.model_path + "/infer", content=payload, headers=headers)
         return self._parse(response, len(inputs))
 
     # -- HTTP ------------------------------------------------------------------------------------------
