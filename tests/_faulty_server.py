@@ -1,0 +1,252 @@
+"""A misbehaving HTTP server on loopback, for the fault tests of remote stages.
+
+It speaks enough of the Open Inference Protocol (REST) for :class:`~confroute.OIPPredictor`
+(``GET /v2/health/ready``, ``GET /v2/models/{m}`` and ``/ready``, ``POST /v2/models/{m}/infer``)
+and answers any other ``POST`` (an OpenAI ``/v1/chat/completions``, say) with what its
+``answer`` callable returns. Each request follows a *mode*:
+
+``"ok"``        answer at once;
+``"slow"``      sleep ``delay`` seconds, then answer;
+``"trickle"``   send the headers, then the body one byte every ``trickle_interval`` seconds;
+``"hang"``      read the request and never answer (until the server closes);
+``"reset"``     read the request and reset the connection (RST, no answer);
+``"500"``       HTTP 500 with ``{"error": "boom"}``;
+``"500-list"``  HTTP 500 whose body is a JSON list (``["boom"]``);
+``"429"`` / ``"503"``  that status with ``Retry-After: retry_after`` and ``{"error": ...}``;
+``"3cols"``     a 200 answer with 3 probability columns (OIP only).
+
+``server.mode`` sets the mode of every request; ``server.plan = f`` (``f(i, path) -> mode``,
+``i`` the request's number from 0) picks one per request (deterministic chaos). Only requests
+to the infer path (or any POST) follow the mode; metadata and health requests always answer.
+
+The default OIP answer: a numeric row ``[x, ...]`` gets probabilities ``[0.1, 0.9]`` when
+``(int(x) // 3) % 2`` is 1, else ``[0.9, 0.1]`` (a known function of the input, so a misplaced
+row is detected); a text gets ``[0.5, 0.5]``; set ``server.answer = f(rows) -> list of rows``.
+
+Counters (under ``server.lock``): ``requests``, ``in_flight``, ``peak_in_flight`` (POSTs being
+handled), ``connections``, ``peak_connections`` (sockets open at once), ``modes`` (a Counter).
+
+    with FaultyServer(mode="slow", delay=2.0) as srv:
+        p = OIPPredictor(srv.url, "m")
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["FaultyServer"]
+
+
+def _label(x: float) -> int:
+    return (int(x) // 3) % 2
+
+
+def default_answer(rows: list[Any]) -> list[list[float]]:
+    out = []
+    for r in rows:
+        if isinstance(r, str):
+            out.append([0.5, 0.5])
+        else:
+            out.append([0.1, 0.9] if _label(r[0]) else [0.9, 0.1])
+    return out
+
+
+class FaultyServer:
+    def __init__(
+        self,
+        mode: str = "ok",
+        *,
+        delay: float = 1.0,
+        trickle_interval: float = 0.05,
+        retry_after: float = 0.0,
+        classes: list[str] | None = None,
+        model: str = "m",
+    ) -> None:
+        self.mode = mode
+        self.plan: Callable[[int, str], str] | None = None
+        self.delay = delay
+        self.trickle_interval = trickle_interval
+        self.retry_after = retry_after
+        self.classes = classes
+        self.model = model
+        self.answer: Callable[[list[Any]], Any] = default_answer
+        self.lock = threading.Lock()
+        self.requests = self.in_flight = self.peak_in_flight = 0
+        self.connections = self.peak_connections = 0
+        self.modes: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._socks: set[socket.socket] = set()
+        self._listener = socket.socket()
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(256)
+        self.port = self._listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._accept, daemon=True, name="faulty-accept")
+        self._thread.start()
+
+    # -- lifetime ------------------------------------------------------------------------------------
+
+    def __enter__(self) -> FaultyServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        try:
+            self._listener.close()
+        except OSError:
+            pass
+        with self.lock:
+            socks = list(self._socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._thread.join(5)
+
+    def _accept(self) -> None:
+        self._listener.settimeout(0.1)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            with self.lock:
+                self._socks.add(conn)
+                self.connections += 1
+                self.peak_connections = max(self.peak_connections, self.connections)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True, name="faulty-conn").start()
+
+    # -- one connection ------------------------------------------------------------------------------
+
+    def _serve(self, conn: socket.socket) -> None:
+        reader = conn.makefile("rb")
+        try:
+            while not self._stop.is_set():
+                request = self._read(reader)
+                if request is None:
+                    return
+                if not self._handle(conn, *request):
+                    return
+        except OSError:
+            return
+        finally:
+            with self.lock:
+                self._socks.discard(conn)
+                self.connections -= 1
+            try:
+                reader.close()
+                conn.close()
+            except OSError:
+                pass
+
+    @staticmethod
+    def _read(reader: Any) -> tuple[str, str, bytes] | None:
+        line = reader.readline()
+        if not line:
+            return None
+        method, path, _ = line.decode("latin-1").split(" ", 2)
+        length = 0
+        while True:
+            header = reader.readline()
+            if header in (b"\r\n", b"\n", b""):
+                break
+            key, _, value = header.decode("latin-1").partition(":")
+            if key.strip().lower() == "content-length":
+                length = int(value.strip())
+        body = reader.read(length) if length else b""
+        return method, path, body
+
+    def _send(self, conn: socket.socket, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        reason = {200: "OK", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error",
+                  503: "Service Unavailable"}.get(status, "X")
+        head = f"HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        for k, v in (headers or {}).items():
+            head += f"{k}: {v}\r\n"
+        conn.sendall(head.encode() + b"\r\n" + data)
+
+    def _handle(self, conn: socket.socket, method: str, path: str, body: bytes) -> bool:
+        """Answer one request; False to drop the connection."""
+        base = f"/v2/models/{self.model}"
+        if method == "GET":
+            if path in ("/v2/health/ready", base + "/ready"):
+                self._send(conn, 200, {"ready": True})
+            elif path == base:
+                meta: dict[str, Any] = {"name": self.model, "inputs": [{"name": "x"}], "outputs": [{"name": "probs"}]}
+                if self.classes:
+                    meta["outputs"][0]["parameters"] = {"classes": self.classes}
+                self._send(conn, 200, meta)
+            else:
+                self._send(conn, 404, {"error": f"no {path}"})
+            return True
+        with self.lock:
+            i = self.requests
+            self.requests += 1
+            self.in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            mode = self.plan(i, path) if self.plan is not None else self.mode
+            with self.lock:
+                self.modes[mode] += 1
+            return self._misbehave(conn, mode, path, body)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def _answer(self, path: str, body: bytes, mode: str) -> Any:
+        request = json.loads(body or b"{}")
+        if not path.endswith("/infer"):
+            return self.answer(request)
+        tensor = request["inputs"][0]
+        data, shape = tensor["data"], tensor["shape"]
+        rows = data if len(shape) == 1 else [data[i * shape[1]:(i + 1) * shape[1]] for i in range(shape[0])]
+        probs = [[1 / 3] * 3 for _ in rows] if mode == "3cols" else self.answer(rows)
+        flat = [v for row in probs for v in row]
+        return {"model_name": self.model, "outputs": [{"name": "probs", "shape": [len(rows), len(probs[0])],
+                                                       "datatype": "FP64", "data": flat}]}
+
+    def _misbehave(self, conn: socket.socket, mode: str, path: str, body: bytes) -> bool:
+        if mode == "hang":
+            while not self._stop.wait(0.05):
+                pass
+            return False
+        if mode == "reset":
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return False
+        if mode == "500":
+            self._send(conn, 500, {"error": "boom"})
+            return True
+        if mode == "500-list":
+            self._send(conn, 500, ["boom"])
+            return True
+        if mode in ("429", "503"):
+            self._send(conn, int(mode), {"error": "busy"}, {"Retry-After": f"{self.retry_after:g}"})
+            return True
+        if mode == "slow" and self._stop.wait(self.delay):
+            return False
+        answer = self._answer(path, body, mode)
+        if mode == "trickle":
+            data = json.dumps(answer).encode()
+            conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+                         .encode())
+            for k in range(len(data)):
+                if self._stop.wait(self.trickle_interval):
+                    return False
+                conn.sendall(data[k:k + 1])
+            return True
+        self._send(conn, 200, answer)
+        return True
