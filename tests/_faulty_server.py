@@ -3,7 +3,8 @@
 It speaks enough of the Open Inference Protocol (REST) for :class:`~confroute.OIPPredictor`
 (``GET /v2/health/ready``, ``GET /v2/models/{m}`` and ``/ready``, ``POST /v2/models/{m}/infer``)
 and answers any other ``POST`` (an OpenAI ``/v1/chat/completions``, say) with what its
-``answer`` callable returns. Each request follows a *mode*:
+``completion`` callable returns for the request's JSON (default: a chat completion with top
+logprobs for the tokens ``A`` and ``B``). Each request follows a *mode*:
 
 ``"ok"``        answer at once;
 ``"slow"``      sleep ``delay`` seconds, then answer;
@@ -41,7 +42,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["FaultyServer"]
+__all__ = ["FaultyServer", "client_sockets", "mixed_plan"]
 
 
 def _label(x: float) -> int:
@@ -56,6 +57,14 @@ def default_answer(rows: list[Any]) -> list[list[float]]:
         else:
             out.append([0.1, 0.9] if _label(r[0]) else [0.9, 0.1])
     return out
+
+
+def default_completion(request: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAI chat completion whose first token's top logprobs favour ``A`` over ``B``."""
+    top = [{"token": "A", "logprob": -0.1}, {"token": "B", "logprob": -2.4}]
+    return {"choices": [{"index": 0, "message": {"role": "assistant", "content": "A"},
+                         "logprobs": {"content": [{"token": "A", "logprob": -0.1, "top_logprobs": top}]}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1}}
 
 
 class FaultyServer:
@@ -77,6 +86,7 @@ class FaultyServer:
         self.classes = classes
         self.model = model
         self.answer: Callable[[list[Any]], Any] = default_answer
+        self.completion: Callable[[dict[str, Any]], Any] = default_completion
         self.lock = threading.Lock()
         self.requests = self.in_flight = self.peak_in_flight = 0
         self.connections = self.peak_connections = 0
@@ -210,7 +220,7 @@ class FaultyServer:
     def _answer(self, path: str, body: bytes, mode: str) -> Any:
         request = json.loads(body or b"{}")
         if not path.endswith("/infer"):
-            return self.answer(request)
+            return self.completion(request)
         tensor = request["inputs"][0]
         data, shape = tensor["data"], tensor["shape"]
         rows = data if len(shape) == 1 else [data[i * shape[1]:(i + 1) * shape[1]] for i in range(shape[0])]
@@ -250,3 +260,76 @@ class FaultyServer:
             return True
         self._send(conn, 200, answer)
         return True
+
+
+def client_sockets(port: int) -> int:
+    """How many of this process's open sockets are TCP connections *to* ``port`` on loopback
+    (the client side; an in-process server's own ends and asyncio's socket pairs not counted)."""
+    import os
+
+    inodes = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        try:
+            with open(table) as f:
+                lines = f.readlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if int(parts[2].rsplit(":", 1)[1], 16) == port and parts[3] != "0A":  # not a listener
+                inodes.add(parts[9])
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            link = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        n += link.startswith("socket:[") and link[8:-1] in inodes
+    return n
+
+
+def mixed_plan(mix: dict[str, float], seed: int = 0) -> Callable[[int, str], str]:
+    """A deterministic per-request plan: request ``i`` gets a mode drawn from ``mix`` (shares)
+    with a generator seeded by ``(seed, i)``, so a rerun sees the same chaos."""
+    import random
+
+    modes = list(mix)
+    total = sum(mix.values())
+    cumulative = [sum(mix[m] for m in modes[: k + 1]) / total for k in range(len(modes))]
+
+    def plan(i: int, path: str) -> str:
+        u = random.Random(seed * 1_000_003 + i).random()
+        return next(m for m, c in zip(modes, cumulative) if u < c) if u < 1 else modes[-1]
+
+    return plan
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a server in its own process until stdin closes; prints its URL on the first line.
+
+    ``python tests/_faulty_server.py --mix ok=0.6,slow=0.1,trickle=0.1,500=0.1,reset=0.05,hang=0.05``
+    """
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mix", default="ok=1")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--delay", type=float, default=1.0)
+    ap.add_argument("--trickle-interval", type=float, default=0.05)
+    ap.add_argument("--classes", default="neg,pos")
+    args = ap.parse_args(argv)
+    mix = {k: float(v) for k, v in (part.split("=") for part in args.mix.split(","))}
+    srv = FaultyServer(delay=args.delay, trickle_interval=args.trickle_interval,
+                       classes=args.classes.split(",") if args.classes else None)
+    srv.plan = mixed_plan(mix, args.seed)
+    print(srv.url, flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    with srv.lock:
+        print(json.dumps({"requests": srv.requests, "peak_in_flight": srv.peak_in_flight,
+                          "peak_connections": srv.peak_connections, "modes": dict(srv.modes)}), flush=True)
+    srv.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,6 @@ slow, trickling, resetting, answering 500s or 3 columns. Each failed on main bef
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 
 import numpy as np
@@ -15,7 +14,14 @@ import pytest
 
 pytest.importorskip("httpx", reason="OIPPredictor needs httpx: pip install 'confroute[serve]'")
 
-from confroute import CallablePredictor, Fallback, OIPPredictor, Predictions, ThresholdRouter  # noqa: E402
+from confroute import (  # noqa: E402
+    CallablePredictor,
+    Fallback,
+    OIPPredictor,
+    OpenAIPredictor,
+    Predictions,
+    ThresholdRouter,
+)
 from confroute.exceptions import (  # noqa: E402
     ClassMismatchError,
     PredictionError,
@@ -23,7 +29,7 @@ from confroute.exceptions import (  # noqa: E402
     StageTimeoutError,
 )
 
-from _faulty_server import FaultyServer  # noqa: E402
+from _faulty_server import FaultyServer, client_sockets  # noqa: E402
 
 ROWS = [[float(i), 0.0] for i in range(6)]
 
@@ -39,16 +45,6 @@ def _unsure(xs):  # the primary: never confident, every row goes on to the remot
 
 def _router(stage: Fallback) -> ThresholdRouter:
     return ThresholdRouter(CallablePredictor(_unsure, classes=["neg", "pos"]), stage, threshold=0.9)
-
-
-def _sockets() -> int:
-    n = 0
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            n += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
-        except OSError:
-            pass
-    return n
 
 
 @pytest.fixture
@@ -110,20 +106,27 @@ def test_a_trickling_server_fails_at_the_deadline(server):
 
 
 def test_sockets_stay_bounded_over_many_event_loops_and_close_releases_them(server):
-    before = _sockets()
     p = _oip(server.url, max_connections=4)
     router = _router(Fallback(p, on_error="raise"))
-    for _ in range(300):
+    for _ in range(300):  # 300 event loops, one after another
         r = asyncio.run(router.aroute(ROWS[:2]))
         assert not r.degraded.any()
-    assert _sockets() - before <= 4
+    assert 1 <= client_sockets(server.port) <= 4
+    server.mode, server.delay = "slow", 0.2
+    threads = [threading.Thread(target=router.route, args=(ROWS[:2],)) for _ in range(16)]  # 16 at once
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert 1 <= client_sockets(server.port) <= 4 and server.peak_in_flight <= 4
     p.close()
-    assert _sockets() <= before
+    assert client_sockets(server.port) == 0
     assert not any(t.name.startswith("confroute-http") for t in threading.enumerate())
     # usable again after close, and as a context manager
+    server.mode = "ok"
     with p:
         assert p.predict(ROWS[:3]).labels.tolist() == ["neg", "neg", "neg"]
-    assert _sockets() <= before
+    assert client_sockets(server.port) == 0
 
 
 # -- Medium 6b: a stage answering other classes is a stage failure ----------------------------------
@@ -200,3 +203,23 @@ def test_route_stream_refuses_a_fractional_chunk_size():
 
     with pytest.raises((TypeError, ValueError), match="chunk_size"):
         asyncio.run(drain())
+
+
+# -- the OpenAI-compatible stage shares the transport ------------------------------------------------
+
+
+def _llm(url: str, **kw: object) -> OpenAIPredictor:
+    return OpenAIPredictor(url + "/v1", "m", ["A", "B"], template="{input}", **kw)  # type: ignore[arg-type]
+
+
+def test_openai_predictor_keeps_one_pool_over_event_loops_and_its_deadline(server):
+    p = _llm(server.url, max_concurrency=2, timeout=1.0)
+    for _ in range(100):
+        assert asyncio.run(p.apredict(["x", "y", "z"])).labels.tolist() == ["A", "A", "A"]
+    assert 1 <= client_sockets(server.port) <= 2
+    assert p.predict(["x"]).labels.tolist() == ["A"]
+    server.mode, server.trickle_interval = "trickle", 0.1
+    with pytest.raises(StageTimeoutError, match="did not answer within 1.0 s"):
+        p.predict(["t"])
+    p.close()
+    assert client_sockets(server.port) == 0
