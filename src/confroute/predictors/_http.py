@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 
 from ..exceptions import RemoteStageError, RemoteUnavailableError, StageTimeoutError
 
-__all__ = ["Transport", "status_error", "retry_after_seconds", "short"]
+__all__ = ["Transport", "status_error", "error_detail", "retry_after_seconds", "short", "import_httpx"]
 
 T = TypeVar("T")
 

@@ -39,10 +39,10 @@ from typing import Any, Literal
 import numpy as np
 
 from ..core.types import PredictionError, Predictions
-from ..exceptions import RemoteStageError, RemoteUnavailableError, StageTimeoutError
+from ..exceptions import RemoteStageError, StageTimeoutError
 from ._cache import ResponseCache, cache_key
 from ._llm_prompt import DEFAULT_TEMPLATE, LLMCall, LLMPrompt, check_usage
-from ._http import Transport
+from ._http import Transport, error_detail, status_error
 from ._text import check_texts
 from .base import Predictor
 
@@ -251,19 +251,11 @@ class OpenAIPredictor(Predictor):
         return {"top": top, "usage": usage, "cached": False, "key": key}
 
     def _http_error(self, response: Any, status: int, wait: float | None, transient: bool) -> Exception:
-        try:
-            detail = response.json()
-            detail = detail.get("error", detail) if isinstance(detail, dict) else detail
-        except ValueError:
-            detail = response.text
-        message = f"{self.name}: {self.base_url}{self.path} failed with HTTP {status}: {_short(detail)}"
-        if "logprob" in str(detail).lower() or "logits_all" in str(detail):
-            message += f"; {LOGPROBS_HINT}"
-        if transient:
-            error = RemoteUnavailableError(message, status)
-            error.retry_after = wait  # type: ignore[attr-defined]
-            return error
-        return RemoteStageError(message, status)
+        """The shared mapping (:func:`confroute.predictors._http.status_error`: 429/5xx are
+        ``RemoteUnavailableError`` with ``retry_after``), plus the logprobs hint."""
+        detail = error_detail(response)
+        hint = f"; {LOGPROBS_HINT}" if "logprob" in detail.lower() or "logits_all" in detail else ""
+        return status_error(response, f"{self.name}: POST {self.path}", hint)
 
     def _parse(self, response: Any) -> tuple[list[tuple[str, float]], dict[str, int] | None]:
         try:
