@@ -99,6 +99,7 @@ class Soak:
         self.errors: dict[str, int] = {}
         self.sockets_peak = 0
         self.rss: list[float] = []
+        self.lags: list[float] = []
         self.stop = threading.Event()
 
     def record(self, ids: np.ndarray, result: Any, seconds: float) -> None:
@@ -117,8 +118,14 @@ class Soak:
         return np.arange(start, start + self.args.batch)
 
     def sample(self) -> None:
+        """Sockets every 0.1 s, RSS every second, and how late the 0.1 s wake-up came (the
+        machine's scheduling lag: a deadline cannot fire earlier than its thread runs)."""
         next_rss = 0.0
-        while not self.stop.wait(0.1):
+        while True:
+            t = time.perf_counter()
+            if self.stop.wait(0.1):
+                break
+            self.lags.append(time.perf_counter() - t - 0.1)
             n = client_sockets(self.port)
             with self.lock:
                 self.sockets_peak = max(self.sockets_peak, n)
@@ -186,6 +193,8 @@ class Soak:
             "call_s_p50": round(float(np.median(lat)), 3), "call_s_p99": round(float(np.quantile(lat, 0.99)), 3),
             "call_s_max": round(float(lat.max()), 3), "max_over_deadline": round(float(lat.max()) / self.deadline, 3),
             "calls_over_110pct": int((lat > 1.1 * self.deadline).sum()),
+            "sampler_wakeup_lag_s_p99": round(float(np.quantile(self.lags, 0.99)), 3) if self.lags else None,
+            "sampler_wakeup_lag_s_max": round(max(self.lags), 3) if self.lags else None,
             "max_connections": args.max_connections, "sockets_at_start": sockets_start,
             "sockets_peak": self.sockets_peak, "sockets_peak_above_start": self.sockets_peak - sockets_start,
             "sockets_after_close": sockets_after_close,

@@ -72,6 +72,16 @@ def test_fallback_timeout_holds_for_a_remote_stage_on_every_sync_path(server):
     p.close()
 
 
+def test_a_sync_call_past_the_timeout_is_cancelled_and_frees_its_slot(server):
+    server.mode, server.delay = "slow", 5.0
+    p = _oip(server.url, timeout=10.0)
+    router = _router(Fallback(p, timeout=0.3, max_concurrency=1, on_error="abstain"))
+    for _ in range(3):  # an abandoned call would keep the only slot for 5 s: "no free call slot"
+        r = router.route(ROWS[:1])
+        assert r.degraded.all() and "did not answer within 0.3 s" in r.errors[0], r.errors[0]
+    p.close()
+
+
 def test_fallback_max_concurrency_holds_for_a_remote_stage_under_threads(server):
     server.mode, server.delay = "slow", 0.3
     p = _oip(server.url)

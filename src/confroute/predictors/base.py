@@ -36,9 +36,14 @@ class Predictor(ABC):
         Largest batch handed to the model at once (``None``: the whole input in one call).
     name : str
         Used in error messages and in routing results.
+    cancellable : bool
+        Whether :meth:`apredict` may stand in for :meth:`predict` and cancelling it stops the
+        work (remote predictors: the request is dropped). A :class:`~confroute.Fallback` with a
+        ``timeout`` then cancels a sync call at the timeout instead of abandoning it.
     """
 
     classes: tuple[Any, ...] | None = None
+    cancellable: bool = False
     batch_size: int | None = None
     name: str = "predictor"
 

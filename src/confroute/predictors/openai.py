@@ -127,6 +127,8 @@ class OpenAIPredictor(Predictor):
     OpenAIPredictor(base_url='http://127.0.0.1:8000/v1', model='smollm2', classes=('negative', 'positive'), codes=('A', 'B'), endpoint='chat')
     """
 
+    cancellable = True  # a Fallback cancels a sync call at its timeout (the request is dropped)
+
     # long: one validated parameter per line
     def __init__(
         self,

@@ -95,6 +95,8 @@ class OIPPredictor(Predictor):
     ...                          circuit_breaker=CircuitBreaker(3, reset_after=10)))  # doctest: +SKIP
     """
 
+    cancellable = True  # a Fallback cancels a sync call at its timeout (the request is dropped)
+
     def __init__(
         self,
         url: str,

@@ -182,7 +182,9 @@ class Fallback:
         :class:`~confroute.OIPPredictor` included) cannot be killed (Python threads cannot be):
         it runs in a daemon thread, is abandoned at the timeout, and its answer is discarded
         when it finishes. It keeps its concurrency slot until then, so ``max_concurrency``
-        stays true (a remote predictor's own ``timeout`` ends it).
+        stays true. A remote predictor (``cancellable``: :class:`~confroute.OIPPredictor`,
+        :class:`~confroute.OpenAIPredictor`) is cancelled at the timeout on the sync path too,
+        and gives its slot back at once.
     split_on_failure : bool, default False
         When a batch still fails, retry each half separately, down to single inputs.
     batch_size : int, optional
@@ -421,10 +423,13 @@ class Fallback:
                 self._release()
         box: list[Predictions | BaseException] = []
         finished = threading.Event()
+        # A cancellable predictor (a remote one) runs its async path on a loop of its own, under
+        # the timeout: at the timeout the request is cancelled and the slot freed at once.
+        cancellable = self._natively_async and bool(getattr(self.predictor, "cancellable", False))
 
         def target() -> None:
             try:
-                box.append(self._predict(batch))
+                box.append(asyncio.run(self._awaited(batch)) if cancellable else self._predict(batch))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, which re-raises
                 box.append(exc)
             finally:
