@@ -233,3 +233,21 @@ def test_openai_predictor_keeps_one_pool_over_event_loops_and_its_deadline(serve
         p.predict(["t"])
     p.close()
     assert client_sockets(server.port) == 0
+
+
+def test_a_dropped_or_pickled_predictor_leaves_no_thread_or_socket_behind(server):
+    import gc
+    import pickle
+
+    p = _oip(server.url)
+    assert p.predict(ROWS[:2]).labels.tolist() == ["neg", "neg"]
+    clone = pickle.loads(pickle.dumps(p))  # settings only: the clone opens its own client
+    assert clone.predict(ROWS[3:5]).labels.tolist() == ["pos", "pos"]
+    threads = [t for t in threading.enumerate() if t.name.startswith("confroute-http")]
+    assert len(threads) == 2 and client_sockets(server.port) == 2
+    del p, clone
+    gc.collect()
+    for t in threads:
+        t.join(30)
+        assert not t.is_alive()
+    assert client_sockets(server.port) == 0
