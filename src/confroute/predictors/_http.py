@@ -10,11 +10,11 @@ run by a daemon thread of its own. Every request goes there, whoever makes it:
   and event loops (``asyncio.run`` after ``asyncio.run``) use it, and a closed caller loop
   leaves nothing behind.
 
-``timeout`` is a **deadline** for a whole request: waiting for the connection, sending the body
-and reading every byte of the answer (a server that trickles its answer one byte at a time still
-fails at ``timeout`` seconds). Waiting for one of the ``max_connections`` request slots comes
-before the deadline starts (a busy predictor is not a slow server; a
-:class:`~confroute.Fallback` ``timeout`` bounds the whole call, slot wait included).
+``timeout`` is a **deadline** for a whole request, counted from the call: waiting for one of the
+``max_connections`` request slots, connecting, sending the body and reading every byte of the
+answer (a server that trickles its answer one byte at a time still fails at ``timeout``
+seconds). The caller keeps it itself (it does not wait for the private loop to notice), and the
+private loop keeps it too, from the moment the request has its slot.
 
 Failures become confroute errors, so a :class:`~confroute.Fallback` applies its policies:
 
@@ -57,6 +57,10 @@ def import_httpx(who: str, extra: str) -> Any:
     except ImportError:
         raise ImportError(f"{who} needs httpx: pip install 'confroute[{extra}]'") from None
     return httpx
+
+
+class Expired(Exception):
+    """The caller's own deadline passed (:meth:`Transport.run` / :meth:`Transport.arun`)."""
 
 
 class _LoopThread:
@@ -182,10 +186,13 @@ class Transport:
             try:
                 return await asyncio.wait_for(client.request(method, path, **kwargs), self.timeout)
             except asyncio.TimeoutError:  # the deadline (httpx's own timeouts are not TimeoutError)
-                raise StageTimeoutError(f"{self.name}: {method} {path}: did not answer within {self.timeout} s "
-                                        "(the deadline for connect, send and the whole answer)") from None
+                raise self.deadline_error(method, path) from None
             except self.httpx.HTTPError as exc:
                 raise self.transport_error(exc, method, path) from None
+
+    def deadline_error(self, method: str, path: str) -> StageTimeoutError:
+        return StageTimeoutError(f"{self.name}: {method} {path}: did not answer within {self.timeout} s "
+                                 "(the deadline for connect, send and the whole answer)")
 
     def transport_error(self, exc: Exception, method: str, path: str) -> Exception:
         """A confroute error for an ``httpx`` transport failure."""
@@ -199,25 +206,40 @@ class Transport:
     # -- requests --------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """One request (blocking), under the deadline; returns the ``httpx.Response``."""
-        return self.run(self._request_coro(method, path, kwargs))
+        """One request (blocking), under the deadline; returns the ``httpx.Response``.
+
+        The deadline is kept twice: on the private loop (from the moment the request has a
+        slot) and by the caller (from the call, slot wait included), so a busy or starved
+        private loop cannot make the caller late."""
+        try:
+            return self.run(self._request_coro(method, path, kwargs), self.timeout)
+        except Expired:
+            raise self.deadline_error(method, path) from None
 
     async def arequest(self, method: str, path: str, **kwargs: Any) -> Any:
         """Async :meth:`request`, from any event loop; cancelling it cancels the request."""
-        return await self.arun(self._request_coro(method, path, kwargs))
+        try:
+            return await self.arun(self._request_coro(method, path, kwargs), self.timeout)
+        except Expired:
+            raise self.deadline_error(method, path) from None
 
     def _request_coro(self, method: str, path: str, kwargs: dict[str, Any]) -> Coroutine[Any, Any, Any]:
         runner = self._loop_thread()
         return self._send(runner.state, method, path, kwargs)
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the private loop and wait for it (not from the private loop itself)."""
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Run ``coro`` on the private loop and wait for it (not from the private loop itself);
+        past ``timeout`` seconds it is cancelled and :class:`Expired` raised."""
         runner = self._loop_thread()
         if threading.current_thread() is runner.thread:
             coro.close()
             raise RuntimeError(f"{self.name}: a blocking request from the transport's own loop")
         future = asyncio.run_coroutine_threadsafe(coro, runner.loop)
         try:
+            done, _ = concurrent.futures.wait([future], timeout)
+            if not done:
+                future.cancel()
+                raise Expired
             return future.result()
         except concurrent.futures.CancelledError:
             raise RemoteUnavailableError(f"{self.name}: closed while a request was in flight") from None
@@ -225,18 +247,25 @@ class Transport:
             future.cancel()  # interrupted: the request stops too
             raise
 
-    async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` on the private loop (directly when already there)."""
+    async def arun(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        """Await ``coro`` on the private loop (directly when already there); past ``timeout``
+        seconds it is cancelled and :class:`Expired` raised."""
         runner = self._loop_thread()
         if asyncio.get_running_loop() is runner.loop:
-            return await coro
+            return await coro  # the private loop keeps the deadline itself
         future = asyncio.run_coroutine_threadsafe(coro, runner.loop)
+        waiter = asyncio.wrap_future(future)
         try:
-            return await asyncio.wrap_future(future)
+            done, _ = await asyncio.wait([waiter], timeout=timeout)
+            if not done:
+                future.cancel()
+                raise Expired
+            return waiter.result()
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if future.cancelled() and task is not None and not task.cancelling():
                 raise RemoteUnavailableError(f"{self.name}: closed while a request was in flight") from None
+            future.cancel()  # the caller was cancelled: so is the request
             raise
 
     # -- lifetime --------------------------------------------------------------------------------
