@@ -199,7 +199,8 @@ class Soak:
             "sockets_peak": self.sockets_peak, "sockets_peak_above_start": self.sockets_peak - sockets_start,
             "sockets_after_close": sockets_after_close,
             "rss_mib_after_10pct": round(warm, 1), "rss_mib_peak": round(max(self.rss), 1),
-            "rss_mib_end": round(self.rss[-1], 1), "threads_start": threads_start, "threads_end": threads_end,
+            "rss_mib_end": round(self.rss[-1], 1),
+            "rss_mib_at_tenths": [round(self.rss[min(len(self.rss) - 1, k * len(self.rss) // 10)], 1) for k in range(11)], "threads_start": threads_start, "threads_end": threads_end,
             "server": server, "mix": args.mix, "python": platform.python_version(), "cpus": os.cpu_count(),
             "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
         }
