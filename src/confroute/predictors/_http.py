@@ -37,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import email.utils
+import os
 import threading
 import time
 import weakref
@@ -68,6 +69,7 @@ class _LoopThread:
 
     def __init__(self, name: str) -> None:
         self.loop = asyncio.new_event_loop()
+        self.pid = os.getpid()
         self.state: dict[str, Any] = {}
         self.thread = threading.Thread(target=_serve, args=(self.loop, self.state), daemon=True,
                                        name=f"confroute-http-{name}")
@@ -158,6 +160,8 @@ class Transport:
 
     def _loop_thread(self) -> _LoopThread:
         with self._lock:
+            if self._runner is not None and self._runner.pid != os.getpid():
+                self._runner = None  # a forked child: the parent's loop thread does not run here
             if self._runner is None:
                 self._runner = _LoopThread(self.name)
                 self._finalizer = weakref.finalize(self, self._runner.stop, False)
