@@ -77,6 +77,16 @@ def wrong_rows(result: Any, ids: np.ndarray) -> int:
     return int(len(ids) - good.sum()) + abs(len(result) - len(ids))
 
 
+def by_tenth(ended: np.ndarray, lat: np.ndarray) -> list[tuple[int, float]]:
+    """(calls, median call time) in each tenth of the run: a trend shows here."""
+    edges = np.linspace(ended.min(), ended.max() + 1e-9, 11)
+    out = []
+    for k in range(10):
+        m = (ended >= edges[k]) & (ended < edges[k + 1])
+        out.append((int(m.sum()), round(float(np.median(lat[m])), 3) if m.any() else float("nan")))
+    return out
+
+
 class Soak:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -95,6 +105,7 @@ class Soak:
         self.deadline = min(args.oip_timeout, args.stage_timeout)
         self.lock = threading.Lock()
         self.latencies: list[float] = []
+        self.ended: list[float] = []
         self.rows = self.wrong = self.degraded = self.by_remote = 0
         self.errors: dict[str, int] = {}
         self.sockets_peak = 0
@@ -105,6 +116,7 @@ class Soak:
     def record(self, ids: np.ndarray, result: Any, seconds: float) -> None:
         with self.lock:
             self.latencies.append(seconds)
+            self.ended.append(time.monotonic())
             self.rows += len(ids)
             self.wrong += wrong_rows(result, ids)
             self.degraded += int(result.degraded.sum())
@@ -193,6 +205,7 @@ class Soak:
             "call_s_p50": round(float(np.median(lat)), 3), "call_s_p99": round(float(np.quantile(lat, 0.99)), 3),
             "call_s_max": round(float(lat.max()), 3), "max_over_deadline": round(float(lat.max()) / self.deadline, 3),
             "calls_over_110pct": int((lat > 1.1 * self.deadline).sum()),
+            "calls_and_p50_s_by_tenth": by_tenth(np.array(self.ended), lat),
             "sampler_wakeup_lag_s_p99": round(float(np.quantile(self.lags, 0.99)), 3) if self.lags else None,
             "sampler_wakeup_lag_s_max": round(max(self.lags), 3) if self.lags else None,
             "max_connections": args.max_connections, "sockets_at_start": sockets_start,

@@ -34,6 +34,7 @@ handled), ``connections``, ``peak_connections`` (sockets open at once), ``modes`
 from __future__ import annotations
 
 import json
+import select
 import socket
 import struct
 import threading
@@ -230,9 +231,13 @@ class FaultyServer:
                                                        "datatype": "FP64", "data": flat}]}
 
     def _misbehave(self, conn: socket.socket, mode: str, path: str, body: bytes) -> bool:
-        if mode == "hang":
-            while not self._stop.wait(0.05):
-                pass
+        if mode == "hang":  # until the client goes away (or the server closes)
+            while not self._stop.is_set():
+                readable, _, _ = select.select([conn], [], [], 0.5)
+                if readable and not conn.recv(1, socket.MSG_PEEK):
+                    return False  # the client closed the connection
+                if readable:
+                    time.sleep(0.05)  # a pipelined request: keep hanging
             return False
         if mode == "reset":
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
