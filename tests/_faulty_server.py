@@ -253,7 +253,10 @@ class FaultyServer:
             return True
         if mode == "slow" and self._stop.wait(self.delay):
             return False
-        answer = self._answer(path, body, mode)
+        try:
+            answer = self._answer(path, body, mode)
+        except (ValueError, KeyError, IndexError, TypeError):  # a request cut short by its client
+            return False
         if mode == "trickle":
             data = json.dumps(answer).encode()
             conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"

@@ -238,13 +238,13 @@ class Transport:
         if threading.current_thread() is runner.thread:
             coro.close()
             raise RuntimeError(f"{self.name}: a blocking request from the transport's own loop")
-        future = asyncio.run_coroutine_threadsafe(coro, runner.loop)
+        future = asyncio.run_coroutine_threadsafe(_outcome(coro), runner.loop)
         try:
             done, _ = concurrent.futures.wait([future], timeout)
             if not done:
                 future.cancel()
                 raise Expired
-            return future.result()
+            return _unwrap(future.result())
         except concurrent.futures.CancelledError:
             raise RemoteUnavailableError(f"{self.name}: closed while a request was in flight") from None
         except BaseException:
@@ -257,14 +257,14 @@ class Transport:
         runner = self._loop_thread()
         if asyncio.get_running_loop() is runner.loop:
             return await coro  # the private loop keeps the deadline itself
-        future = asyncio.run_coroutine_threadsafe(coro, runner.loop)
+        future = asyncio.run_coroutine_threadsafe(_outcome(coro), runner.loop)
         waiter = asyncio.wrap_future(future)
         try:
             done, _ = await asyncio.wait([waiter], timeout=timeout)
             if not done:
                 future.cancel()
                 raise Expired
-            return waiter.result()
+            return _unwrap(waiter.result())
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if future.cancelled() and task is not None and not task.cancelling():
@@ -307,6 +307,23 @@ class Transport:
         self.__dict__.update(state)
         self.httpx = import_httpx(self.name, self.extra)
         self._lock = threading.Lock()
+
+
+async def _outcome(coro: Coroutine[Any, Any, T]) -> tuple[bool, Any]:
+    """``(True, value)`` or ``(False, error)``: the private loop's task never ends in an error,
+    so one whose caller has already gone (deadline, cancellation) logs no "exception was never
+    retrieved"."""
+    try:
+        return True, await coro
+    except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
+        return False, exc
+
+
+def _unwrap(outcome: tuple[bool, Any]) -> Any:
+    ok, value = outcome
+    if not ok:
+        raise value
+    return value
 
 
 def retry_after_seconds(value: str | None) -> float | None:
