@@ -93,7 +93,9 @@ class ChaosAPI:
             if u < self.outage + self.fail:
                 self.failures += 1
                 return "fail"
-            if u < self.outage + self.fail + self.hang:
+            # The first call that is not failed hangs, whatever the draw: every run has a hang
+            # past the timeout (on a loaded machine, outages may leave few calls to draw from).
+            if u < self.outage + self.fail + self.hang or (self.hang > 0 and self.hangs == 0):
                 self.hangs += 1
                 return "hang"
             return "ok"

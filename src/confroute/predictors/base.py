@@ -39,9 +39,14 @@ class Predictor(ABC):
     input_kind : {"text", None}
         ``"text"`` for a model that takes texts only (the text backends set it); ``None``:
         not declared. The Ray Serve ingress answers HTTP 400 to other inputs for a text model.
+    cancellable : bool
+        Whether :meth:`apredict` may stand in for :meth:`predict` and cancelling it stops the
+        work (remote predictors: the request is dropped). A :class:`~confroute.Fallback` with a
+        ``timeout`` then cancels a sync call at the timeout instead of abandoning it.
     """
 
     classes: tuple[Any, ...] | None = None
+    cancellable: bool = False
     batch_size: int | None = None
     name: str = "predictor"
     input_kind: str | None = None

@@ -63,8 +63,9 @@ class CallablePredictor(Predictor):
         )
 
     def _wrap(self, out: Any) -> Predictions:
-        if isinstance(out, Predictions):
-            return out
+        if isinstance(out, Predictions):  # validated like any other answer (range, row sums)
+            classes = out.classes if out.classes is not None else self.classes
+            return Predictions.from_probs(out.probs, classes, logits=out.logits, source=self.name)
         if self.output == "logits":
             return Predictions.from_logits(out, self.classes, source=self.name)
         return Predictions.from_probs(out, self.classes, source=self.name)

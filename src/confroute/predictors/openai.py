@@ -33,21 +33,20 @@ import email.utils
 import os
 import threading
 import time
-from collections.abc import Coroutine, Mapping, Sequence
-from typing import Any, Literal, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
 from ..core.types import PredictionError, Predictions
-from ..exceptions import RemoteStageError, RemoteUnavailableError, StageTimeoutError
+from ..exceptions import RemoteStageError, StageTimeoutError
 from ._cache import ResponseCache, cache_key
 from ._llm_prompt import DEFAULT_TEMPLATE, LLMCall, LLMPrompt, check_usage
+from ._http import Transport, error_detail, status_error
 from ._text import check_texts
 from .base import Predictor
 
 __all__ = ["OpenAIPredictor", "LOGPROBS_HINT"]
-
-T = TypeVar("T")
 
 #: What to turn on when a server answers without logprobs.
 LOGPROBS_HINT = (
@@ -63,18 +62,6 @@ def _import_httpx() -> Any:
     except ImportError:
         raise ImportError("OpenAIPredictor needs httpx: pip install 'confroute[llm]'") from None
     return httpx
-
-
-class _LoopThread:
-    """A private event loop in a daemon thread: the sync methods run their coroutines there."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="confroute-openai")
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
 
 class OpenAIPredictor(Predictor):
@@ -109,7 +96,8 @@ class OpenAIPredictor(Predictor):
     extra_body : mapping, optional
         More request fields (e.g. vLLM's ``{"guided_choice": ["A", "B"]}``).
     max_concurrency : int, default 8
-        Requests in flight at once per predictor (per event loop).
+        Requests in flight at once (and sockets open) per predictor, across every thread and
+        event loop.
     timeout : float, default 30.0
         Deadline in seconds for a whole request.
     connect_timeout : float, default 5.0
@@ -140,6 +128,7 @@ class OpenAIPredictor(Predictor):
     """
 
     input_kind: str | None = "text"
+    cancellable = True  # a Fallback cancels a sync call at its timeout (the request is dropped)
 
     # long: one validated parameter per line
     def __init__(
@@ -204,8 +193,8 @@ class OpenAIPredictor(Predictor):
         self.calls: dict[str, LLMCall] = {}
         self.n_requests = 0
         self._lock = threading.Lock()
-        self._states: dict[int, tuple[Any, Any, asyncio.Semaphore]] = {}
-        self._loop_thread: _LoopThread | None = None
+        self._http = Transport(self.base_url, name=self.name, timeout=self.timeout, connect_timeout=self.connect_timeout,
+                               max_connections=self.max_concurrency, headers=self._headers, extra="llm")
 
     # -- requests ------------------------------------------------------------------------------------
 
@@ -227,43 +216,20 @@ class OpenAIPredictor(Predictor):
         body.update(self.extra_body)
         return body
 
-    def _state(self) -> tuple[Any, asyncio.Semaphore]:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            entry = self._states.get(id(loop))
-            if entry is None or entry[0] is not loop:
-                httpx = _import_httpx()
-                headers = {"Content-Type": "application/json"}
-                if self.api_key_env is not None:
-                    key = os.environ.get(self.api_key_env)
-                    if not key:
-                        raise RemoteStageError(f"{self.name}: the API key environment variable {self.api_key_env!r} is not set")
-                    headers["Authorization"] = f"Bearer {key}"
-                client = httpx.AsyncClient(
-                    base_url=self.base_url, headers=headers,
-                    timeout=httpx.Timeout(self.timeout, connect=min(self.connect_timeout, self.timeout)),
-                    limits=httpx.Limits(max_connections=self.max_concurrency),
-                )
-                entry = (loop, client, asyncio.Semaphore(self.max_concurrency))
-                self._states[id(loop)] = entry
-            return entry[1], entry[2]
+    def _headers(self) -> dict[str, str]:
+        """Sent with every request; the API key is read here, when the client opens."""
+        if self.api_key_env is None:
+            return {}
+        key = os.environ.get(self.api_key_env)
+        if not key:
+            raise RemoteStageError(f"{self.name}: the API key environment variable {self.api_key_env!r} is not set")
+        return {"Authorization": f"Bearer {key}"}
 
-    async def _post(self, client: Any, body: dict[str, Any]) -> Any:
-        """One request under its deadline; transport failures become confroute errors."""
-        httpx = _import_httpx()
-        where = f"{self.base_url}{self.path}"
+    async def _post(self, body: dict[str, Any]) -> Any:
+        """One request under its deadline (the shared transport: connect, send, the whole answer)."""
         with self._lock:
             self.n_requests += 1
-        try:
-            return await asyncio.wait_for(client.post(self.path, json=body), self.timeout)
-        except asyncio.TimeoutError:
-            raise StageTimeoutError(f"{self.name}: {where} did not answer within the {self.timeout} s deadline") from None
-        except httpx.TimeoutException as exc:
-            if isinstance(exc, httpx.ConnectTimeout):
-                raise RemoteUnavailableError(f"{self.name}: no connection to {where} within {self.connect_timeout} s") from None
-            raise StageTimeoutError(f"{self.name}: {where} did not answer within the {self.timeout} s deadline") from None
-        except httpx.HTTPError as exc:
-            raise RemoteUnavailableError(f"{self.name}: {where} unreachable ({type(exc).__name__}: {exc})") from None
+        return await self._http.arequest("POST", self.path, json=body)
 
     async def _ask(self, text: str) -> dict[str, Any]:
         """The answer's top tokens and usage for one input: from the cache or the server."""
@@ -273,36 +239,26 @@ class OpenAIPredictor(Predictor):
             hit = self.cache.get(key)
             if hit is not None:
                 return {**hit, "cached": True, "key": key}
-        client, slots = self._state()
-        async with slots:
-            for attempt in range(self.retry_after_retries + 1):
-                response = await self._post(client, body)
-                status = int(response.status_code)
-                if status == 200:
-                    break
-                wait = _retry_after(response.headers.get("retry-after"))
-                transient = status == 429 or status >= 500
-                if transient and wait is not None and wait <= self.max_retry_after and attempt < self.retry_after_retries:
-                    await asyncio.sleep(wait)
-                    continue
-                raise self._http_error(response, status, wait, transient)
+        for attempt in range(self.retry_after_retries + 1):
+            response = await self._post(body)
+            status = int(response.status_code)
+            if status == 200:
+                break
+            wait = _retry_after(response.headers.get("retry-after"))
+            transient = status == 429 or status >= 500
+            if transient and wait is not None and wait <= self.max_retry_after and attempt < self.retry_after_retries:
+                await asyncio.sleep(wait)
+                continue
+            raise self._http_error(response, status, wait, transient)
         top, usage = self._parse(response)
         return {"top": top, "usage": usage, "cached": False, "key": key}
 
     def _http_error(self, response: Any, status: int, wait: float | None, transient: bool) -> Exception:
-        try:
-            detail = response.json()
-            detail = detail.get("error", detail) if isinstance(detail, dict) else detail
-        except ValueError:
-            detail = response.text
-        message = f"{self.name}: {self.base_url}{self.path} failed with HTTP {status}: {_short(detail)}"
-        if "logprob" in str(detail).lower() or "logits_all" in str(detail):
-            message += f"; {LOGPROBS_HINT}"
-        if transient:
-            error = RemoteUnavailableError(message, status)
-            error.retry_after = wait  # type: ignore[attr-defined]
-            return error
-        return RemoteStageError(message, status)
+        """The shared mapping (:func:`confroute.predictors._http.status_error`: 429/5xx are
+        ``RemoteUnavailableError`` with ``retry_after``), plus the logprobs hint."""
+        detail = error_detail(response)
+        hint = f"; {LOGPROBS_HINT}" if "logprob" in detail.lower() or "logits_all" in detail else ""
+        return status_error(response, f"{self.name}: POST {self.path}", hint)
 
     def _parse(self, response: Any) -> tuple[list[tuple[str, float]], dict[str, int] | None]:
         try:
@@ -356,11 +312,7 @@ class OpenAIPredictor(Predictor):
         return Predictions.from_logits(np.vstack(rows), self.classes, source=self.name)
 
     def _predict_batch(self, inputs: Sequence[Any]) -> Predictions:
-        with self._lock:
-            if self._loop_thread is None:
-                self._loop_thread = _LoopThread()
-            runner = self._loop_thread
-        return runner.run(self._apredict_batch(inputs))
+        return self._http.run(self._apredict_batch(inputs))  # on the transport's private loop
 
     # -- usage ---------------------------------------------------------------------------------------
 
@@ -375,22 +327,28 @@ class OpenAIPredictor(Predictor):
         return {"prompt_tokens": prompt, "completion_tokens": completion}
 
     def close(self) -> None:
-        """Close the private loop's client (async callers: :meth:`aclose`)."""
-        runner = self._loop_thread
-        if runner is not None:
-            runner.run(self.aclose())
+        """Close the HTTP client (its sockets) and its loop thread; the next call reopens them."""
+        self._http.close()
 
     async def aclose(self) -> None:
-        """Close this event loop's HTTP client."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            entry = self._states.pop(id(loop), None)
-        if entry is not None:
-            await entry[1].aclose()
+        """Async :meth:`close`."""
+        await self._http.aclose()
+
+    def __enter__(self) -> OpenAIPredictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    async def __aenter__(self) -> OpenAIPredictor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state.update(_lock=None, _states={}, _loop_thread=None)
+        state.update(_lock=None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:

@@ -8,13 +8,16 @@ class names), ``POST /v2/models/{name}/infer`` with one input tensor (``BYTES`` 
 ``FP32``/``FP64`` feature rows), reading back probabilities or logits, and
 ``GET /v2/health/ready``.
 
-HTTP goes through a pooled ``httpx`` client (one per predictor, and one per event loop for the
-async path), with separate connect and read timeouts. Failures become confroute errors so that
-a :class:`~confroute.Fallback` applies its policies (retries, circuit breaker, ``keep_previous``):
+HTTP goes through confroute's one remote transport (:mod:`confroute.predictors._http`): one
+pooled ``httpx`` client per predictor, on a private event loop that every caller (threads, any
+event loop) shares, so at most ``max_connections`` sockets are open; ``timeout`` is a deadline for
+a whole request (connect, send, the whole answer). :meth:`OIPPredictor.close` (or ``with``)
+releases the sockets. Failures become confroute errors so that a :class:`~confroute.Fallback`
+applies its policies (retries, circuit breaker, ``keep_previous``):
 
 * no answer (connection refused or reset, connect timeout), HTTP 429 and 5xx:
   :class:`~confroute.exceptions.RemoteUnavailableError` (worth retrying);
-* read timeout: :class:`~confroute.exceptions.StageTimeoutError`;
+* the deadline passed: :class:`~confroute.exceptions.StageTimeoutError`;
 * any other HTTP error (404 unknown model, 400 bad input):
   :class:`~confroute.exceptions.RemoteStageError` (a retry gets the same answer);
 * a 200 answer that is not a valid batch of scores: :class:`~confroute.exceptions.PredictionError`.
@@ -24,9 +27,7 @@ Requires ``httpx`` (``pip install 'confroute[serve]'``).
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -35,19 +36,12 @@ import numpy as np
 from ..core import _oip_wire as wire
 from ..core.types import PredictionError, Predictions
 from ..exceptions import RemoteStageError, RemoteUnavailableError, StageTimeoutError
+from ._http import Transport, import_httpx, short, status_error
 from .base import Predictor
 
 __all__ = ["OIPPredictor"]
 
 _OUTPUT_NAMES = {"probs": ("probs", "probabilities", "probas", "predict_proba"), "logits": ("logits",)}
-
-
-def _import_httpx() -> Any:
-    try:
-        import httpx
-    except ImportError:
-        raise ImportError("OIPPredictor needs httpx: pip install 'confroute[serve]'") from None
-    return httpx
 
 
 class OIPPredictor(Predictor):
@@ -74,11 +68,12 @@ class OIPPredictor(Predictor):
     batch_size : int, default 64
         Inputs per request.
     timeout : float, default 30.0
-        Seconds to wait for an answer (read timeout).
+        Deadline in seconds for one whole request: connect, send, and every byte of the answer
+        (a server that trickles its answer still fails at ``timeout``).
     connect_timeout : float, default 2.0
         Seconds to wait for a connection; short, so that a dead server fails fast.
     max_connections : int, default 16
-        Size of the connection pool.
+        Requests in flight (and sockets open) at most, across every thread and event loop.
     headers : mapping, optional
         Sent with every request (an API key, say).
     binary : bool or "auto", default "auto"
@@ -94,8 +89,9 @@ class OIPPredictor(Predictor):
     The metadata is read once, when the predictor is built, unless ``classes``, ``output``,
     ``input_name`` and ``output_name`` are all given (then the server may be down at that time).
     Texts are sent as a ``BYTES`` tensor of shape ``[n]``; anything else as a numeric tensor of
-    shape ``[n, d]`` (``FP64``, or ``datatype``). The predictor pickles without its HTTP clients
-    (new ones open on first use), so it can be shipped to Ray workers.
+    shape ``[n, d]`` (``FP64``, or ``datatype``). The predictor pickles without its HTTP client
+    (a new one opens on first use), so it can be shipped to Ray workers. Error messages name the
+    predictor and the request path, not the server's host and port.
 
     Examples
     --------
@@ -105,6 +101,8 @@ class OIPPredictor(Predictor):
     >>> router = ThresholdRouter(local_model, Fallback(p, on_error="keep_previous", retries=1,
     ...                          circuit_breaker=CircuitBreaker(3, reset_after=10)))  # doctest: +SKIP
     """
+
+    cancellable = True  # a Fallback cancels a sync call at its timeout (the request is dropped)
 
     def __init__(
         self,
@@ -139,7 +137,7 @@ class OIPPredictor(Predictor):
             raise ValueError(f"binary must be True, False or 'auto', got {binary!r}")
         if datatype not in ("FP32", "FP64"):
             raise ValueError(f"datatype (of numeric inputs) must be 'FP32' or 'FP64', got {datatype!r}")
-        _import_httpx()
+        import_httpx("OIPPredictor", "serve")
         self.url = url.rstrip("/")
         self.model = model
         self.version = version
@@ -152,9 +150,8 @@ class OIPPredictor(Predictor):
         self.name = name or f"oip:{model}"
         self.binary = binary
         self._binary_server: bool | None = None
-        self._lock = threading.Lock()
-        self._client: Any = None
-        self._aclients: dict[int, tuple[Any, Any]] = {}
+        self._http = Transport(self.url, name=self.name, timeout=self.timeout, connect_timeout=self.connect_timeout,
+                               max_connections=self.max_connections, headers=self.headers)
         self.metadata_: dict[str, Any] | None = None
         if classes is None or output is None or input_name is None or output_name is None:
             self.metadata_ = self.metadata()
@@ -274,7 +271,7 @@ class OIPPredictor(Predictor):
                 raise PredictionError(f"{self.name}: the binary inference answer is malformed: {exc}") from None
         outputs = body.get("outputs")
         if not isinstance(outputs, list):
-            raise PredictionError(f"{self.name}: the answer has no 'outputs' list: {_short(body)}")
+            raise PredictionError(f"{self.name}: the answer has no 'outputs' list: {short(body)}")
         match = [o for o in outputs if isinstance(o, dict) and o.get("name") == self.output_name]
         if not match:
             names = [o.get("name") for o in outputs if isinstance(o, dict)]
@@ -306,96 +303,43 @@ class OIPPredictor(Predictor):
 
     # -- HTTP ------------------------------------------------------------------------------------------
 
-    def _client_options(self) -> dict[str, Any]:
-        httpx = _import_httpx()
-        return dict(
-            base_url=self.url,
-            timeout=httpx.Timeout(self.timeout, connect=self.connect_timeout),
-            limits=httpx.Limits(max_connections=self.max_connections, max_keepalive_connections=self.max_connections),
-            headers={"Content-Type": "application/json", **self.headers},
-        )
-
-    def _sync_client(self) -> Any:
-        with self._lock:
-            if self._client is None:
-                self._client = _import_httpx().Client(**self._client_options())
-            return self._client
-
-    def _async_client(self) -> Any:
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            entry = self._aclients.get(id(loop))
-            if entry is None or entry[0] is not loop:
-                entry = (loop, _import_httpx().AsyncClient(**self._client_options()))
-                self._aclients[id(loop)] = entry
-            return entry[1]
-
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        httpx = _import_httpx()
-        try:
-            return self._sync_client().request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, path) from exc
+        return self._http.request(method, path, **kwargs)
 
     async def _arequest(self, method: str, path: str, **kwargs: Any) -> Any:
-        httpx = _import_httpx()
-        try:
-            return await self._async_client().request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise self._transport_error(exc, path) from exc
-
-    def _transport_error(self, exc: Exception, path: str) -> Exception:
-        httpx = _import_httpx()
-        where = f"{self.url}{path}"
-        if isinstance(exc, httpx.ConnectTimeout):
-            return RemoteUnavailableError(f"{self.name}: no connection to {where} within {self.connect_timeout} s")
-        if isinstance(exc, httpx.TimeoutException):
-            return StageTimeoutError(f"{self.name}: {where} did not answer within {self.timeout} s")
-        return RemoteUnavailableError(f"{self.name}: {where} unreachable ({type(exc).__name__}: {exc})")
+        return await self._http.arequest(method, path, **kwargs)
 
     def _checked_json(self, response: Any, what: str) -> dict[str, Any]:
-        status = int(response.status_code)
-        if status != 200:
-            try:
-                detail = response.json().get("error") or response.text
-            except ValueError:
-                detail = response.text
-            message = f"{self.name}: {what} request to {response.request.url} failed with HTTP {status}: {_short(detail)}"
-            if status == 429 or status >= 500:
-                raise RemoteUnavailableError(message, status)
-            raise RemoteStageError(message, status)
+        if int(response.status_code) != 200:
+            raise status_error(response, f"{self.name}: {what} request ({response.request.method} "
+                                         f"{response.request.url.path})")
         try:
             body = response.json()
         except ValueError:
-            raise PredictionError(f"{self.name}: the {what} answer is not JSON: {_short(response.text)}") from None
+            raise PredictionError(f"{self.name}: the {what} answer is not JSON: {short(response.text)}") from None
         if not isinstance(body, dict):
-            raise PredictionError(f"{self.name}: the {what} answer is not a JSON object: {_short(body)}")
+            raise PredictionError(f"{self.name}: the {what} answer is not a JSON object: {short(body)}")
         return body
 
     def close(self) -> None:
-        """Close the pooled sync client (async clients close with :meth:`aclose`)."""
-        with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+        """Close the HTTP client (its sockets) and its loop thread; the next call reopens them."""
+        self._http.close()
 
     async def aclose(self) -> None:
-        """Close this event loop's async client and the sync one."""
-        loop = asyncio.get_running_loop()
-        with self._lock:
-            entry = self._aclients.pop(id(loop), None)
-        if entry is not None:
-            await entry[1].aclose()
+        """Async :meth:`close`."""
+        await self._http.aclose()
+
+    def __enter__(self) -> OIPPredictor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.update(_client=None, _aclients={}, _lock=None)
-        return state
+    async def __aenter__(self) -> OIPPredictor:
+        return self
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         return f"OIPPredictor(url={self.url!r}, model={self.model!r}, output={self.output!r}, batch_size={self.batch_size})"
@@ -415,7 +359,3 @@ def _classes_parameter(parameters: Any) -> tuple[str, ...] | None:
         raise PredictionError(f"the model metadata's 'classes' parameter is not a list of names: {value!r}")
     return tuple(str(v) for v in value)
 
-
-def _short(value: Any, limit: int = 300) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import numpy as np
 
+from ..core._params import check_int
 from ..core.batch import as_batch, n_rows, refuse_single_string, take_rows
 from ..core.classes import Classes, align
 from ..core.cost import CostModel
@@ -32,6 +33,7 @@ from ..core.choice import stage_thresholds
 from ..core.decision import ThresholdSpec, check_threshold, resolve_threshold
 from ..core.scores import checked_scores, resolve_score, score_range
 from ..core.types import PredictionError, Predictions, RoutingResult
+from ..exceptions import ClassMismatchError
 from ..predictors.base import Predictor
 from ..predictors.callable import CallablePredictor
 from .fallback import Fallback, StageOutcome
@@ -194,8 +196,7 @@ class Cascade:
         Memory is bounded by ``chunk_size``; join the chunks with
         :meth:`RoutingResult.concat` when they fit in memory.
         """
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        chunk_size = check_int(chunk_size, "chunk_size", 1)
         refuse_single_string(inputs)
         iterator = iter(inputs)
         while chunk := list(islice(iterator, chunk_size)):
@@ -205,8 +206,7 @@ class Cascade:
         self, inputs: Iterable[Any] | AsyncIterator[Any], chunk_size: int = 1024
     ) -> AsyncIterator[RoutingResult]:
         """Async :meth:`route_stream`; accepts a sync or an async iterable."""
-        if chunk_size < 1:
-            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        chunk_size = check_int(chunk_size, "chunk_size", 1)
         refuse_single_string(inputs)
         chunk: list[Any] = []
         if hasattr(inputs, "__aiter__"):
@@ -267,7 +267,13 @@ class Cascade:
         ok = np.flatnonzero(outcome.ok)
         if ok.size:
             assert outcome.predictions is not None
-            preds, classes = align(outcome.predictions, classes, n_classes, name)
+            try:
+                preds, classes = align(outcome.predictions, classes, n_classes, name)
+            except ClassMismatchError as exc:  # the stage's answer is unusable: a stage failure
+                if self.stages[s].on_error == "raise":
+                    raise
+                errors[ok] = f"{type(exc).__name__}: {exc}"
+                return StageDecision(np.zeros(m, dtype=bool), label_index, scores, accept, errors, classes, n_classes)
             n_classes = preds.n_classes
             preds = self.calibrated(s, preds)
             label_index[ok] = predicted = preds.label_index

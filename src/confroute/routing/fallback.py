@@ -176,10 +176,15 @@ class Fallback:
         Multiply each wait by a random factor in [0.5, 1.5) so that many clients do not retry in
         step. The factor comes from this stage's own generator (see ``random_state``).
     timeout : float, optional
-        Seconds one call may take. An async call is cancelled at the timeout. A sync call cannot
-        be killed (Python threads cannot be): it runs in a daemon thread, is abandoned at the
-        timeout, and its answer is discarded when it finishes. It keeps its concurrency slot
-        until then, so ``max_concurrency`` stays true.
+        Seconds one call may take, on every path (``route``, ``aroute``, ``route_stream``,
+        :meth:`call`, :meth:`acall`), for every predictor. An async call is cancelled at the
+        timeout. A sync call (``route`` on any predictor, natively async ones such as
+        :class:`~confroute.OIPPredictor` included) cannot be killed (Python threads cannot be):
+        it runs in a daemon thread, is abandoned at the timeout, and its answer is discarded
+        when it finishes. It keeps its concurrency slot until then, so ``max_concurrency``
+        stays true. A remote predictor (``cancellable``: :class:`~confroute.OIPPredictor`,
+        :class:`~confroute.OpenAIPredictor`) is cancelled at the timeout on the sync path too,
+        and gives its slot back at once.
     split_on_failure : bool, default False
         When a batch still fails, retry each half separately, down to single inputs.
     batch_size : int, optional
@@ -406,8 +411,9 @@ class Fallback:
             core.close()  # interrupted mid-call: the core settles the breaker
 
     def _call_sync(self, batch: Sequence[Any]) -> Predictions | BaseException:
-        if self._natively_async:
-            return self._predict(batch)  # the predictor explains that it needs aroute
+        # Every predictor, natively async ones included (an OIPPredictor's sync ``predict``, or
+        # an async function explaining that it needs ``aroute``), goes through the slots and
+        # the deadline: the same machinery on every path.
         if self._slots is not None and not self._slots.acquire(self.timeout):
             return self._no_slot()
         if self.timeout is None:
@@ -417,10 +423,13 @@ class Fallback:
                 self._release()
         box: list[Predictions | BaseException] = []
         finished = threading.Event()
+        # A cancellable predictor (a remote one) runs its async path on a loop of its own, under
+        # the timeout: at the timeout the request is cancelled and the slot freed at once.
+        cancellable = self._natively_async and bool(getattr(self.predictor, "cancellable", False))
 
         def target() -> None:
             try:
-                box.append(self._predict(batch))
+                box.append(asyncio.run(self._awaited(batch)) if cancellable else self._predict(batch))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, which re-raises
                 box.append(exc)
             finally:
@@ -479,13 +488,7 @@ class Fallback:
             return self._no_slot()
         if self._natively_async:
             try:
-                if self.timeout is None:
-                    return await self.predictor.apredict(batch)
-                return await asyncio.wait_for(self.predictor.apredict(batch), self.timeout)
-            except asyncio.TimeoutError:
-                return self._timed_out()
-            except Exception as exc:  # noqa: BLE001 - the policy decides
-                return exc
+                return await self._awaited(batch)
             finally:
                 self._release()
         # A sync predictor runs in a daemon thread of its own, never in the loop's default
@@ -511,6 +514,31 @@ class Fallback:
         if not done:
             return self._timed_out()
         return answer.result()
+
+
+    async def _awaited(self, batch: Sequence[Any]) -> Predictions | BaseException:
+        """Await a natively async predictor under the timeout. Only the timeout's expiry is
+        reported as this stage's timeout: a ``TimeoutError`` the predictor raises itself keeps
+        its own message."""
+        task = asyncio.ensure_future(self.predictor.apredict(batch))
+        try:
+            done, _ = await asyncio.wait([task], timeout=self.timeout)
+        except BaseException:  # the caller was cancelled: so is the call
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            raise
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return self._timed_out()
+        if task.cancelled():
+            raise asyncio.CancelledError
+        error = task.exception()
+        if error is None:
+            return task.result()
+        if isinstance(error, Exception):
+            return error  # the policy decides
+        raise error
 
 
 class _Halted(Exception):
