@@ -120,7 +120,7 @@ from ..core._json import json_float
 from ..core.choice import Choice
 from ..selection.bounds import LEVEL
 from .records import LADDER_WARMUP, StreamRecords, label_probability, stream_ladder
-from .stream_stats import OBJECTIVES, min_probability_of, mixture_log_capital, objective_of, stream_columns
+from .stream_stats import RESTART_EVERY, OBJECTIVES, agreement_best, restart_mixture, min_probability_of, mixture_log_capital, objective_of, stream_columns
 
 __all__ = [
     "StreamRecords",
@@ -309,6 +309,11 @@ def certify_stream(records: StreamRecords, *, target_relative_accuracy: float | 
     minp = min_probability_of(rec, float(lad[-1]), objective) if min_probability is None else float(min_probability)
     if not 0.0 < minp <= 1.0:
         raise ValueError(f"min_probability must be in (0, 1], got {minp}")
+    if objective == "agreement":
+        best = agreement_best(rec, lad, target)
+        rejected = best >= np.log(1.0 / delta)
+        run = int(np.argmin(rejected)) if not rejected.all() else int(rejected.size)
+        return _certificate(objective, target, delta, rec, lad, run, evidence, reference)
     y, counts, _, u = stream_columns(rec, lad, objective, target, reference, minp, "certify")
     if y.size and float(np.max(y)) > u * (1 + 1e-9):
         raise ValueError(f"a record's inverse-probability weight exceeds 1 / min_probability = {u:g}: pass the "
@@ -384,6 +389,13 @@ class ThresholdEProcess:
         Relative target: an upper bound on the fallback's accuracy. The test is of
         ``loss <= (1 - rho) x fallback_accuracy_upper``, which the target implies: a smaller,
         still valid bound makes the alarm more sensitive.
+    restart_every : int, default 5000
+        The e-process is an average of betting capitals started at inputs ``0, R, 2R, ...``
+        (``R = restart_every``), the one started at the ``j``-th restart with weight
+        ``1 / ((j + 1)(j + 2))`` (the weights sum to 1, so the average is a test supermartingale
+        from 1 and Ville's bound holds). A capital started before a change has shrunk while the
+        target held; a fresh one has not, so a change late in the stream is detected about as
+        fast as an early one, at a cost of ``log((j + 1)(j + 2))`` in evidence.
 
     Examples
     --------
@@ -414,6 +426,7 @@ class ThresholdEProcess:
     delta: float = 0.05
     min_probability: float | None = None
     fallback_accuracy_upper: float = 1.0
+    restart_every: int = RESTART_EVERY
     n_seen: int = 0
     e_value: float = 1.0
     max_e_value: float = 1.0
@@ -443,9 +456,8 @@ class ThresholdEProcess:
             minp = min_probability_of(records, self.threshold, self.objective)
         ref = self.fallback_accuracy_upper if self.objective == "relative_accuracy" else None
         y, counts, ends, u = stream_columns(records, [self.threshold], self.objective, self.target, ref, minp, "alarm")
-        final, best, first = mixture_log_capital(y, u, +1.0, counts, level=float(np.log(1.0 / self.delta)))
-        row = int(ends[first[0]]) if first[0] >= 0 else -1
-        return float(final[0]), float(best[0]), row
+        final, best, first = restart_mixture(y[0], u, counts, ends, self.restart_every, float(np.log(1.0 / self.delta)))
+        return final, best, (int(ends[first]) if first >= 0 else -1)
 
     def update(self, records: StreamRecords) -> float:
         """The e-value after ``records`` (all rows since the start); raises the alarm if due."""
