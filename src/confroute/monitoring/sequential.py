@@ -17,8 +17,10 @@ For a candidate threshold ``t`` write ``A = [score >= t]`` (the first stage answ
   loss needs are;
 * accuracy drop (``max_accuracy_drop = eps``): ``E[A (f - c)] <= eps``;
 * accuracy (``target_accuracy = a``): ``E[A c + (1 - A) f] >= a``, labels on every kind of input;
-* agreement with the fallback (``target_agreement = a``): ``E[(1 - A) + A [primary = fallback]] >= a``,
-  no labels at all (deferred inputs agree by construction).
+* agreement with the fallback (``target_agreement = a``): ``E[A [primary != fallback]] <= 1 - a``,
+  no labels at all (deferred inputs agree by construction; the disagreements of accepted inputs
+  are seen on the audited ones, weighted by ``1 / p_fallback``: the rare event carries the weight,
+  which keeps the variance small).
 
 Inverse-probability weighting
 -----------------------------
@@ -120,7 +122,16 @@ from ..core._json import json_float
 from ..core.choice import Choice
 from ..selection.bounds import LEVEL
 from .records import LADDER_WARMUP, StreamRecords, label_probability, stream_ladder
-from .stream_stats import RESTART_EVERY, OBJECTIVES, agreement_best, restart_mixture, min_probability_of, mixture_log_capital, objective_of, stream_columns
+from .stream_stats import (
+    OBJECTIVES,
+    RESTART_EVERY,
+    agreement_best,
+    min_probability_of,
+    mixture_log_capital,
+    objective_of,
+    restart_mixture,
+    stream_columns,
+)
 
 __all__ = [
     "StreamRecords",
@@ -310,7 +321,9 @@ def certify_stream(records: StreamRecords, *, target_relative_accuracy: float | 
     if not 0.0 < minp <= 1.0:
         raise ValueError(f"min_probability must be in (0, 1], got {minp}")
     if objective == "agreement":
-        best = agreement_best(rec, lad, target)
+        if float(rec.p_fallback.min()) < minp * (1 - 1e-9):
+            raise ValueError("a record's p_fallback is below min_probability: pass the design's smallest audit rate")
+        best = agreement_best(rec, lad, target, minp)
         rejected = best >= np.log(1.0 / delta)
         run = int(np.argmin(rejected)) if not rejected.all() else int(rejected.size)
         return _certificate(objective, target, delta, rec, lad, run, evidence, reference)
@@ -351,7 +364,7 @@ def _estimate(r: StreamRecords, thr: float, objective: str) -> float:
     f = got & (r.label == r.fallback)
     if objective == "agreement":
         obs = r.audited & (r.fallback >= 0)
-        return float(np.mean(~A + A * (obs & (r.fallback == r.primary)) / r.p_fallback))
+        return float(1.0 - np.mean(A * (obs & (r.fallback != r.primary)) / r.p_fallback))
     if objective == "accuracy":
         return float(np.sum(w * (A * c + ~A * f)) / n)
     d = float(np.sum(w * A * (f.astype(float) - c)) / n)

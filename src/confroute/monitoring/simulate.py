@@ -51,8 +51,8 @@ class StreamPopulation:
     @classmethod
     def synthetic(cls, n: int = 100_000, seed: int = 0, fallback_accuracy: float = 0.92) -> StreamPopulation:
         """A binary population whose first stage agrees with the fallback more the higher its
-        score, and is then right as often as the fallback; disagreements split losses and gains
-        3:1 at low scores and 1:1 at the top. The truth is computed on the population itself."""
+        score; a disagreement is a gain (the first stage right, the fallback wrong) with probability
+        0.1 at the lowest scores up to 0.3 at the top, else a loss. The truth is computed on the population itself."""
         rng = np.random.default_rng(seed)
         y = rng.integers(0, 2, n)
         fb = np.where(rng.random(n) < fallback_accuracy, y, 1 - y)
@@ -61,7 +61,7 @@ class StreamPopulation:
         agree = rng.random(n) < p_agree
         pr = np.where(agree, fb, 1 - fb)
         # Among the disagreements, make the first stage right (a gain) with prob 0.25 + 0.25 * s'.
-        gain = (~agree) & (rng.random(n) < 0.25 + 0.5 * (s - 0.5))
+        gain = (~agree) & (rng.random(n) < 0.1 + 0.4 * (s - 0.5))
         fb = np.where(gain, 1 - y, fb)
         pr = np.where(gain, y, np.where(~agree, 1 - fb, pr))
         return cls(s, pr.astype(np.int64), fb.astype(np.int64), y.astype(np.int64), f"synthetic (seed {seed})")

@@ -113,9 +113,10 @@ def stream_statistic(records: StreamRecords, thresholds: Any, objective: str, ta
             return a - w * sys_ok, a * ones, a
         y = a - w * sys_ok - np.where(pend, wl, 0.0) - np.where(failed, big, 0.0)
         return y, a * ones, max(big - a, 1e-12)
-    seen = np.where(failed, 0.0 if worst else 1.0 / pf, agree / pf)  # agreement
-    y = a - ((~A) + A * seen)
-    return y, np.full(t.size, np.nan), (a if worst else max(big - a, 1e-12))
+    # Agreement: the rare event is the disagreement, so it carries the weight: y = a - 1 + A d / p.
+    dis = np.where(failed, 1.0 if worst else 0.0, obs & ~agree) / pf
+    y = a - 1.0 + A * dis
+    return y, np.full(t.size, np.nan), (a - 1.0 + big if worst else 1.0 - a)
 
 
 def event_rows(records: StreamRecords, objective: str) -> np.ndarray:
@@ -199,15 +200,17 @@ def _logmeanexp(x: np.ndarray, axis: int) -> np.ndarray:
 AGREEMENT_CHECK_EVERY = 100
 
 
-def agreement_best(records: StreamRecords, ladder: Any, target: float, block: int = AGREEMENT_CHECK_EVERY) -> np.ndarray:
+def agreement_best(records: StreamRecords, ladder: Any, target: float, min_probability: float,
+                   block: int = AGREEMENT_CHECK_EVERY) -> np.ndarray:
     """Running maximum of the certificate's log mixture capital for the agreement objective at
     every rung, examined at every ``block``-th input and at the last one (a fixed schedule: a
     subset of times, so Ville's bound covers it).
 
     Every row is an event for this objective (an accepted input that was not audited counts
     against the target), so the capital is computed from counts: at rung ``h`` a row contributes
-    ``log(1 - lambda_k (a - 1) / a)`` when the rung defers it and ``log(1 - lambda_k (a - seen) / a)``
-    when it accepts it, ``seen`` being ``[agree] / p_fallback`` (0 when not observed or failed).
+    ``log(1 - lambda_k (a - 1))`` when the rung defers it and ``log(1 - lambda_k (a - 1 + d))``
+    when it accepts it, ``d`` being ``[disagree] / p_fallback`` (``1 / p_fallback`` for a failed
+    call, 0 when not audited), ``lambda_k = c_k / (a - 1 + 1 / min_probability)``.
     """
     r = records
     n = len(r)
@@ -216,8 +219,9 @@ def agreement_best(records: StreamRecords, ladder: Any, target: float, block: in
     if n == 0:
         return np.zeros(H)
     obs = r.audited & (r.fallback >= 0)
-    seen = np.where(obs & (r.fallback == r.primary), 1.0 / r.p_fallback, 0.0)
-    vals, cls = np.unique(seen, return_inverse=True)
+    failed = r.audited & (r.fallback < 0)
+    dis = np.where(failed | (obs & (r.fallback != r.primary)), 1.0 / r.p_fallback, 0.0)
+    vals, cls = np.unique(dis, return_inverse=True)
     U = vals.size
     first = H - np.searchsorted(t[::-1], r.score, side="right")   # first rung that accepts the row
     nb = -(-n // block)
@@ -227,9 +231,9 @@ def agreement_best(records: StreamRecords, ladder: Any, target: float, block: in
     rows = np.minimum(np.arange(1, nb + 1) * block, n).astype(np.float64)
     deferred = rows[:, None] - acc.sum(axis=1)                                      # (nb, H)
     a = target
-    lam = BET_FRACTIONS / a
+    lam = BET_FRACTIONS / (a - 1.0 + 1.0 / min_probability)
     t0 = np.log1p(-lam * (a - 1.0))                                                  # (K,)
-    t1 = np.log1p(np.maximum(-lam[:, None] * (a - vals[None, :]), -1 + 1e-15))     # (K, U)
+    t1 = np.log1p(np.maximum(-lam[:, None] * (a - 1.0 + vals[None, :]), -1 + 1e-15))  # (K, U)
     cap = deferred[None] * t0[:, None, None] + np.einsum("buh,ku->kbh", acc, t1)    # (K, nb, H)
     m = cap.max(axis=0)
     mix = m + np.log(np.mean(np.exp(cap - m), axis=0))
