@@ -43,9 +43,9 @@ def settings(sst: StreamPopulation, syn: StreamPopulation) -> list[tuple[StreamP
         (sst, {"target_relative_accuracy": 0.995, "reference": f_sst}),
         (sst, {"max_accuracy_drop": 0.004}),
         (sst, {"target_agreement": 0.995}),
-        (syn, {"target_relative_accuracy": 0.99, "agreement_rate": 0.005}),
-        (syn, {"max_accuracy_drop": 0.01}),
-        (syn, {"target_agreement": 0.97}),
+        (syn, {"target_relative_accuracy": 0.995, "agreement_rate": 0.005}),
+        (syn, {"max_accuracy_drop": 0.004}),
+        (syn, {"target_agreement": 0.985}),
     ]
 
 
@@ -71,7 +71,7 @@ def main() -> None:
         rows.append(r)
         print(json.dumps(r), flush=True)
     drift = []
-    for pop, kw in ((sst, {"target_relative_accuracy": 0.995}), (syn, {"max_accuracy_drop": 0.01})):
+    for pop, kw in ((sst, {"target_relative_accuracy": 0.995}), (syn, {"max_accuracy_drop": 0.004})):
         lad = stream_ladder(pop.score)
         t0 = time.perf_counter()
         d = drift_delays(pop, streams=ns.drift_streams, n=ns.n, drift_at=ns.n // 2, seed=7, threshold=float(lad[24]),
