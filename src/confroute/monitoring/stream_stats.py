@@ -108,11 +108,14 @@ def stream_statistic(records: StreamRecords, thresholds: Any, objective: str, ta
         return y, 0.0 * ones, big
     a = target
     if objective == "accuracy":
+        # Centred Horvitz-Thompson: W (a - right) on labelled rows, 0 elsewhere (a far smaller
+        # variance than a - W right when labels are rare).
         sys_ok = A * c + (~A) * f
         if worst:
-            return a - w * sys_ok, a * ones, a
-        y = a - w * sys_ok - np.where(pend, wl, 0.0) - np.where(failed, big, 0.0)
-        return y, a * ones, max(big - a, 1e-12)
+            y = w * (a - sys_ok) + np.where(pend, wl * a, 0.0) + np.where(failed, big * a, 0.0)
+            return y, 0.0 * ones, a * big
+        y = w * (a - sys_ok) + np.where(pend, wl * (a - 1.0), 0.0) + np.where(failed, big * (a - 1.0), 0.0)
+        return y, 0.0 * ones, (1.0 - a) * big
     # Agreement: the rare event is the disagreement, so it carries the weight: y = a - 1 + A d / p.
     dis = np.where(failed, 1.0 if worst else 0.0, obs & ~agree) / pf
     y = a - 1.0 + A * dis
