@@ -229,8 +229,9 @@ class StreamCertificate(Choice):
         return cls(
             thresholds=[f(t, np.inf) for t in data["thresholds"]], feasible=bool(data["feasible"]),
             guaranteed=f(data["guaranteed"], np.nan), procedure=str(data["procedure"]),
-            assumption=str(data["assumption"]), objective=str(data["objective"]), target=float(data["target"]),
-            delta=float(data["delta"]), threshold=f(data["threshold"], np.inf), coverage=float(data["coverage"]),
+            assumption=str(data["assumption"]), objective=str(data["objective"]),
+            target=float(data["target"]), delta=float(data["delta"]), threshold=f(data["threshold"], np.inf),
+            coverage=float(data["coverage"]),
             estimate=f(data["estimate"], np.nan), ladder_index=int(data["ladder_index"]),
             evidence={k: int(v) for k, v in dict(data.get("evidence", {})).items()},
         )
@@ -299,7 +300,8 @@ def certify_stream(records: StreamRecords, *, target_relative_accuracy: float | 
     >>> c.feasible, 0.05 < c.coverage < 0.5
     (True, True)
     """
-    objective, target = objective_of(target_relative_accuracy, max_accuracy_drop, target_accuracy, target_agreement)
+    objective, target = objective_of(target_relative_accuracy, max_accuracy_drop, target_accuracy,
+                                     target_agreement)
     LEVEL.check(delta, "delta")
     if reference is not None:
         if objective != "relative_accuracy":
@@ -317,12 +319,14 @@ def certify_stream(records: StreamRecords, *, target_relative_accuracy: float | 
             raise ValueError("a relative target needs the fallback's accuracy: give reference= (a lower bound "
                              "from an offline certificate) or label a random sample of agreements "
                              "(label_probability(..., agreement_rate > 0))")
-    minp = min_probability_of(rec, float(lad[-1]), objective) if min_probability is None else float(min_probability)
+    minp = (min_probability_of(rec, float(lad[-1]), objective) if min_probability is None
+            else float(min_probability))
     if not 0.0 < minp <= 1.0:
         raise ValueError(f"min_probability must be in (0, 1], got {minp}")
     if objective == "agreement":
         if float(rec.p_fallback.min()) < minp * (1 - 1e-9):
-            raise ValueError("a record's p_fallback is below min_probability: pass the design's smallest audit rate")
+            raise ValueError("a record's p_fallback is below min_probability: pass the design's smallest "
+                             "audit rate")
         best = agreement_best(rec, lad, target, minp)
         rejected = best >= np.log(1.0 / delta)
         run = int(np.argmin(rejected)) if not rejected.all() else int(rejected.size)
@@ -345,7 +349,8 @@ def _certificate(objective: str, target: float, delta: float, rec: StreamRecords
     n = len(rec)
     return StreamCertificate(
         thresholds=[thr], feasible=feasible, guaranteed=float(bound) if feasible else float("nan"),
-        procedure="stream betting mixture, fixed sequence" + (" (reference accuracy given)" if reference else ""),
+        procedure="stream betting mixture, fixed sequence"
+        + (" (reference accuracy given)" if reference else ""),
         assumption=ASSUMPTION, objective=objective, target=target, delta=float(delta), threshold=thr,
         coverage=float(np.mean(rec.score >= thr)) if n else 0.0, estimate=_estimate(rec, thr, objective),
         ladder_index=run, evidence=evidence,
@@ -468,8 +473,10 @@ class ThresholdEProcess:
         if minp is None:
             minp = min_probability_of(records, self.threshold, self.objective)
         ref = self.fallback_accuracy_upper if self.objective == "relative_accuracy" else None
-        y, counts, ends, u = stream_columns(records, [self.threshold], self.objective, self.target, ref, minp, "alarm")
-        final, best, first = restart_mixture(y[0], u, counts, ends, self.restart_every, float(np.log(1.0 / self.delta)))
+        y, counts, ends, u = stream_columns(records, [self.threshold], self.objective, self.target, ref, minp,
+                                            "alarm")
+        level = float(np.log(1.0 / self.delta))
+        final, best, first = restart_mixture(y[0], u, counts, ends, self.restart_every, level)
         return final, best, (int(ends[first]) if first >= 0 else -1)
 
     def update(self, records: StreamRecords) -> float:
@@ -487,7 +494,8 @@ class ThresholdEProcess:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready state."""
-        return {"threshold": json_float(self.threshold), "objective": self.objective, "target": float(self.target),
+        return {"threshold": json_float(self.threshold), "objective": self.objective,
+                "target": float(self.target),
                 "delta": float(self.delta), "min_probability": self.min_probability,
                 "fallback_accuracy_upper": float(self.fallback_accuracy_upper), "n_seen": int(self.n_seen),
                 "e_value": json_float(self.e_value), "max_e_value": json_float(self.max_e_value),
@@ -540,15 +548,18 @@ def policy_action(policy: str, *, alarm: bool, deployed_threshold: float,
     cert_t = certificate.threshold if certificate is not None and certificate.feasible else None
     if alarm:
         if policy == "alert":
-            return PolicyAction("alert", None, "the deployed threshold no longer meets the target (e-value >= 1/delta)")
+            return PolicyAction("alert", None,
+                                "the deployed threshold no longer meets the target (e-value >= 1/delta)")
         if policy == "fallback_all":
             return PolicyAction("fallback_all", float("inf"), "alarm: every input goes to the fallback")
         if cert_t is not None and cert_t > deployed_threshold:
-            return PolicyAction("tighten", float(cert_t), f"alarm: tightened to the certified threshold {cert_t:.6g}")
+            return PolicyAction("tighten", float(cert_t),
+                                f"alarm: tightened to the certified threshold {cert_t:.6g}")
         return PolicyAction("tighten", float(conservative_threshold),
                             f"alarm: tightened to the conservative threshold {conservative_threshold:.6g}")
     if cert_t is not None and cert_t < deployed_threshold:
         if loosen:
             return PolicyAction("loosen", float(cert_t), f"a looser threshold {cert_t:.6g} is certified")
-        return PolicyAction("recommend", float(cert_t), f"a looser threshold {cert_t:.6g} is certified (not applied)")
+        return PolicyAction("recommend", float(cert_t),
+                            f"a looser threshold {cert_t:.6g} is certified (not applied)")
     return PolicyAction("none", None, "no alarm; no looser threshold certified")

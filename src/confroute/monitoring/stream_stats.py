@@ -131,8 +131,9 @@ def event_rows(records: StreamRecords, objective: str) -> np.ndarray:
     return np.flatnonzero(r.label_requested | (r.audited & (r.fallback < 0)))
 
 
-def stream_columns(records: StreamRecords, thresholds: Any, objective: str, target: float, reference: float | None,
-             min_probability: float, side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def stream_columns(records: StreamRecords, thresholds: Any, objective: str, target: float,
+                   reference: float | None, min_probability: float,
+                   side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """The stream as columns for :func:`mixture_log_capital`: runs of identical rows become one
     column with a count (the capital is monotone along a run, so its running maximum over every
     input is its maximum over column ends). Also the row count at each column's end."""
@@ -154,7 +155,8 @@ def stream_columns(records: StreamRecords, thresholds: Any, objective: str, targ
 
 
 def mixture_log_capital(y: np.ndarray, u: float, sign: float = -1.0, counts: np.ndarray | None = None,
-                        level: float | None = None, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        level: float | None = None,
+                        chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Log of the mixture capital ``mean_k prod_i (1 + sign c_k y_i / u)^counts_i`` along the last
     axis, over the fixed bet fractions ``c_k`` (:data:`BET_FRACTIONS`).
 
@@ -263,7 +265,7 @@ def restart_mixture(y: np.ndarray, u: float, counts: np.ndarray, ends: np.ndarra
     terms = counts[None, :] * np.log1p(np.maximum(lam * y[None, :], -1.0 + 1e-15))   # (K, m)
     C = np.concatenate([np.zeros((lam.shape[0], 1)), np.cumsum(terms, axis=1)], axis=1)  # (K, m + 1)
     J = int((ends[-1] - 1) // every) + 1 if ends[-1] > 0 else 1
-    starts = np.searchsorted(ends, np.arange(J) * every, side="right")   # column index the j-th capital starts at
+    starts = np.searchsorted(ends, np.arange(J) * every, side="right")   # the j-th capital's first column
     w = 1.0 / ((np.arange(J) + 1.0) * (np.arange(J) + 2.0))
     total = np.full(m, 1.0 - w.sum())                    # the weight of capitals not started yet
     cols = np.arange(m)
