@@ -65,7 +65,11 @@ def main() -> None:
     p.add_argument("--no-drift", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "stream_validity.json")
     p.add_argument("--figure", type=Path, default=ROOT / "docs" / "img" / "stream_validity.png")
+    p.add_argument("--combine", type=Path, nargs="*", help="only redraw the figure from these result files")
     ns = p.parse_args()
+    if ns.combine:
+        figure([r for f in ns.combine for r in json.loads(f.read_text())["validity"]], ns.figure)
+        return
     sst = StreamPopulation.from_csv(CSV)
     syn = StreamPopulation.synthetic()
     rows: list[dict] = []
@@ -111,18 +115,31 @@ def figure(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    labels = [f"{r['population'].split(' (')[0]}\n{r['setting'].replace(', ', chr(10))}" for r in rows]
-    ax.bar(range(len(rows)), [r["ever_wrong"] for r in rows], color="#4c72b0")
+    short = {"target_relative_accuracy": "relative", "target_agreement": "agreement", "max_accuracy_drop": "drop",
+             "agreement_rate": "agreement labels", "reference": "reference"}
+
+    def label(r: dict) -> str:
+        parts = [f"{short[k]} {v}" for k, v in (kv.split("=") for kv in r["setting"].split(", "))]
+        return "\n".join([r["population"].split(" (")[0], *parts])
+
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = np.arange(len(rows))
+    ax.bar(x, [r["ever_wrong"] for r in rows], color="#4c72b0")
     ax.axhline(0.05, color="#c44e52", ls="--", label="delta = 0.05")
-    ax.set_xticks(range(len(rows)), labels, fontsize=6)
+    for i, r in enumerate(rows):
+        ax.text(i, r["ever_wrong"] + 0.002, f"{round(r['ever_wrong'] * r['streams'])}/{r['streams']}",
+                ha="center", fontsize=6)
     ax.set_ylabel("share of streams ever wrong")
     ax.set_ylim(0, 0.08)
-    for i, r in enumerate(rows):
-        ax.text(i, r["ever_wrong"] + 0.002, f"{r['streams']}", ha="center", fontsize=6)
-    ax.set_title(f"Stream certificates checked after every label batch ({rows[0]['n']:,} inputs per stream; "
-                 "streams per bar above it)", fontsize=9)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
+    bx.bar(x - 0.2, [r["mean_coverage"] for r in rows], width=0.4, color="#55a868", label="mean certified")
+    bx.bar(x + 0.2, [r["oracle_coverage"] for r in rows], width=0.4, color="#bbbbbb", label="best true rung")
+    bx.set_ylabel("coverage")
+    bx.legend(fontsize=7)
+    for a in (ax, bx):
+        a.set_xticks(x, [label(r) for r in rows], fontsize=5.5)
+    fig.suptitle(f"Stream certificates checked after every label batch ({rows[0]['n']:,} inputs per stream)",
+                 fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
