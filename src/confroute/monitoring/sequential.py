@@ -16,7 +16,8 @@ For a candidate threshold ``t`` write ``A = [score >= t]`` (the first stage answ
   the first stage accepts *and* where the stages disagree: that is where the only labels the
   loss needs are;
 * accuracy drop (``max_accuracy_drop = eps``): ``E[A (f - c)] <= eps``;
-* accuracy (``target_accuracy = a``): ``E[A c + (1 - A) f] >= a``, labels on every kind of input;
+* accuracy (``target_accuracy = a``): ``E[A c + (1 - A) f] >= a``, labels on every kind of input
+  (the centred Horvitz-Thompson term ``W (a - right)`` on labelled inputs, 0 elsewhere);
 * agreement with the fallback (``target_agreement = a``): ``E[A [primary != fallback]] <= 1 - a``,
   no labels at all (deferred inputs agree by construction; the disagreements of accepted inputs
   are seen on the audited ones, weighted by ``1 / p_fallback``: the rare event carries the weight,
@@ -84,7 +85,11 @@ The alarm
 image: capital ``prod (1 + lambda y_i)`` over the same mixture, with ``y`` built so that its mean
 is ``<= 0`` when the target holds (for a relative target, ``y = W A (f - c) - eps F_up`` with a
 known upper bound ``F_up`` on the fallback's accuracy, default 1: the target implies
-``E[A (f - c)] <= eps F <= eps F_up``). Alarm when it reaches ``1 / delta``: before any change, a
+``E[A (f - c)] <= eps F <= eps F_up``). The e-process is the average, with weights
+``1 / ((j + 1)(j + 2))``, of such capitals started at inputs ``0, R, 2R, ...``, so a change late
+in a long good stream is not hidden by the capital lost before it (compare the e-detectors of
+Shin, Ramdas & Rinaldo 2024; the weights keep one test supermartingale, so Ville still bounds the
+false alarms over the whole stream). Alarm when it reaches ``1 / delta``: before any change, a
 false alarm happens with probability ``<= delta`` over the whole stream. :func:`policy_action`
 says what each policy does then.
 
@@ -106,6 +111,8 @@ procedures. J. Statist. Plann. Inference 99(1).
 Shafer (2021). Testing by betting: a strategy for statistical and scientific communication.
 JRSS-A 184(2).
 Waudby-Smith & Ramdas (2024). Estimating means of bounded random variables by betting. JRSS-B 86(1).
+Shin, Ramdas & Rinaldo (2024). E-detectors: a nonparametric framework for sequential change
+detection. New England Journal of Statistics in Data Science 2(2).
 Ramdas, Grünwald, Vovk & Shafer (2023). Game-theoretic statistics and safe anytime-valid
 inference. Statistical Science 38(4).
 """
