@@ -177,6 +177,8 @@ def test_alarm_fires_after_drift_and_restarts_identically():
     with pytest.raises(ValueError, match="every record"):
         e.update(r.head(10))
     assert replace(e, alarm_at=None).alarm is False
+    other = ThresholdEProcess(t, "accuracy_drop", 0.01, restart_every=1000)
+    assert ThresholdEProcess.from_dict(json.loads(json.dumps(other.to_dict()))).restart_every == 1000
 
 
 def test_policies():

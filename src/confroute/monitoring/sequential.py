@@ -504,7 +504,8 @@ class ThresholdEProcess:
         return {"threshold": json_float(self.threshold), "objective": self.objective,
                 "target": float(self.target),
                 "delta": float(self.delta), "min_probability": self.min_probability,
-                "fallback_accuracy_upper": float(self.fallback_accuracy_upper), "n_seen": int(self.n_seen),
+                "fallback_accuracy_upper": float(self.fallback_accuracy_upper),
+                "restart_every": int(self.restart_every), "n_seen": int(self.n_seen),
                 "e_value": json_float(self.e_value), "max_e_value": json_float(self.max_e_value),
                 "alarm_at": self.alarm_at}
 
