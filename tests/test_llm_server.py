@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("httpx")
 
-from confroute import CircuitBreaker, Fallback, ThresholdRouter  # noqa: E402
+from confroute import CircuitBreaker, CostModel, Fallback, ThresholdRouter  # noqa: E402
 from confroute.core.cost import TokenPrice  # noqa: E402
 from confroute.exceptions import PredictionError, RemoteUnavailableError, StageTimeoutError  # noqa: E402
 from confroute.predictors._cache import ResponseCache  # noqa: E402
@@ -101,10 +101,22 @@ def test_usage_is_the_real_token_count_and_prices_by_hand(server, hf_llm):
         assert cost == pytest.approx(tokens * 0.15 / 1e6 + 1 * 0.60 / 1e6, rel=1e-12, abs=0)
 
 
+#: The example prices of the tests: $0.15 / $0.60 per million prompt / completion tokens (the
+#: user gives them; none is built in), and $0.00001 per input for the classifier in front.
+PRICE = TokenPrice(input_per_million=0.15, output_per_million=0.60)
+CHEAP = 1e-5
+
+
+def by_hand(hf_llm, text: str) -> float:
+    """The LLM price of one input from its tokens counted locally, and a 1-token answer."""
+    return len(hf_llm.encode([text])[0]) * 0.15 / 1e6 + 1 * 0.60 / 1e6
+
+
 @pytest.mark.shared
-def test_router_sends_exactly_the_deferred_inputs_to_the_server(proxy, minilm, tmp_path):
+def test_router_sends_exactly_the_deferred_inputs_to_the_server(proxy, minilm, hf_llm, tmp_path):
     texts, labels = sst2_dev(200)
-    router = ThresholdRouter(minilm, Fallback(llm(proxy.url), on_error="raise"), threshold=0.9)
+    router = ThresholdRouter(minilm, Fallback(llm(proxy.url), on_error="raise"), threshold=0.9,
+                             cost_model=CostModel([CHEAP, PRICE]))
     result = router.route(texts)
     deferred = [t for t, s in zip(texts, result.stage) if s == 1]
     assert 0 < len(deferred) < len(texts)
@@ -112,6 +124,53 @@ def test_router_sends_exactly_the_deferred_inputs_to_the_server(proxy, minilm, t
     prompt = llm(proxy.url).prompt
     assert sorted(sent) == sorted(prompt.render(t) for t in deferred)
     assert not result.degraded.any()
+    # each input paid the classifier, and the deferred ones the tokens the server counted
+    for text, stage, cost in list(zip(texts, result.stage, result.cost))[:20]:
+        assert cost == pytest.approx(CHEAP + (by_hand(hf_llm, text) if stage == 1 else 0.0), rel=1e-12, abs=0)
+
+
+@pytest.mark.shared
+def test_evaluate_with_token_prices_by_hand_and_a_second_evaluate_from_the_cache(proxy, minilm, hf_llm, tmp_path):
+    from confroute import evaluate
+
+    texts, labels = sst2_dev(5)
+    names = np.array(["NEGATIVE", "POSITIVE"])[labels]
+    cache = tmp_path / "responses.sqlite"
+
+    def router() -> ThresholdRouter:
+        return ThresholdRouter(minilm, llm(proxy.url, cache=ResponseCache(cache)), cost_model=CostModel([CHEAP, PRICE]))
+
+    first = evaluate(router(), texts, names)
+    assert proxy.seen == len(texts)
+    scores = first.stage_scores[0]
+    for row, (t,) in enumerate(first.table["thresholds"]):
+        # by hand: every input pays the classifier; the deferred ones their measured tokens x price
+        expected = len(texts) * CHEAP + sum(by_hand(hf_llm, x) for x, s in zip(texts, scores) if not s >= t)
+        assert first.table["cost"][row] == pytest.approx(expected, rel=1e-12, abs=0)
+    proxy.reset()
+    again = router()
+    second = evaluate(again, texts, names)
+    assert proxy.seen == 0  # the server saw no request at all
+    assert again.fallback.predictor.cache.hits == len(texts)
+    np.testing.assert_array_equal(first.table["cost"], second.table["cost"])  # usage comes from the cache
+
+
+@pytest.mark.shared
+def test_429_with_retry_after_opens_the_breaker_and_loses_no_input(proxy, minilm):
+    texts, _ = sst2_dev(12)
+    breaker = CircuitBreaker(failure_threshold=2, reset_after=1.0)
+    fb = Fallback(llm(proxy.url, retry_after_retries=0), on_error="keep_previous", batch_size=1,
+                  circuit_breaker=breaker, retry_on=(RemoteUnavailableError,))
+    router = ThresholdRouter(minilm, fb, threshold=float("inf"))  # every input goes to the server
+    proxy.fail_429, proxy.retry_after = 10_000, "60"  # longer than the predictor waits: it raises
+    first = router.route(texts)
+    assert len(first) == len(texts) and all(label is not None for label in first.labels)  # 0 lost
+    assert first.degraded.all() and breaker.state == "open"
+    assert proxy.seen < len(texts)  # the open breaker sent no more requests
+    proxy.reset()
+    time.sleep(breaker.reset_after)
+    second = router.route(texts[:4])
+    assert not second.degraded.any() and breaker.state == "closed"
 
 
 @pytest.mark.shared
