@@ -79,7 +79,8 @@ def certified(ev, label: str) -> dict:
     return out
 
 
-def main() -> None:  # long: one linear study script, each block one table of docs/llm.md
+# long: one linear study script, each block one table of docs/llm.md
+def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", required=True)
     ap.add_argument("--n", type=int, default=872)
