@@ -211,8 +211,9 @@ def step(
     defer = decision.defer
     final = rows[~defer]
     if cost_model is not None and final.size:
-        state.cost[final] = cost_model.per_input(_reached(state.reached_stage[final], n_stages),
-                                                 prices=state.stage_prices[:, final])
+        reached = _reached(state.reached_stage[final], n_stages)
+        state.cost[final] = (cost_model.per_input(reached, prices=state.stage_prices[:, final])
+                             if cost_model.token_stages else cost_model.per_input(reached))
     return defer
 
 
