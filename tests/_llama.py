@@ -70,6 +70,28 @@ def need_llama() -> None:
         pytest.skip(message)
 
 
+#: The same weights as GGUF, de-quantised to float32 by llama.cpp itself (written once, 515 MB):
+#: served with a float32 KV cache it isolates the predictors from llama.cpp's quantised kernels.
+GGUF_F32 = CACHE / "models" / "SmolLM2-135M-Instruct.F32.gguf"
+#: llama.cpp server options for a float32 KV cache (GGML_TYPE_F32 = 0; the default is float16).
+F32_KV = ("--type_k", "0", "--type_v", "0")
+
+
+def f32_gguf() -> Path:
+    """GGUF_F32, written from GGUF by llama.cpp's own de-quantiser (``llama_model_quantize`` to
+    ``LLAMA_FTYPE_ALL_F32``) when missing."""
+    need_llama()
+    if not GGUF_F32.exists():
+        tmp = GGUF_F32.with_suffix(".part")
+        code = ("import sys, llama_cpp as L\n"
+                "p = L.llama_model_quantize_default_params()\n"
+                "p.ftype, p.allow_requantize, p.nthread = L.LLAMA_FTYPE_ALL_F32, True, 1\n"
+                "sys.exit(L.llama_model_quantize(sys.argv[1].encode(), sys.argv[2].encode(), p))\n")
+        subprocess.run([str(VENV_PY), "-c", code, str(GGUF), str(tmp)], check=True, capture_output=True, timeout=600)
+        tmp.replace(GGUF_F32)
+    return GGUF_F32
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -79,7 +101,10 @@ def free_port() -> int:
 class LlamaServer:
     """``python -m llama_cpp.server`` on a loopback port; :meth:`kill` and :meth:`start` again."""
 
-    def __init__(self, port: int | None = None, startup_timeout: float = 120.0, threads: int = 1) -> None:
+    def __init__(self, port: int | None = None, startup_timeout: float = 120.0, threads: int = 1,
+                 model: Path | None = None, extra: tuple[str, ...] = ()) -> None:
+        self.model = model or GGUF
+        self.extra = extra
         self.port = port or free_port()
         self.startup_timeout = startup_timeout
         self.threads = threads
@@ -100,10 +125,10 @@ class LlamaServer:
 
     def start(self) -> LlamaServer:
         need_llama()
-        cmd = [str(VENV_PY), "-m", "llama_cpp.server", "--model", str(GGUF), "--model_alias", MODEL,
+        cmd = [str(VENV_PY), "-m", "llama_cpp.server", "--model", str(self.model), "--model_alias", MODEL,
                "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "1024", "--n_batch", "256",
                "--n_threads", str(self.threads), "--n_threads_batch", str(self.threads),
-               "--logits_all", "true", "--verbose", "false"]
+               "--logits_all", "true", "--verbose", "false", *self.extra]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                      env=dict(os.environ, OMP_NUM_THREADS="1"))

@@ -64,3 +64,12 @@ def test_colliding_codes_are_refused(tiny):
     model, tok = tiny
     with pytest.raises(ValueError, match="collide in the tokenizer"):
         HFCausalLMPredictor(model, ["a", "b"], codes=["catfish", "catnip"], tokenizer=tok)
+
+
+def test_usage_counts_the_tokens_it_read(tiny):
+    p = make(tiny, batch_size=4)
+    texts = ["short", "a much longer review"]
+    p.predict(texts)
+    usage = p.usage(texts + ["never scored"])
+    assert usage["prompt_tokens"][:2].tolist() == [len(ids) for ids in p.encode(texts)]
+    assert usage["completion_tokens"][:2].tolist() == [1.0, 1.0] and np.isnan(usage["prompt_tokens"][2])

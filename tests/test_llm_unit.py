@@ -171,15 +171,14 @@ def test_429_maps_to_remote_unavailable_and_fallback_breaker_opens_and_closes(pr
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
 def test_deadline_holds_against_a_trickling_body(proxy, mode):
+    p = make(proxy.url, timeout=2.0)
+    warm = (lambda xs: p.predict(xs)) if mode == "sync" else (lambda xs: asyncio.run(p.apredict(xs)))
+    warm(["good"])  # the client, the event loop and the connection exist: time the request alone
     proxy.trickle = 0.05  # ~400 bytes at 20 bytes/s: ~20 s
-    p = make(proxy.url, timeout=1.0)
     t0 = time.monotonic()
     with pytest.raises(StageTimeoutError, match="deadline"):
-        if mode == "sync":
-            p.predict(["good"])
-        else:
-            asyncio.run(p.apredict(["good"]))
-    assert abs(time.monotonic() - t0 - 1.0) <= 0.1
+        warm(["good again"])
+    assert abs(time.monotonic() - t0 - 2.0) <= 0.2  # the "within 10%" of the deadline
 
 
 def test_connection_refused_is_remote_unavailable():
@@ -262,3 +261,11 @@ def test_pickles_without_clients(fake):
     q = pickle.loads(pickle.dumps(p))
     assert q.predict(["bad"]).labels.tolist() == ["neg"]
     assert os.environ.get("NOPE") is None
+
+
+def test_codes_sharing_the_answers_first_token_are_a_collision_error():
+    top = [(" negative", math.log(0.8)), (" positive", math.log(0.1))]
+    with pytest.raises(PredictionError, match=r"collide in the server's tokenizer.*' negative'.*first tokens differ"):
+        class_scores(top, ["negative one", "negative two"])
+    # the same codes are fine while the first token tells them apart
+    assert class_scores([(" negative one", 0.0)], ["negative one", "negative two"]).class_mass == 1.0

@@ -97,8 +97,13 @@ class CostModel:
 
     Parameters
     ----------
-    stages : sequence of StageCost or float
-        One entry per stage, in cascade order; a float is a per-sample price.
+    stages : sequence of StageCost, float or TokenPrice
+        One entry per stage, in cascade order; a float is a per-sample price. A
+        :class:`TokenPrice` prices the stage by the tokens each input measurably used: a router
+        reads the usage its stage's predictor recorded (``predictor.usage(inputs)``, e.g.
+        :class:`~confroute.OpenAIPredictor`) as it routes, and :func:`~confroute.evaluate` binds
+        the usage of every evaluated input (:meth:`with_usage`), so tables, thresholds and
+        savings use the money each input really cost.
 
     Examples
     --------
@@ -114,12 +119,20 @@ class CostModel:
     >>> hourly = CostModel.hourly([(0.50, 100), (1.50, 10)])
     >>> f"{hourly.savings(coverage=0.7).fraction:.1%}"
     '66.7%'
+
+    An LLM stage priced per million tokens ($0.15 prompt, $0.60 completion), behind a classifier
+    at $0.00001 per input; two inputs, both sent to the LLM, used 100 and 250 prompt tokens:
+
+    >>> tokens = CostModel([0.00001, TokenPrice(0.15, 0.60)])
+    >>> usage = {"prompt_tokens": [100, 250], "completion_tokens": [1, 1]}
+    >>> tokens.per_input(np.ones((2, 2), dtype=bool), usage=[None, usage]).round(10).tolist()
+    [2.56e-05, 4.81e-05]
     """
 
-    def __init__(self, stages: Sequence[StageCost | float]) -> None:
+    def __init__(self, stages: Sequence[StageCost | float | TokenPrice]) -> None:
         items = _per_stage_list(stages, "one StageCost or price per stage", "CostModel([0.001, 0.005])")
         for i, stage in enumerate(items):
-            if not isinstance(stage, StageCost):
+            if not isinstance(stage, (StageCost, TokenPrice)):
                 StageCost(_price(stage, i))  # checks the price: finite, >= 0
         self.stages = stages
         #: Per-input prices, shape ``(n_stages, n)``, when the price depends on the input
@@ -177,8 +190,62 @@ class CostModel:
 
     @property
     def stage_costs(self) -> np.ndarray:
-        """Per-sample price of each stage, shape ``(n_stages,)``."""
-        return np.array([_stage(s).per_sample for s in self.stages], dtype=np.float64)
+        """Per-sample price of each stage, shape ``(n_stages,)`` (``nan`` for a stage priced by
+        tokens until its usage is bound with :meth:`with_usage`)."""
+        return np.array([np.nan if isinstance(s, TokenPrice) else _stage(s).per_sample for s in self.stages],
+                        dtype=np.float64)
+
+    @property
+    def token_stages(self) -> tuple[int, ...]:
+        """The stages priced by tokens (:class:`TokenPrice`), whose price depends on each input."""
+        return tuple(i for i, s in enumerate(self.stages) if isinstance(s, TokenPrice))
+
+    def stage_prices(self, stage: int, usage: Mapping[str, Any]) -> np.ndarray:
+        """Price of each input at a token-priced ``stage`` from its measured ``usage``
+        (``{"prompt_tokens": [...], "completion_tokens": [...]}``; ``nan`` where unknown)."""
+        price = self.stages[stage]
+        if not isinstance(price, TokenPrice):
+            raise ValueError(f"stage {stage} has one price per input, not a TokenPrice")
+        return price.per_input(usage)
+
+    def with_usage(self, usage: Sequence[Mapping[str, Any] | None], names: Sequence[str] | None = None) -> CostModel:
+        """The per-input prices of ``n`` inputs from the token usage measured on each of them.
+
+        ``usage`` has one entry per stage: ``None`` for a stage with one price, the measured usage
+        of the ``n`` inputs (``predictor.usage(inputs)``) for a :class:`TokenPrice` stage. Returns
+        a :meth:`from_input_prices` model of those ``n`` inputs; an input without a recorded call
+        is an error (its price is unknown, never 0).
+
+        Examples
+        --------
+        >>> cm = CostModel([1e-5, TokenPrice(0.15, 0.60)])
+        >>> bound = cm.with_usage([None, {"prompt_tokens": [100, 250], "completion_tokens": [1, 1]}])
+        >>> bound.answered_by(2).round(10).tolist()
+        [[1e-05, 1e-05], [2.56e-05, 4.81e-05]]
+        """
+        if len(usage) != self.n_stages:
+            raise ValueError(f"give one usage (or None) per stage ({self.n_stages}), got {len(usage)}")
+        priced = {s: self.stage_prices(s, u) for s in self.token_stages if (u := usage[s]) is not None}
+        missing = [s for s in self.token_stages if s not in priced]
+        if missing:
+            raise ValueError(f"stage {missing[0]} is priced by tokens: give the usage measured on its inputs")
+        if not priced:
+            raise ValueError("no stage of this cost model is priced by tokens: use it as it is")
+        n = next(iter(priced.values())).shape[0]
+        for s, prices in priced.items():
+            if prices.shape != (n,):
+                raise ValueError(f"stage {s}: usage of {prices.shape[0]} inputs, other stages have {n}")
+            unknown = int(np.isnan(prices).sum())
+            if unknown:
+                raise ValueError(
+                    f"stage {s}: {unknown} of {n} inputs have no recorded call, so their price is unknown "
+                    "(run the stage on every input first, e.g. evaluate())"
+                )
+        per_stage = [priced[s] if s in priced else _stage(p).per_sample for s, p in enumerate(self.stages)]
+        labels = list(names) if names is not None else [
+            None if isinstance(p, TokenPrice) else _stage(p).name for p in self.stages
+        ]
+        return CostModel.from_input_prices(per_stage, n, labels)  # type: ignore[arg-type]
 
     @property
     def n_stages(self) -> int:
@@ -189,15 +256,23 @@ class CostModel:
         if n_stages != self.n_stages:
             raise ValueError(f"cost model has {self.n_stages} stages but the router has {n_stages}")
 
-    def per_input(self, reached: np.ndarray) -> np.ndarray:
+    def per_input(self, reached: np.ndarray, usage: Sequence[Mapping[str, Any] | None] | None = None,
+                  *, prices: np.ndarray | None = None) -> np.ndarray:
         """Cost of each input from the ``(n_stages, n)`` mask of stages it was sent to.
 
         The one price rule of the library: every other cost here (:meth:`answer_costs`,
         :meth:`baseline`, the threshold sweep, :meth:`Evaluation.at <confroute.Evaluation.at>`)
         is computed by calling it.
+
+        A stage priced by tokens needs each input's price there: ``usage`` (one entry per stage,
+        the measured usage of the ``n`` inputs for a :class:`TokenPrice` stage) or ``prices``
+        (``(n_stages, n)``: the price each input paid at each stage, read for the token stages).
+        An input that reached a token stage with no known price costs ``nan`` (unknown, never 0).
         """
         reached = np.asarray(reached, dtype=bool)
         self.check_stages(reached.shape[0])
+        if self.token_stages:
+            return self._token_per_input(reached, usage, prices)
         if self.input_prices is not None:
             if reached.shape != self.input_prices.shape:
                 raise ValueError(
@@ -205,6 +280,31 @@ class CostModel:
                 )
             return np.asarray((self.input_prices * reached).sum(axis=0), dtype=np.float64)
         return self.stage_costs @ reached
+
+    def _token_per_input(
+        self, reached: np.ndarray, usage: Sequence[Mapping[str, Any] | None] | None, prices: np.ndarray | None
+    ) -> np.ndarray:
+        n = reached.shape[1]
+        if prices is None and usage is None:
+            raise ValueError(
+                f"stage {self.token_stages[0]} is priced by tokens (TokenPrice): its price depends on the tokens "
+                "each input used; give the measured usage (per_input(reached, usage=...), or "
+                "cost_model.with_usage([...]) for a fixed set of inputs); a router reads it from the stage's "
+                "predictor as it routes"
+            )
+        matrix = np.zeros((self.n_stages, n))
+        for s, stage in enumerate(self.stages):
+            if not isinstance(stage, TokenPrice):
+                matrix[s] = _stage(stage).per_sample
+            elif prices is not None:
+                matrix[s] = np.asarray(prices, dtype=np.float64)[s]
+            else:
+                assert usage is not None
+                used = usage[s] if len(usage) == self.n_stages else None
+                if used is None:
+                    raise ValueError(f"give one usage per stage; stage {s} is priced by tokens")
+                matrix[s] = self.stage_prices(s, used)
+        return np.asarray(np.where(reached, matrix, 0.0).sum(axis=0), dtype=np.float64)
 
     def answered_by(self, n: int) -> np.ndarray:
         """Cost of each of ``n`` inputs if stage ``s`` answers it, shape ``(n_stages, n)``.
@@ -228,6 +328,8 @@ class CostModel:
         passes through), checked against the number of stages."""
         if cost_model is None:
             return None
+        if not isinstance(cost_model, CostModel) and any(isinstance(p, TokenPrice) for p in _as_list(cost_model)):
+            cost_model = cls(list(cost_model))
         if not isinstance(cost_model, CostModel):
             try:
                 prices = [float(p) for p in np.asarray(cost_model, dtype=np.float64).reshape(-1)]
@@ -263,7 +365,10 @@ class CostModel:
             return 1.0 - np.asarray(total_cost, dtype=np.float64) / base if base else np.full(np.shape(total_cost), np.nan)
 
     def cost(self, result: Any) -> float:
-        """Total cost of a :class:`~confroute.RoutingResult`."""
+        """Total cost of a :class:`~confroute.RoutingResult` (with stages priced by tokens: the
+        per-input costs the router measured as it routed, ``result.cost``)."""
+        if self.token_stages and getattr(result, "cost", None) is not None:
+            return float(np.sum(result.cost))
         return float(self.per_input(result.reached).sum())
 
     def expected_cost(self, coverage: float | Sequence[float], n: float = 1.0) -> float:
@@ -308,7 +413,7 @@ class CostModel:
 
     def time(self, result: Any) -> float:
         """Compute seconds spent on a result (needs ``seconds_per_sample`` on every stage)."""
-        spp = [_stage(s).seconds_per_sample for s in self.stages]
+        spp = [None if isinstance(s, TokenPrice) else _stage(s).seconds_per_sample for s in self.stages]
         if any(v is None for v in spp):
             raise ValueError("time() needs seconds_per_sample (or a throughput) for every stage")
         reached = np.asarray(result.reached, dtype=bool)
@@ -318,6 +423,8 @@ class CostModel:
     def to_dict(self) -> dict[str, Any]:
         return {
             "stages": [
+                {"input_per_million": s.input_per_million, "output_per_million": s.output_per_million}
+                if isinstance(s, TokenPrice) else
                 {"name": _stage(s).name, "per_sample": _stage(s).per_sample,
                  "seconds_per_sample": _stage(s).seconds_per_sample}
                 for s in self.stages
@@ -325,7 +432,7 @@ class CostModel:
         }
 
     def __repr__(self) -> str:
-        parts = ", ".join(f"{_stage(s).per_sample:.6g}" for s in self.stages)
+        parts = ", ".join(repr(s) if isinstance(s, TokenPrice) else f"{_stage(s).per_sample:.6g}" for s in self.stages)
         per = "mean per_sample" if self.input_prices is not None else "per_sample"
         return f"CostModel({per}=[{parts}])"
 
@@ -372,8 +479,12 @@ def _input_prices(value: Any, n: int, stage: int) -> np.ndarray:
     return arr
 
 
-def _stage(s: StageCost | float) -> StageCost:
+def _stage(s: Any) -> StageCost:
     return s if isinstance(s, StageCost) else StageCost(float(s))
+
+
+def _as_list(values: Any) -> list[Any]:
+    return list(values) if isinstance(values, (Sequence, np.ndarray)) and not isinstance(values, (str, bytes)) else []
 
 
 #: An LLM stage's price per input comes from its token usage: no vendor's price table is built in

@@ -228,7 +228,13 @@ def fields_from_router(
 ) -> dict[str, Any]:
     """The fields of :meth:`Evaluation.from_router <confroute.Evaluation.from_router>`."""
     stage_preds, scores, raw = router_arrays(router, inputs, int(chunk_size), progress)
-    cm = cost_model if cost_model is not None else getattr(router, "cost_model", None)
+    cm = CostModel.coerce(cost_model if cost_model is not None else getattr(router, "cost_model", None),
+                          router.n_stages)
+    if cm is not None and cm.token_stages:
+        # Every stage ran on every input: price each input by the tokens it used at each stage.
+        batch = as_batch(inputs)
+        cm = cm.with_usage([router.stage_usage(s, batch, always=True) if s in cm.token_stages else None
+                            for s in range(router.n_stages)])
     score_names = [score_name(s) for s in router.score[:-1]]
     return measure(stage_preds, labels, scores, score_names, list(router.names), cm, grid, raw=raw,
                    full_table=table)

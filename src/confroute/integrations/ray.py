@@ -297,6 +297,9 @@ def _state_from_table(table: Any, names: Sequence[str], s: int) -> RowState:
         cost=cost.astype(np.float64),
         n_classes=get(_N_CLASSES).astype(np.int64),
         reached_stage=np.full(m, s - 1, dtype=np.int64),
+        # the token price a row paid at an earlier stage does not travel through the table: a row
+        # final after a token-priced stage other than its own costs NaN (unknown, never 0)
+        stage_prices=np.full((len(names), m), np.nan),
     )
 
 

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core.types import PredictionError
 
-__all__ = ["LLMPrompt", "ClassScores", "class_scores", "match_class", "check_usage", "DEFAULT_TEMPLATE", "TokenUsage",
+__all__ = ["LLMPrompt", "ClassScores", "class_scores", "match_class", "codes_starting_with", "check_usage", "DEFAULT_TEMPLATE", "TokenUsage",
            "LLMCall"]
 
 DEFAULT_TEMPLATE = (
@@ -87,14 +87,25 @@ def match_class(token: str, codes: Sequence[str], case_sensitive: bool = True) -
     >>> match_class("p", ["pos", "pun"]) is None  # a prefix of two codes stands for neither
     True
     """
+    hits = codes_starting_with(token, codes, case_sensitive)
+    return hits[0] if len(hits) == 1 else None
+
+
+def codes_starting_with(token: str, codes: Sequence[str], case_sensitive: bool = True) -> list[int]:
+    """The classes whose code starts with ``token`` (stripped; none for a blank token).
+
+    Examples
+    --------
+    >>> codes_starting_with(" negative", ["negative one", "negative two"])
+    [0, 1]
+    """
     t = token.strip()
     if not t:
-        return None
+        return []
     if not case_sensitive:
         t = t.lower()
         codes = [c.lower() for c in codes]
-    hits = [i for i, c in enumerate(codes) if c.startswith(t)]
-    return hits[0] if len(hits) == 1 else None
+    return [i for i, c in enumerate(codes) if c.startswith(t)]
 
 
 def class_scores(
@@ -109,6 +120,15 @@ def class_scores(
     ([0.7, 0.2], 0.9)
     """
     k = len(codes)
+    if top:
+        best = max(top, key=lambda pair: float(pair[1]))[0]
+        shared = codes_starting_with(best, codes, case_sensitive)
+        if len(shared) > 1:  # the answer's first token starts several codes: it cannot tell them apart
+            raise PredictionError(
+                f"{source}: the class codes {[codes[i] for i in shared]} collide in the server's tokenizer: "
+                f"its most likely answer token {best!r} starts each of them, so the first token cannot "
+                "tell the classes apart; use codes whose first tokens differ (e.g. 'A', 'B', ...)"
+            )
     mass = np.zeros(k)
     seen: set[str] = set()
     listed = 0.0

@@ -218,6 +218,14 @@ class HFCausalLMPredictor(Predictor):
             self.calls[text] = LLMCall(len(seq), 1, float(m), False)
         return Predictions.from_logits(scores, self.classes, source=self.name)
 
+    def usage(self, inputs: Sequence[str]) -> dict[str, np.ndarray]:
+        """Tokens per input (``nan`` for an input never scored), as a server would count them, for
+        a :class:`~confroute.TokenPrice` stage (a local model priced like the API it stands for)."""
+        got = [self.calls.get(text) for text in inputs]
+        return {"prompt_tokens": np.array([np.nan if c is None else c.prompt_tokens for c in got], dtype=np.float64),
+                "completion_tokens": np.array([np.nan if c is None else c.completion_tokens for c in got],
+                                              dtype=np.float64)}
+
     def _scores(self, torch: Any, logprobs: Any) -> tuple[np.ndarray, np.ndarray]:
         """Class log-masses and the mass on the classes, per row."""
         if self.top_k is None:

@@ -111,8 +111,15 @@ class Cascade:
         if getattr(cost_model, "input_prices", None) is not None:
             raise ValueError(
                 "a router prices each input as it routes it: give one price per stage "
-                "(CostModel.per_sample or .hourly), not prices of the inputs of an evaluation"
+                "(CostModel.per_sample or .hourly) or, for a stage whose price depends on the input, its "
+                "TokenPrice (CostModel([0.00001, TokenPrice(0.15, 0.60)])), not prices of the inputs of an evaluation"
             )
+        for s in () if cost_model is None else cost_model.token_stages:
+            if not callable(getattr(self.stages[s].predictor, "usage", None)):
+                raise ValueError(
+                    f"stage {s} is priced by tokens (TokenPrice) but its predictor "
+                    f"{type(self.stages[s].predictor).__name__} records no token usage (a usage(inputs) method)"
+                )
         self.cost_model = cost_model
         names = list(names) if names is not None else _default_names(self.stages)
         if len(names) != len(self.stages) or len(set(names)) != len(names):
@@ -238,9 +245,20 @@ class Cascade:
             outcome = yield s, batch
             stage_decision = self.decide(s, batch, outcome, classes, n_classes)
             classes, n_classes = stage_decision.classes, stage_decision.n_classes
-            defer = step(state, pending, s, stage_decision, self.stages[s].on_error, self.cost_model, self.names[s])
+            defer = step(state, pending, s, stage_decision, self.stages[s].on_error, self.cost_model, self.names[s],
+                         usage=self.stage_usage(s, batch))
             pending = pending[defer]
         return result_from_state(state, self.names, classes, n_classes, self.cost_model is not None)
+
+    def stage_usage(self, s: int, inputs: Sequence[Any], *, always: bool = False) -> dict[str, np.ndarray] | None:
+        """Token usage stage ``s``'s predictor measured on ``inputs`` (``predictor.usage(inputs)``),
+        when the cost model prices that stage by tokens (``always``: whenever it records usage);
+        ``None`` otherwise."""
+        priced = self.cost_model is not None and s in self.cost_model.token_stages
+        usage = getattr(self.stages[s].predictor, "usage", None)
+        if not (priced or always) or not callable(usage):
+            return None
+        return dict(usage(list(inputs)))
 
     def decide(
         self,

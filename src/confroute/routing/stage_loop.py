@@ -25,7 +25,7 @@ rows and puts the final rows back in input order.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -75,7 +75,8 @@ class RowState:
     ``confidence`` and ``stage`` are the final answer (``-1`` / NaN / ``-1`` until there is
     one). ``reached_stage`` is the last stage the row was sent to (``-1`` before any);
     ``n_classes`` the class count of the last stage that answered the row (``-1`` before any).
-    ``cost`` is set once a row is final.
+    ``cost`` is set once a row is final. ``stage_prices`` (``(n_stages, m)``) holds what the row
+    paid at each stage priced by tokens (from the usage its predictor measured; NaN elsewhere).
     """
 
     stage_label_index: np.ndarray
@@ -88,6 +89,7 @@ class RowState:
     cost: np.ndarray
     n_classes: np.ndarray
     reached_stage: np.ndarray
+    stage_prices: np.ndarray
 
     @classmethod
     def initial(cls, n_stages: int, m: int) -> RowState:
@@ -102,6 +104,7 @@ class RowState:
             cost=np.full(m, np.nan),
             n_classes=np.full(m, -1, dtype=np.int64),
             reached_stage=np.full(m, -1, dtype=np.int64),
+            stage_prices=np.full((n_stages, m), np.nan),
         )
 
     def __len__(self) -> int:
@@ -151,12 +154,14 @@ def step(
     on_error: str,
     cost_model: CostModel | None = None,
     where: str | None = None,
+    usage: Mapping[str, Any] | None = None,
 ) -> np.ndarray:
     """Advance ``rows`` (positions in ``state``) through stage ``s`` with its decision, in place.
 
     Returns the mask (over ``rows``) of the rows deferred to stage ``s + 1``; every other row
     is final: answered by this stage, kept at the previous stage's answer, or abstained on
-    (see the module docstring), and its cost is filled in when there is a cost model.
+    (see the module docstring), and its cost is filled in when there is a cost model. ``usage``
+    is stage ``s``'s measured token usage of ``rows`` when the cost model prices it by tokens.
 
     Examples
     --------
@@ -174,6 +179,8 @@ def step(
     if ok.shape != rows.shape:
         raise PredictionError(f"stage {where or s!r} decided {ok.size} rows for {rows.size} inputs")
     state.reached_stage[rows] = s
+    if usage is not None and cost_model is not None:
+        state.stage_prices[s, rows] = cost_model.stage_prices(s, usage)
     answered = rows[ok]
     if answered.size:
         earlier = state.n_classes[answered]
@@ -204,7 +211,9 @@ def step(
     defer = decision.defer
     final = rows[~defer]
     if cost_model is not None and final.size:
-        state.cost[final] = cost_model.per_input(_reached(state.reached_stage[final], n_stages))
+        reached = _reached(state.reached_stage[final], n_stages)
+        state.cost[final] = (cost_model.per_input(reached, prices=state.stage_prices[:, final])
+                             if cost_model.token_stages else cost_model.per_input(reached))
     return defer
 
 

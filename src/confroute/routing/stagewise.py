@@ -80,7 +80,8 @@ def advance(router: Cascade, s: int, inputs: Sequence[Any], state: RowState) -> 
     if decision.ok.any():
         returned = outcome.predictions.classes if outcome.predictions is not None else None
         check_declared(router, s, returned, ref)
-    defer = step(state, np.arange(m), s, decision, router.stages[s].on_error, router.cost_model, router.names[s])
+    defer = step(state, np.arange(m), s, decision, router.stages[s].on_error, router.cost_model, router.names[s],
+                 usage=router.stage_usage(s, inputs))
     return state, defer
 
 

@@ -16,7 +16,11 @@ Every objective of :mod:`.objectives` has its procedure here (give exactly one):
     input, priced by the :class:`~confroute.CostModel`, stays within budget, or the savings reach
     the target). Coverage is monotone in the threshold, so the strictest threshold whose
     Clopper–Pearson *lower* bound on coverage reaches the target is chosen; no multiplicity
-    correction is needed.
+    correction is needed. With per-input prices (a token-priced stage,
+    :meth:`CostModel.with_usage <confroute.CostModel.with_usage>`) the cost is no longer affine in
+    coverage: each row's exact cost is summed over its own inputs (the evaluation's sweep), and
+    the guarantee is a Hoeffding (1963) upper bound on the mean cost per input, whose range is
+    the spread of the per-input answer prices.
 ``target_relative_accuracy`` / ``max_accuracy_drop``
     Paired: system accuracy is at least the target share of the fallback's accuracy (or at most
     ``max_accuracy_drop`` below it), certified from the inputs where the two disagree
@@ -54,6 +58,7 @@ from scipy.stats import binom
 from ..core import decision
 from ..core._params import DELTA
 from ..core.cost import CostModel
+from ..evaluation.sweep import threshold_sweep
 from .accepted import certify_accepted_accuracy, chain_count, min_trials
 from .bounds import clopper_pearson
 from .certificate import ACCEPTED_METHODS, EXCHANGEABLE, check_bool, path_counts
@@ -76,13 +81,14 @@ class Path:
     m: np.ndarray  # inputs accepted
     k: np.ndarray  # primary errors among them
     system_correct: np.ndarray | None  # correct answers of the routed system
+    cost: np.ndarray | None = None  # exact total cost per row, with per-input prices
 
     @property
     def n(self) -> int:
         return int(self.scores.shape[0])
 
     @classmethod
-    def of(cls, scores: Any, correct: Any, fallback_correct: Any = None) -> Path:
+    def of(cls, scores: Any, correct: Any, fallback_correct: Any = None, cost_model: CostModel | None = None) -> Path:
         s = np.asarray(scores, dtype=np.float64)
         thresholds, order, ends = decision.threshold_path(s)
         pc = check_bool(correct, "correct", s.shape[0])
@@ -94,11 +100,17 @@ class Path:
         if fallback_correct is not None:
             fc = check_bool(fallback_correct, "fallback_correct", s.shape[0])
             system = (m - k) + (int(fc.sum()) - path_counts(fc, order, ends)).astype(np.int64)
-        return cls(s, thresholds, m, k, system)
+        cost = None
+        if cost_model is not None and cost_model.input_prices is not None:
+            cost = threshold_sweep(s, pc, cost_model=cost_model).cost  # the same path, priced per input
+        return cls(s, thresholds, m, k, system, cost)
 
 
 def answer_prices(cost_model: CostModel) -> np.ndarray:
-    """Cost of one input answered by each stage, from :meth:`CostModel.per_input`."""
+    """Cost of one input answered by each stage, from :meth:`CostModel.per_input` (with per-input
+    prices: the mean over the inputs it prices)."""
+    if cost_model.input_prices is not None:
+        return np.asarray(cost_model.answer_costs(), dtype=np.float64)
     n = cost_model.n_stages
     reached = np.arange(n)[:, None] <= np.arange(n)[None, :]  # column s: answered by stage s
     return np.asarray(cost_model.per_input(reached), dtype=np.float64)
@@ -159,7 +171,7 @@ def select_threshold(
         raise ValueError(f"correction must be 'fixed_sequence' or 'bonferroni', got {correction!r}")
     if not objective.supports(2):  # pragma: no cover - every objective supports two stages
         raise ValueError(f"{objective.keyword} does not apply to two stages")
-    path = Path.of(scores, correct, fallback_correct)
+    path = Path.of(scores, correct, fallback_correct, cost_model)
     if path.n == 0:
         raise ValueError("choosing a threshold needs at least one calibration input")
     prices = None if cost_model is None else answer_prices(cost_model)
@@ -189,7 +201,8 @@ def select_threshold(
         )
     else:
         row, feasible, empirical, guaranteed = _coverage_row(path, objective, target, delta, prices, cost_model)
-        procedure = "empirical" if delta is None else "clopper_pearson_coverage"
+        procedure = "empirical" if delta is None else (
+            "hoeffding_cost" if path.cost is not None and objective.needs_prices else "clopper_pearson_coverage")
     if not feasible:
         warn_infeasible(
             f"no threshold meets {objective.name.replace('_', ' ')} target {target:g}"
@@ -259,6 +272,8 @@ def _coverage_row(
         if prices[1] <= prices[0]:
             raise ValueError("the fallback's price must be > 0 for cost and savings objectives")
         budget = target if objective.name == "cost" else (1.0 - target) * cost_model.baseline(1.0)
+        if path.cost is not None:
+            return _priced_row(path, objective, budget, delta, cost_model)
         # Mean cost per input is affine in coverage: cov * a0 + (1 - cov) * a1.
         need_cov = (prices[1] - budget) / (prices[1] - prices[0])
     else:
@@ -280,6 +295,30 @@ def _coverage_row(
         return float(cost) if objective.name == "cost" else float(cost_model.savings_of(cost, 1))
 
     return row, feasible, figure(cov_emp), (math.nan if math.isnan(cov_g) else figure(cov_g))
+
+
+def _priced_row(
+    path: Path, objective: Objective, budget: float, delta: float | None, cost_model: CostModel
+) -> tuple[int, bool, float, float]:
+    """Row, feasibility, empirical figure and bound for cost and savings targets when every input
+    has its own price: the exact mean cost of each row, and a Hoeffding upper bound on it."""
+    assert path.cost is not None and cost_model.input_prices is not None
+    n = path.n
+    mean = path.cost / n
+    upper = mean
+    if delta is not None:
+        answer = cost_model.answered_by(n)
+        spread = float(answer.max() - answer.min())
+        upper = mean + spread * math.sqrt(math.log(1.0 / delta) / (2.0 * n))
+    ok = np.flatnonzero(upper <= budget + 1e-12 * max(abs(budget), 1.0))
+    feasible = bool(ok.size)
+    row = int(ok[0]) if feasible else path.m.size - 1  # strictest that meets it, else accept all
+
+    def figure(cost: float) -> float:
+        return float(cost) if objective.name == "cost" else float(cost_model.savings_of(cost * n, n))
+
+    guaranteed = math.nan if delta is None or not feasible else figure(float(upper[row]))
+    return row, feasible, figure(float(mean[row])), guaranteed
 
 
 def _paired_empirical_row(path: Path, objective: Objective, target: float, rule: str) -> tuple[int, str]:
@@ -358,7 +397,7 @@ def _choice(
     n, m, k = path.n, int(path.m[row]), int(path.k[row])
     cost = savings = math.nan
     if prices is not None and cost_model is not None:
-        total = m * prices[0] + (n - m) * prices[1]
+        total = path.cost[row] if path.cost is not None else m * prices[0] + (n - m) * prices[1]
         cost = float(total / n)
         savings = float(cost_model.savings_of(total, n))
     return ThresholdChoice(
