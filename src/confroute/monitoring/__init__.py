@@ -1,0 +1,1 @@
+"""Monitoring a deployed router: shadow audits, label requests, anytime-valid certificates."""

@@ -1,0 +1,493 @@
+"""The monitor around a deployed two-stage router: shadow audits off the hot path, label
+requests only where the stages disagree, a certificate at any time, alarms and threshold changes.
+
+:class:`CertificateMonitor` answers exactly as its router does (the router routes; the monitor
+only watches) and gives every answer an id. Off the hot path, on its own threads:
+
+* a random ``audit_rate`` share of the inputs the first stage accepted is sent to the fallback
+  (a *shadow* call, with its own concurrency bound; never through the router's own call slots);
+  the inputs the first stage deferred need no shadow call, since the fallback answered them;
+* an input whose two answers disagree is sent to the ``label_sink`` for a label (and, where the
+  statistics ask for it, a random share of the agreements: see :func:`~.sequential.label_probability`);
+* every record, shadow outcome, label request, label, certificate and threshold change goes to
+  the :mod:`ledger <confroute.monitoring.ledger>` (SQLite by default), one transaction per batch.
+
+The statistics (what is certified, the alarm's e-process, what each policy does) live in
+:mod:`confroute.monitoring.sequential`; this module feeds them the ledger's records.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+
+from ..core._json import json_value
+from ..core.batch import as_batch, take_rows
+from ..core.classes import class_labels, label_indices
+from ..core.types import RoutingResult
+from ..routing.cascade import Cascade
+from ..routing.fallback import Fallback
+from . import sequential
+from .ledger import Ledger, open_ledger
+from .sinks import LabelSink, as_label_sink
+
+__all__ = ["CertificateMonitor", "MonitoredResult", "certify_ledger", "replay_ledger"]
+
+TARGETS = ("target_relative_accuracy", "max_accuracy_drop", "target_accuracy", "target_agreement")
+ALARM_POLICIES = ("alert", "tighten", "fallback_all")
+LOOSER_POLICIES = ("recommend", "loosen")
+
+
+@dataclass(frozen=True)
+class MonitoredResult(RoutingResult):
+    """The router's :class:`~confroute.RoutingResult`, unchanged, plus one id per input
+    (``ids``): the id under which the monitor records the input and asks for its label."""
+
+    ids: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=object))
+
+    @classmethod
+    def wrap(cls, result: RoutingResult, ids: np.ndarray) -> MonitoredResult:
+        return cls(**{f.name: getattr(result, f.name) for f in fields(RoutingResult)}, ids=ids)
+
+
+class CertificateMonitor:
+    """Watch a deployed two-stage router and certify its threshold from production traffic.
+
+    Parameters
+    ----------
+    router : ThresholdRouter or two-stage Cascade
+        The deployed router; :meth:`route` / :meth:`aroute` answer exactly as it does.
+    target_relative_accuracy, max_accuracy_drop, target_accuracy, target_agreement : float
+        The objective; give exactly one. ``target_agreement`` needs no labels at all.
+    delta : float, default 0.05
+        Error level of the certificate and the alarm.
+    audit_rate : float, default 0.1
+        Share of the inputs the first stage accepted that get a shadow call to the fallback.
+    ledger : Ledger, str or None
+        Where records go: a :class:`~confroute.monitoring.ledger.Ledger`, a SQLite file path, or
+        a ``postgresql://`` URL. Default: a throw-away in-memory SQLite ledger. A monitor opened on
+        an existing ledger resumes it (positions, pending shadow calls, alarm state).
+    label_sink : callable, str or None
+        Where label requests go: a callable taking a list of request dicts ``{"id", "input",
+        "predictions", "reason"}``, a JSONL file path (appended to), or an ``http(s)://`` URL
+        (POSTed as a JSON list). Default: none (read them with :meth:`label_requests`).
+    policy : {"alert", "tighten", "fallback_all"}, default "alert"
+        What an alarm does: log it; move to the certified (or else the most conservative)
+        threshold; send every input to the fallback.
+    looser : {"recommend", "loosen"}, default "recommend"
+        When a looser threshold than the deployed one is certified: report it, or apply it.
+    shadow_concurrency : int, default 2
+        Shadow calls in flight at once (their own threads; the router's call slots are untouched).
+    shadow_fallback : Fallback, optional
+        How shadow calls reach the fallback (default: a :class:`~confroute.Fallback` around the
+        router's last-stage predictor with its timeout and retries, failures recorded, not raised).
+    stream : str, default "default"
+        Name of this replica's stream; ids are ``"<stream>:<position>"``. Replicas sharing one
+        PostgreSQL ledger need distinct names.
+    random_state : int, optional
+        Seed of the audit and label sampling. Draws depend on the input's position only, so a
+        restarted stream makes the same draws.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from confroute import ThresholdRouter
+    >>> primary = lambda xs: np.array([[1 - x, x] for x in xs])
+    >>> fallback = lambda xs: np.array([[0.0, 1.0] for x in xs])
+    >>> router = ThresholdRouter(primary, fallback, threshold=0.8)
+    >>> monitor = CertificateMonitor(router, target_agreement=0.9, audit_rate=0.5, random_state=0)
+    >>> answer = monitor.route([0.95, 0.1, 0.5])
+    >>> answer.labels.tolist() == router.route([0.95, 0.1, 0.5]).labels.tolist(), answer.ids.tolist()
+    (True, ['default:0', 'default:1', 'default:2'])
+    >>> monitor.flush(); monitor.evidence()["seen"]
+    3
+    >>> monitor.close()
+    """
+
+    def __init__(
+        self,
+        router: Cascade,
+        *,
+        target_relative_accuracy: float | None = None,
+        max_accuracy_drop: float | None = None,
+        target_accuracy: float | None = None,
+        target_agreement: float | None = None,
+        delta: float = 0.05,
+        audit_rate: float = 0.1,
+        ledger: Ledger | str | None = None,
+        label_sink: LabelSink | str | Callable[[list[dict[str, Any]]], Any] | None = None,
+        policy: str = "alert",
+        looser: str = "recommend",
+        shadow_concurrency: int = 2,
+        shadow_fallback: Fallback | None = None,
+        stream: str = "default",
+        random_state: int | None = None,
+    ) -> None:
+        if not isinstance(router, Cascade) or router.n_stages != 2:
+            raise ValueError("CertificateMonitor watches a two-stage router (ThresholdRouter or a 2-stage Cascade)")
+        given = {k: v for k, v in zip(TARGETS, (target_relative_accuracy, max_accuracy_drop, target_accuracy,
+                                                target_agreement)) if v is not None}
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(TARGETS)}; got {sorted(given) or 'none'}")
+        if not 0.0 <= float(audit_rate) <= 1.0:
+            raise ValueError(f"audit_rate must lie in [0, 1], got {audit_rate!r}")
+        if not 0.0 < float(delta) < 1.0:
+            raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
+        if policy not in ALARM_POLICIES:
+            raise ValueError(f"policy must be one of {ALARM_POLICIES}, got {policy!r}")
+        if looser not in LOOSER_POLICIES:
+            raise ValueError(f"looser must be one of {LOOSER_POLICIES}, got {looser!r}")
+        if int(shadow_concurrency) < 1:
+            raise ValueError(f"shadow_concurrency must be >= 1, got {shadow_concurrency!r}")
+        self.router = router
+        (self.objective, self.target), = given.items()
+        self.delta = float(delta)
+        self.audit_rate = float(audit_rate)
+        self.policy = policy
+        self.looser = looser
+        self.stream = str(stream)
+        self.ledger = open_ledger(":memory:" if ledger is None else ledger)
+        self.label_sink = as_label_sink(label_sink)
+        self.shadow_fallback = shadow_fallback or _shadow_of(router.stages[-1])
+        self._seed = int(random_state) if random_state is not None else secrets.randbits(62)
+        self._classes = router.stages[0].classes
+        self._lock = threading.Lock()
+        self._n_classes: int | None = len(self._classes) if self._classes else None
+        self._config = self._load_config()
+        self._next = self.ledger.next_pos(self.stream)
+        self._pool = ThreadPoolExecutor(int(shadow_concurrency), thread_name_prefix="confroute-shadow")
+        self._shadow_futures: set[Future[Any]] = set()
+        self._jobs: queue.Queue[tuple[str, Any] | None] = queue.Queue()
+        self._writer = threading.Thread(target=self._write_loop, daemon=True, name="confroute-ledger")
+        self._writer.start()
+        self.write_errors: list[BaseException] = []
+        self.sink_failures = 0
+        self._eprocess = self._load_eprocess()
+        self.resume()
+
+    # -- configuration kept in the ledger -------------------------------------------------------
+
+    def _load_config(self) -> dict[str, Any]:
+        config = {
+            "objective": self.objective, "target": float(self.target), "delta": self.delta,
+            "audit_rate": self.audit_rate, "agreement_label_rate": self._agreement_rate(),
+            "classes": None if self._classes is None else [json_value(c) for c in self._classes],
+            "n_classes": self._n_classes, "threshold": _threshold_value(self.router),
+        }
+        stored = self.ledger.get_meta("config")
+        if stored is None:
+            self.ledger.set_meta("config", config)
+            return config
+        for key in ("objective", "target", "delta", "classes"):
+            if stored.get(key) != config[key]:
+                raise ValueError(
+                    f"the ledger {self.ledger.location!r} was written for {key}={stored.get(key)!r}, not "
+                    f"{config[key]!r}: open a new ledger for another objective"
+                )
+        if stored.get("n_classes") is not None:
+            self._n_classes = stored["n_classes"]
+        return dict(stored)
+
+    def _agreement_rate(self) -> float:
+        if self.objective == "target_agreement":
+            return 0.0
+        return float(sequential.label_probability(self.objective, self.audit_rate))
+
+    # -- routing (the hot path) -------------------------------------------------------------------
+
+    def route(self, inputs: Sequence[Any]) -> MonitoredResult:
+        """Route like the router (same answers), record the batch and schedule its audits."""
+        batch = as_batch(inputs)
+        return self._observe(batch, self.router.route(batch))
+
+    async def aroute(self, inputs: Sequence[Any]) -> MonitoredResult:
+        """Async :meth:`route`."""
+        batch = as_batch(inputs)
+        return self._observe(batch, await self.router.aroute(batch))
+
+    def _observe(self, batch: Sequence[Any], result: RoutingResult) -> MonitoredResult:
+        n = len(result)
+        with self._lock:
+            pos0 = self._next
+            self._next += n
+        if self._n_classes is None and result.n_classes is not None:
+            self._n_classes = result.n_classes
+        ids = np.array([f"{self.stream}:{p}" for p in range(pos0, pos0 + n)], dtype=object)
+        self._jobs.put(("records", (batch, result, ids, pos0, _threshold_value(self.router))))
+        return MonitoredResult.wrap(result, ids)
+
+    # -- the writer thread ------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                if job is None:
+                    return
+                kind, payload = job
+                if kind == "records":
+                    self._write_records(*payload)
+                elif kind == "audits":
+                    self._write_audits(*payload)
+            except BaseException as exc:  # noqa: BLE001 - kept for flush() to raise; routing goes on
+                self.write_errors.append(exc)
+            finally:
+                self._jobs.task_done()
+
+    def _write_records(self, batch: Sequence[Any], result: RoutingResult, ids: np.ndarray, pos0: int,
+                       threshold: float) -> None:
+        plan = plan_records(result, pos0, self._seed, self.audit_rate, self._config["agreement_label_rate"])
+        now = time.time()
+        stored_input = plan["sampled"] | plan["requested"]
+        inputs = [_input_json(batch, i) if stored_input[i] else None for i in range(len(ids))]
+        rows = [
+            (ids[i], self.stream, pos0 + i, _nan_none(plan["score"][i]), int(plan["primary"][i]),
+             int(plan["fallback"][i]), int(result.stage[i]), float(plan["p_fallback"][i]), int(plan["sampled"][i]),
+             None if result.cost is None else _nan_none(result.cost[i]), _nan_none(threshold), inputs[i], now)
+            for i in range(len(ids))
+        ]
+        requests = [
+            self._request(ids[i], inputs[i], plan["primary"][i], plan["fallback"][i], plan["p_label"][i])
+            for i in np.flatnonzero(plan["requested"])
+        ]
+        self.ledger.add_records(rows, requests)
+        self._send(requests)
+        todo = np.flatnonzero(plan["sampled"])
+        if todo.size:
+            self._submit_shadow(list(ids[todo]), take_rows(batch, todo), plan["primary"][todo], inputs, todo)
+
+    def _request(self, id_: str, input_json: str | None, primary: int, fallback: int, p_label: float
+                 ) -> tuple[str, float, str, str]:
+        reason = "disagreement" if primary != fallback else "agreement_sample"
+        payload = {
+            "id": id_, "input": None if input_json is None else json.loads(input_json),
+            "predictions": {"primary": self._label(primary), "fallback": self._label(fallback)}, "reason": reason,
+        }
+        return (id_, float(p_label), reason, json.dumps(payload))
+
+    def _label(self, index: int) -> Any:
+        return json_value(class_labels(np.array([index]), self._classes)[0])
+
+    def _send(self, requests: Sequence[tuple[str, float, str, str]]) -> None:
+        if not requests or self.label_sink is None:
+            return
+        try:
+            self.label_sink([json.loads(r[3]) for r in requests])
+        except Exception:  # noqa: BLE001 - the request stays unsent in the ledger; resend_requests()
+            self.sink_failures += 1
+            return
+        self.ledger.mark_sent([r[0] for r in requests])
+
+    def resend_requests(self) -> int:
+        """Send the label requests the sink has not taken yet; returns how many were sent."""
+        pending = self.ledger.requests(pending_only=True, unsent_only=True)
+        self._send([(r["id"], r["p_label"], r["reason"], json.dumps(r["payload"])) for r in pending])
+        return len(pending)
+
+    # -- shadow calls -----------------------------------------------------------------------------
+
+    def _submit_shadow(self, ids: list[str], batch: Sequence[Any], primary: np.ndarray, inputs: list[Any],
+                       rows: np.ndarray) -> None:
+        payload = [inputs[i] for i in rows]
+        future = self._pool.submit(self._shadow, ids, batch, primary, payload)
+        with self._lock:
+            self._shadow_futures.add(future)
+        future.add_done_callback(self._shadow_done)
+
+    def _shadow_done(self, future: Future[Any]) -> None:
+        with self._lock:
+            self._shadow_futures.discard(future)
+
+    def _shadow(self, ids: list[str], batch: Sequence[Any], primary: np.ndarray, inputs: list[str | None]) -> None:
+        """One shadow call (on a shadow thread): the fallback's answers go to the writer."""
+        outcome = self.shadow_fallback.call(batch)
+        decided = self.router.decide(1, batch, outcome, self._classes, self._n_classes)
+        fallback = np.where(decided.ok, decided.label_index, -1)
+        cost = self._shadow_cost(len(ids))
+        self._jobs.put(("audits", (ids, primary, fallback, decided.ok, decided.errors, cost, inputs)))
+
+    def _shadow_cost(self, m: int) -> np.ndarray:
+        model = self.router.cost_model
+        if model is None:
+            return np.full(m, np.nan)
+        reached = np.zeros((2, m), dtype=bool)
+        reached[1] = True
+        return model.per_input(reached)
+
+    def _write_audits(self, ids: list[str], primary: np.ndarray, fallback: np.ndarray, ok: np.ndarray,
+                      errors: np.ndarray, cost: np.ndarray, inputs: list[str | None]) -> None:
+        rows = [(ids[i], int(fallback[i]), int(ok[i]), None if ok[i] else str(errors[i]), _nan_none(cost[i]))
+                for i in range(len(ids))]
+        p_agree = self._config["agreement_label_rate"]
+        u = _uniform(self._seed, np.array([_pos(i) for i in ids], dtype=np.uint64), 2)
+        ask = ok & ((fallback != primary) | (u < p_agree))
+        requests = [
+            self._request(ids[i], inputs[i], int(primary[i]), int(fallback[i]),
+                          1.0 if fallback[i] != primary[i] else p_agree)
+            for i in np.flatnonzero(ask)
+        ]
+        self.ledger.add_audits(rows, requests)
+        self._send(requests)
+
+    def resume(self) -> int:
+        """Start the shadow calls of sampled records that have no stored outcome (after a restart,
+        or after :meth:`flush` found some left); returns how many were started."""
+        pending = self.ledger.pending_audits()
+        if not pending:
+            return 0
+        stored = self.ledger.stream_rows()
+        primary_of = dict(zip(stored["id"].tolist(), stored["primary"].tolist()))
+        ids = [p[0] for p in pending]
+        inputs = [p[1] for p in pending]
+        batch = as_batch([json.loads(s) if s is not None else None for s in inputs])
+        primary = np.array([primary_of[i] for i in ids], dtype=np.int64)
+        for lo in range(0, len(ids), 256):
+            sl = np.arange(lo, min(lo + 256, len(ids)))
+            self._submit_shadow(ids[lo:lo + 256], take_rows(batch, sl), primary[sl], inputs, sl)
+        return len(ids)
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every scheduled record, shadow call and label request is in the ledger.
+
+        Raises the first error the writer met (the answers were not affected)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._jobs.join()
+            with self._lock:
+                futures = list(self._shadow_futures)
+            if not futures:
+                self._jobs.join()
+                with self._lock:
+                    if not self._shadow_futures and self._jobs.unfinished_tasks == 0:
+                        break
+                continue
+            for f in futures:
+                f.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if self.write_errors:
+            raise self.write_errors[0]
+
+    def close(self) -> None:
+        """Flush, then stop the monitor's threads and close the ledger."""
+        try:
+            self.flush()
+        finally:
+            self._jobs.put(None)
+            self._writer.join()
+            self._pool.shutdown(wait=True)
+            self.ledger.close()
+
+    def __enter__(self) -> CertificateMonitor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # -- labels -----------------------------------------------------------------------------------
+
+    def add_labels(self, ids: Sequence[str], labels: Sequence[Any], source: str = "add_labels") -> int:
+        """Take labels for requested ids (class values, as the router's classes name them).
+
+        All or nothing: unknown ids, ids never sent for labelling, duplicates and labels outside
+        the classes raise :class:`~confroute.monitoring.ledger.LabelError` and store nothing.
+        Returns how many labels were stored."""
+        return add_labels(self.ledger, ids, labels, source)
+
+    def import_labels(self, path: str) -> int:
+        """Import a labels file (JSONL lines ``{"id": ..., "label": ...}`` or a CSV with columns
+        ``id,label``) in one call; all or nothing like :meth:`add_labels`."""
+        return import_labels(self.ledger, path)
+
+    def label_requests(self, pending_only: bool = True) -> list[dict[str, Any]]:
+        """The label requests (by default those still without a label), oldest first."""
+        return self.ledger.requests(pending_only=pending_only)
+
+    # -- evidence, certificate, alarms ------------------------------------------------------------
+
+    def evidence(self) -> dict[str, Any]:
+        """Counts from the ledger: seen, sampled, audited, shadow failures, disagreements, labels
+        requested / received / pending, label-sink failures."""
+        out: dict[str, Any] = dict(self.ledger.counts())
+        out["sink_failures"] = self.sink_failures
+        return out
+
+    def certificate(self, store: bool = True) -> Any:
+        """The certificate from every record in the ledger now (see
+        :func:`~confroute.monitoring.sequential.certify_stream`); stored in the ledger with the
+        event it was computed up to, so that ``confroute audit replay`` can recompute it."""
+        cert, watermark = certify_ledger(self.ledger)
+        if store:
+            self.ledger.add_certificate(cert.to_dict(), watermark)
+        return cert
+
+    # Alarm and threshold changes are in monitoring/actions.py (ThresholdActions), mixed in below.
+
+
+def plan_records(result: RoutingResult, pos0: int, seed: int, audit_rate: float, agreement_rate: float
+                 ) -> dict[str, np.ndarray]:
+    """What the monitor records for a routed batch: per input its first-stage score and answer,
+    the fallback's answer where the fallback ran, whether it is sampled for a shadow call (only
+    inputs the first stage accepted; with probability ``audit_rate``) and the probability it had,
+    and which inputs get a label request at once (deferred inputs whose answers disagree, and a
+    ``agreement_rate`` share of those that agree). Draws depend on ``(seed, position)`` only."""
+    n = len(result)
+    pos = np.arange(pos0, pos0 + n, dtype=np.uint64)
+    primary = result.stage_label_index[0].astype(np.int64)
+    fallback = result.stage_label_index[1].astype(np.int64)
+    deferred = result.reached[1] & (primary >= 0)
+    accepted = ~result.reached[1] & (primary >= 0)
+    sampled = accepted & (_uniform(seed, pos, 1) < audit_rate)
+    sampled |= deferred & (fallback < 0)  # the fallback failed on it: retried as a shadow call
+    p_fallback = np.where(deferred, 1.0, audit_rate)
+    known = deferred & (fallback >= 0)
+    agree_draw = _uniform(seed, pos, 2) < agreement_rate
+    requested = known & ((primary != fallback) | agree_draw)
+    p_label = np.where(primary != fallback, 1.0, agreement_rate)
+    return {"score": result.stage_scores[0], "primary": primary, "fallback": np.where(known, fallback, -1),
+            "sampled": sampled, "p_fallback": p_fallback, "requested": requested, "p_label": p_label}
+
+
+def _uniform(seed: int, pos: np.ndarray, salt: int) -> np.ndarray:
+    """Uniform draws in [0, 1) from ``(seed, position, salt)`` (splitmix64): the same position
+    always gets the same draw, however the stream is batched or restarted."""
+    with np.errstate(over="ignore"):
+        x = pos.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seed % 2**63) * np.uint64(
+            0xBF58476D1CE4E5B9) + np.uint64(salt * 0x94D049BB133111EB % 2**64)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        x = x ^ (x >> np.uint64(31))
+    return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
+
+
+def _pos(id_: str) -> int:
+    return int(id_.rsplit(":", 1)[1])
+
+
+def _nan_none(x: Any) -> float | None:
+    x = float(x)
+    return None if x != x else x
+
+
+def _input_json(batch: Sequence[Any], i: int) -> str:
+    row = batch[i]
+    return json.dumps(row.tolist() if isinstance(row, np.ndarray) else json_value(row))
+
+
+def _threshold_value(router: Cascade) -> float:
+    t = router.thresholds[0]
+    if not isinstance(t, float):
+        raise ValueError("CertificateMonitor certifies one global threshold; per-class thresholds are not supported")
+    return t
+
+
+def _shadow_of(stage: Fallback) -> Fallback:
+    return Fallback(stage.predictor, on_error="abstain", retries=stage.retries, backoff=stage.backoff,
+                    timeout=stage.timeout, batch_size=stage.batch_size, name=f"{stage.name}-shadow")
