@@ -1,1 +1,25 @@
-"""Monitoring a deployed router: shadow audits, label requests, anytime-valid certificates."""
+"""Monitoring a deployed router: anytime-valid certificates from production traffic, alarms.
+
+:mod:`.sequential` holds the statistics (stream certificates, the label-free agreement
+certificate, the sequential alarm and what each policy does about it).
+"""
+
+from .sequential import (
+    PolicyAction,
+    StreamCertificate,
+    StreamRecords,
+    ThresholdEProcess,
+    certify_stream,
+    label_probability,
+    policy_action,
+)
+
+__all__ = [
+    "StreamRecords",
+    "StreamCertificate",
+    "ThresholdEProcess",
+    "PolicyAction",
+    "certify_stream",
+    "label_probability",
+    "policy_action",
+]
