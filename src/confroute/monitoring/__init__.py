@@ -23,3 +23,23 @@ __all__ = [
     "label_probability",
     "policy_action",
 ]
+
+from .ledger import Ledger, LabelError, PostgresLedger, SQLiteLedger, open_ledger
+from .monitor import CertificateMonitor, MonitoredResult
+from .records import certify_ledger, import_labels, replay_ledger
+from .sinks import HTTPSink, JSONLSink
+
+__all__ += [
+    "CertificateMonitor",
+    "MonitoredResult",
+    "Ledger",
+    "SQLiteLedger",
+    "PostgresLedger",
+    "LabelError",
+    "open_ledger",
+    "certify_ledger",
+    "replay_ledger",
+    "import_labels",
+    "JSONLSink",
+    "HTTPSink",
+]

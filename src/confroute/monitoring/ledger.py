@@ -39,7 +39,7 @@ __all__ = ["Ledger", "SQLiteLedger", "PostgresLedger", "LabelError", "open_ledge
 #: Columns of a record (one routed input), in order, as :meth:`Ledger.add_records` takes them.
 RECORD_FIELDS = (
     "id", "stream", "pos", "score", "primary_idx", "fallback_idx", "stage", "p_fallback", "sampled",
-    "cost", "threshold", "input", "ts",
+    "p_label", "cost", "threshold", "input", "ts",
 )
 
 _TABLES = """
@@ -47,11 +47,11 @@ CREATE TABLE IF NOT EXISTS batches (ev {serial} PRIMARY KEY, kind TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS records (
     id TEXT PRIMARY KEY, stream TEXT NOT NULL, pos BIGINT NOT NULL, ev BIGINT NOT NULL,
     score DOUBLE PRECISION, primary_idx INTEGER NOT NULL, fallback_idx INTEGER NOT NULL, stage INTEGER NOT NULL,
-    p_fallback DOUBLE PRECISION NOT NULL, sampled INTEGER NOT NULL, cost DOUBLE PRECISION,
+    p_fallback DOUBLE PRECISION NOT NULL, sampled INTEGER NOT NULL, p_label DOUBLE PRECISION, cost DOUBLE PRECISION,
     threshold DOUBLE PRECISION, input TEXT, ts DOUBLE PRECISION NOT NULL, UNIQUE (stream, pos));
 CREATE TABLE IF NOT EXISTS audits (
     id TEXT PRIMARY KEY REFERENCES records(id), ev BIGINT NOT NULL, fallback_idx INTEGER NOT NULL,
-    ok INTEGER NOT NULL, error TEXT, shadow_cost DOUBLE PRECISION);
+    ok INTEGER NOT NULL, error TEXT, shadow_cost DOUBLE PRECISION, p_label DOUBLE PRECISION);
 CREATE TABLE IF NOT EXISTS requests (
     id TEXT PRIMARY KEY REFERENCES records(id), ev BIGINT NOT NULL, p_label DOUBLE PRECISION NOT NULL,
     reason TEXT NOT NULL, payload TEXT, sent INTEGER NOT NULL DEFAULT 0);
@@ -171,7 +171,8 @@ class Ledger:
             cur.executemany(
                 self._sql(
                     "INSERT INTO records (id, stream, pos, score, primary_idx, fallback_idx, stage, p_fallback, "
-                    "sampled, cost, threshold, input, ts, ev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                    "sampled, p_label, cost, threshold, input, ts, ev) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 ),
                 [tuple(r) + (ev,) for r in rows],
             )
@@ -179,12 +180,13 @@ class Ledger:
             return ev
 
     def add_audits(self, rows: Sequence[tuple[Any, ...]], requests: Sequence[tuple[Any, ...]] = ()) -> int:
-        """Store shadow-call outcomes ``(id, fallback_idx, ok, error, shadow_cost)`` and the label
+        """Store shadow-call outcomes ``(id, fallback_idx, ok, error, shadow_cost, p_label)`` and the label
         requests they lead to, in one transaction."""
         with self._transaction() as cur:
             ev = self._new_event(cur, "audits")
             cur.executemany(
-                self._sql("INSERT INTO audits (id, fallback_idx, ok, error, shadow_cost, ev) VALUES (?, ?, ?, ?, ?, ?)"),
+                self._sql("INSERT INTO audits (id, fallback_idx, ok, error, shadow_cost, p_label, ev) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?)"),
                 [tuple(r) + (ev,) for r in rows],
             )
             self._insert_requests(cur, ev, requests)
@@ -298,12 +300,16 @@ class Ledger:
     def stream_rows(self, upto: int | None = None) -> dict[str, np.ndarray]:
         """Every record with what was known of it at event ``upto`` (default: now), ordered by
         (event, stream, position): arrays ``id``, ``score``, ``primary``, ``fallback`` (-1 where
-        unknown), ``p_fallback``, ``sampled``, ``audit_failed``, ``label`` (-1 where unknown),
-        ``label_requested``, ``p_label``, ``cost``, ``shadow_cost``, ``stage``."""
+        unknown), ``audited`` (the fallback was called: deferred, or sampled for a shadow call;
+        a shadow call without a stored outcome counts as called and failed), ``p_fallback``,
+        ``sampled``, ``audit_failed``, ``label`` (-1 where unknown), ``label_requested``,
+        ``p_label`` (0 where the fallback's answer is unknown), ``cost``, ``shadow_cost``,
+        ``stage``, ``ev`` (the event that stored the record)."""
         limit = 2**62 if upto is None else int(upto)
         rows = self._read(
             "SELECT r.id, r.score, r.primary_idx, r.fallback_idx, r.p_fallback, r.sampled, r.cost, r.stage, "
-            "a.fallback_idx, a.ok, a.shadow_cost, q.p_label, l.label_idx FROM records r "
+            "a.fallback_idx, a.ok, a.shadow_cost, COALESCE(r.p_label, a.p_label), l.label_idx, q.id, r.ev "
+            "FROM records r "
             "LEFT JOIN audits a ON a.id = r.id AND a.ev <= ? "
             "LEFT JOIN requests q ON q.id = r.id AND q.ev <= ? "
             "LEFT JOIN labels l ON l.id = r.id AND l.ev <= ? "
@@ -388,7 +394,7 @@ class SQLiteLedger(Ledger):
     Examples
     --------
     >>> ledger = SQLiteLedger(":memory:")
-    >>> ledger.add_records([("s:0", "s", 0, 0.9, 1, -1, 0, 0.1, 0, None, 0.8, None, 0.0)])
+    >>> ledger.add_records([("s:0", "s", 0, 0.9, 1, -1, 0, 0.1, 0, None, None, 0.8, None, 0.0)])
     1
     >>> ledger.counts()["seen"], ledger.next_pos("s")
     (1, 1)
@@ -484,7 +490,7 @@ def _float(x: Any) -> float:
 
 def _rows_to_arrays(rows: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
     n = len(rows)
-    col = list(zip(*rows)) if rows else [()] * 13
+    col = list(zip(*rows)) if rows else [()] * 15
 
     def f(i: int) -> np.ndarray:
         return np.array([np.nan if v is None else v for v in col[i]], dtype=float).reshape(n)
@@ -495,18 +501,21 @@ def _rows_to_arrays(rows: list[tuple[Any, ...]]) -> dict[str, np.ndarray]:
     route_fallback, audit_fallback, audit_ok = k(3), k(8), k(9, 0)
     fallback = np.where(route_fallback >= 0, route_fallback, np.where(audit_ok == 1, audit_fallback, -1))
     p_label = f(11)
+    sampled = k(5).astype(bool)
     return {
         "id": np.array(col[0], dtype=object).reshape(n),
         "score": f(1),
         "primary": k(2),
         "fallback": fallback,
         "p_fallback": f(4),
-        "sampled": k(5).astype(bool),
+        "sampled": sampled,
+        "audited": sampled | (route_fallback >= 0),
         "audit_failed": (k(9, 1) == 0),
         "cost": f(6),
         "stage": k(7),
         "shadow_cost": f(10),
-        "label_requested": ~np.isnan(p_label),
+        "label_requested": np.array([v is not None for v in col[13]], dtype=bool).reshape(n),
         "p_label": np.where(np.isnan(p_label), 0.0, p_label),
         "label": k(12),
+        "ev": k(14),
     }

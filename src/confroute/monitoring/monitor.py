@@ -32,15 +32,16 @@ import numpy as np
 
 from ..core._json import json_value
 from ..core.batch import as_batch, take_rows
-from ..core.classes import class_labels, label_indices
+from ..core.classes import class_labels
 from ..core.types import RoutingResult
 from ..routing.cascade import Cascade
 from ..routing.fallback import Fallback
 from . import sequential
 from .ledger import Ledger, open_ledger
+from .records import OBJECTIVES, add_labels, certify_ledger, import_labels, stream_records
 from .sinks import LabelSink, as_label_sink
 
-__all__ = ["CertificateMonitor", "MonitoredResult", "certify_ledger", "replay_ledger"]
+__all__ = ["CertificateMonitor", "MonitoredResult", "plan_records"]
 
 TARGETS = ("target_relative_accuracy", "max_accuracy_drop", "target_accuracy", "target_agreement")
 ALARM_POLICIES = ("alert", "tighten", "fallback_all")
@@ -96,6 +97,21 @@ class CertificateMonitor:
     random_state : int, optional
         Seed of the audit and label sampling. Draws depend on the input's position only, so a
         restarted stream makes the same draws.
+    ladder : sequence of float, optional
+        The candidate thresholds (see :func:`~confroute.monitoring.sequential.stream_ladder`),
+        fixed for the ledger's life. Default: the statistics' own (from the first scores).
+    reference : float, optional
+        A lower confidence bound on the fallback's accuracy from an offline certificate (relative
+        targets); with it no agreement labels are needed.
+    agreement_rate : float, optional
+        Share of agreements sent for a label. Default: 0 for ``target_agreement`` or with a
+        ``reference``; else 0.01 (the relative and absolute targets need the fallback's accuracy,
+        estimated from a random sample of agreements: disagreements alone say how often the
+        stages differ, not how often the fallback is right).
+    deferred_disagreement_rate : float, default 1.0
+        Share of the *deferred* inputs' disagreements sent for a label.
+    auto_check : bool, default True
+        Run :meth:`check` (certificate, alarm, policy) after every :meth:`add_labels`.
 
     Examples
     --------
@@ -131,6 +147,11 @@ class CertificateMonitor:
         shadow_fallback: Fallback | None = None,
         stream: str = "default",
         random_state: int | None = None,
+        ladder: Sequence[float] | None = None,
+        reference: float | None = None,
+        agreement_rate: float | None = None,
+        deferred_disagreement_rate: float = 1.0,
+        auto_check: bool = True,
     ) -> None:
         if not isinstance(router, Cascade) or router.n_stages != 2:
             raise ValueError("CertificateMonitor watches a two-stage router (ThresholdRouter or a 2-stage Cascade)")
@@ -150,6 +171,14 @@ class CertificateMonitor:
             raise ValueError(f"shadow_concurrency must be >= 1, got {shadow_concurrency!r}")
         self.router = router
         (self.objective, self.target), = given.items()
+        self.ladder = None if ladder is None else [float(t) for t in ladder]
+        self.reference = None if reference is None else float(reference)
+        if agreement_rate is None:
+            agreement_rate = 0.0 if self.objective == "target_agreement" or reference is not None else 0.01
+        self.agreement_rate = float(agreement_rate)
+        self.deferred_disagreement_rate = float(deferred_disagreement_rate)
+        self.auto_check = bool(auto_check)
+        self.recommendation: sequential.PolicyAction | None = None
         self.delta = float(delta)
         self.audit_rate = float(audit_rate)
         self.policy = policy
@@ -161,6 +190,7 @@ class CertificateMonitor:
         self._seed = int(random_state) if random_state is not None else secrets.randbits(62)
         self._classes = router.stages[0].classes
         self._lock = threading.Lock()
+        self._check_lock = threading.RLock()
         self._n_classes: int | None = len(self._classes) if self._classes else None
         self._config = self._load_config()
         self._next = self.ledger.next_pos(self.stream)
@@ -171,7 +201,7 @@ class CertificateMonitor:
         self._writer.start()
         self.write_errors: list[BaseException] = []
         self.sink_failures = 0
-        self._eprocess = self._load_eprocess()
+        self._resume_threshold()
         self.resume()
 
     # -- configuration kept in the ledger -------------------------------------------------------
@@ -179,15 +209,18 @@ class CertificateMonitor:
     def _load_config(self) -> dict[str, Any]:
         config = {
             "objective": self.objective, "target": float(self.target), "delta": self.delta,
-            "audit_rate": self.audit_rate, "agreement_label_rate": self._agreement_rate(),
+            "audit_rate": self.audit_rate, "agreement_rate": self.agreement_rate,
+            "deferred_disagreement_rate": self.deferred_disagreement_rate, "ladder": self.ladder,
+            "ladder_floor": -np.inf if not self.ladder else min(self.ladder), "reference": self.reference,
+            "min_probability": min(self.audit_rate, self.deferred_disagreement_rate),
             "classes": None if self._classes is None else [json_value(c) for c in self._classes],
-            "n_classes": self._n_classes, "threshold": _threshold_value(self.router),
+            "n_classes": self._n_classes,
         }
         stored = self.ledger.get_meta("config")
         if stored is None:
             self.ledger.set_meta("config", config)
             return config
-        for key in ("objective", "target", "delta", "classes"):
+        for key in ("objective", "target", "delta", "classes", "ladder", "reference"):
             if stored.get(key) != config[key]:
                 raise ValueError(
                     f"the ledger {self.ledger.location!r} was written for {key}={stored.get(key)!r}, not "
@@ -195,12 +228,19 @@ class CertificateMonitor:
                 )
         if stored.get("n_classes") is not None:
             self._n_classes = stored["n_classes"]
-        return dict(stored)
+        config["n_classes"] = self._n_classes
+        if config != stored:  # rates may change between runs: each record keeps its own
+            self.ledger.set_meta("config", config)
+        return config
 
-    def _agreement_rate(self) -> float:
+    def _design(self) -> dict[str, float] | None:
+        """Keyword arguments of :func:`~.sequential.label_probability`; None: no labels at all
+        (``target_agreement`` is certified from the stages' answers alone)."""
+        c = self._config
         if self.objective == "target_agreement":
-            return 0.0
-        return float(sequential.label_probability(self.objective, self.audit_rate))
+            return None
+        return {"ladder_floor": c["ladder_floor"], "agreement_rate": c["agreement_rate"],
+                "deferred_disagreement_rate": c["deferred_disagreement_rate"]}
 
     # -- routing (the hot path) -------------------------------------------------------------------
 
@@ -221,6 +261,8 @@ class CertificateMonitor:
             self._next += n
         if self._n_classes is None and result.n_classes is not None:
             self._n_classes = result.n_classes
+            self._config["n_classes"] = result.n_classes
+            self._jobs.put(("config", dict(self._config)))
         ids = np.array([f"{self.stream}:{p}" for p in range(pos0, pos0 + n)], dtype=object)
         self._jobs.put(("records", (batch, result, ids, pos0, _threshold_value(self.router))))
         return MonitoredResult.wrap(result, ids)
@@ -238,6 +280,8 @@ class CertificateMonitor:
                     self._write_records(*payload)
                 elif kind == "audits":
                     self._write_audits(*payload)
+                elif kind == "config":
+                    self.ledger.set_meta("config", payload)
             except BaseException as exc:  # noqa: BLE001 - kept for flush() to raise; routing goes on
                 self.write_errors.append(exc)
             finally:
@@ -245,14 +289,14 @@ class CertificateMonitor:
 
     def _write_records(self, batch: Sequence[Any], result: RoutingResult, ids: np.ndarray, pos0: int,
                        threshold: float) -> None:
-        plan = plan_records(result, pos0, self._seed, self.audit_rate, self._config["agreement_label_rate"])
+        plan = plan_records(result, pos0, self._seed, self.audit_rate, self._design())
         now = time.time()
         stored_input = plan["sampled"] | plan["requested"]
         inputs = [_input_json(batch, i) if stored_input[i] else None for i in range(len(ids))]
         rows = [
             (ids[i], self.stream, pos0 + i, _nan_none(plan["score"][i]), int(plan["primary"][i]),
              int(plan["fallback"][i]), int(result.stage[i]), float(plan["p_fallback"][i]), int(plan["sampled"][i]),
-             None if result.cost is None else _nan_none(result.cost[i]), _nan_none(threshold), inputs[i], now)
+             _nan_none(plan["p_label"][i]), None if result.cost is None else _nan_none(result.cost[i]), _nan_none(threshold), inputs[i], now)
             for i in range(len(ids))
         ]
         requests = [
@@ -263,7 +307,8 @@ class CertificateMonitor:
         self._send(requests)
         todo = np.flatnonzero(plan["sampled"])
         if todo.size:
-            self._submit_shadow(list(ids[todo]), take_rows(batch, todo), plan["primary"][todo], inputs, todo)
+            self._submit_shadow(list(ids[todo]), take_rows(batch, todo), plan["primary"][todo], plan["score"][todo],
+                                inputs, todo)
 
     def _request(self, id_: str, input_json: str | None, primary: int, fallback: int, p_label: float
                  ) -> tuple[str, float, str, str]:
@@ -295,10 +340,10 @@ class CertificateMonitor:
 
     # -- shadow calls -----------------------------------------------------------------------------
 
-    def _submit_shadow(self, ids: list[str], batch: Sequence[Any], primary: np.ndarray, inputs: list[Any],
-                       rows: np.ndarray) -> None:
+    def _submit_shadow(self, ids: list[str], batch: Sequence[Any], primary: np.ndarray, score: np.ndarray,
+                       inputs: list[Any], rows: np.ndarray) -> None:
         payload = [inputs[i] for i in rows]
-        future = self._pool.submit(self._shadow, ids, batch, primary, payload)
+        future = self._pool.submit(self._shadow, ids, batch, primary, score, payload)
         with self._lock:
             self._shadow_futures.add(future)
         future.add_done_callback(self._shadow_done)
@@ -307,13 +352,20 @@ class CertificateMonitor:
         with self._lock:
             self._shadow_futures.discard(future)
 
-    def _shadow(self, ids: list[str], batch: Sequence[Any], primary: np.ndarray, inputs: list[str | None]) -> None:
-        """One shadow call (on a shadow thread): the fallback's answers go to the writer."""
-        outcome = self.shadow_fallback.call(batch)
-        decided = self.router.decide(1, batch, outcome, self._classes, self._n_classes)
-        fallback = np.where(decided.ok, decided.label_index, -1)
+    def _shadow(self, ids: list[str], batch: Sequence[Any], primary: np.ndarray, score: np.ndarray,
+                inputs: list[str | None]) -> None:
+        """One shadow call (on a shadow thread): the fallback's answers go to the writer. A call
+        that raises is recorded as failed for every input of the batch."""
+        try:
+            outcome = self.shadow_fallback.call(batch)
+            decided = self.router.decide(1, batch, outcome, self._classes, self._n_classes)
+            ok, fallback, errors = decided.ok, np.where(decided.ok, decided.label_index, -1), decided.errors
+        except Exception as exc:  # noqa: BLE001 - a failed shadow call is recorded, never raised
+            ok = np.zeros(len(ids), dtype=bool)
+            fallback = np.full(len(ids), -1, dtype=np.int64)
+            errors = np.full(len(ids), f"{type(exc).__name__}: {exc}", dtype=object)
         cost = self._shadow_cost(len(ids))
-        self._jobs.put(("audits", (ids, primary, fallback, decided.ok, decided.errors, cost, inputs)))
+        self._jobs.put(("audits", (ids, primary, score, fallback, ok, errors, cost, inputs)))
 
     def _shadow_cost(self, m: int) -> np.ndarray:
         model = self.router.cost_model
@@ -323,16 +375,18 @@ class CertificateMonitor:
         reached[1] = True
         return model.per_input(reached)
 
-    def _write_audits(self, ids: list[str], primary: np.ndarray, fallback: np.ndarray, ok: np.ndarray,
-                      errors: np.ndarray, cost: np.ndarray, inputs: list[str | None]) -> None:
-        rows = [(ids[i], int(fallback[i]), int(ok[i]), None if ok[i] else str(errors[i]), _nan_none(cost[i]))
-                for i in range(len(ids))]
-        p_agree = self._config["agreement_label_rate"]
+    def _write_audits(self, ids: list[str], primary: np.ndarray, score: np.ndarray, fallback: np.ndarray,
+                      ok: np.ndarray, errors: np.ndarray, cost: np.ndarray, inputs: list[str | None]) -> None:
+        design = self._design()
+        p = np.zeros(len(ids)) if design is None else np.asarray(sequential.label_probability(
+            score, primary, fallback, np.ones(len(ids), dtype=bool), **design), dtype=float)
+        p = np.where(ok, p, np.nan)
+        rows = [(ids[i], int(fallback[i]), int(ok[i]), None if ok[i] else str(errors[i]), _nan_none(cost[i]),
+                 _nan_none(p[i])) for i in range(len(ids))]
         u = _uniform(self._seed, np.array([_pos(i) for i in ids], dtype=np.uint64), 2)
-        ask = ok & ((fallback != primary) | (u < p_agree))
+        ask = ok & (u < np.nan_to_num(p))
         requests = [
-            self._request(ids[i], inputs[i], int(primary[i]), int(fallback[i]),
-                          1.0 if fallback[i] != primary[i] else p_agree)
+            self._request(ids[i], inputs[i], int(primary[i]), int(fallback[i]), float(p[i]))
             for i in np.flatnonzero(ask)
         ]
         self.ledger.add_audits(rows, requests)
@@ -345,14 +399,15 @@ class CertificateMonitor:
         if not pending:
             return 0
         stored = self.ledger.stream_rows()
-        primary_of = dict(zip(stored["id"].tolist(), stored["primary"].tolist()))
+        where = {i: k for k, i in enumerate(stored["id"].tolist())}
         ids = [p[0] for p in pending]
         inputs = [p[1] for p in pending]
         batch = as_batch([json.loads(s) if s is not None else None for s in inputs])
-        primary = np.array([primary_of[i] for i in ids], dtype=np.int64)
+        at = np.array([where[i] for i in ids], dtype=np.int64)
+        primary, score = stored["primary"][at], stored["score"][at]
         for lo in range(0, len(ids), 256):
             sl = np.arange(lo, min(lo + 256, len(ids)))
-            self._submit_shadow(ids[lo:lo + 256], take_rows(batch, sl), primary[sl], inputs, sl)
+            self._submit_shadow(ids[lo:lo + 256], take_rows(batch, sl), primary[sl], score[sl], inputs, sl)
         return len(ids)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -394,17 +449,24 @@ class CertificateMonitor:
     # -- labels -----------------------------------------------------------------------------------
 
     def add_labels(self, ids: Sequence[str], labels: Sequence[Any], source: str = "add_labels") -> int:
-        """Take labels for requested ids (class values, as the router's classes name them).
+        """Take labels for requested ids (class values, as the router's classes name them), at
+        any time; then :meth:`check` runs (with ``auto_check``).
 
         All or nothing: unknown ids, ids never sent for labelling, duplicates and labels outside
         the classes raise :class:`~confroute.monitoring.ledger.LabelError` and store nothing.
         Returns how many labels were stored."""
-        return add_labels(self.ledger, ids, labels, source)
+        count = add_labels(self.ledger, ids, labels, source)
+        if self.auto_check and count:
+            self.check()
+        return count
 
     def import_labels(self, path: str) -> int:
         """Import a labels file (JSONL lines ``{"id": ..., "label": ...}`` or a CSV with columns
         ``id,label``) in one call; all or nothing like :meth:`add_labels`."""
-        return import_labels(self.ledger, path)
+        count = import_labels(self.ledger, path)
+        if self.auto_check and count:
+            self.check()
+        return count
 
     def label_requests(self, pending_only: bool = True) -> list[dict[str, Any]]:
         """The label requests (by default those still without a label), oldest first."""
@@ -428,16 +490,96 @@ class CertificateMonitor:
             self.ledger.add_certificate(cert.to_dict(), watermark)
         return cert
 
-    # Alarm and threshold changes are in monitoring/actions.py (ThresholdActions), mixed in below.
+    def check(self) -> dict[str, Any]:
+        """Certify, update the alarm's e-process, and apply the policy; returns what happened:
+        ``certificate``, ``e_value``, ``alarm``, ``action`` (a
+        :class:`~confroute.monitoring.sequential.PolicyAction`) and ``threshold`` (deployed)."""
+        with self._check_lock:
+            cert, watermark = certify_ledger(self.ledger)
+            self.ledger.add_certificate(cert.to_dict(), watermark)
+            rows = self.ledger.stream_rows(upto=watermark)
+            state = self._eprocess_state()
+            since = rows["ev"] > state["start_ev"]
+            eproc = sequential.ThresholdEProcess.from_dict(state["process"])
+            e_value = eproc.update(stream_records({k: v[since] for k, v in rows.items()}))
+            deployed = _threshold_value(self.router)
+            action = sequential.policy_action(
+                self.policy, alarm=eproc.alarm, deployed_threshold=deployed, certificate=cert,
+                loosen=self.looser == "loosen", conservative_threshold=float("inf"))
+            self.ledger.set_meta("eprocess", {**state, "process": eproc.to_dict()})
+            evidence = {"certificate": cert.to_dict(), "e_value": e_value, "alarm": eproc.alarm,
+                        "alarm_at": eproc.alarm_at, "watermark": watermark, "reason": action.reason}
+            self.recommendation = action if action.action == "recommend" else None
+            if (action.action in ("tighten", "fallback_all", "loosen") and action.threshold is not None
+                    and action.threshold != deployed):
+                self.set_threshold(action.threshold, reason=action.action, evidence=evidence)
+            return {"certificate": cert, "e_value": e_value, "alarm": eproc.alarm, "action": action,
+                    "threshold": _threshold_value(self.router)}
+
+    @property
+    def alarm(self) -> bool:
+        """Whether the e-process of the deployed threshold has crossed ``1 / delta``."""
+        return bool(self._eprocess_state()["process"].get("alarm_at") is not None)
+
+    def _eprocess_state(self) -> dict[str, Any]:
+        state = self.ledger.get_meta("eprocess")
+        threshold = _threshold_value(self.router)
+        if state is None or state["threshold"] != _json_threshold(threshold):
+            process = sequential.ThresholdEProcess(
+                threshold=threshold, objective=OBJECTIVES[self.objective], target=float(self.target),
+                delta=self.delta, min_probability=self._config["min_probability"])
+            state = {"threshold": _json_threshold(threshold), "start_ev": self.ledger.watermark(),
+                     "process": process.to_dict()}
+            self.ledger.set_meta("eprocess", state)
+        return dict(state)
+
+    # -- threshold changes ------------------------------------------------------------------------
+
+    def set_threshold(self, threshold: float, reason: str = "manual", evidence: dict[str, Any] | None = None,
+                      reverts: int | None = None) -> int:
+        """Deploy another threshold on the router, logged in the ledger with its evidence (the
+        alarm's e-process starts again for the new threshold). Returns the change's event number."""
+        with self._check_lock:
+            old = _threshold_value(self.router)
+            self.router.thresholds = [float(threshold)]
+            ev = self.ledger.add_change(old, float(threshold), reason, evidence or {}, reverts)
+            self._eprocess_state()  # a new e-process for the new threshold
+            return ev
+
+    def revert(self) -> int:
+        """Undo the last threshold change not yet undone (logged as a change of its own).
+
+        Raises
+        ------
+        ValueError
+            When there is no change left to undo."""
+        changes = self.ledger.changes()
+        undone = {c["reverts"] for c in changes if c["reverts"] is not None}
+        for change in reversed(changes):
+            if change["reverts"] is None and change["ev"] not in undone:
+                return self.set_threshold(change["old"], reason="revert", evidence={"reverted": change},
+                                          reverts=change["ev"])
+        raise ValueError("no threshold change to revert")
+
+    def changes(self) -> list[dict[str, Any]]:
+        """Every logged threshold change (old, new, reason, evidence, reverts), oldest first."""
+        return self.ledger.changes()
+
+    def _resume_threshold(self) -> None:
+        changes = self.ledger.changes()
+        if changes and changes[-1]["new"] != _threshold_value(self.router):
+            self.router.thresholds = [changes[-1]["new"]]  # the ledger's last deployed threshold
 
 
-def plan_records(result: RoutingResult, pos0: int, seed: int, audit_rate: float, agreement_rate: float
-                 ) -> dict[str, np.ndarray]:
+def plan_records(result: RoutingResult, pos0: int, seed: int, audit_rate: float,
+                 design: dict[str, float] | None) -> dict[str, np.ndarray]:
     """What the monitor records for a routed batch: per input its first-stage score and answer,
     the fallback's answer where the fallback ran, whether it is sampled for a shadow call (only
-    inputs the first stage accepted; with probability ``audit_rate``) and the probability it had,
-    and which inputs get a label request at once (deferred inputs whose answers disagree, and a
-    ``agreement_rate`` share of those that agree). Draws depend on ``(seed, position)`` only."""
+    inputs the first stage accepted, with probability ``audit_rate``; and deferred inputs the
+    fallback failed on, to try again) and the probability of the fallback being called, and
+    which inputs get a label request at once: the deferred inputs whose fallback answer is known,
+    each with the probability of :func:`~confroute.monitoring.sequential.label_probability`
+    (``design``: its keyword arguments; None: no labels). Draws depend on ``(seed, position)`` only."""
     n = len(result)
     pos = np.arange(pos0, pos0 + n, dtype=np.uint64)
     primary = result.stage_label_index[0].astype(np.int64)
@@ -448,9 +590,14 @@ def plan_records(result: RoutingResult, pos0: int, seed: int, audit_rate: float,
     sampled |= deferred & (fallback < 0)  # the fallback failed on it: retried as a shadow call
     p_fallback = np.where(deferred, 1.0, audit_rate)
     known = deferred & (fallback >= 0)
-    agree_draw = _uniform(seed, pos, 2) < agreement_rate
-    requested = known & ((primary != fallback) | agree_draw)
-    p_label = np.where(primary != fallback, 1.0, agreement_rate)
+    p_label = np.full(n, np.nan)
+    if design is None:
+        p_label[known] = 0.0
+    elif known.any():
+        p_label[known] = sequential.label_probability(
+            result.stage_scores[0][known], primary[known], fallback[known], np.zeros(int(known.sum()), dtype=bool),
+            **design)
+    requested = known & (_uniform(seed, pos, 2) < np.nan_to_num(p_label))
     return {"score": result.stage_scores[0], "primary": primary, "fallback": np.where(known, fallback, -1),
             "sampled": sampled, "p_fallback": p_fallback, "requested": requested, "p_label": p_label}
 
@@ -486,6 +633,10 @@ def _threshold_value(router: Cascade) -> float:
     if not isinstance(t, float):
         raise ValueError("CertificateMonitor certifies one global threshold; per-class thresholds are not supported")
     return t
+
+
+def _json_threshold(t: float) -> float | str:
+    return "inf" if t == float("inf") else float(t)
 
 
 def _shadow_of(stage: Fallback) -> Fallback:
