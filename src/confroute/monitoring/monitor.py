@@ -242,6 +242,12 @@ class CertificateMonitor:
         return {"ladder_floor": c["ladder_floor"], "agreement_rate": c["agreement_rate"],
                 "deferred_disagreement_rate": c["deferred_disagreement_rate"]}
 
+    @property
+    def position(self) -> int:
+        """The position the next routed input gets in this monitor's stream (inputs routed so
+        far, counting those a previous process committed to the same ledger and stream)."""
+        return self._next
+
     # -- routing (the hot path) -------------------------------------------------------------------
 
     def route(self, inputs: Sequence[Any]) -> MonitoredResult:
