@@ -74,7 +74,7 @@ def _open(location: str) -> Any:
 
 
 def _status(ledger: Any, as_json: bool) -> int:
-    from ..monitoring.records import certify_ledger, config_of
+    from ..monitoring.replay import certify_ledger, config_of
 
     config = config_of(ledger)
     counts = ledger.counts()
@@ -129,7 +129,7 @@ def status_lines(config: dict[str, Any], counts: dict[str, int], cert: dict[str,
 
 
 def _labels(ledger: Any, path: Path) -> int:
-    from ..monitoring.records import import_labels
+    from ..monitoring.replay import import_labels
 
     if not path.is_file():
         raise CLIError(f"no such labels file: {path}")
@@ -141,7 +141,7 @@ def _labels(ledger: Any, path: Path) -> int:
 
 
 def _replay(ledger: Any) -> int:
-    from ..monitoring.records import replay_ledger
+    from ..monitoring.replay import replay_ledger
 
     results = replay_ledger(ledger)
     bad = [r for r in results if not r["equal"]]

@@ -26,7 +26,7 @@ __all__ = [
 
 from .ledger import Ledger, LabelError, PostgresLedger, SQLiteLedger, open_ledger
 from .monitor import CertificateMonitor, MonitoredResult
-from .records import certify_ledger, import_labels, replay_ledger
+from .replay import certify_ledger, import_labels, replay_ledger
 from .sinks import HTTPSink, JSONLSink
 
 __all__ += [

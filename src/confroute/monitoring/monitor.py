@@ -38,7 +38,7 @@ from ..routing.cascade import Cascade
 from ..routing.fallback import Fallback
 from . import sequential
 from .ledger import Ledger, open_ledger
-from .records import OBJECTIVES, add_labels, certify_ledger, import_labels, stream_records
+from .replay import OBJECTIVES, add_labels, certify_ledger, import_labels, stream_records
 from .sinks import LabelSink, as_label_sink
 
 __all__ = ["CertificateMonitor", "MonitoredResult", "plan_records"]
@@ -159,8 +159,8 @@ class CertificateMonitor:
                                                 target_agreement)) if v is not None}
         if len(given) != 1:
             raise ValueError(f"give exactly one of {', '.join(TARGETS)}; got {sorted(given) or 'none'}")
-        if not 0.0 <= float(audit_rate) <= 1.0:
-            raise ValueError(f"audit_rate must lie in [0, 1], got {audit_rate!r}")
+        if not 0.0 < float(audit_rate) <= 1.0:
+            raise ValueError(f"audit_rate must lie in (0, 1], got {audit_rate!r}")
         if not 0.0 < float(delta) < 1.0:
             raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
         if policy not in ALARM_POLICIES:

@@ -1,160 +1,170 @@
-"""From the ledger to the statistics and back: the stream's records as
-:class:`~confroute.monitoring.sequential.StreamRecords`, certificates computed from the ledger
-(and recomputed by ``confroute audit replay``), and label import.
-
-Everything here reads the monitor's configuration from the ledger itself (``meta`` key
-``"config"``), so the command line needs nothing but the ledger.
-"""
+"""The records a monitor keeps of a stream, and the labelling design (see :mod:`.sequential`)."""
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Sequence
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ..core.classes import label_indices
-from . import sequential
-from .ledger import Ledger, LabelError
+__all__ = ["StreamRecords", "label_probability", "stream_ladder", "LADDER_WARMUP"]
 
-__all__ = [
-    "OBJECTIVES",
-    "stream_records",
-    "certify_ledger",
-    "replay_ledger",
-    "add_labels",
-    "import_labels",
-    "read_labels_file",
-]
+#: Rows at the head of a stream whose scores make the default ladder (and are not tested).
+LADDER_WARMUP = 1000
 
-#: Monitor parameter -> objective name of :mod:`~confroute.monitoring.sequential`.
-OBJECTIVES = {
-    "target_relative_accuracy": "relative_accuracy",
-    "max_accuracy_drop": "accuracy_drop",
-    "target_accuracy": "accuracy",
-    "target_agreement": "agreement",
-}
+_FIELDS = ("score", "primary", "fallback", "audited", "p_fallback", "label", "label_requested", "p_label")
+_DTYPES = (np.float64, np.int64, np.int64, bool, np.float64, np.int64, bool, np.float64)
 
 
-def stream_records(rows: dict[str, np.ndarray]) -> sequential.StreamRecords:
-    """:class:`StreamRecords` from :meth:`Ledger.stream_rows <confroute.monitoring.ledger.Ledger.stream_rows>`."""
-    return sequential.StreamRecords(
-        score=rows["score"], primary=rows["primary"], fallback=rows["fallback"], audited=rows["audited"],
-        p_fallback=rows["p_fallback"], label=rows["label"], label_requested=rows["label_requested"],
-        p_label=rows["p_label"],
-    )
+@dataclass(frozen=True)
+class StreamRecords:
+    """What the monitor saw, one row per routed input, in arrival order (arrays of equal length).
+
+    Attributes
+    ----------
+    score : float64
+        The first stage's routing score.
+    primary : int64
+        The first stage's label index.
+    fallback : int64
+        The fallback's label index; ``-1`` where unknown (accepted and not audited, or the call
+        failed).
+    audited : bool
+        Whether the fallback was called on this input (deferred inputs, and accepted inputs
+        drawn for a shadow call), whether or not the call succeeded. ``audited & (fallback == -1)``
+        is a failed call: it counts as the worst case, never as "not sampled".
+    p_fallback : float64
+        The probability, fixed BEFORE the input was seen, that the fallback is called on it:
+        1.0 when deferred, the audit rate when accepted. It may change over time (a new audit
+        rate, a new deployed threshold) but never with the input's own outcome.
+    label : int64
+        The true label index; ``-1`` where unknown (not requested, or pending).
+    label_requested : bool
+    p_label : float64
+        The probability a label is requested given the fallback's answer was observed, as
+        given by :func:`label_probability` (1.0 for an accepted input's disagreement).
+
+    Examples
+    --------
+    >>> r = StreamRecords.from_columns(score=[0.9, 0.4], primary=[1, 0], fallback=[-1, 1],
+    ...                                audited=[False, True], p_fallback=[0.25, 1.0], label=[-1, 1],
+    ...                                label_requested=[False, True], p_label=[0.0, 1.0])
+    >>> len(r), r.fallback.dtype.name
+    (2, 'int64')
+    """
+
+    score: np.ndarray
+    primary: np.ndarray
+    fallback: np.ndarray
+    audited: np.ndarray
+    p_fallback: np.ndarray
+    label: np.ndarray
+    label_requested: np.ndarray
+    p_label: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = None
+        for name, dt in zip(_FIELDS, _DTYPES):
+            a = np.asarray(getattr(self, name)).astype(dt, copy=False).reshape(-1)
+            if n is None:
+                n = a.shape[0]
+            elif a.shape[0] != n:
+                raise ValueError(f"StreamRecords: {name} has {a.shape[0]} rows, score has {n}")
+            object.__setattr__(self, name, a)
+        if n and (np.any(self.p_fallback <= 0) or np.any(self.p_fallback > 1)):
+            raise ValueError("StreamRecords: p_fallback must be in (0, 1]")
+        if n and (np.any(self.p_label < 0) or np.any(self.p_label > 1)):
+            raise ValueError("StreamRecords: p_label must be in [0, 1]")
+        if n and np.any(self.label_requested & (self.p_label <= 0)):
+            raise ValueError("StreamRecords: a label was requested where p_label is 0")
+        if n and np.any((self.label >= 0) & ~self.label_requested):
+            raise ValueError("StreamRecords: a label was recorded that was never requested")
+        if n and np.any(self.label_requested & ~(self.audited & (self.fallback >= 0))):
+            raise ValueError("StreamRecords: labels are requested only where the fallback's answer is known")
+
+    def __len__(self) -> int:
+        return int(self.score.shape[0])
+
+    @classmethod
+    def from_columns(cls, **columns: Any) -> StreamRecords:
+        """Records from keyword columns (lists or arrays), converted to the field types."""
+        return cls(**{k: columns[k] for k in _FIELDS})
+
+    def head(self, n: int) -> StreamRecords:
+        """The first ``n`` rows."""
+        return StreamRecords(*(getattr(self, k)[:n] for k in _FIELDS))
+
+    def tail(self, start: int) -> StreamRecords:
+        """The rows from ``start`` on (e.g. a new certificate after an alarm)."""
+        return StreamRecords(*(getattr(self, k)[start:] for k in _FIELDS))
+
+    @classmethod
+    def concat(cls, parts: Sequence[StreamRecords]) -> StreamRecords:
+        """The rows of ``parts`` one after the other."""
+        return cls(*(np.concatenate([getattr(p, k) for p in parts]) for k in _FIELDS))
+
+    def evidence(self) -> dict[str, int]:
+        """Counts of what was seen: inputs, fallback calls, disagreements, labels, failures."""
+        obs = self.audited & (self.fallback >= 0)
+        got = self.label >= 0
+        return {
+            "n_seen": len(self),
+            "n_audited": int(self.audited.sum()),
+            "n_shadow": int((self.audited & (self.p_fallback < 1)).sum()),
+            "n_disagreements": int((obs & (self.fallback != self.primary)).sum()),
+            "labels_requested": int(self.label_requested.sum()),
+            "labels_received": int(got.sum()),
+            "labels_pending": int((self.label_requested & ~got).sum()),
+            "shadow_failures": int((self.audited & (self.fallback < 0)).sum()),
+        }
 
 
-def config_of(ledger: Ledger) -> dict[str, Any]:
-    config = ledger.get_meta("config")
-    if config is None:
-        raise ValueError(f"{ledger.location!r} holds no monitor configuration: is it a monitor's ledger?")
-    return dict(config)
+def label_probability(score: Any, primary: Any, fallback: Any, accepted: Any, *, ladder_floor: float,
+                      agreement_rate: float = 0.0, deferred_disagreement_rate: float = 1.0) -> np.ndarray:
+    """The labelling design: the probability a label is requested for inputs whose fallback answer
+    was observed. The monitor draws ``rng.random() < p`` and records ``p`` as ``p_label``.
+
+    * disagreements (``primary != fallback``) scored at or above ``ladder_floor`` (the loosest
+      candidate threshold): 1.0 when the input was accepted (a shadow-audited input),
+      ``deferred_disagreement_rate`` when it was deferred;
+    * everything else (agreements, disagreements below every candidate): ``agreement_rate``.
+
+    A relative target without ``reference`` needs ``agreement_rate > 0`` (the fallback's accuracy
+    is estimated from those labels); the accuracy drop and the agreement target need none.
+
+    Examples
+    --------
+    >>> label_probability([0.9, 0.9, 0.7, 0.2], [1, 1, 0, 0], [1, 0, 1, 1], [True, True, False, False],
+    ...                   ladder_floor=0.5, agreement_rate=0.01, deferred_disagreement_rate=0.25).tolist()
+    [0.01, 1.0, 0.25, 0.01]
+    """
+    for v, name in ((agreement_rate, "agreement_rate"), (deferred_disagreement_rate, "deferred_disagreement_rate")):
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {v}")
+    s = np.asarray(score, dtype=np.float64)
+    dis = np.asarray(primary) != np.asarray(fallback)
+    acc = np.asarray(accepted, dtype=bool)
+    in_range = dis & (s >= ladder_floor)
+    p = np.where(in_range, np.where(acc, 1.0, deferred_disagreement_rate), agreement_rate)
+    return np.asarray(p, dtype=np.float64)
 
 
-def certify_rows(rows: dict[str, np.ndarray], config: dict[str, Any]) -> sequential.StreamCertificate:
-    """The certificate of the monitor configured by ``config`` on ``rows``."""
-    ladder = config.get("ladder")
-    return sequential.certify_stream(
-        stream_records(rows),
-        **{config["objective"]: config["target"]},
-        delta=config["delta"],
-        ladder=None if ladder is None else np.asarray(ladder, dtype=float),
-        reference=config.get("reference"),
-        min_probability=config.get("min_probability"),
-    )
+def stream_ladder(scores: Any, coverages: Any = None) -> np.ndarray:
+    """Candidate thresholds, strict to loose (descending), at the given coverages of ``scores``
+    (default 2%, 4%, ..., 98%). Fix the ladder ONCE (e.g. from the offline calibration scores)
+    and pass the same ladder to every :func:`certify_stream` call of a stream.
+
+    Examples
+    --------
+    >>> stream_ladder(np.linspace(0, 1, 101), [0.1, 0.5]).tolist()
+    [0.9, 0.5]
+    """
+    s = np.sort(np.asarray(scores, dtype=np.float64))[::-1]
+    if s.size == 0:
+        raise ValueError("stream_ladder needs scores")
+    cov = np.arange(0.02, 0.99, 0.02) if coverages is None else np.asarray(coverages, dtype=np.float64)
+    idx = np.clip(np.ceil(cov * s.size).astype(np.int64) - 1, 0, s.size - 1)
+    return np.unique(s[idx])[::-1].copy()
 
 
-def certify_ledger(ledger: Ledger, upto: int | None = None) -> tuple[sequential.StreamCertificate, int]:
-    """The certificate from the ledger's records up to event ``upto`` (default: every committed
-    one) and the event it was computed up to (its watermark)."""
-    config = config_of(ledger)
-    watermark = ledger.watermark() if upto is None else int(upto)
-    return certify_rows(ledger.stream_rows(upto=watermark), config), watermark
-
-
-def replay_ledger(ledger: Ledger) -> list[dict[str, Any]]:
-    """Recompute every stored certificate from the raw records it was computed from.
-
-    Returns one dict per stored certificate: ``ev``, ``watermark``, ``stored``, ``recomputed``
-    (both as dicts) and ``equal`` (their canonical JSON texts are equal)."""
-    config = config_of(ledger)
-    out = []
-    for stored in ledger.certificates():
-        again = certify_rows(ledger.stream_rows(upto=stored["watermark"]), config).to_dict()
-        equal = _canonical(again) == _canonical(stored["body"])
-        out.append({"ev": stored["ev"], "watermark": stored["watermark"], "stored": stored["body"],
-                    "recomputed": again, "equal": equal})
-    return out
-
-
-def _canonical(d: dict[str, Any]) -> str:
-    return json.dumps(json.loads(json.dumps(d, default=str)), sort_keys=True)
-
-
-def add_labels(ledger: Ledger, ids: Sequence[Any], labels: Sequence[Any], source: str = "add_labels") -> int:
-    """Store labels (class values, matched to the monitor's classes) for requested ids.
-
-    All or nothing: raises :class:`~confroute.monitoring.ledger.LabelError` for unknown ids, ids
-    never sent for labelling, duplicates and labels outside the classes. Returns the count."""
-    config = config_of(ledger)
-    ids = [str(i) for i in ids]
-    labels = list(labels)
-    if len(ids) != len(labels):
-        raise LabelError(f"got {len(ids)} ids but {len(labels)} labels")
-    if not ids:
-        return 0
-    classes = None if config.get("classes") is None else tuple(config["classes"])
-    k = config.get("n_classes")
-    if k is None:
-        raise LabelError("the monitor has not seen an answer yet, so it does not know the classes")
-    try:
-        index = label_indices(np.array(labels, dtype=object), classes, int(k), what="labels", owner="the router")
-    except ValueError as exc:
-        raise LabelError(f"{exc}; nothing stored") from exc
-    ledger.add_labels(ids, index.tolist(), int(k), source)
-    return len(ids)
-
-
-def read_labels_file(path: str | Path) -> tuple[list[str], list[Any]]:
-    """``(ids, labels)`` from a JSONL file (``{"id": ..., "label": ...}`` per line) or a CSV file
-    with an ``id`` and a ``label`` column (labels stay strings in a CSV; the monitor matches
-    them to string classes, or to integer classes when every one reads as an integer)."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    ids: list[str] = []
-    labels: list[Any] = []
-    if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
-        if rows and not {"id", "label"} <= set(rows[0]):
-            raise LabelError(f"{path}: a labels CSV needs the columns id and label, got {sorted(rows[0])}")
-        for r in rows:
-            ids.append(r["id"])
-            labels.append(r["label"])
-        return ids, labels
-    for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            ids.append(str(item["id"]))
-            labels.append(item["label"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LabelError(f"{path}:{lineno}: expected a JSON object with id and label ({exc}); nothing stored") from exc
-    return ids, labels
-
-
-def import_labels(ledger: Ledger, path: str | Path, source: str | None = None) -> int:
-    """Import a labels file (see :func:`read_labels_file`) in one call; all or nothing."""
-    ids, labels = read_labels_file(path)
-    config = config_of(ledger)
-    classes = config.get("classes")
-    if Path(path).suffix.lower() == ".csv" and classes and all(isinstance(c, int) for c in classes):
-        try:
-            labels = [int(v) for v in labels]
-        except ValueError as exc:
-            raise LabelError(f"{path}: labels must be integers for classes {classes} ({exc}); nothing stored") from exc
-    return add_labels(ledger, ids, labels, source or f"file:{Path(path).name}")
