@@ -17,13 +17,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _monitor import make_data, make_router  # noqa: E402
 
 from confroute.monitoring import CertificateMonitor  # noqa: E402
+from confroute.monitoring.records import stream_ladder  # noqa: E402
 
 
 def main(ledger: str, n_batches: int, batch: int) -> None:
     X, y = make_data()
+    router = make_router()
+    ladder = stream_ladder(router.route(X[:1000]).stage_scores[0])  # fixed from calibration data
     X, y = X[1000:], y[1000:]
-    monitor = CertificateMonitor(make_router(), target_relative_accuracy=0.9, audit_rate=0.25, ledger=ledger,
-                                 random_state=7, agreement_rate=0.05, auto_check=False)
+    monitor = CertificateMonitor(router, target_relative_accuracy=0.9, audit_rate=0.25, ledger=ledger,
+                                 random_state=7, agreement_rate=0.05, ladder=ladder, auto_check=False)
     start = monitor.position
     assert start % batch == 0, start
     for b in range(start // batch, n_batches):

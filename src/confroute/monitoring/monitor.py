@@ -202,6 +202,7 @@ class CertificateMonitor:
         self.write_errors: list[BaseException] = []
         self.sink_failures = 0
         self._resume_threshold()
+        self._eprocess_state()  # the alarm's e-process watches from here (or goes on from the ledger)
         self.resume()
 
     # -- configuration kept in the ledger -------------------------------------------------------
