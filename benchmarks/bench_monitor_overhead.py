@@ -10,11 +10,12 @@ ledger by the monitor's writer thread). Blocks of ``--block`` requests, off then
 after each "on" block the monitor is flushed (untimed), so that its backlog does not spill into
 the next "off" block. Latency is measured around the call only (what the user waits for).
 
-Results: ``benchmarks/results/monitor_overhead.json``.
+``--nice``: the monitor's ``shadow_nice`` (default 19; 0 runs the shadow and ledger threads at
+the serving threads' priority). Results: ``benchmarks/results/monitor_overhead.json`` (``--out``).
 
 Usage::
 
-    python benchmarks/bench_monitor_overhead.py [--block 100] [--repeats 6] [--shared ../shared]
+    python benchmarks/bench_monitor_overhead.py [--block 100] [--repeats 6] [--nice 19] [--shared ../shared]
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def main() -> None:
     ap.add_argument("--block", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=6)
     ap.add_argument("--audit-rate", type=float, default=0.25)
+    ap.add_argument("--nice", type=int, default=19, help="shadow_nice of the monitor (0: no renicing)")
     ap.add_argument("--shared", type=Path, default=Path("/work/shared"))
     ap.add_argument("--primary", type=Path, default=None, help="default: SHARED/models/minilm-sst2-pruned80")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "monitor_overhead.json")
@@ -52,7 +54,7 @@ def main() -> None:
     router = ThresholdRouter(primary, fallback, threshold=0.9)
     ledger = Path(tempfile.mkdtemp()) / "ledger.sqlite"
     monitor = CertificateMonitor(router, target_agreement=0.99, audit_rate=ns.audit_rate, ledger=ledger,
-                                 random_state=0, shadow_concurrency=1)
+                                 random_state=0, shadow_concurrency=1, shadow_nice=ns.nice)
     for t in texts[:20]:  # warm-up, untimed
         router.route([t])
         monitor.route([t])
@@ -73,6 +75,7 @@ def main() -> None:
     evidence = monitor.evidence()
     monitor.close()
     out = {"requests_per_mode": len(lat["off"]), "audit_rate": ns.audit_rate, "threads_per_model": 1,
+           "shadow_nice": ns.nice,
            "load_average": os.getloadavg(), "cpus": os.cpu_count(), "evidence": evidence}
     for mode, values in lat.items():
         ms = np.array(values) * 1e3

@@ -19,6 +19,7 @@ The statistics (what is certified, the alarm's e-process, what each policy does)
 from __future__ import annotations
 
 import json
+import os
 import queue
 import secrets
 import threading
@@ -112,6 +113,10 @@ class CertificateMonitor:
         Share of the *deferred* inputs' disagreements sent for a label.
     auto_check : bool, default True
         Run :meth:`check` (certificate, alarm, policy) after every :meth:`add_labels`.
+    shadow_nice : int, default 19
+        On Linux, the scheduling niceness of the shadow and ledger threads (0: as the serving
+        threads), so that a fallback running in this process takes CPU time from the user's
+        requests only when they leave some. Ignored where threads cannot be reniced.
 
     Examples
     --------
@@ -152,6 +157,7 @@ class CertificateMonitor:
         agreement_rate: float | None = None,
         deferred_disagreement_rate: float = 1.0,
         auto_check: bool = True,
+        shadow_nice: int = 19,
     ) -> None:
         if not isinstance(router, Cascade) or router.n_stages != 2:
             raise ValueError("CertificateMonitor watches a two-stage router (ThresholdRouter or a 2-stage Cascade)")
@@ -194,7 +200,9 @@ class CertificateMonitor:
         self._n_classes: int | None = len(self._classes) if self._classes else None
         self._config = self._load_config()
         self._next = self.ledger.next_pos(self.stream)
-        self._pool = ThreadPoolExecutor(int(shadow_concurrency), thread_name_prefix="confroute-shadow")
+        self.shadow_nice = int(shadow_nice)
+        self._pool = ThreadPoolExecutor(int(shadow_concurrency), thread_name_prefix="confroute-shadow",
+                                        initializer=_lower_priority, initargs=(self.shadow_nice,))
         self._shadow_futures: set[Future[Any]] = set()
         self._jobs: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, daemon=True, name="confroute-ledger")
@@ -277,6 +285,7 @@ class CertificateMonitor:
     # -- the writer thread ------------------------------------------------------------------------
 
     def _write_loop(self) -> None:
+        _lower_priority(self.shadow_nice)
         while True:
             job = self._jobs.get()
             try:
@@ -640,6 +649,16 @@ def _threshold_value(router: Cascade) -> float:
     if not isinstance(t, float):
         raise ValueError("CertificateMonitor certifies one global threshold; per-class thresholds are not supported")
     return t
+
+
+def _lower_priority(nice: int) -> None:
+    """Renice the calling thread (Linux: a thread is a schedulable task of its own)."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError:  # not permitted here: run at the normal priority
+        pass
 
 
 def _json_threshold(t: float) -> float | str:
