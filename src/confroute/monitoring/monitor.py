@@ -37,7 +37,7 @@ from ..core.classes import class_labels
 from ..core.types import RoutingResult
 from ..routing.cascade import Cascade
 from ..routing.fallback import Fallback
-from . import sequential
+from .sequential import label_probability, policy_action, PolicyAction, ThresholdEProcess
 from .ledger import Ledger, open_ledger
 from .replay import OBJECTIVES, add_labels, certify_ledger, import_labels, stream_records
 from .sinks import LabelSink, as_label_sink
@@ -184,7 +184,7 @@ class CertificateMonitor:
         self.agreement_rate = float(agreement_rate)
         self.deferred_disagreement_rate = float(deferred_disagreement_rate)
         self.auto_check = bool(auto_check)
-        self.recommendation: sequential.PolicyAction | None = None
+        self.recommendation: PolicyAction | None = None
         self.delta = float(delta)
         self.audit_rate = float(audit_rate)
         self.policy = policy
@@ -394,7 +394,7 @@ class CertificateMonitor:
     def _write_audits(self, ids: list[str], primary: np.ndarray, score: np.ndarray, fallback: np.ndarray,
                       ok: np.ndarray, errors: np.ndarray, cost: np.ndarray, inputs: list[str | None]) -> None:
         design = self._design()
-        p = np.zeros(len(ids)) if design is None else np.asarray(sequential.label_probability(
+        p = np.zeros(len(ids)) if design is None else np.asarray(label_probability(
             score, primary, fallback, np.ones(len(ids), dtype=bool), **design), dtype=float)
         p = np.where(ok, p, np.nan)
         rows = [(ids[i], int(fallback[i]), int(ok[i]), None if ok[i] else str(errors[i]), _nan_none(cost[i]),
@@ -516,10 +516,10 @@ class CertificateMonitor:
             rows = self.ledger.stream_rows(upto=watermark)
             state = self._eprocess_state()
             since = rows["ev"] > state["start_ev"]
-            eproc = sequential.ThresholdEProcess.from_dict(state["process"])
+            eproc = ThresholdEProcess.from_dict(state["process"])
             e_value = eproc.update(stream_records({k: v[since] for k, v in rows.items()}))
             deployed = _threshold_value(self.router)
-            action = sequential.policy_action(
+            action = policy_action(
                 self.policy, alarm=eproc.alarm, deployed_threshold=deployed, certificate=cert,
                 loosen=self.looser == "loosen", conservative_threshold=float("inf"))
             self.ledger.set_meta("eprocess", {**state, "process": eproc.to_dict()})
@@ -541,7 +541,7 @@ class CertificateMonitor:
         state = self.ledger.get_meta("eprocess")
         threshold = _threshold_value(self.router)
         if state is None or state["threshold"] != _json_threshold(threshold):
-            process = sequential.ThresholdEProcess(
+            process = ThresholdEProcess(
                 threshold=threshold, objective=OBJECTIVES[self.objective], target=float(self.target),
                 delta=self.delta, min_probability=self._config["min_probability"])
             state = {"threshold": _json_threshold(threshold), "start_ev": self.ledger.watermark(),
@@ -610,7 +610,7 @@ def plan_records(result: RoutingResult, pos0: int, seed: int, audit_rate: float,
     if design is None:
         p_label[known] = 0.0
     elif known.any():
-        p_label[known] = sequential.label_probability(
+        p_label[known] = label_probability(
             result.stage_scores[0][known], primary[known], fallback[known], np.zeros(int(known.sum()), dtype=bool),
             **design)
     requested = known & (_uniform(seed, pos, 2) < np.nan_to_num(p_label))

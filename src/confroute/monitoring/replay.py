@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..core.classes import label_indices
-from . import sequential
+from .sequential import certify_stream, StreamCertificate, StreamRecords
 from .ledger import Ledger, LabelError
 
 __all__ = [
@@ -39,9 +39,9 @@ OBJECTIVES = {
 }
 
 
-def stream_records(rows: dict[str, np.ndarray]) -> sequential.StreamRecords:
+def stream_records(rows: dict[str, np.ndarray]) -> StreamRecords:
     """:class:`StreamRecords` from :meth:`Ledger.stream_rows <confroute.monitoring.ledger.Ledger.stream_rows>`."""
-    return sequential.StreamRecords(
+    return StreamRecords(
         score=rows["score"], primary=rows["primary"], fallback=rows["fallback"], audited=rows["audited"],
         p_fallback=rows["p_fallback"], label=rows["label"], label_requested=rows["label_requested"],
         p_label=rows["p_label"],
@@ -55,10 +55,10 @@ def config_of(ledger: Ledger) -> dict[str, Any]:
     return dict(config)
 
 
-def certify_rows(rows: dict[str, np.ndarray], config: dict[str, Any]) -> sequential.StreamCertificate:
+def certify_rows(rows: dict[str, np.ndarray], config: dict[str, Any]) -> StreamCertificate:
     """The certificate of the monitor configured by ``config`` on ``rows``."""
     ladder = config.get("ladder")
-    return sequential.certify_stream(
+    return certify_stream(
         stream_records(rows),
         **{config["objective"]: config["target"]},
         delta=config["delta"],
@@ -68,7 +68,7 @@ def certify_rows(rows: dict[str, np.ndarray], config: dict[str, Any]) -> sequent
     )
 
 
-def certify_ledger(ledger: Ledger, upto: int | None = None) -> tuple[sequential.StreamCertificate, int]:
+def certify_ledger(ledger: Ledger, upto: int | None = None) -> tuple[StreamCertificate, int]:
     """The certificate from the ledger's records up to event ``upto`` (default: every committed
     one) and the event it was computed up to (its watermark)."""
     config = config_of(ledger)
