@@ -1,16 +1,17 @@
 """Monitoring a deployed router: anytime-valid certificates from production traffic, alarms.
 
 :mod:`.sequential` holds the statistics (stream certificates, the label-free agreement
-certificate, the sequential alarm and what each policy does about it).
+certificate, the sequential alarm and what each policy does about it); :mod:`.records` the
+records and the labelling design; :mod:`.simulate` the simulated streams of the validity suite.
 """
 
+from .records import LADDER_WARMUP, StreamRecords, label_probability, stream_ladder
 from .sequential import (
+    POLICIES,
     PolicyAction,
     StreamCertificate,
-    StreamRecords,
     ThresholdEProcess,
     certify_stream,
-    label_probability,
     policy_action,
 )
 
@@ -22,6 +23,9 @@ __all__ = [
     "certify_stream",
     "label_probability",
     "policy_action",
+    "stream_ladder",
+    "LADDER_WARMUP",
+    "POLICIES",
 ]
 
 from .ledger import Ledger, LabelError, PostgresLedger, SQLiteLedger, open_ledger

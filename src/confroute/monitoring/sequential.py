@@ -17,8 +17,10 @@ For a candidate threshold ``t`` write ``A = [score >= t]`` (the first stage answ
   loss needs are;
 * accuracy drop (``max_accuracy_drop = eps``): ``E[A (f - c)] <= eps``;
 * accuracy (``target_accuracy = a``): ``E[A c + (1 - A) f] >= a``, labels on every kind of input;
-* agreement with the fallback (``target_agreement = a``): ``E[(1 - A) + A [primary = fallback]] >= a``,
-  no labels at all (deferred inputs agree by construction).
+* agreement with the fallback (``target_agreement = a``): ``E[A [primary != fallback]] <= 1 - a``,
+  no labels at all (deferred inputs agree by construction; the disagreements of accepted inputs
+  are seen on the audited ones, weighted by ``1 / p_fallback``: the rare event carries the weight,
+  which keeps the variance small).
 
 Inverse-probability weighting
 -----------------------------
@@ -120,7 +122,16 @@ from ..core._json import json_float
 from ..core.choice import Choice
 from ..selection.bounds import LEVEL
 from .records import LADDER_WARMUP, StreamRecords, label_probability, stream_ladder
-from .stream_stats import OBJECTIVES, min_probability_of, mixture_log_capital, objective_of, stream_columns
+from .stream_stats import (
+    OBJECTIVES,
+    RESTART_EVERY,
+    agreement_best,
+    min_probability_of,
+    mixture_log_capital,
+    objective_of,
+    restart_mixture,
+    stream_columns,
+)
 
 __all__ = [
     "StreamRecords",
@@ -309,6 +320,13 @@ def certify_stream(records: StreamRecords, *, target_relative_accuracy: float | 
     minp = min_probability_of(rec, float(lad[-1]), objective) if min_probability is None else float(min_probability)
     if not 0.0 < minp <= 1.0:
         raise ValueError(f"min_probability must be in (0, 1], got {minp}")
+    if objective == "agreement":
+        if float(rec.p_fallback.min()) < minp * (1 - 1e-9):
+            raise ValueError("a record's p_fallback is below min_probability: pass the design's smallest audit rate")
+        best = agreement_best(rec, lad, target, minp)
+        rejected = best >= np.log(1.0 / delta)
+        run = int(np.argmin(rejected)) if not rejected.all() else int(rejected.size)
+        return _certificate(objective, target, delta, rec, lad, run, evidence, reference)
     y, counts, _, u = stream_columns(rec, lad, objective, target, reference, minp, "certify")
     if y.size and float(np.max(y)) > u * (1 + 1e-9):
         raise ValueError(f"a record's inverse-probability weight exceeds 1 / min_probability = {u:g}: pass the "
@@ -346,7 +364,7 @@ def _estimate(r: StreamRecords, thr: float, objective: str) -> float:
     f = got & (r.label == r.fallback)
     if objective == "agreement":
         obs = r.audited & (r.fallback >= 0)
-        return float(np.mean(~A + A * (obs & (r.fallback == r.primary)) / r.p_fallback))
+        return float(1.0 - np.mean(A * (obs & (r.fallback != r.primary)) / r.p_fallback))
     if objective == "accuracy":
         return float(np.sum(w * (A * c + ~A * f)) / n)
     d = float(np.sum(w * A * (f.astype(float) - c)) / n)
@@ -384,6 +402,13 @@ class ThresholdEProcess:
         Relative target: an upper bound on the fallback's accuracy. The test is of
         ``loss <= (1 - rho) x fallback_accuracy_upper``, which the target implies: a smaller,
         still valid bound makes the alarm more sensitive.
+    restart_every : int, default 5000
+        The e-process is an average of betting capitals started at inputs ``0, R, 2R, ...``
+        (``R = restart_every``), the one started at the ``j``-th restart with weight
+        ``1 / ((j + 1)(j + 2))`` (the weights sum to 1, so the average is a test supermartingale
+        from 1 and Ville's bound holds). A capital started before a change has shrunk while the
+        target held; a fresh one has not, so a change late in the stream is detected about as
+        fast as an early one, at a cost of ``log((j + 1)(j + 2))`` in evidence.
 
     Examples
     --------
@@ -414,6 +439,7 @@ class ThresholdEProcess:
     delta: float = 0.05
     min_probability: float | None = None
     fallback_accuracy_upper: float = 1.0
+    restart_every: int = RESTART_EVERY
     n_seen: int = 0
     e_value: float = 1.0
     max_e_value: float = 1.0
@@ -443,9 +469,8 @@ class ThresholdEProcess:
             minp = min_probability_of(records, self.threshold, self.objective)
         ref = self.fallback_accuracy_upper if self.objective == "relative_accuracy" else None
         y, counts, ends, u = stream_columns(records, [self.threshold], self.objective, self.target, ref, minp, "alarm")
-        final, best, first = mixture_log_capital(y, u, +1.0, counts, level=float(np.log(1.0 / self.delta)))
-        row = int(ends[first[0]]) if first[0] >= 0 else -1
-        return float(final[0]), float(best[0]), row
+        final, best, first = restart_mixture(y[0], u, counts, ends, self.restart_every, float(np.log(1.0 / self.delta)))
+        return final, best, (int(ends[first]) if first >= 0 else -1)
 
     def update(self, records: StreamRecords) -> float:
         """The e-value after ``records`` (all rows since the start); raises the alarm if due."""

@@ -14,7 +14,8 @@ import numpy as np
 from .records import StreamRecords
 
 __all__ = ["stream_statistic", "stream_columns", "event_rows", "mixture_log_capital", "min_probability_of",
-           "objective_of", "BET_FRACTIONS", "OBJECTIVES"]
+           "objective_of", "agreement_best", "BET_FRACTIONS", "OBJECTIVES", "AGREEMENT_CHECK_EVERY",
+           "restart_mixture", "RESTART_EVERY"]
 
 #: The mixture's bets, as fractions of the largest safe bet ``1 / u``.
 BET_FRACTIONS = 0.5 ** np.arange(1, 11, dtype=np.float64)
@@ -112,9 +113,10 @@ def stream_statistic(records: StreamRecords, thresholds: Any, objective: str, ta
             return a - w * sys_ok, a * ones, a
         y = a - w * sys_ok - np.where(pend, wl, 0.0) - np.where(failed, big, 0.0)
         return y, a * ones, max(big - a, 1e-12)
-    seen = np.where(failed, 0.0 if worst else 1.0 / pf, agree / pf)  # agreement
-    y = a - ((~A) + A * seen)
-    return y, np.full(t.size, np.nan), (a if worst else max(big - a, 1e-12))
+    # Agreement: the rare event is the disagreement, so it carries the weight: y = a - 1 + A d / p.
+    dis = np.where(failed, 1.0 if worst else 0.0, obs & ~agree) / pf
+    y = a - 1.0 + A * dis
+    return y, np.full(t.size, np.nan), (a - 1.0 + big if worst else 1.0 - a)
 
 
 def event_rows(records: StreamRecords, objective: str) -> np.ndarray:
@@ -192,3 +194,86 @@ def _logmeanexp(x: np.ndarray, axis: int) -> np.ndarray:
     return np.asarray(np.squeeze(m, axis) + np.log(np.mean(np.exp(x - m), axis=axis)))
 
 
+
+
+#: The agreement certificate examines its capital every this many inputs (and at the end).
+AGREEMENT_CHECK_EVERY = 100
+
+
+def agreement_best(records: StreamRecords, ladder: Any, target: float, min_probability: float,
+                   block: int = AGREEMENT_CHECK_EVERY) -> np.ndarray:
+    """Running maximum of the certificate's log mixture capital for the agreement objective at
+    every rung, examined at every ``block``-th input and at the last one (a fixed schedule: a
+    subset of times, so Ville's bound covers it).
+
+    Every row is an event for this objective (an accepted input that was not audited counts
+    against the target), so the capital is computed from counts: at rung ``h`` a row contributes
+    ``log(1 - lambda_k (a - 1))`` when the rung defers it and ``log(1 - lambda_k (a - 1 + d))``
+    when it accepts it, ``d`` being ``[disagree] / p_fallback`` (``1 / p_fallback`` for a failed
+    call, 0 when not audited), ``lambda_k = c_k / (a - 1 + 1 / min_probability)``.
+    """
+    r = records
+    n = len(r)
+    t = np.asarray(ladder, dtype=np.float64)
+    H = t.size
+    if n == 0:
+        return np.zeros(H)
+    obs = r.audited & (r.fallback >= 0)
+    failed = r.audited & (r.fallback < 0)
+    dis = np.where(failed | (obs & (r.fallback != r.primary)), 1.0 / r.p_fallback, 0.0)
+    vals, cls = np.unique(dis, return_inverse=True)
+    U = vals.size
+    first = H - np.searchsorted(t[::-1], r.score, side="right")   # first rung that accepts the row
+    nb = -(-n // block)
+    blk = np.arange(n) // block
+    cnt = np.bincount((blk * U + cls) * (H + 1) + first, minlength=nb * U * (H + 1)).reshape(nb, U, H + 1)
+    acc = np.cumsum(np.cumsum(cnt, axis=2)[:, :, :H], axis=0).astype(np.float64)   # (nb, U, H)
+    rows = np.minimum(np.arange(1, nb + 1) * block, n).astype(np.float64)
+    deferred = rows[:, None] - acc.sum(axis=1)                                      # (nb, H)
+    a = target
+    lam = BET_FRACTIONS / (a - 1.0 + 1.0 / min_probability)
+    t0 = np.log1p(-lam * (a - 1.0))                                                  # (K,)
+    t1 = np.log1p(np.maximum(-lam[:, None] * (a - 1.0 + vals[None, :]), -1 + 1e-15))  # (K, U)
+    cap = deferred[None] * t0[:, None, None] + np.einsum("buh,ku->kbh", acc, t1)    # (K, nb, H)
+    m = cap.max(axis=0)
+    mix = m + np.log(np.mean(np.exp(cap - m), axis=0))
+    return np.maximum(mix.max(axis=0), 0.0)
+
+
+#: Inputs between two restarts of the alarm's betting capital.
+RESTART_EVERY = 5000
+
+
+def restart_mixture(y: np.ndarray, u: float, counts: np.ndarray, ends: np.ndarray, every: int,
+                    level: float) -> tuple[float, float, int]:
+    """The alarm's e-process over columns ``y`` (shape ``(m,)``, ``counts`` rows each, ending at
+    row ``ends``): the average, with weights ``1 / ((j + 1)(j + 2))``, of mixture capitals
+    ``mean_k prod (1 + c_k y_i / u)`` started at the first column after row ``j * every``.
+
+    Returns the final log e-value, its running maximum and the first column at which it reached
+    ``level`` (``-1``: never).
+    """
+    m = y.shape[0]
+    if m == 0:
+        return 0.0, 0.0, -1
+    lam = BET_FRACTIONS[:, None] / u
+    terms = counts[None, :] * np.log1p(np.maximum(lam * y[None, :], -1.0 + 1e-15))   # (K, m)
+    C = np.concatenate([np.zeros((lam.shape[0], 1)), np.cumsum(terms, axis=1)], axis=1)  # (K, m + 1)
+    J = int((ends[-1] - 1) // every) + 1 if ends[-1] > 0 else 1
+    starts = np.searchsorted(ends, np.arange(J) * every, side="right")   # column index the j-th capital starts at
+    w = 1.0 / ((np.arange(J) + 1.0) * (np.arange(J) + 2.0))
+    total = np.full(m, 1.0 - w.sum())                    # the weight of capitals not started yet
+    cols = np.arange(m)
+    for j in range(J):
+        c0 = starts[j]
+        if c0 >= m:
+            total += w[j]
+            continue
+        seg = C[:, c0 + 1:] - C[:, c0:c0 + 1]             # log capital after columns c0..m-1
+        val = np.mean(np.exp(np.minimum(seg, 700.0)), axis=0)
+        total[c0:] += w[j] * val
+        total[:c0] += w[j]
+    logt = np.log(total)
+    hit = np.flatnonzero(logt >= level)
+    del cols
+    return float(logt[-1]), float(max(0.0, logt.max())), int(hit[0]) if hit.size else -1

@@ -1,0 +1,111 @@
+"""Validity of the stream certificates and the alarm (issue 22, "Must show: validity").
+
+1. Stationary streams: for each setting, ``--streams`` streams of ``--n`` inputs are drawn with
+   replacement from a population with known truth (SST-2 dev stage outputs, or a synthetic
+   population), with the monitor's sampling design (deployed threshold at the ladder's middle
+   rung, audit rate 0.25, deferred disagreements labelled at 0.25, agreements at 0.005). Each
+   stream's certificate is the one checked after every label batch (labels back at once; the
+   certified rung only grows, so the last check holds every earlier one). The share of streams
+   whose certificate was EVER wrong must be at most delta (plus the validity suite's binomial
+   margin).
+2. Drift: the first stage's accuracy on accepted inputs drops by 2 points at a known input;
+   the alarm of the deployed threshold (``ThresholdEProcess``) runs on every stream: the share
+   alarmed before the drift (false alarms), and the detection delay after it.
+
+Writes ``benchmarks/results/stream_validity.json`` and ``docs/img/stream_validity.png``.
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/bench_stream_validity.py [--streams 1000] [--n 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import binom
+
+from confroute.monitoring import stream_ladder
+from confroute.monitoring.simulate import StreamPopulation, drift_delays, validity
+
+ROOT = Path(__file__).resolve().parents[1]
+CSV = ROOT / "benchmarks" / "results" / "sst2_dev_outputs.csv"
+
+
+def settings(sst: StreamPopulation, syn: StreamPopulation) -> list[tuple[StreamPopulation, dict]]:
+    f_sst = float(np.mean(sst.fallback == sst.label))
+    return [
+        (sst, {"target_relative_accuracy": 0.995, "agreement_rate": 0.005}),
+        (sst, {"target_relative_accuracy": 0.995, "reference": f_sst}),
+        (sst, {"max_accuracy_drop": 0.004}),
+        (sst, {"target_agreement": 0.995}),
+        (syn, {"target_relative_accuracy": 0.995, "agreement_rate": 0.005}),
+        (syn, {"max_accuracy_drop": 0.004}),
+        (syn, {"target_agreement": 0.985}),
+    ]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--streams", type=int, default=1000)
+    p.add_argument("--n", type=int, default=100_000)
+    p.add_argument("--drift-streams", type=int, default=200)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "stream_validity.json")
+    p.add_argument("--figure", type=Path, default=ROOT / "docs" / "img" / "stream_validity.png")
+    ns = p.parse_args()
+    sst = StreamPopulation.from_csv(CSV)
+    syn = StreamPopulation.synthetic()
+    rows = []
+    for pop, kw in settings(sst, syn):
+        lad = stream_ladder(pop.score)
+        t0 = time.perf_counter()
+        r = validity(pop, streams=ns.streams, n=ns.n, seed=2026, ladder=lad, deployed_threshold=float(lad[24]),
+                     audit_rate=0.25, deferred_disagreement_rate=0.25, delta=0.05, **kw)
+        r["setting"] = ", ".join(f"{k}={v:.4g}" for k, v in kw.items())
+        r["seconds"] = time.perf_counter() - t0
+        r["margin"] = float(binom.ppf(0.9999, ns.streams, 0.05)) / ns.streams
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    drift = []
+    for pop, kw in ((sst, {"target_relative_accuracy": 0.995}), (syn, {"max_accuracy_drop": 0.004})):
+        lad = stream_ladder(pop.score)
+        t0 = time.perf_counter()
+        d = drift_delays(pop, streams=ns.drift_streams, n=ns.n, drift_at=ns.n // 2, seed=7, threshold=float(lad[24]),
+                         audit_rate=0.25, ladder_floor=float(lad[-1]), deferred_disagreement_rate=0.25,
+                         delta=0.05, drift_drop=0.02, **kw)
+        d["seconds"] = time.perf_counter() - t0
+        drift.append(d)
+        print(json.dumps(d), flush=True)
+    ns.out.write_text(json.dumps({"streams": ns.streams, "n": ns.n, "delta": 0.05, "validity": rows,
+                                  "drift": drift}, indent=2) + "\n")
+    figure(rows, ns.figure)
+    print(f"wrote {ns.out} and {ns.figure}")
+
+
+def figure(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    labels = [f"{r['population'].split(' (')[0]}\n{r['setting'].replace(', ', chr(10))}" for r in rows]
+    ax.bar(range(len(rows)), [r["ever_wrong"] for r in rows], color="#4c72b0")
+    ax.axhline(0.05, color="#c44e52", ls="--", label="delta = 0.05")
+    ax.set_xticks(range(len(rows)), labels, fontsize=6)
+    ax.set_ylabel("share of streams ever wrong")
+    ax.set_ylim(0, 0.08)
+    ax.set_title(f"Stream certificates checked after every label batch: {rows[0]['streams']} streams "
+                 f"x {rows[0]['n']:,} inputs each", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
