@@ -47,10 +47,13 @@ def test_an_alarm_applies_the_policy(stream, policy, moved_to):
         assert outs[first]["action"].action == "alert"
         return
     assert [c["reason"] for c in changes] == [policy]
-    expected = float("inf") if moved_to == "inf" else outs[first]["certificate"].threshold
+    cert = outs[first]["certificate"]
+    # tighten: to the certified threshold, or to the most conservative one (inf) when none is
+    expected = cert.threshold if moved_to == "certified" and cert.feasible else float("inf")
     assert changes[0]["old"] == 0.5 and changes[0]["new"] == router.threshold == expected
     evidence = changes[0]["evidence"]
-    assert evidence["alarm"] and evidence["e_value"] >= 20 and evidence["certificate"]["feasible"]
+    assert evidence["alarm"] and evidence["e_value"] >= 20
+    assert evidence["certificate"] == cert.to_dict() and evidence["reason"] == outs[first]["action"].reason
     assert not monitor.alarm  # a new e-process watches the new threshold
     monitor.revert()
     assert router.threshold == 0.5 and monitor.changes()[-1]["reason"] == "revert"

@@ -262,14 +262,18 @@ class CertificateMonitor:
     def route(self, inputs: Sequence[Any]) -> MonitoredResult:
         """Route like the router (same answers), record the batch and schedule its audits."""
         batch = as_batch(inputs)
-        return self._observe(batch, self.router.route(batch))
+        return self.observe(batch, self.router.route(batch))
 
     async def aroute(self, inputs: Sequence[Any]) -> MonitoredResult:
         """Async :meth:`route`."""
         batch = as_batch(inputs)
-        return self._observe(batch, await self.router.aroute(batch))
+        return self.observe(batch, await self.router.aroute(batch))
 
-    def _observe(self, batch: Sequence[Any], result: RoutingResult) -> MonitoredResult:
+    def observe(self, batch: Sequence[Any], result: RoutingResult) -> MonitoredResult:
+        """Record a batch the router answered elsewhere (a stage-wise engine, a serving ingress
+        that calls the stages itself) exactly as :meth:`route` would: ``result`` must be the
+        router's answer to ``batch``. Returns it with ids; the shadow calls and the ledger writes
+        happen on the monitor's threads."""
         n = len(result)
         with self._lock:
             pos0 = self._next
