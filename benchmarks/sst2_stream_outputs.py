@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def minilm_int8(shared: Path, out: Path) -> Path:
     if (out / "model.onnx").is_file():
         return out
-    from onnxruntime import quantization
-
     import shutil
+
+    from onnxruntime import quantization
     with tempfile.TemporaryDirectory(prefix="monstat-fp32-") as tmp:
         export_to_onnx(shared / "models" / "minilm-sst2-dense", tmp)
         out.mkdir(parents=True, exist_ok=True)

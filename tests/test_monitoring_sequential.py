@@ -140,7 +140,6 @@ def test_ipw_estimate_is_close_to_the_population():
                           ("relative_accuracy", {"target_relative_accuracy": 0.9})):
         c = certify_stream(r, ladder=LADDER, **kw)
         want = POP.value([c.threshold], objective)[0]
-        want = want if objective == "relative_accuracy" else want
         assert abs(c.estimate - want) < 0.01, (objective, c.estimate, want)
 
 
