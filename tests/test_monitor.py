@@ -308,3 +308,24 @@ def test_wrong_arguments_are_refused():
         CertificateMonitor(router, target_accuracy=0.9, audit_rate=1.5)
     with pytest.raises(ValueError, match="policy"):
         CertificateMonitor(router, target_accuracy=0.9, policy="panic")
+
+
+def test_a_full_shadow_backlog_postpones_audits_without_losing_them(data):
+    X, _ = data
+    release = threading.Event()
+
+    def slow(xs):
+        release.wait(30)
+        return np.tile([0.5, 0.5], (len(xs), 1))
+
+    router = make_router()
+    monitor = CertificateMonitor(router, target_agreement=0.9, audit_rate=1.0, random_state=0, max_shadow_backlog=40,
+                                 shadow_fallback=Fallback(CallablePredictor(slow)))
+    for lo in range(0, 500, 50):
+        _same(monitor.route(X[lo:lo + 50]), router.route(X[lo:lo + 50]))
+    release.set()
+    monitor.flush()
+    ev = monitor.evidence()
+    assert monitor.shadow_postponed > 0  # the backlog was full: some waited in the ledger
+    assert ev["sampled"] == ev["audited"] > 40 and monitor.ledger.pending_audits() == []
+    monitor.close()

@@ -39,10 +39,11 @@ from ..routing.cascade import Cascade
 from ..routing.fallback import Fallback
 from .sequential import label_probability, policy_action, PolicyAction, ThresholdEProcess
 from .ledger import Ledger, open_ledger
+from .plan import plan_records, uniform_draws
 from .replay import OBJECTIVES, add_labels, certify_ledger, import_labels, stream_records
 from .sinks import LabelSink, as_label_sink
 
-__all__ = ["CertificateMonitor", "MonitoredResult", "plan_records"]
+__all__ = ["CertificateMonitor", "MonitoredResult"]
 
 TARGETS = ("target_relative_accuracy", "max_accuracy_drop", "target_accuracy", "target_agreement")
 ALARM_POLICIES = ("alert", "tighten", "fallback_all")
@@ -117,6 +118,10 @@ class CertificateMonitor:
         On Linux, the scheduling niceness of the shadow and ledger threads (0: as the serving
         threads), so that a fallback running in this process takes CPU time from the user's
         requests only when they leave some. Ignored where threads cannot be reniced.
+    max_shadow_backlog : int, default 10000
+        Most inputs waiting for or in a shadow call at once. Beyond it, newly sampled inputs stay
+        pending in the ledger (counted in ``shadow_postponed``) and :meth:`flush` or :meth:`resume`
+        starts them later: memory stays bounded when the fallback is slow, and no draw is lost.
 
     Examples
     --------
@@ -158,23 +163,10 @@ class CertificateMonitor:
         deferred_disagreement_rate: float = 1.0,
         auto_check: bool = True,
         shadow_nice: int = 19,
+        max_shadow_backlog: int = 10_000,
     ) -> None:
-        if not isinstance(router, Cascade) or router.n_stages != 2:
-            raise ValueError("CertificateMonitor watches a two-stage router (ThresholdRouter or a 2-stage Cascade)")
-        given = {k: v for k, v in zip(TARGETS, (target_relative_accuracy, max_accuracy_drop, target_accuracy,
-                                                target_agreement)) if v is not None}
-        if len(given) != 1:
-            raise ValueError(f"give exactly one of {', '.join(TARGETS)}; got {sorted(given) or 'none'}")
-        if not 0.0 < float(audit_rate) <= 1.0:
-            raise ValueError(f"audit_rate must lie in (0, 1], got {audit_rate!r}")
-        if not 0.0 < float(delta) < 1.0:
-            raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
-        if policy not in ALARM_POLICIES:
-            raise ValueError(f"policy must be one of {ALARM_POLICIES}, got {policy!r}")
-        if looser not in LOOSER_POLICIES:
-            raise ValueError(f"looser must be one of {LOOSER_POLICIES}, got {looser!r}")
-        if int(shadow_concurrency) < 1:
-            raise ValueError(f"shadow_concurrency must be >= 1, got {shadow_concurrency!r}")
+        given = _check_arguments(router, (target_relative_accuracy, max_accuracy_drop, target_accuracy,
+                                          target_agreement), delta, audit_rate, policy, looser, shadow_concurrency)
         self.router = router
         (self.objective, self.target), = given.items()
         self.ladder = None if ladder is None else [float(t) for t in ladder]
@@ -204,6 +196,9 @@ class CertificateMonitor:
         self._pool = ThreadPoolExecutor(int(shadow_concurrency), thread_name_prefix="confroute-shadow",
                                         initializer=_lower_priority, initargs=(self.shadow_nice,))
         self._shadow_futures: set[Future[Any]] = set()
+        self._in_flight: set[str] = set()  # ids handed to a shadow call, outcome not yet stored
+        self.max_shadow_backlog = int(max_shadow_backlog)
+        self.shadow_postponed = 0
         self._jobs: queue.Queue[tuple[str, Any] | None] = queue.Queue()
         self._writer = threading.Thread(target=self._write_loop, daemon=True, name="confroute-ledger")
         self._writer.start()
@@ -323,11 +318,23 @@ class CertificateMonitor:
             self._request(ids[i], inputs[i], plan["primary"][i], plan["fallback"][i], plan["p_label"][i])
             for i in np.flatnonzero(plan["requested"])
         ]
-        self.ledger.add_records(rows, requests)
-        self._send(requests)
         todo = np.flatnonzero(plan["sampled"])
-        if todo.size:
-            self._submit_shadow(list(ids[todo]), take_rows(batch, todo), plan["primary"][todo], plan["score"][todo],
+        claimed = list(ids[todo])
+        with self._lock:  # claimed before the commit, so that resume() cannot start them too
+            full = len(self._in_flight) + todo.size > self.max_shadow_backlog
+            if not full:
+                self._in_flight.update(claimed)
+        try:
+            self.ledger.add_records(rows, requests)
+        except BaseException:
+            with self._lock:
+                self._in_flight.difference_update(claimed)
+            raise
+        self._send(requests)
+        if full:
+            self.shadow_postponed += int(todo.size)  # pending in the ledger; resume() starts them
+        elif todo.size:
+            self._submit_shadow(claimed, take_rows(batch, todo), plan["primary"][todo], plan["score"][todo],
                                 inputs, todo)
 
     def _request(self, id_: str, input_json: str | None, primary: int, fallback: int, p_label: float
@@ -363,8 +370,9 @@ class CertificateMonitor:
     def _submit_shadow(self, ids: list[str], batch: Sequence[Any], primary: np.ndarray, score: np.ndarray,
                        inputs: list[Any], rows: np.ndarray) -> None:
         payload = [inputs[i] for i in rows]
-        future = self._pool.submit(self._shadow, ids, batch, primary, score, payload)
         with self._lock:
+            self._in_flight.update(ids)
+            future = self._pool.submit(self._shadow, ids, batch, primary, score, payload)
             self._shadow_futures.add(future)
         future.add_done_callback(self._shadow_done)
 
@@ -403,19 +411,25 @@ class CertificateMonitor:
         p = np.where(ok, p, np.nan)
         rows = [(ids[i], int(fallback[i]), int(ok[i]), None if ok[i] else str(errors[i]), _nan_none(cost[i]),
                  _nan_none(p[i])) for i in range(len(ids))]
-        u = _uniform(self._seed, np.array([_pos(i) for i in ids], dtype=np.uint64), 2)
+        u = uniform_draws(self._seed, np.array([_pos(i) for i in ids], dtype=np.uint64), 2)
         ask = ok & (u < np.nan_to_num(p))
         requests = [
             self._request(ids[i], inputs[i], int(primary[i]), int(fallback[i]), float(p[i]))
             for i in np.flatnonzero(ask)
         ]
-        self.ledger.add_audits(rows, requests)
+        try:
+            self.ledger.add_audits(rows, requests)
+        finally:
+            with self._lock:
+                self._in_flight.difference_update(ids)
         self._send(requests)
 
     def resume(self) -> int:
         """Start the shadow calls of sampled records that have no stored outcome (after a restart,
         or after :meth:`flush` found some left); returns how many were started."""
-        pending = self.ledger.pending_audits()
+        with self._lock:
+            busy = set(self._in_flight)
+        pending = [p for p in self.ledger.pending_audits() if p[0] not in busy][: self.max_shadow_backlog]
         if not pending:
             return 0
         stored = self.ledger.stream_rows()
@@ -442,8 +456,9 @@ class CertificateMonitor:
             if not futures:
                 self._jobs.join()
                 with self._lock:
-                    if not self._shadow_futures and self._jobs.unfinished_tasks == 0:
-                        break
+                    idle = not self._shadow_futures and self._jobs.unfinished_tasks == 0
+                if idle and not (self.shadow_postponed and self.resume()):
+                    break
                 continue
             for f in futures:
                 f.result(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -591,49 +606,6 @@ class CertificateMonitor:
             self.router.thresholds = [changes[-1]["new"]]  # the ledger's last deployed threshold
 
 
-def plan_records(result: RoutingResult, pos0: int, seed: int, audit_rate: float,
-                 design: dict[str, float] | None) -> dict[str, np.ndarray]:
-    """What the monitor records for a routed batch: per input its first-stage score and answer,
-    the fallback's answer where the fallback ran, whether it is sampled for a shadow call (only
-    inputs the first stage accepted, with probability ``audit_rate``; and deferred inputs the
-    fallback failed on, to try again) and the probability of the fallback being called, and
-    which inputs get a label request at once: the deferred inputs whose fallback answer is known,
-    each with the probability of :func:`~confroute.monitoring.sequential.label_probability`
-    (``design``: its keyword arguments; None: no labels). Draws depend on ``(seed, position)`` only."""
-    n = len(result)
-    pos = np.arange(pos0, pos0 + n, dtype=np.uint64)
-    primary = result.stage_label_index[0].astype(np.int64)
-    fallback = result.stage_label_index[1].astype(np.int64)
-    deferred = result.reached[1] & (primary >= 0)
-    accepted = ~result.reached[1] & (primary >= 0)
-    sampled = accepted & (_uniform(seed, pos, 1) < audit_rate)
-    sampled |= deferred & (fallback < 0)  # the fallback failed on it: retried as a shadow call
-    p_fallback = np.where(deferred, 1.0, audit_rate)
-    known = deferred & (fallback >= 0)
-    p_label = np.full(n, np.nan)
-    if design is None:
-        p_label[known] = 0.0
-    elif known.any():
-        p_label[known] = label_probability(
-            result.stage_scores[0][known], primary[known], fallback[known], np.zeros(int(known.sum()), dtype=bool),
-            **design)
-    requested = known & (_uniform(seed, pos, 2) < np.nan_to_num(p_label))
-    return {"score": result.stage_scores[0], "primary": primary, "fallback": np.where(known, fallback, -1),
-            "sampled": sampled, "p_fallback": p_fallback, "requested": requested, "p_label": p_label}
-
-
-def _uniform(seed: int, pos: np.ndarray, salt: int) -> np.ndarray:
-    """Uniform draws in [0, 1) from ``(seed, position, salt)`` (splitmix64): the same position
-    always gets the same draw, however the stream is batched or restarted."""
-    with np.errstate(over="ignore"):
-        x = pos.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(seed % 2**63) * np.uint64(
-            0xBF58476D1CE4E5B9) + np.uint64(salt * 0x94D049BB133111EB % 2**64)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        x = x ^ (x >> np.uint64(31))
-    return (x >> np.uint64(11)).astype(np.float64) / float(2**53)
-
-
 def _pos(id_: str) -> int:
     return int(id_.rsplit(":", 1)[1])
 
@@ -663,6 +635,27 @@ def _lower_priority(nice: int) -> None:
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
     except OSError:  # not permitted here: run at the normal priority
         pass
+
+
+def _check_arguments(router: Any, targets: tuple[float | None, ...], delta: float, audit_rate: float, policy: str,
+                     looser: str, shadow_concurrency: int) -> dict[str, float]:
+    """The monitor's arguments checked; returns ``{objective parameter: target}``."""
+    if not isinstance(router, Cascade) or router.n_stages != 2:
+        raise ValueError("CertificateMonitor watches a two-stage router (ThresholdRouter or a 2-stage Cascade)")
+    given = {k: float(v) for k, v in zip(TARGETS, targets) if v is not None}
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of {', '.join(TARGETS)}; got {sorted(given) or 'none'}")
+    if not 0.0 < float(audit_rate) <= 1.0:
+        raise ValueError(f"audit_rate must lie in (0, 1], got {audit_rate!r}")
+    if not 0.0 < float(delta) < 1.0:
+        raise ValueError(f"delta must lie in (0, 1), got {delta!r}")
+    if policy not in ALARM_POLICIES:
+        raise ValueError(f"policy must be one of {ALARM_POLICIES}, got {policy!r}")
+    if looser not in LOOSER_POLICIES:
+        raise ValueError(f"looser must be one of {LOOSER_POLICIES}, got {looser!r}")
+    if int(shadow_concurrency) < 1:
+        raise ValueError(f"shadow_concurrency must be >= 1, got {shadow_concurrency!r}")
+    return given
 
 
 def _json_threshold(t: float) -> float | str:
