@@ -195,3 +195,13 @@ def test_policies():
     assert policy_action("alert", alarm=False, deployed_threshold=0.0, certificate=c).action == "none"
     with pytest.raises(ValueError, match="policy"):
         policy_action("panic", alarm=True, deployed_threshold=0.5)
+
+
+def test_absolute_accuracy_target_needs_labels_on_every_kind_of_input():
+    r = stream(60_000, seed=8, agreement_rate=0.05)
+    truth = POP.truth(LADDER, "accuracy", 0.88)
+    c = certify_stream(r, ladder=LADDER, target_accuracy=0.88)
+    assert c.feasible and truth[: c.ladder_index].all()
+    e = ThresholdEProcess(float(LADDER[3]), "accuracy", 0.88)
+    e.update(r)
+    assert not e.alarm

@@ -139,7 +139,8 @@ def label_probability(score: Any, primary: Any, fallback: Any, accepted: Any, *,
     ...                   ladder_floor=0.5, agreement_rate=0.01, deferred_disagreement_rate=0.25).tolist()
     [0.01, 1.0, 0.25, 0.01]
     """
-    for v, name in ((agreement_rate, "agreement_rate"), (deferred_disagreement_rate, "deferred_disagreement_rate")):
+    for v, name in ((agreement_rate, "agreement_rate"),
+                    (deferred_disagreement_rate, "deferred_disagreement_rate")):
         if not 0.0 <= v <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {v}")
     s = np.asarray(score, dtype=np.float64)

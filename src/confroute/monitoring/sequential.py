@@ -16,7 +16,8 @@ For a candidate threshold ``t`` write ``A = [score >= t]`` (the first stage answ
   the first stage accepts *and* where the stages disagree: that is where the only labels the
   loss needs are;
 * accuracy drop (``max_accuracy_drop = eps``): ``E[A (f - c)] <= eps``;
-* accuracy (``target_accuracy = a``): ``E[A c + (1 - A) f] >= a``, labels on every kind of input;
+* accuracy (``target_accuracy = a``): ``E[A c + (1 - A) f] >= a``, labels on every kind of input
+  (the centred Horvitz-Thompson term ``W (a - right)`` on labelled inputs, 0 elsewhere);
 * agreement with the fallback (``target_agreement = a``): ``E[A [primary != fallback]] <= 1 - a``,
   no labels at all (deferred inputs agree by construction; the disagreements of accepted inputs
   are seen on the audited ones, weighted by ``1 / p_fallback``: the rare event carries the weight,
@@ -84,7 +85,11 @@ The alarm
 image: capital ``prod (1 + lambda y_i)`` over the same mixture, with ``y`` built so that its mean
 is ``<= 0`` when the target holds (for a relative target, ``y = W A (f - c) - eps F_up`` with a
 known upper bound ``F_up`` on the fallback's accuracy, default 1: the target implies
-``E[A (f - c)] <= eps F <= eps F_up``). Alarm when it reaches ``1 / delta``: before any change, a
+``E[A (f - c)] <= eps F <= eps F_up``). The e-process is the average, with weights
+``1 / ((j + 1)(j + 2))``, of such capitals started at inputs ``0, R, 2R, ...``, so a change late
+in a long good stream is not hidden by the capital lost before it (compare the e-detectors of
+Shin, Ramdas & Rinaldo 2024; the weights keep one test supermartingale, so Ville still bounds the
+false alarms over the whole stream). Alarm when it reaches ``1 / delta``: before any change, a
 false alarm happens with probability ``<= delta`` over the whole stream. :func:`policy_action`
 says what each policy does then.
 
@@ -106,6 +111,8 @@ procedures. J. Statist. Plann. Inference 99(1).
 Shafer (2021). Testing by betting: a strategy for statistical and scientific communication.
 JRSS-A 184(2).
 Waudby-Smith & Ramdas (2024). Estimating means of bounded random variables by betting. JRSS-B 86(1).
+Shin, Ramdas & Rinaldo (2024). E-detectors: a nonparametric framework for sequential change
+detection. New England Journal of Statistics in Data Science 2(2).
 Ramdas, Grünwald, Vovk & Shafer (2023). Game-theoretic statistics and safe anytime-valid
 inference. Statistical Science 38(4).
 """
@@ -229,8 +236,9 @@ class StreamCertificate(Choice):
         return cls(
             thresholds=[f(t, np.inf) for t in data["thresholds"]], feasible=bool(data["feasible"]),
             guaranteed=f(data["guaranteed"], np.nan), procedure=str(data["procedure"]),
-            assumption=str(data["assumption"]), objective=str(data["objective"]), target=float(data["target"]),
-            delta=float(data["delta"]), threshold=f(data["threshold"], np.inf), coverage=float(data["coverage"]),
+            assumption=str(data["assumption"]), objective=str(data["objective"]),
+            target=float(data["target"]), delta=float(data["delta"]), threshold=f(data["threshold"], np.inf),
+            coverage=float(data["coverage"]),
             estimate=f(data["estimate"], np.nan), ladder_index=int(data["ladder_index"]),
             evidence={k: int(v) for k, v in dict(data.get("evidence", {})).items()},
         )
@@ -299,7 +307,8 @@ def certify_stream(records: StreamRecords, *, target_relative_accuracy: float | 
     >>> c.feasible, 0.05 < c.coverage < 0.5
     (True, True)
     """
-    objective, target = objective_of(target_relative_accuracy, max_accuracy_drop, target_accuracy, target_agreement)
+    objective, target = objective_of(target_relative_accuracy, max_accuracy_drop, target_accuracy,
+                                     target_agreement)
     LEVEL.check(delta, "delta")
     if reference is not None:
         if objective != "relative_accuracy":
@@ -317,12 +326,14 @@ def certify_stream(records: StreamRecords, *, target_relative_accuracy: float | 
             raise ValueError("a relative target needs the fallback's accuracy: give reference= (a lower bound "
                              "from an offline certificate) or label a random sample of agreements "
                              "(label_probability(..., agreement_rate > 0))")
-    minp = min_probability_of(rec, float(lad[-1]), objective) if min_probability is None else float(min_probability)
+    minp = (min_probability_of(rec, float(lad[-1]), objective) if min_probability is None
+            else float(min_probability))
     if not 0.0 < minp <= 1.0:
         raise ValueError(f"min_probability must be in (0, 1], got {minp}")
     if objective == "agreement":
         if float(rec.p_fallback.min()) < minp * (1 - 1e-9):
-            raise ValueError("a record's p_fallback is below min_probability: pass the design's smallest audit rate")
+            raise ValueError("a record's p_fallback is below min_probability: pass the design's smallest "
+                             "audit rate")
         best = agreement_best(rec, lad, target, minp)
         rejected = best >= np.log(1.0 / delta)
         run = int(np.argmin(rejected)) if not rejected.all() else int(rejected.size)
@@ -345,7 +356,8 @@ def _certificate(objective: str, target: float, delta: float, rec: StreamRecords
     n = len(rec)
     return StreamCertificate(
         thresholds=[thr], feasible=feasible, guaranteed=float(bound) if feasible else float("nan"),
-        procedure="stream betting mixture, fixed sequence" + (" (reference accuracy given)" if reference else ""),
+        procedure="stream betting mixture, fixed sequence"
+        + (" (reference accuracy given)" if reference else ""),
         assumption=ASSUMPTION, objective=objective, target=target, delta=float(delta), threshold=thr,
         coverage=float(np.mean(rec.score >= thr)) if n else 0.0, estimate=_estimate(rec, thr, objective),
         ladder_index=run, evidence=evidence,
@@ -468,8 +480,10 @@ class ThresholdEProcess:
         if minp is None:
             minp = min_probability_of(records, self.threshold, self.objective)
         ref = self.fallback_accuracy_upper if self.objective == "relative_accuracy" else None
-        y, counts, ends, u = stream_columns(records, [self.threshold], self.objective, self.target, ref, minp, "alarm")
-        final, best, first = restart_mixture(y[0], u, counts, ends, self.restart_every, float(np.log(1.0 / self.delta)))
+        y, counts, ends, u = stream_columns(records, [self.threshold], self.objective, self.target, ref, minp,
+                                            "alarm")
+        level = float(np.log(1.0 / self.delta))
+        final, best, first = restart_mixture(y[0], u, counts, ends, self.restart_every, level)
         return final, best, (int(ends[first]) if first >= 0 else -1)
 
     def update(self, records: StreamRecords) -> float:
@@ -487,7 +501,8 @@ class ThresholdEProcess:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready state."""
-        return {"threshold": json_float(self.threshold), "objective": self.objective, "target": float(self.target),
+        return {"threshold": json_float(self.threshold), "objective": self.objective,
+                "target": float(self.target),
                 "delta": float(self.delta), "min_probability": self.min_probability,
                 "fallback_accuracy_upper": float(self.fallback_accuracy_upper), "n_seen": int(self.n_seen),
                 "e_value": json_float(self.e_value), "max_e_value": json_float(self.max_e_value),
@@ -540,15 +555,18 @@ def policy_action(policy: str, *, alarm: bool, deployed_threshold: float,
     cert_t = certificate.threshold if certificate is not None and certificate.feasible else None
     if alarm:
         if policy == "alert":
-            return PolicyAction("alert", None, "the deployed threshold no longer meets the target (e-value >= 1/delta)")
+            return PolicyAction("alert", None,
+                                "the deployed threshold no longer meets the target (e-value >= 1/delta)")
         if policy == "fallback_all":
             return PolicyAction("fallback_all", float("inf"), "alarm: every input goes to the fallback")
         if cert_t is not None and cert_t > deployed_threshold:
-            return PolicyAction("tighten", float(cert_t), f"alarm: tightened to the certified threshold {cert_t:.6g}")
+            return PolicyAction("tighten", float(cert_t),
+                                f"alarm: tightened to the certified threshold {cert_t:.6g}")
         return PolicyAction("tighten", float(conservative_threshold),
                             f"alarm: tightened to the conservative threshold {conservative_threshold:.6g}")
     if cert_t is not None and cert_t < deployed_threshold:
         if loosen:
             return PolicyAction("loosen", float(cert_t), f"a looser threshold {cert_t:.6g} is certified")
-        return PolicyAction("recommend", float(cert_t), f"a looser threshold {cert_t:.6g} is certified (not applied)")
+        return PolicyAction("recommend", float(cert_t),
+                            f"a looser threshold {cert_t:.6g} is certified (not applied)")
     return PolicyAction("none", None, "no alarm; no looser threshold certified")

@@ -108,11 +108,14 @@ def stream_statistic(records: StreamRecords, thresholds: Any, objective: str, ta
         return y, 0.0 * ones, big
     a = target
     if objective == "accuracy":
+        # Centred Horvitz-Thompson: W (a - right) on labelled rows, 0 elsewhere (a far smaller
+        # variance than a - W right when labels are rare).
         sys_ok = A * c + (~A) * f
         if worst:
-            return a - w * sys_ok, a * ones, a
-        y = a - w * sys_ok - np.where(pend, wl, 0.0) - np.where(failed, big, 0.0)
-        return y, a * ones, max(big - a, 1e-12)
+            y = w * (a - sys_ok) + np.where(pend, wl * a, 0.0) + np.where(failed, big * a, 0.0)
+            return y, 0.0 * ones, a * big
+        y = w * (a - sys_ok) + np.where(pend, wl * (a - 1.0), 0.0) + np.where(failed, big * (a - 1.0), 0.0)
+        return y, 0.0 * ones, (1.0 - a) * big
     # Agreement: the rare event is the disagreement, so it carries the weight: y = a - 1 + A d / p.
     dis = np.where(failed, 1.0 if worst else 0.0, obs & ~agree) / pf
     y = a - 1.0 + A * dis
@@ -128,8 +131,9 @@ def event_rows(records: StreamRecords, objective: str) -> np.ndarray:
     return np.flatnonzero(r.label_requested | (r.audited & (r.fallback < 0)))
 
 
-def stream_columns(records: StreamRecords, thresholds: Any, objective: str, target: float, reference: float | None,
-             min_probability: float, side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def stream_columns(records: StreamRecords, thresholds: Any, objective: str, target: float,
+                   reference: float | None, min_probability: float,
+                   side: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """The stream as columns for :func:`mixture_log_capital`: runs of identical rows become one
     column with a count (the capital is monotone along a run, so its running maximum over every
     input is its maximum over column ends). Also the row count at each column's end."""
@@ -151,7 +155,8 @@ def stream_columns(records: StreamRecords, thresholds: Any, objective: str, targ
 
 
 def mixture_log_capital(y: np.ndarray, u: float, sign: float = -1.0, counts: np.ndarray | None = None,
-                        level: float | None = None, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                        level: float | None = None,
+                        chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Log of the mixture capital ``mean_k prod_i (1 + sign c_k y_i / u)^counts_i`` along the last
     axis, over the fixed bet fractions ``c_k`` (:data:`BET_FRACTIONS`).
 
@@ -260,7 +265,7 @@ def restart_mixture(y: np.ndarray, u: float, counts: np.ndarray, ends: np.ndarra
     terms = counts[None, :] * np.log1p(np.maximum(lam * y[None, :], -1.0 + 1e-15))   # (K, m)
     C = np.concatenate([np.zeros((lam.shape[0], 1)), np.cumsum(terms, axis=1)], axis=1)  # (K, m + 1)
     J = int((ends[-1] - 1) // every) + 1 if ends[-1] > 0 else 1
-    starts = np.searchsorted(ends, np.arange(J) * every, side="right")   # column index the j-th capital starts at
+    starts = np.searchsorted(ends, np.arange(J) * every, side="right")   # the j-th capital's first column
     w = 1.0 / ((np.arange(J) + 1.0) * (np.arange(J) + 2.0))
     total = np.full(m, 1.0 - w.sum())                    # the weight of capitals not started yet
     cols = np.arange(m)
