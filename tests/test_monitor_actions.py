@@ -43,7 +43,7 @@ def test_an_alarm_applies_the_policy(stream, policy, moved_to):
     assert outs[first]["e_value"] >= 1 / 0.05
     changes = monitor.changes()
     if moved_to is None:
-        assert changes == [] and router.threshold == 0.5 and monitor.alarm
+        assert changes == [] and router.threshold == 0.5 and monitor.alarm and monitor.metrics()["alarm"] == 1.0
         assert outs[first]["action"].action == "alert"
         return
     assert [c["reason"] for c in changes] == [policy]
@@ -72,6 +72,12 @@ def test_a_looser_certified_threshold_is_recommended_or_applied(stream, looser):
     monitor.add_labels(asked, [int(y[int(i.split(":")[1])]) for i in asked])  # runs check()
     cert = monitor.ledger.certificates()[-1]["body"]
     assert cert["feasible"] and cert["threshold"] < 0.99
+    gauges = monitor.metrics()
+    ev = monitor.evidence()
+    assert gauges["certified_threshold"] == cert["threshold"] and gauges["certified_lower_bound"] == cert["guaranteed"]
+    assert gauges["audited"] == ev["audited"] and gauges["disagreements"] == ev["disagreements"] > 0
+    assert gauges["labels_received"] == ev["labels_received"] > 0 and gauges["labels_pending"] == 0
+    assert gauges["alarm"] == 0.0
     if looser == "recommend":
         assert router.threshold == 0.99 and monitor.changes() == []
         assert monitor.recommendation.action == "recommend"

@@ -516,6 +516,24 @@ class CertificateMonitor:
         out["sink_failures"] = self.sink_failures
         return out
 
+    def metrics(self) -> dict[str, float]:
+        """Gauges for a metrics endpoint, from the ledger: ``audited``, ``shadow_failures``,
+        ``disagreements``, ``labels_pending``, ``labels_received``, the last stored certificate's
+        ``certified_lower_bound`` and ``certified_threshold`` (NaN when none or not feasible;
+        ``inf``: everything to the fallback), ``alarm`` (1.0 / 0.0) and the ``deployed_threshold``."""
+        counts = self.ledger.counts()
+        stored = self.ledger.certificates()
+        last = stored[-1]["body"] if stored else {}
+        feasible = bool(last.get("feasible"))
+        return {
+            **{k: float(counts[k]) for k in ("seen", "audited", "shadow_failures", "disagreements",
+                                             "labels_pending", "labels_received")},
+            "certified_lower_bound": _float_or_nan(last.get("guaranteed")) if feasible else float("nan"),
+            "certified_threshold": _float_or_nan(last.get("threshold")) if feasible else float("nan"),
+            "alarm": float(self.alarm),
+            "deployed_threshold": _threshold_value(self.router),
+        }
+
     def certificate(self, store: bool = True) -> Any:
         """The certificate from every record in the ledger now (see
         :func:`~confroute.monitoring.sequential.certify_stream`); stored in the ledger with the
@@ -656,6 +674,12 @@ def _check_arguments(router: Any, targets: tuple[float | None, ...], delta: floa
     if int(shadow_concurrency) < 1:
         raise ValueError(f"shadow_concurrency must be >= 1, got {shadow_concurrency!r}")
     return given
+
+
+def _float_or_nan(x: Any) -> float:
+    if x is None:
+        return float("nan")
+    return float("inf") if x in ("inf", "Infinity") else float(x)
 
 
 def _json_threshold(t: float) -> float | str:
