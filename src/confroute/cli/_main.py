@@ -1,4 +1,5 @@
-"""Command line: ``confroute demo``, ``confroute evaluate``, ``confroute export`` and ``confroute serve``
+"""Command line: ``confroute demo``, ``confroute evaluate``, ``confroute export``, ``confroute serve`` and
+``confroute audit``
 (also ``python -m confroute ...``)."""
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .serve import add_serve_parser
 
     add_serve_parser(sub)
+
+    from .audit import add_audit_parser
+
+    add_audit_parser(sub)
     return parser
 
 

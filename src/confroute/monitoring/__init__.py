@@ -27,3 +27,23 @@ __all__ = [
     "LADDER_WARMUP",
     "POLICIES",
 ]
+
+from .ledger import Ledger, LabelError, PostgresLedger, SQLiteLedger, open_ledger
+from .monitor import CertificateMonitor, MonitoredResult
+from .replay import certify_ledger, import_labels, replay_ledger
+from .sinks import HTTPSink, JSONLSink
+
+__all__ += [
+    "CertificateMonitor",
+    "MonitoredResult",
+    "Ledger",
+    "SQLiteLedger",
+    "PostgresLedger",
+    "LabelError",
+    "open_ledger",
+    "certify_ledger",
+    "replay_ledger",
+    "import_labels",
+    "JSONLSink",
+    "HTTPSink",
+]
