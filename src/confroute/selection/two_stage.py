@@ -20,7 +20,7 @@ Every objective of :mod:`.objectives` has its procedure here (give exactly one):
     :meth:`CostModel.with_usage <confroute.CostModel.with_usage>`) the cost is no longer affine in
     coverage: each row's exact cost is summed over its own inputs (the evaluation's sweep), and
     the guarantee is a Hoeffding (1963) upper bound on the mean cost per input, whose range is
-    the spread of the per-input answer prices.
+    the spread of the per-input answer prices, Bonferroni-corrected over the candidate rows.
 ``target_relative_accuracy`` / ``max_accuracy_drop``
     Paired: system accuracy is at least the target share of the fallback's accuracy (or at most
     ``max_accuracy_drop`` below it), certified from the inputs where the two disagree
@@ -306,11 +306,11 @@ def _priced_row(
     n = path.n
     mean = path.cost / n
     upper = mean
-    if delta is not None:
+    if delta is not None:  # Bonferroni over the candidate rows: the bound holds for all of them at once
         answer = cost_model.answered_by(n)
         spread = float(answer.max() - answer.min())
-        upper = mean + spread * math.sqrt(math.log(1.0 / delta) / (2.0 * n))
-    ok = np.flatnonzero(upper <= budget + 1e-12 * max(abs(budget), 1.0))
+        upper = mean + spread * math.sqrt(math.log(mean.size / delta) / (2.0 * n))
+    ok = np.flatnonzero(upper <= budget * (1 + 1e-12))
     feasible = bool(ok.size)
     row = int(ok[0]) if feasible else path.m.size - 1  # strictest that meets it, else accept all
 
