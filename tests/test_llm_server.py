@@ -9,6 +9,8 @@ from __future__ import annotations
 import threading
 import time
 
+import os
+
 import numpy as np
 import pytest
 
@@ -94,6 +96,9 @@ def test_server_and_hf_predictors_agree_on_200_sst2_sentences(server, hf_llm):
 
 
 @pytest.mark.shared
+@pytest.mark.skipif(os.environ.get("CONFROUTE_LLM_F32") != "1",
+                    reason="opt-in (CONFROUTE_LLM_F32=1): writes a 515 MB float32 GGUF and takes 5-17 min on 2 cores; "
+                           "its result is in docs/llm.md")
 def test_with_float32_weights_the_two_predictors_agree_exactly_on_200_sentences():
     """The cause of the Q4_1 disagreements: llama.cpp's quantised kernels. The same weights in
     float32 (de-quantised by llama.cpp) with a float32 KV cache: the same prompt, tokens, BOS and
