@@ -6,10 +6,9 @@ a missing server fails instead of skipping). A FaultProxy in front counts what t
 
 from __future__ import annotations
 
+import os
 import threading
 import time
-
-import os
 
 import numpy as np
 import pytest
