@@ -120,7 +120,7 @@ def figure(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     short = {"target_relative_accuracy": "relative", "target_agreement": "agreement", "max_accuracy_drop": "drop",
-             "agreement_rate": "agreement labels", "reference": "reference"}
+             "agreement_rate": "agr. labels", "reference": "reference"}
 
     def label(r: dict) -> str:
         parts = [f"{short[k]} {v}" for k, v in (kv.split("=") for kv in r["setting"].split(", "))]
