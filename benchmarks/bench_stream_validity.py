@@ -15,8 +15,8 @@
 Writes ``benchmarks/results/stream_validity.json`` and ``docs/img/stream_validity.png``.
 
 Usage (the runs of docs/monitoring-statistics.md: the two relative settings at 1,000 streams,
-the others at 200 and then at 1,000 as far as time allowed, the drift at 1,000; the machine was
-shared, so the budget went first to the settings the issue names)::
+the others first at 200 and then at 1,000, the drift at 1,000; the machine was shared, so the
+budget went first to the settings the issue names)::
 
     PYTHONPATH=src python benchmarks/bench_stream_validity.py --only 0 1 --streams 1000 --no-drift
     PYTHONPATH=src python benchmarks/bench_stream_validity.py --only 2 3 4 5 6 --streams 200 \
@@ -25,8 +25,10 @@ shared, so the budget went first to the settings the issue names)::
         --out benchmarks/results/stream_validity_drift.json
     PYTHONPATH=src python benchmarks/bench_stream_validity.py --only 2 3 5 6 --streams 1000 --no-drift \
         --out benchmarks/results/stream_validity_1000b.json
+    PYTHONPATH=src python benchmarks/bench_stream_validity.py --only 4 --streams 1000 --no-drift \
+        --out benchmarks/results/stream_validity_1000c.json
     PYTHONPATH=src python benchmarks/bench_stream_validity.py --combine benchmarks/results/stream_validity.json \
-        benchmarks/results/stream_validity_more.json
+        benchmarks/results/stream_validity_1000b.json benchmarks/results/stream_validity_1000c.json
 """
 
 from __future__ import annotations
