@@ -40,3 +40,8 @@ def test_validity_rows_are_the_benchmark(name):
         assert f"| {r['streams']} |" in PAGE and f"{r['alarm_before_drift']:.3f}" in PAGE
         if r["drift_at"] < r["n"]:
             assert f"{r['delay_median']:,.0f}" in PAGE
+
+
+def test_negative_control_is_the_benchmark():
+    d = json.loads((RESULTS / "stream_validity_naive.json").read_text())
+    assert f"{d['ever_wrong']:.1%} of them" in PAGE and d["ever_wrong"] > 0.05
