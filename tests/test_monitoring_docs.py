@@ -23,13 +23,25 @@ def test_growth_table_is_the_benchmark():
     assert ", ".join(f"{next(r for r in c if r['n'] == 100_000)['agreement_coverage']:.3f}" for c in ref) in PAGE
 
 
-@pytest.mark.parametrize("name", ["stream_validity.json", "stream_validity_more.json", "stream_validity_drift.json"])
+@pytest.mark.parametrize("name", ["stream_validity.json", "stream_validity_1000b.json", "stream_validity_1000c.json",
+                                  "stream_validity_more.json", "stream_validity_drift.json"])
 def test_validity_rows_are_the_benchmark(name):
     d = json.loads((RESULTS / name).read_text())
+    big = {(r["population"], r["setting"]) for f in ("stream_validity.json", "stream_validity_1000b.json",
+                                                                 "stream_validity_1000c.json")
+           for r in json.loads((RESULTS / f).read_text())["validity"]}
     for r in d["validity"]:
+        assert r["ever_wrong"] <= r["margin"]
+        if r["streams"] < 1000 and (r["population"], r["setting"]) in big:
+            continue  # the page shows the 1,000-stream run of this setting
         assert f"{r['ever_wrong']:.3f} ({round(r['ever_wrong'] * r['streams'])}/{r['streams']})" in PAGE
         assert r["ever_wrong"] <= r["margin"]
     for r in d["drift"] if name == "stream_validity_drift.json" else ():  # the page shows the 1,000-stream run
         assert f"| {r['streams']} |" in PAGE and f"{r['alarm_before_drift']:.3f}" in PAGE
         if r["drift_at"] < r["n"]:
             assert f"{r['delay_median']:,.0f}" in PAGE
+
+
+def test_negative_control_is_the_benchmark():
+    d = json.loads((RESULTS / "stream_validity_naive.json").read_text())
+    assert f"{d['ever_wrong']:.1%} of them" in PAGE and d["ever_wrong"] > 0.05
