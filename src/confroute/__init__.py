@@ -19,6 +19,7 @@ from .exceptions import (
     CircuitOpenError,
     ClassMismatchError,
     ConfrouteError,
+    LabelError,
     NotFittedError,
     PredictionError,
     StageTimeoutError,
@@ -90,6 +91,14 @@ _LAZY: dict[str, str] = {
     "choose_threshold": "confroute.selection.thresholds",
     "choose_cascade_thresholds": "confroute.selection._deprecated",
     "choose_per_class_thresholds": "confroute.selection.per_class",
+    "CertificateMonitor": "confroute.monitoring.monitor",
+    "MonitoredResult": "confroute.monitoring.monitor",
+    "StreamCertificate": "confroute.monitoring.sequential",
+    "StreamRecords": "confroute.monitoring.records",
+    "PolicyAction": "confroute.monitoring.sequential",
+    "certify_stream": "confroute.monitoring.sequential",
+    "SQLiteLedger": "confroute.monitoring.ledger",
+    "PostgresLedger": "confroute.monitoring.ledger",
 }
 
 __all__ = [
@@ -103,6 +112,7 @@ __all__ = [
     "ClassMismatchError",
     "NotFittedError",
     "ThresholdWarning",
+    "LabelError",
     "CircuitOpenError",
     "StageTimeoutError",
     # predictors
@@ -183,6 +193,15 @@ __all__ = [
     "load_texts",
     "LabelledTexts",
     "RoutedClassifier",
+    # monitoring a deployed router (certificates from live traffic)
+    "CertificateMonitor",
+    "MonitoredResult",
+    "StreamCertificate",
+    "StreamRecords",
+    "PolicyAction",
+    "certify_stream",
+    "SQLiteLedger",
+    "PostgresLedger",
 ]
 
 
@@ -247,3 +266,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .integrations.sklearn import RoutedClassifier
     from .selection.thresholds import choose_threshold
     from .selection._deprecated import choose_cascade_thresholds
+    from .monitoring.ledger import PostgresLedger, SQLiteLedger
+    from .monitoring.monitor import CertificateMonitor, MonitoredResult
+    from .monitoring.records import StreamRecords
+    from .monitoring.sequential import PolicyAction, StreamCertificate, certify_stream

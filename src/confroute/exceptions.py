@@ -79,6 +79,12 @@ class ExportMismatchError(ConfrouteError, RuntimeError):
     """The exported ONNX model does not reproduce the PyTorch logits within tolerance."""
 
 
+class LabelError(ConfrouteError, ValueError):
+    """Labels a :class:`~confroute.monitoring.CertificateMonitor` cannot count: unknown ids, ids
+    never sent for labelling, duplicates, or labels outside the classes. Nothing of the offending
+    call is stored."""
+
+
 class CLIError(ConfrouteError):
     """A problem with a command's inputs, reported as one line without a traceback."""
 

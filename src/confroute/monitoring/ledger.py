@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import ConfrouteError
+from ..exceptions import LabelError
 
 __all__ = ["Ledger", "SQLiteLedger", "PostgresLedger", "LabelError", "open_ledger", "RECORD_FIELDS"]
 
@@ -64,11 +64,6 @@ CREATE TABLE IF NOT EXISTS changes (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS records_ev ON records(ev);
 """
-
-
-class LabelError(ConfrouteError, ValueError):
-    """Labels that cannot be counted: unknown ids, ids never sent for labelling, duplicates, or
-    labels outside the classes. Nothing of the offending call is stored."""
 
 
 class Ledger:
