@@ -19,7 +19,6 @@ Command line: ``confroute export MODEL_DIR OUTPUT_DIR [--quantize int8]`` (:mod:
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -28,7 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from .exceptions import ExportMismatchError
+
+from .common import DEFAULT_CHECK_TEXTS, copy_side_files, copy_target
+from .quantize import QUANTIZE_MODES, QuantizeResult, check_quantize_mode, import_quantization, quantize_onnx
+from ..exceptions import ExportMismatchError
 
 __all__ = [
     "export_to_onnx",
@@ -42,30 +44,6 @@ __all__ = [
     "QUANTIZE_MODES",
 ]
 
-#: Texts the exported model is checked on: different lengths, so that padding is exercised.
-DEFAULT_CHECK_TEXTS = (
-    "a gorgeous, witty, seductive movie.",
-    "the plot is nothing but boilerplate clichés from start to finish,",
-    "it's a charming and often affecting journey.",
-    "bad",
-    "an utterly incompetent conclusion to a film that, until then, had been deeply "
-    "absorbing and full of surprising, tender and funny moments",
-)
-
-#: Files copied next to ``model.onnx`` when present (tokenizer, config, provenance).
-_SIDE_FILES = (
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "merges.txt",
-    "vocab.json",
-    "sentencepiece.bpe.model",
-    "spiece.model",
-    "added_tokens.json",
-    "training_info.json",
-)
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -189,9 +167,7 @@ def export_to_onnx(
     input_names = tuple(name for name in _INPUTS if name in accepted)
 
     _torch_export(torch, model, tokenizer, input_names, onnx_path, opset)
-    for name in _SIDE_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
+    copy_side_files(src, dst)
 
     texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
     diff = _compare(model.eval(), tokenizer, onnx_path, input_names, texts, torch)
@@ -208,8 +184,8 @@ def _export_quantized(model_dir: Any, output_dir: Any, quantize: str, opset: int
                       check_texts: Sequence[str] | None) -> ExportResult:
     """``export_to_onnx(..., quantize=...)``: a float32 export into a scratch folder, then its
     quantised copy into ``output_dir``."""
-    _check_quantize_mode(quantize)
-    _import_quantization()  # fail before the export when the tools are missing
+    check_quantize_mode(quantize)
+    import_quantization()  # fail before the export when the tools are missing
     dst = Path(output_dir).expanduser().resolve()
     if (dst / "model.onnx").exists() and not overwrite:
         raise FileExistsError(f"{dst / 'model.onnx'} exists; pass overwrite=True to replace it")
@@ -294,191 +270,6 @@ def _compare(
     return worst
 
 
-# --------------------------------------------------------------------------- int8 quantisation
-#: Values of ``quantize=`` (and of ``confroute export --quantize``).
-QUANTIZE_MODES = ("int8",)
-
-
-def _check_quantize_mode(mode: Any) -> None:
-    if mode not in QUANTIZE_MODES:
-        raise ValueError(f"quantize must be None or one of {list(QUANTIZE_MODES)}, got {mode!r}")
-
-
-def _import_quantization() -> Any:
-    """``onnxruntime.quantization``, or an ImportError that names the extra to install."""
-    hint = (
-        "int8 quantisation uses ONNX Runtime's quantisation tools, which need onnxruntime, "
-        "onnx>=1.16 and ml_dtypes (and so numpy 2: they cannot share an environment with the "
-        "deepsparse extra): pip install 'confroute[quantize]'"
-    )
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        onnx_version = version("onnx")
-    except PackageNotFoundError:
-        raise ImportError(f"{hint} (onnx is not installed)") from None
-    from .predictors.deepsparse import version_tuple
-
-    if version_tuple(onnx_version) < (1, 16):
-        raise ImportError(f"{hint} (found onnx {onnx_version})")
-    try:
-        from onnxruntime import quantization
-    except ImportError as exc:
-        raise ImportError(f"{hint} ({exc})") from None
-    return quantization
-
-
-@dataclass(frozen=True)
-class QuantizeResult:
-    """An int8 copy of an ONNX text classifier and how closely it follows the float32 model.
-
-    Attributes
-    ----------
-    onnx_path : Path
-        The quantised ``model.onnx``.
-    output_dir : Path
-    mode : str
-        ``"int8"``: dynamic quantisation (int8 weights; activations quantised at run time).
-    max_prob_diff : float
-        Largest absolute difference of any class probability between the int8 and the float32
-        model on the check texts (run one at a time and in padded batches of 32).
-    label_agreement : float
-        Share of check texts (one at a time) on which both models predict the same class.
-    n_checked : int
-    fp32_bytes, int8_bytes : int
-        Size of the float32 and int8 ``model.onnx``.
-    """
-
-    onnx_path: Path
-    output_dir: Path
-    mode: str
-    max_prob_diff: float
-    label_agreement: float
-    n_checked: int
-    fp32_bytes: int
-    int8_bytes: int
-
-
-def quantize_onnx(
-    model: str | Path,
-    output_dir: str | Path,
-    *,
-    mode: str = "int8",
-    per_channel: bool = True,
-    reduce_range: bool = True,
-    check_texts: Sequence[str] | None = None,
-    overwrite: bool = False,
-) -> QuantizeResult:
-    """Write a dynamically quantised (int8) copy of an ONNX text classifier, and compare it.
-
-    ONNX Runtime's ``quantize_dynamic`` stores the weights of the matrix multiplications as int8
-    and quantises their activations at run time, per batch; on a CPU this runs two to three
-    times faster than float32. The copy goes to ``output_dir`` with the tokenizer and config
-    files; both models are then run on ``check_texts`` and the result reports the largest
-    probability difference and the label agreement. The source is only read.
-
-    Parameters
-    ----------
-    model : path
-        A directory holding a float32 ``model.onnx`` (with its tokenizer), or the ``.onnx`` file.
-    output_dir : path
-        Where the copy goes; must differ from the model's directory.
-    mode : {"int8"}
-    per_channel : bool, default True
-        One weight scale per output channel instead of one per tensor (per tensor cost MPNet
-        about 1.5 points of SST-2 accuracy; see ``shared/models/mpnet-sst2-int8``).
-    reduce_range : bool, default True
-        7-bit weights, which avoids overflow in the int8 kernels of CPUs without VNNI.
-    check_texts : sequence of str, optional
-        Texts both models are run on (default :data:`DEFAULT_CHECK_TEXTS`). Pass a validation
-        set to measure agreement where it matters.
-    overwrite : bool, default False
-        Replace an existing ``output_dir/model.onnx``.
-
-    Returns
-    -------
-    QuantizeResult
-
-    Raises
-    ------
-    ImportError
-        When ``onnxruntime.quantization`` cannot run here (names ``confroute[quantize]``).
-
-    Examples
-    --------
-    >>> r = quantize_onnx("models/minilm-sst2-pruned80", "/tmp/pruned80-int8")  # doctest: +SKIP
-    >>> r.label_agreement, r.int8_bytes < r.fp32_bytes  # doctest: +SKIP
-    (1.0, True)
-    """
-    _check_quantize_mode(mode)
-    quantization = _import_quantization()
-    from .predictors._text import TextEncoder, default_max_length
-
-    src_file, src_dir, dst, out_file = _copy_target(model, output_dir, overwrite)
-    texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
-    if not texts:
-        raise ValueError("check_texts must hold at least one text")
-    dst.mkdir(parents=True, exist_ok=True)
-    import logging
-
-    def not_preprocessing(record: logging.LogRecord) -> bool:
-        # quantize_dynamic logs advice to run its pre-processing step on every call; shape
-        # inference adds nothing for these dynamic-shape transformer graphs, so drop the advice.
-        return "pre-processing" not in record.getMessage()
-
-    root = logging.getLogger()
-    root.addFilter(not_preprocessing)
-    try:
-        quantization.quantize_dynamic(
-            str(src_file),
-            str(out_file),
-            weight_type=quantization.QuantType.QInt8,
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            # Graphs fused by ONNX Runtime's transformer optimizer hold com.microsoft ops that
-            # shape inference cannot type; their MatMul outputs are float32 (1 = FLOAT).
-            extra_options={"DefaultTensorType": 1},
-        )
-    finally:
-        root.removeFilter(not_preprocessing)
-    for name in _SIDE_FILES:
-        if (src_dir / name).is_file():
-            shutil.copyfile(src_dir / name, dst / name)
-
-    import onnxruntime as ort
-
-    encoder = TextEncoder(src_dir, max_length=default_max_length(src_dir), source=str(src_file))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    sessions = [ort.InferenceSession(str(f), options, providers=["CPUExecutionProvider"])
-                for f in (src_file, out_file)]
-    from .core.types import softmax
-
-    def both(batch: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        arrays = encoder.encode(batch).arrays
-        fp32, int8 = (
-            softmax(np.asarray(s.run(None, {i.name: arrays[i.name] for i in s.get_inputs()})[0], dtype=np.float64))
-            for s in sessions
-        )
-        return fp32, int8
-
-    # One text at a time (as a user sees each label), then in padded batches of 32.
-    worst, agree = 0.0, 0
-    for text in texts:
-        fp32, int8 = both([text])
-        worst = max(worst, float(np.max(np.abs(fp32 - int8))))
-        agree += int(fp32.argmax(1)[0] == int8.argmax(1)[0])
-    for i in range(0, len(texts), 32):
-        fp32, int8 = both(texts[i : i + 32])
-        worst = max(worst, float(np.max(np.abs(fp32 - int8))))
-    n = len(texts)
-    if not np.isfinite(worst):
-        raise ExportMismatchError(f"the int8 model at {out_file} gives non-finite outputs")
-    return QuantizeResult(
-        out_file, dst, mode, worst, agree / n, n, src_file.stat().st_size, out_file.stat().st_size
-    )
-
-
 # --------------------------------------------------------------------------- hidden-state output
 @dataclass(frozen=True)
 class HiddenOutputResult:
@@ -529,20 +320,6 @@ def _classifier_input(graph: Any, logits_name: str) -> tuple[str, int | None]:
         if len(dims) == 2:
             width = int(dims[1] if trans_b else dims[0])
     return x, width
-
-
-def _copy_target(model: Any, output_dir: Any, overwrite: bool) -> tuple[Path, Path, Path, Path]:
-    """Source ONNX file and folder, and the destination folder and file of a rewritten copy."""
-    from .predictors._text import onnx_file
-
-    src_file, src_dir = onnx_file(model)
-    dst = Path(output_dir).expanduser().resolve()
-    if dst == src_dir.resolve():
-        raise ValueError("output_dir must differ from the model's directory: the source is never written to")
-    out_file = dst / "model.onnx"
-    if out_file.exists() and not overwrite:
-        raise FileExistsError(f"{out_file} exists; pass overwrite=True to replace it")
-    return src_file, src_dir, dst, out_file
 
 
 def add_hidden_output(
@@ -605,9 +382,9 @@ def add_hidden_output(
         from onnx import helper
     except ImportError:
         raise ImportError("add_hidden_output needs onnx and onnxruntime: pip install 'confroute[onnx]'") from None
-    from .predictors._text import TextEncoder, default_max_length
+    from ..predictors._text import TextEncoder, default_max_length
 
-    src_file, src_dir, dst, out_file = _copy_target(model, output_dir, overwrite)
+    src_file, src_dir, dst, out_file = copy_target(model, output_dir, overwrite)
 
     proto = onnx.load(str(src_file))
     graph = proto.graph
@@ -630,9 +407,7 @@ def add_hidden_output(
     onnx.checker.check_model(proto)
     dst.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(out_file))
-    for name in _SIDE_FILES:
-        if (src_dir / name).is_file():
-            shutil.copyfile(src_dir / name, dst / name)
+    copy_side_files(src_dir, dst)
 
     texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
     if not texts:
