@@ -10,11 +10,14 @@ must stay within a tolerance.
 ``quantize="int8"`` (or :func:`quantize_onnx` on an existing ONNX directory) writes a dynamically
 quantised copy instead (int8 weights, activations quantised per batch at run time, by ONNX
 Runtime's ``quantize_dynamic``), and reports how closely it follows the float32 model: the
-largest probability difference and the share of equal labels on the check texts. The
-quantisation tools need ``onnx>=1.16`` and ``ml_dtypes`` (so numpy 2), which cannot share an
-environment with DeepSparse: install them with ``pip install 'confroute[quantize]'``.
+largest probability difference and the share of equal labels on the check texts.
+``quantize="static"`` with ``calibration_texts`` writes a statically quantised (QDQ) copy whose
+activation scales are fixed from those texts, so that its outputs do not depend on batch
+composition (:mod:`confroute.export.quantize`). The quantisation tools need ``onnx>=1.16`` and
+``ml_dtypes`` (so numpy 2), which cannot share an environment with DeepSparse: install them with
+``pip install 'confroute[quantize]'``.
 
-Command line: ``confroute export MODEL_DIR OUTPUT_DIR [--quantize int8]`` (:mod:`confroute.cli.export`).
+Command line: ``confroute export MODEL_DIR OUTPUT_DIR [--quantize int8|static --calibration FILE]`` (:mod:`confroute.cli.export`).
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from .common import DEFAULT_CHECK_TEXTS, copy_side_files, copy_target
-from .quantize import QUANTIZE_MODES, QuantizeResult, check_quantize_mode, import_quantization, quantize_onnx
+from .quantize import (CALIBRATION_METHODS, QUANTIZE_MODES, QuantizeResult, check_quantize_mode, import_quantization,
+                       quantize_onnx)
 from ..exceptions import ExportMismatchError
 
 __all__ = [
@@ -42,6 +46,7 @@ __all__ = [
     "quantize_onnx",
     "QuantizeResult",
     "QUANTIZE_MODES",
+    "CALIBRATION_METHODS",
 ]
 
 
@@ -98,6 +103,8 @@ def export_to_onnx(
     check_texts: Sequence[str] | None = None,
     overwrite: bool = False,
     quantize: str | None = None,
+    calibration_texts: Sequence[str] | None = None,
+    calibration_method: str = "minmax",
 ) -> ExportResult:
     """Export ``model_dir`` (a saved ``AutoModelForSequenceClassification``) to ONNX and check it.
 
@@ -117,11 +124,16 @@ def export_to_onnx(
         padded batches of 32.
     overwrite : bool, default False
         Replace an existing ``output_dir/model.onnx``.
-    quantize : {None, "int8"}, default None
+    quantize : {None, "int8", "static"}, default None
         ``"int8"``: export to float32 in a temporary directory, check it against PyTorch, then
         write a dynamically quantised copy as ``output_dir/model.onnx`` (see
         :func:`quantize_onnx`); ``result.quantization`` reports its agreement with float32 on
-        ``check_texts``. Needs ``pip install 'confroute[quantize]'``.
+        ``check_texts``. ``"static"``: the same, statically quantised on ``calibration_texts``
+        (batch-invariant outputs). Needs ``pip install 'confroute[quantize]'``.
+    calibration_texts : sequence of str, optional
+        With ``quantize="static"`` (required there): texts that fix the activation scales.
+    calibration_method : {"minmax", "percentile", "entropy"}, default "minmax"
+        With ``quantize="static"``: how ranges are taken from the calibration activations.
 
     Returns
     -------
@@ -144,7 +156,10 @@ def export_to_onnx(
     1.0
     """
     if quantize is not None:
-        return _export_quantized(model_dir, output_dir, quantize, opset, atol, overwrite, check_texts)
+        return _export_quantized(model_dir, output_dir, quantize, opset, atol, overwrite, check_texts,
+                                 calibration_texts, calibration_method)
+    if calibration_texts is not None:
+        raise ValueError("calibration_texts is for quantize='static' only")
     torch, transformers = _import_export_deps()
     src = Path(model_dir).expanduser().resolve()
     dst = Path(output_dir).expanduser().resolve()
@@ -181,17 +196,21 @@ def export_to_onnx(
 
 
 def _export_quantized(model_dir: Any, output_dir: Any, quantize: str, opset: int, atol: float, overwrite: bool,
-                      check_texts: Sequence[str] | None) -> ExportResult:
+                      check_texts: Sequence[str] | None, calibration_texts: Sequence[str] | None,
+                      calibration_method: str) -> ExportResult:
     """``export_to_onnx(..., quantize=...)``: a float32 export into a scratch folder, then its
     quantised copy into ``output_dir``."""
     check_quantize_mode(quantize)
+    if quantize == "static" and not calibration_texts:
+        raise ValueError("quantize='static' needs calibration_texts: a few hundred texts from the training data")
     import_quantization()  # fail before the export when the tools are missing
     dst = Path(output_dir).expanduser().resolve()
     if (dst / "model.onnx").exists() and not overwrite:
         raise FileExistsError(f"{dst / 'model.onnx'} exists; pass overwrite=True to replace it")
     with tempfile.TemporaryDirectory(prefix="confroute-export-fp32-") as tmp:
         fp32 = export_to_onnx(model_dir, tmp, opset=opset, atol=atol, check_texts=check_texts)
-        q = quantize_onnx(tmp, dst, mode=quantize, check_texts=check_texts, overwrite=overwrite)
+        q = quantize_onnx(tmp, dst, mode=quantize, check_texts=check_texts, overwrite=overwrite,
+                          calibration_texts=calibration_texts, calibration_method=calibration_method)
     return ExportResult(q.onnx_path, q.output_dir, fp32.input_names, opset, fp32.max_abs_diff, fp32.n_checked, q)
 
 
