@@ -19,8 +19,9 @@ default 1) and reports
   probability of a sentence between compositions;
 * SST-2 dev accuracy (872 sentences, batches of 32 sorted by length, or one per call for the
   dynamic model as it is served);
-* throughput (sentences/s, median of ``--repeats`` interleaved passes over the dev set): sorted
-  batches of 32, and one sentence per call (today's serving of the dynamic model).
+* throughput (sentences/s, median of ``--repeats`` interleaved passes): sorted batches of 32 over
+  the first ``--n-speed`` dev sentences, and one sentence per call over the first ``--n-one``
+  (today's serving of the dynamic model).
 
 Usage::
 
@@ -128,12 +129,12 @@ def measure(ns: argparse.Namespace) -> None:
     rates: dict[str, dict[str, list[float]]] = {m: {"sorted32": [], "one_per_call": []} for m in models}
     preds = {m: (_predictor(p, ns.threads, 32, sort=True), _predictor(p, ns.threads, 1, sort=False))
              for m, p in models.items()}
-    sub = dev[: ns.n_one]
+    sub, speed = dev[: ns.n_one], dev[: ns.n_speed]
     for _ in range(ns.repeats):
         for m, (sp, op) in preds.items():
             t0 = time.perf_counter()
-            sp.predict(dev)
-            rates[m]["sorted32"].append(len(dev) / (time.perf_counter() - t0))
+            sp.predict(speed)
+            rates[m]["sorted32"].append(len(speed) / (time.perf_counter() - t0))
             t0 = time.perf_counter()
             for s in sub:
                 op.predict([s])
@@ -145,6 +146,59 @@ def measure(ns: argparse.Namespace) -> None:
         print(m, {k: out["models"][m][k] for k in out["models"][m] if k.startswith("sent_per_s")}, flush=True)
     out["load_after"] = os.getloadavg()
     ns.out.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(ns.out.read_text()) if ns.out.is_file() else {}
+    old[ns.tag] = out
+    ns.out.write_text(json.dumps(old, indent=2) + "\n")
+    print(f"wrote {ns.out} [{ns.tag}]; load before {out['load_before']} after {out['load_after']}")
+
+
+def measure_deepsparse(ns: argparse.Namespace) -> None:
+    """The same checks on DeepSparse 1.8 (numpy<2 environment): one engine per model, batch 32,
+    every input padded to 64 tokens, ``--threads`` cores; each model compiled from a copy
+    (DeepSparse rewrites the .onnx it is given)."""
+    import shutil
+
+    from confroute.predictors import DeepSparsePredictor
+
+    dev, labels = _load("dev")
+    out: dict[str, Any] = {"threads": ns.threads, "backend": "deepsparse 1.8.0, batch 32, 64 tokens, no buckets",
+                           "load_before": os.getloadavg(), "models": {}}
+    for name in ns.models:
+        src = SHARED / "models" / "mpnet-sst2-int8" if name == "dynamic" else ns.cache / f"mpnet-sst2-{name}"
+        copy = ns.cache / "deepsparse-copies" / name
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(src, copy)
+        t0 = time.perf_counter()
+        try:
+            p = DeepSparsePredictor(copy, num_cores=ns.threads, batch_size=32, sequence_length=64, buckets=None)
+        except Exception as exc:  # noqa: BLE001 - report what DeepSparse says about the graph
+            out["models"][name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+            print(name, out["models"][name], flush=True)
+            continue
+        entry: dict[str, Any] = {"compile_s": round(time.perf_counter() - t0, 1)}
+        runs = []
+        texts = dev[: ns.n_inv]
+        for seed in range(5):
+            rng = np.random.default_rng(seed)
+            perm, probs, i = rng.permutation(len(texts)), np.empty((len(texts), 2)), 0
+            while i < len(perm):
+                idx = perm[i : i + int(rng.integers(1, 33))]
+                probs[idx] = p.predict([texts[j] for j in idx]).probs
+                i += len(idx)
+            runs.append(probs)
+        stack = np.stack(runs)
+        entry["invariance_max_prob_diff"] = float(np.max(stack.max(0) - stack.min(0)))
+        entry["dev_acc_sorted32"] = float(np.mean(np.argmax(p.predict(dev).probs, 1) == labels))
+        speed, rates = dev[: ns.n_speed], []
+        for _ in range(ns.repeats):
+            t0 = time.perf_counter()
+            p.predict(speed)
+            rates.append(len(speed) / (time.perf_counter() - t0))
+        entry["sent_per_s_sorted32"] = round(float(np.median(rates)), 1)
+        entry["sent_per_s_sorted32_all"] = [round(x, 1) for x in rates]
+        out["models"][name] = entry
+        print(name, entry, flush=True)
+    out["load_after"] = os.getloadavg()
     old = json.loads(ns.out.read_text()) if ns.out.is_file() else {}
     old[ns.tag] = out
     ns.out.write_text(json.dumps(old, indent=2) + "\n")
@@ -164,11 +218,13 @@ def main() -> None:
     r.add_argument("--models", nargs="+", default=["dynamic", "wq", "static-minmax"])
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--n-inv", type=int, default=200)
-    r.add_argument("--n-one", type=int, default=200)
+    r.add_argument("--n-one", type=int, default=200, help="dev sentences of the one-per-call passes")
+    r.add_argument("--n-speed", type=int, default=872, help="dev sentences of the sorted passes")
     r.add_argument("--repeats", type=int, default=3)
     r.add_argument("--tag", default="ort")
     r.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "fallback_variants.json")
-    r.set_defaults(func=measure)
+    r.add_argument("--backend", choices=["onnxruntime", "deepsparse"], default="onnxruntime")
+    r.set_defaults(func=lambda ns: (measure_deepsparse if ns.backend == "deepsparse" else measure)(ns))
     ns = p.parse_args()
     ns.func(ns)
 
