@@ -130,6 +130,7 @@ def quantize_onnx(
     calibration_texts: Sequence[str] | None = None,
     calibration_method: str = "minmax",
     calibration_batch_size: int = 16,
+    keep_float: Sequence[str] = (),
 ) -> QuantizeResult:
     """Write an int8 copy of an ONNX text classifier (dynamic or static), and compare it.
 
@@ -168,6 +169,10 @@ def quantize_onnx(
         How a range is taken from the calibration activations.
     calibration_batch_size : int, default 16
         Texts per calibration run (padded to the longest; sorted by length).
+    keep_float : sequence of str, default ()
+        ``mode="static"``: regular expressions; a weight MatMul whose node name matches one
+        (``re.search``) stays float32 (mixed precision, for the layers whose activations do not
+        fit one fixed int8 scale).
 
     Returns
     -------
@@ -213,7 +218,7 @@ def quantize_onnx(
     try:
         if mode == "static":
             _quantize_static(quantization, src_file, out_file, encoder, calibration, calibration_method,
-                             calibration_batch_size, per_channel, reduce_range)
+                             calibration_batch_size, per_channel, reduce_range, tuple(keep_float))
         else:
             quantization.quantize_dynamic(
                 str(src_file),
@@ -255,14 +260,17 @@ def _check_calibration(mode: str, texts: Sequence[str] | None, method: str, batc
 
 
 def _quantize_static(quantization: Any, src_file: Path, out_file: Path, encoder: Any, texts: list[str],
-                     method: str, batch_size: int, per_channel: bool, reduce_range: bool) -> None:
+                     method: str, batch_size: int, per_channel: bool, reduce_range: bool,
+                     keep_float: tuple[str, ...]) -> None:
     """``quantize_static`` (QDQ) of the weight MatMuls of ``src_file``, calibrated on ``texts``."""
+    import re
+
     import onnx
 
     from ..predictors._text import length_order
 
     proto = onnx.load(str(src_file))
-    names = weight_matmuls(proto)
+    names = [n for n in weight_matmuls(proto) if not any(re.search(p, n) for p in keep_float)]
     if not names:
         raise ValueError(f"{src_file} has no MatMul/Gemm with a constant weight to quantise")
     input_names = [i.name for i in proto.graph.input]
