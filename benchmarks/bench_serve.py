@@ -270,9 +270,13 @@ def main() -> None:  # long: argument parsing, server start-up and the two load 
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serve.json"))
     ap.add_argument("--plot", default=str(ROOT / "docs" / "img" / "serving_load.png"))
     ap.add_argument("--plot-only", action="store_true", help="redraw the plot from --out, run nothing")
+    ap.add_argument("--table", action="store_true", help="print the markdown tables of --out, run nothing")
     args = ap.parse_args()
     if args.plot_only:
         plot(json.loads(Path(args.out).read_text()), Path(args.plot))
+        return
+    if args.table:
+        print(tables(json.loads(Path(args.out).read_text())))
         return
 
     import ray
@@ -282,6 +286,7 @@ def main() -> None:  # long: argument parsing, server start-up and the two load 
     from confroute.cli.serve import app_from_config, check_config
     from launch import MLServerProcess, free_port
 
+    args.fallback = args.fallback.resolve()
     texts = [line.split("\t")[0] for line in DEV.read_text(encoding="utf-8").splitlines()[1:]]
     results: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -340,6 +345,40 @@ def main() -> None:  # long: argument parsing, server start-up and the two load 
             mlserver.close()
     Path(args.out).write_text(json.dumps(results, indent=2, default=float) + "\n")
     plot(results, Path(args.plot))
+
+
+def _ms(x: float) -> str:
+    return "inf" if not np.isfinite(x) else f"{x:.0f}"
+
+
+def tables(results: dict[str, Any]) -> str:
+    """The open-loop and closed-loop tables (markdown), with routed/alone ratios."""
+    head = ("| {k} | service | throughput (req/s) | p50 (ms) | p99 (ms) | max (ms) | routed | failed | "
+            "CPU s / 1000 req | load before -> after |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    out = []
+    for key, label, rows in (("rate", "offered (req/s)", results.get("open_loop", [])),
+                             ("concurrency", "in flight", results.get("closed_loop", []))):
+        text = head.format(k=label)
+        for r in rows:
+            for s in ("routed", "alone"):
+                row = r.get(s)
+                if not row:
+                    text += f"| {r[key]:g} | {s} | not run (saturated at a lower rate) | | | | | | | |\n"
+                    continue
+                text += (f"| {r[key]:g} | {'routed' if s == 'routed' else 'fallback alone'} | "
+                         f"{row['throughput_rps']:.1f} | {_ms(row['p50_ms'])} | {_ms(row['p99_ms'])} | "
+                         f"{_ms(row['max_ms'])} | {row['routed_fraction']:.1%} | {row['failed']}/{row['requests']} | "
+                         f"{row['cpu_s_per_1000']:.0f} | {row['load_before'][0]:.1f} -> {row['load_after'][0]:.1f} |\n")
+            if r.get("ratio_throughput") is not None:
+                p99 = r.get("ratio_p99")
+                text += (f"| {r[key]:g} | **routed / alone** | **{r['ratio_throughput']:.2f}x** | | "
+                         f"{'' if p99 is None else f'{p99:.2f}x'} | | | | {r['ratio_cpu_per_request']:.2f}x | |\n")
+        out.append(text)
+    s = results.get("sustained_rps_at_p99_1s")
+    if s:
+        out.append(f"Highest offered rate with p99 <= 1 s and no failures: routed {s['routed']:g} req/s, "
+                   f"fallback alone {s['alone']:g} req/s.")
+    return "\n".join(out)
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
