@@ -406,7 +406,9 @@ def plot(results: dict[str, Any], path: Path) -> None:
     axes[0].set_ylabel("answered requests / s")
     axes[1].set_ylabel("latency (ms)")
     axes[1].set_yscale("log")
-    fig.suptitle("SST-2 on Ray Serve, open loop, 2 shared vCPUs, 1 thread per model", fontsize=9)
+    loads = [r[s]["load_before"][0] for r in rows for s in ("routed", "alone") if r.get(s)]
+    load = f", 1-min load average {min(loads):.0f}-{max(loads):.0f}" if loads else ""
+    fig.suptitle(f"SST-2 on Ray Serve, open loop, 2 shared vCPUs{load}, 1 thread per model", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
