@@ -289,8 +289,8 @@ class Ingress:
         from starlette.responses import JSONResponse
 
         # Under serve.run(..., route_prefix="/x") the path still starts with the prefix (root_path).
-        path, root = request.url.path, request.scope.get("root_path", "")
-        path, method = (path[len(root):] if root and path.startswith(root) else path).rstrip("/") or "/", request.method
+        path, root, method = request.url.path, request.scope.get("root_path", ""), request.method
+        path = (path[len(root):] if root and path.startswith(root) else path).rstrip("/") or "/"
         t0 = time.perf_counter()
         endpoint = "other"
         try:
