@@ -62,3 +62,35 @@ def test_served_router_follows_the_one_rule_and_cost_and_answers_in_the_schema()
                              "big_label_index", "big_score"]
     assert rows[0]["big_label"] is None and rows[1]["big_label"] == "pos"
     np.testing.assert_allclose([r["confidence"] for r in rows], [0.95, 0.7, 0.7, 0.7, 0.95, 0.7])
+
+
+def test_app_under_a_route_prefix_answers_at_the_prefixed_paths():
+    """``serve.run(app, route_prefix="/toy")``: Ray keeps the prefix in the request path (and sets
+    ``root_path``); the ingress must strip it, or every endpoint answers 404 (failed on main)."""
+    import ray
+    from ray import cloudpickle, serve
+
+    from confroute.integrations.serve import build_app
+
+    port = _free_port()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    cloudpickle.register_pickle_by_value(_routing_cases)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        app = build_app(_routing_cases.patched_tie_router, name="toy", metrics=False,
+                        stage_options={"ray_actor_options": {"num_cpus": 0.25}, "max_batch_size": 8},
+                        ingress_options={"ray_actor_options": {"num_cpus": 0.25}})
+        serve.run(app, name="toy", route_prefix="/toy")
+        url = f"http://127.0.0.1:{port}/toy"
+        routed = httpx.post(url + "/route", json={"inputs": XS}, timeout=120)
+        ready = httpx.get(url + "/v2/health/ready", timeout=120)
+        missing = httpx.post(url + "/nowhere", json={}, timeout=120)
+    finally:
+        if ray.is_initialized():
+            serve.shutdown()
+            ray.shutdown()
+        cloudpickle.unregister_pickle_by_value(_routing_cases)
+    assert routed.status_code == 200, routed.text
+    assert [r["stage"] for r in routed.json()["results"]] == [0, 1, 1, 1, 0, 1]
+    assert ready.status_code == 200
+    assert missing.status_code == 404

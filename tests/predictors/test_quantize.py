@@ -11,11 +11,12 @@ import pytest
 from _tiny_bert import TEXTS
 
 import confroute.export as export_module
+from confroute.export.quantize import import_quantization
 
 
 def _usable() -> bool:
     try:
-        export_module._import_quantization()
+        import_quantization()
     except ImportError:
         return False
     return True
@@ -30,7 +31,7 @@ def test_missing_tools_are_named_with_the_extra(monkeypatch):
     real = importlib.metadata.version
     monkeypatch.setattr(importlib.metadata, "version", lambda n: "1.14.1" if n == "onnx" else real(n))
     with pytest.raises(ImportError, match=r"confroute\[quantize\].*found onnx 1\.14\.1"):
-        export_module._import_quantization()
+        import_quantization()
     with pytest.raises(ImportError, match=r"confroute\[quantize\]"):
         export_module.quantize_onnx("unused", "unused")
 

@@ -320,7 +320,9 @@ class Ingress:
     async def __call__(self, request: Any) -> Any:
         from starlette.responses import JSONResponse
 
-        path, method = request.url.path.rstrip("/") or "/", request.method
+        # Under serve.run(..., route_prefix="/x") the path still starts with the prefix (root_path).
+        path, root, method = request.url.path, request.scope.get("root_path", ""), request.method
+        path = (path[len(root):] if root and path.startswith(root) else path).rstrip("/") or "/"
         t0 = time.perf_counter()
         endpoint = "other"
         try:

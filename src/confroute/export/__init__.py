@@ -10,16 +10,18 @@ must stay within a tolerance.
 ``quantize="int8"`` (or :func:`quantize_onnx` on an existing ONNX directory) writes a dynamically
 quantised copy instead (int8 weights, activations quantised per batch at run time, by ONNX
 Runtime's ``quantize_dynamic``), and reports how closely it follows the float32 model: the
-largest probability difference and the share of equal labels on the check texts. The
-quantisation tools need ``onnx>=1.16`` and ``ml_dtypes`` (so numpy 2), which cannot share an
-environment with DeepSparse: install them with ``pip install 'confroute[quantize]'``.
+largest probability difference and the share of equal labels on the check texts.
+``quantize="static"`` with ``calibration_texts`` writes a statically quantised (QDQ) copy whose
+activation scales are fixed from those texts, so that its outputs do not depend on batch
+composition (:mod:`confroute.export.quantize`). The quantisation tools need ``onnx>=1.16`` and
+``ml_dtypes`` (so numpy 2), which cannot share an environment with DeepSparse: install them with
+``pip install 'confroute[quantize]'``.
 
-Command line: ``confroute export MODEL_DIR OUTPUT_DIR [--quantize int8]`` (:mod:`confroute.cli.export`).
+Command line: ``confroute export MODEL_DIR OUTPUT_DIR [--quantize int8|static --calibration FILE]`` (:mod:`confroute.cli.export`).
 """
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -28,7 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from .exceptions import ExportMismatchError
+
+from .common import DEFAULT_CHECK_TEXTS, copy_side_files, copy_target
+from .quantize import (CALIBRATION_METHODS, QUANTIZE_MODES, QuantizeResult, check_quantize_mode, import_quantization,
+                       quantize_onnx)
+from ..exceptions import ExportMismatchError
 
 __all__ = [
     "export_to_onnx",
@@ -40,32 +46,9 @@ __all__ = [
     "quantize_onnx",
     "QuantizeResult",
     "QUANTIZE_MODES",
+    "CALIBRATION_METHODS",
 ]
 
-#: Texts the exported model is checked on: different lengths, so that padding is exercised.
-DEFAULT_CHECK_TEXTS = (
-    "a gorgeous, witty, seductive movie.",
-    "the plot is nothing but boilerplate clichés from start to finish,",
-    "it's a charming and often affecting journey.",
-    "bad",
-    "an utterly incompetent conclusion to a film that, until then, had been deeply "
-    "absorbing and full of surprising, tender and funny moments",
-)
-
-#: Files copied next to ``model.onnx`` when present (tokenizer, config, provenance).
-_SIDE_FILES = (
-    "config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "merges.txt",
-    "vocab.json",
-    "sentencepiece.bpe.model",
-    "spiece.model",
-    "added_tokens.json",
-    "training_info.json",
-)
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
@@ -120,6 +103,8 @@ def export_to_onnx(
     check_texts: Sequence[str] | None = None,
     overwrite: bool = False,
     quantize: str | None = None,
+    calibration_texts: Sequence[str] | None = None,
+    calibration_method: str = "minmax",
 ) -> ExportResult:
     """Export ``model_dir`` (a saved ``AutoModelForSequenceClassification``) to ONNX and check it.
 
@@ -139,11 +124,16 @@ def export_to_onnx(
         padded batches of 32.
     overwrite : bool, default False
         Replace an existing ``output_dir/model.onnx``.
-    quantize : {None, "int8"}, default None
+    quantize : {None, "int8", "static"}, default None
         ``"int8"``: export to float32 in a temporary directory, check it against PyTorch, then
         write a dynamically quantised copy as ``output_dir/model.onnx`` (see
         :func:`quantize_onnx`); ``result.quantization`` reports its agreement with float32 on
-        ``check_texts``. Needs ``pip install 'confroute[quantize]'``.
+        ``check_texts``. ``"static"``: the same, statically quantised on ``calibration_texts``
+        (batch-invariant outputs). Needs ``pip install 'confroute[quantize]'``.
+    calibration_texts : sequence of str, optional
+        With ``quantize="static"`` (required there): texts that fix the activation scales.
+    calibration_method : {"minmax", "percentile", "entropy"}, default "minmax"
+        With ``quantize="static"``: how ranges are taken from the calibration activations.
 
     Returns
     -------
@@ -166,7 +156,10 @@ def export_to_onnx(
     1.0
     """
     if quantize is not None:
-        return _export_quantized(model_dir, output_dir, quantize, opset, atol, overwrite, check_texts)
+        return _export_quantized(model_dir, output_dir, quantize, opset, atol, overwrite, check_texts,
+                                 calibration_texts, calibration_method)
+    if calibration_texts is not None:
+        raise ValueError("calibration_texts is for quantize='static' only")
     torch, transformers = _import_export_deps()
     src = Path(model_dir).expanduser().resolve()
     dst = Path(output_dir).expanduser().resolve()
@@ -189,9 +182,7 @@ def export_to_onnx(
     input_names = tuple(name for name in _INPUTS if name in accepted)
 
     _torch_export(torch, model, tokenizer, input_names, onnx_path, opset)
-    for name in _SIDE_FILES:
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
+    copy_side_files(src, dst)
 
     texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
     diff = _compare(model.eval(), tokenizer, onnx_path, input_names, texts, torch)
@@ -205,17 +196,21 @@ def export_to_onnx(
 
 
 def _export_quantized(model_dir: Any, output_dir: Any, quantize: str, opset: int, atol: float, overwrite: bool,
-                      check_texts: Sequence[str] | None) -> ExportResult:
+                      check_texts: Sequence[str] | None, calibration_texts: Sequence[str] | None,
+                      calibration_method: str) -> ExportResult:
     """``export_to_onnx(..., quantize=...)``: a float32 export into a scratch folder, then its
     quantised copy into ``output_dir``."""
-    _check_quantize_mode(quantize)
-    _import_quantization()  # fail before the export when the tools are missing
+    check_quantize_mode(quantize)
+    if quantize == "static" and not calibration_texts:
+        raise ValueError("quantize='static' needs calibration_texts: a few hundred texts from the training data")
+    import_quantization()  # fail before the export when the tools are missing
     dst = Path(output_dir).expanduser().resolve()
     if (dst / "model.onnx").exists() and not overwrite:
         raise FileExistsError(f"{dst / 'model.onnx'} exists; pass overwrite=True to replace it")
     with tempfile.TemporaryDirectory(prefix="confroute-export-fp32-") as tmp:
         fp32 = export_to_onnx(model_dir, tmp, opset=opset, atol=atol, check_texts=check_texts)
-        q = quantize_onnx(tmp, dst, mode=quantize, check_texts=check_texts, overwrite=overwrite)
+        q = quantize_onnx(tmp, dst, mode=quantize, check_texts=check_texts, overwrite=overwrite,
+                          calibration_texts=calibration_texts, calibration_method=calibration_method)
     return ExportResult(q.onnx_path, q.output_dir, fp32.input_names, opset, fp32.max_abs_diff, fp32.n_checked, q)
 
 
@@ -294,191 +289,6 @@ def _compare(
     return worst
 
 
-# --------------------------------------------------------------------------- int8 quantisation
-#: Values of ``quantize=`` (and of ``confroute export --quantize``).
-QUANTIZE_MODES = ("int8",)
-
-
-def _check_quantize_mode(mode: Any) -> None:
-    if mode not in QUANTIZE_MODES:
-        raise ValueError(f"quantize must be None or one of {list(QUANTIZE_MODES)}, got {mode!r}")
-
-
-def _import_quantization() -> Any:
-    """``onnxruntime.quantization``, or an ImportError that names the extra to install."""
-    hint = (
-        "int8 quantisation uses ONNX Runtime's quantisation tools, which need onnxruntime, "
-        "onnx>=1.16 and ml_dtypes (and so numpy 2: they cannot share an environment with the "
-        "deepsparse extra): pip install 'confroute[quantize]'"
-    )
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-
-        onnx_version = version("onnx")
-    except PackageNotFoundError:
-        raise ImportError(f"{hint} (onnx is not installed)") from None
-    from .predictors.deepsparse import version_tuple
-
-    if version_tuple(onnx_version) < (1, 16):
-        raise ImportError(f"{hint} (found onnx {onnx_version})")
-    try:
-        from onnxruntime import quantization
-    except ImportError as exc:
-        raise ImportError(f"{hint} ({exc})") from None
-    return quantization
-
-
-@dataclass(frozen=True)
-class QuantizeResult:
-    """An int8 copy of an ONNX text classifier and how closely it follows the float32 model.
-
-    Attributes
-    ----------
-    onnx_path : Path
-        The quantised ``model.onnx``.
-    output_dir : Path
-    mode : str
-        ``"int8"``: dynamic quantisation (int8 weights; activations quantised at run time).
-    max_prob_diff : float
-        Largest absolute difference of any class probability between the int8 and the float32
-        model on the check texts (run one at a time and in padded batches of 32).
-    label_agreement : float
-        Share of check texts (one at a time) on which both models predict the same class.
-    n_checked : int
-    fp32_bytes, int8_bytes : int
-        Size of the float32 and int8 ``model.onnx``.
-    """
-
-    onnx_path: Path
-    output_dir: Path
-    mode: str
-    max_prob_diff: float
-    label_agreement: float
-    n_checked: int
-    fp32_bytes: int
-    int8_bytes: int
-
-
-def quantize_onnx(
-    model: str | Path,
-    output_dir: str | Path,
-    *,
-    mode: str = "int8",
-    per_channel: bool = True,
-    reduce_range: bool = True,
-    check_texts: Sequence[str] | None = None,
-    overwrite: bool = False,
-) -> QuantizeResult:
-    """Write a dynamically quantised (int8) copy of an ONNX text classifier, and compare it.
-
-    ONNX Runtime's ``quantize_dynamic`` stores the weights of the matrix multiplications as int8
-    and quantises their activations at run time, per batch; on a CPU this runs two to three
-    times faster than float32. The copy goes to ``output_dir`` with the tokenizer and config
-    files; both models are then run on ``check_texts`` and the result reports the largest
-    probability difference and the label agreement. The source is only read.
-
-    Parameters
-    ----------
-    model : path
-        A directory holding a float32 ``model.onnx`` (with its tokenizer), or the ``.onnx`` file.
-    output_dir : path
-        Where the copy goes; must differ from the model's directory.
-    mode : {"int8"}
-    per_channel : bool, default True
-        One weight scale per output channel instead of one per tensor (per tensor cost MPNet
-        about 1.5 points of SST-2 accuracy; see ``shared/models/mpnet-sst2-int8``).
-    reduce_range : bool, default True
-        7-bit weights, which avoids overflow in the int8 kernels of CPUs without VNNI.
-    check_texts : sequence of str, optional
-        Texts both models are run on (default :data:`DEFAULT_CHECK_TEXTS`). Pass a validation
-        set to measure agreement where it matters.
-    overwrite : bool, default False
-        Replace an existing ``output_dir/model.onnx``.
-
-    Returns
-    -------
-    QuantizeResult
-
-    Raises
-    ------
-    ImportError
-        When ``onnxruntime.quantization`` cannot run here (names ``confroute[quantize]``).
-
-    Examples
-    --------
-    >>> r = quantize_onnx("models/minilm-sst2-pruned80", "/tmp/pruned80-int8")  # doctest: +SKIP
-    >>> r.label_agreement, r.int8_bytes < r.fp32_bytes  # doctest: +SKIP
-    (1.0, True)
-    """
-    _check_quantize_mode(mode)
-    quantization = _import_quantization()
-    from .predictors._text import TextEncoder, default_max_length
-
-    src_file, src_dir, dst, out_file = _copy_target(model, output_dir, overwrite)
-    texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
-    if not texts:
-        raise ValueError("check_texts must hold at least one text")
-    dst.mkdir(parents=True, exist_ok=True)
-    import logging
-
-    def not_preprocessing(record: logging.LogRecord) -> bool:
-        # quantize_dynamic logs advice to run its pre-processing step on every call; shape
-        # inference adds nothing for these dynamic-shape transformer graphs, so drop the advice.
-        return "pre-processing" not in record.getMessage()
-
-    root = logging.getLogger()
-    root.addFilter(not_preprocessing)
-    try:
-        quantization.quantize_dynamic(
-            str(src_file),
-            str(out_file),
-            weight_type=quantization.QuantType.QInt8,
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            # Graphs fused by ONNX Runtime's transformer optimizer hold com.microsoft ops that
-            # shape inference cannot type; their MatMul outputs are float32 (1 = FLOAT).
-            extra_options={"DefaultTensorType": 1},
-        )
-    finally:
-        root.removeFilter(not_preprocessing)
-    for name in _SIDE_FILES:
-        if (src_dir / name).is_file():
-            shutil.copyfile(src_dir / name, dst / name)
-
-    import onnxruntime as ort
-
-    encoder = TextEncoder(src_dir, max_length=default_max_length(src_dir), source=str(src_file))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    sessions = [ort.InferenceSession(str(f), options, providers=["CPUExecutionProvider"])
-                for f in (src_file, out_file)]
-    from .core.types import softmax
-
-    def both(batch: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        arrays = encoder.encode(batch).arrays
-        fp32, int8 = (
-            softmax(np.asarray(s.run(None, {i.name: arrays[i.name] for i in s.get_inputs()})[0], dtype=np.float64))
-            for s in sessions
-        )
-        return fp32, int8
-
-    # One text at a time (as a user sees each label), then in padded batches of 32.
-    worst, agree = 0.0, 0
-    for text in texts:
-        fp32, int8 = both([text])
-        worst = max(worst, float(np.max(np.abs(fp32 - int8))))
-        agree += int(fp32.argmax(1)[0] == int8.argmax(1)[0])
-    for i in range(0, len(texts), 32):
-        fp32, int8 = both(texts[i : i + 32])
-        worst = max(worst, float(np.max(np.abs(fp32 - int8))))
-    n = len(texts)
-    if not np.isfinite(worst):
-        raise ExportMismatchError(f"the int8 model at {out_file} gives non-finite outputs")
-    return QuantizeResult(
-        out_file, dst, mode, worst, agree / n, n, src_file.stat().st_size, out_file.stat().st_size
-    )
-
-
 # --------------------------------------------------------------------------- hidden-state output
 @dataclass(frozen=True)
 class HiddenOutputResult:
@@ -529,20 +339,6 @@ def _classifier_input(graph: Any, logits_name: str) -> tuple[str, int | None]:
         if len(dims) == 2:
             width = int(dims[1] if trans_b else dims[0])
     return x, width
-
-
-def _copy_target(model: Any, output_dir: Any, overwrite: bool) -> tuple[Path, Path, Path, Path]:
-    """Source ONNX file and folder, and the destination folder and file of a rewritten copy."""
-    from .predictors._text import onnx_file
-
-    src_file, src_dir = onnx_file(model)
-    dst = Path(output_dir).expanduser().resolve()
-    if dst == src_dir.resolve():
-        raise ValueError("output_dir must differ from the model's directory: the source is never written to")
-    out_file = dst / "model.onnx"
-    if out_file.exists() and not overwrite:
-        raise FileExistsError(f"{out_file} exists; pass overwrite=True to replace it")
-    return src_file, src_dir, dst, out_file
 
 
 def add_hidden_output(
@@ -605,9 +401,9 @@ def add_hidden_output(
         from onnx import helper
     except ImportError:
         raise ImportError("add_hidden_output needs onnx and onnxruntime: pip install 'confroute[onnx]'") from None
-    from .predictors._text import TextEncoder, default_max_length
+    from ..predictors._text import TextEncoder, default_max_length
 
-    src_file, src_dir, dst, out_file = _copy_target(model, output_dir, overwrite)
+    src_file, src_dir, dst, out_file = copy_target(model, output_dir, overwrite)
 
     proto = onnx.load(str(src_file))
     graph = proto.graph
@@ -630,9 +426,7 @@ def add_hidden_output(
     onnx.checker.check_model(proto)
     dst.mkdir(parents=True, exist_ok=True)
     onnx.save(proto, str(out_file))
-    for name in _SIDE_FILES:
-        if (src_dir / name).is_file():
-            shutil.copyfile(src_dir / name, dst / name)
+    copy_side_files(src_dir, dst)
 
     texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
     if not texts:
