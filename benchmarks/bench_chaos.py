@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -210,13 +211,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _stage_threads() -> int:
+    """The fallback's own daemon threads (named ``confroute-chaos``) still alive."""
+    return sum(t.name == "confroute-chaos" for t in threading.enumerate())
+
+
 def chaos_soak(args: argparse.Namespace) -> dict[str, Any]:
+    gc.collect()  # predictors dropped before (by other tests) stop their threads now, not mid-run
     threads_before = threading.active_count()
     rss_start = rss_mib()
     r = asyncio.run(run(args))
     threads_at_end = threading.active_count()
     settle = time.monotonic() + 10 * args.timeout + 5
-    while threading.active_count() > threads_before and time.monotonic() < settle:
+    # wait for the hung calls' own threads (another thread ending must not end the wait early)
+    while (_stage_threads() or threading.active_count() > threads_before) and time.monotonic() < settle:
         time.sleep(0.01)
     fallback = r["router"].fallback
     api = r["api"]

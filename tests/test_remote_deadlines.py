@@ -129,9 +129,10 @@ def test_sockets_stay_bounded_over_many_event_loops_and_close_releases_them(serv
     for t in threads:
         t.join()
     assert 1 <= client_sockets(server.port) <= 4 and server.peak_in_flight <= 4
+    loop_thread = p._http._runner.thread  # this predictor's one loop thread
     p.close()
     assert client_sockets(server.port) == 0
-    assert not any(t.name.startswith("confroute-http") for t in threading.enumerate())
+    assert not loop_thread.is_alive()
     # usable again after close, and as a context manager
     server.mode = "ok"
     with p:
@@ -243,8 +244,8 @@ def test_a_dropped_or_pickled_predictor_leaves_no_thread_or_socket_behind(server
     assert p.predict(ROWS[:2]).labels.tolist() == ["neg", "neg"]
     clone = pickle.loads(pickle.dumps(p))  # settings only: the clone opens its own client
     assert clone.predict(ROWS[3:5]).labels.tolist() == ["pos", "pos"]
-    threads = [t for t in threading.enumerate() if t.name.startswith("confroute-http")]
-    assert len(threads) == 2 and client_sockets(server.port) == 2
+    threads = [p._http._runner.thread, clone._http._runner.thread]
+    assert threads[0] is not threads[1] and client_sockets(server.port) == 2
     del p, clone
     gc.collect()
     for t in threads:
