@@ -58,6 +58,7 @@ def two_stage(on_error: str = "keep_previous", cost: bool = True) -> ThresholdRo
         fallback,
         threshold=0.8,
         cost_model=CostModel.per_sample([0.001, 0.005]) if cost else None,
+        names=("primary", "fallback"),  # the default would be the predictors' names, small and big
     )
 
 

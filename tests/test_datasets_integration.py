@@ -119,3 +119,34 @@ def test_bad_input_is_named():
         route_dataset(router, routed)
     with pytest.raises(TypeError, match="DatasetDict"):
         route_dataset(router, datasets.DatasetDict({"test": _dataset()}))
+
+
+def test_routing_a_dataset_logs_no_hashing_warning():
+    """The router cannot be hashed by ``datasets``; route_dataset/predict_dataset give the map a
+    fresh fingerprint, so no "couldn't be hashed properly" warning reaches a notebook (issue 26)."""
+    import logging
+
+    from datasets import fingerprint
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            records.append(record)
+
+    handler = Keep(level=logging.WARNING)
+    logger = logging.getLogger("datasets.fingerprint")
+    logger.addHandler(handler)
+    saved = dict(fingerprint.fingerprint_warnings)
+    fingerprint.fingerprint_warnings.clear()  # datasets warns once per process
+
+    router = _router()
+    router.stages[0].predictor.session = (i for i in range(1))  # unpicklable, like a runtime session
+    try:
+        routed = route_dataset(router, _dataset(), "text")
+        predict_dataset(router, _dataset(), "text")
+    finally:
+        logger.removeHandler(handler)
+        fingerprint.fingerprint_warnings.update(saved)
+    assert not [r for r in records if "couldn't be hashed" in r.getMessage()]
+    assert routed.num_rows == len(TEXTS)

@@ -130,7 +130,7 @@ def test_evaluate_router_runs_each_stage_once_and_matches_route():
     res = evaluate(router, xs, y, progress=False, chunk_size=8)
     assert sum(len(c) for c in primary.calls) == len(xs)
     assert sum(len(c) for c in fallback.calls) == len(xs)
-    assert res.stage_names == ("primary", "fallback")
+    assert res.stage_names == ("cheap", "big")  # the predictors' names (issue 26)
     for t in [0.55, 0.8, 0.95]:
         routed = ThresholdRouter(primary, fallback, threshold=t, cost_model=CostModel.per_sample([1, 3])).route(xs)
         p = res.at(t)

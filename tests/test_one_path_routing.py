@@ -153,7 +153,7 @@ def test_stage_label_columns_keep_their_type_where_a_stage_was_not_reached():
     router = ThresholdRouter(
         CallablePredictor(lambda xs: np.array([[1 - x, x] for x in xs]), classes=[3, 7], name="small"),
         CallablePredictor(lambda xs: np.tile([0.3, 0.7], (len(xs), 1)), classes=[3, 7], name="big"),
-        threshold=0.8,
+        threshold=0.8, names=("primary", "fallback"),
     )
     result = router.route(XS)
     frame = result.to_pandas()

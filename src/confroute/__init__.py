@@ -20,7 +20,6 @@ from .exceptions import (
     ClassMismatchError,
     ConfrouteError,
     LabelError,
-    NotFittedError,
     PredictionError,
     StageTimeoutError,
     ThresholdWarning,
@@ -34,6 +33,7 @@ from .core._version import __version__
 
 # Public names that live in modules with optional or heavier dependencies: imported on access.
 _LAZY: dict[str, str] = {
+    "NotFittedError": "confroute.exceptions",  # derives from scikit-learn's: made on first use
     "TemperatureScaler": "confroute.calibration.calibrators",
     "VectorScaler": "confroute.calibration.calibrators",
     "IsotonicCalibrator": "confroute.calibration.calibrators",
@@ -237,6 +237,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .exceptions import NotFittedError
     from .calibration.calibrators import HistogramBinning, IsotonicCalibrator, TemperatureScaler, VectorScaler
     from .calibration.metrics import ReliabilityTable, RiskCoverageCurve
     from .calibration.judge import CorrectnessJudge, CrossFitJudge, cross_fit

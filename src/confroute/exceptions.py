@@ -7,7 +7,7 @@ values, ``TimeoutError`` for timeouts, ...), so existing ``except`` clauses keep
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ConfrouteError",
@@ -42,8 +42,27 @@ class ClassMismatchError(PredictionError):
     """
 
 
-class NotFittedError(ConfrouteError, _SklearnNotFittedError):
-    """An estimator was used before ``fit`` (also a scikit-learn ``NotFittedError``)."""
+if TYPE_CHECKING:
+    from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+    class NotFittedError(ConfrouteError, _SklearnNotFittedError):
+        """An estimator was used before ``fit`` (also a scikit-learn ``NotFittedError``)."""
+
+else:
+
+    def __getattr__(name: str) -> Any:
+        """``NotFittedError`` is made on first use: it derives from scikit-learn's, and importing
+        scikit-learn (which imports SciPy and pandas) would make ``import confroute`` take seconds."""
+        if name != "NotFittedError":
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
+        class NotFittedError(ConfrouteError, _SklearnNotFittedError):
+            """An estimator was used before ``fit`` (also a scikit-learn ``NotFittedError``)."""
+
+        NotFittedError.__qualname__ = "NotFittedError"  # pickled by name, like the other classes
+        globals()["NotFittedError"] = NotFittedError
+        return NotFittedError
 
 
 class CircuitOpenError(ConfrouteError, RuntimeError):

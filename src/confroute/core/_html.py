@@ -26,6 +26,8 @@ __all__ = [
     "cascade_choice_html",
     "per_class_choice_html",
     "routed_classifier_html",
+    "router_html",
+    "score_text",
 ]
 
 _TABLE = "border-collapse:collapse;margin:0.3em 0;font-size:0.9em"
@@ -62,14 +64,18 @@ def fmt(x: Any, kind: str = "num") -> str:
     return f"{v:.4g}"
 
 
-def table(header: Sequence[str], rows: Iterable[Sequence[str]], left: int = 0) -> str:
-    """An HTML table; cells are escaped; the first ``left`` columns are left-aligned."""
+def table(header: Sequence[str], rows: Iterable[Sequence[str]], left: int = 0, nowrap: int = 0) -> str:
+    """An HTML table; cells are escaped; the first ``left`` columns are left-aligned, the first
+    ``nowrap`` columns never wrap (names of figures: a long value wraps instead)."""
+    def style(base: str, i: int) -> str:
+        return base + (_LEFT if i < left else "") + (";white-space:nowrap" if i < nowrap else "")
+
     out = [f'<table style="{_TABLE}"><thead><tr>']
-    out += [f'<th style="{_HEAD}{_LEFT if i < left else ""}">{_esc(h)}</th>' for i, h in enumerate(header)]
+    out += [f'<th style="{style(_HEAD, i)}">{_esc(h)}</th>' for i, h in enumerate(header)]
     out.append("</tr></thead><tbody>")
     for row in rows:
         out.append("<tr>")
-        out += [f'<td style="{_CELL}{_LEFT if i < left else ""}">{_esc(c)}</td>' for i, c in enumerate(row)]
+        out += [f'<td style="{style(_CELL, i)}">{_esc(c)}</td>' for i, c in enumerate(row)]
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -77,7 +83,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]], left: int = 0) -
 
 def facts(items: Iterable[tuple[str, str]]) -> str:
     """Key figures as a two-column table (name, value)."""
-    return table(["", ""], items, left=1).replace("<thead>", '<thead style="display:none">', 1)
+    return table(["", ""], items, left=1, nowrap=1).replace("<thead>", '<thead style="display:none">', 1)
 
 
 def block(title: str, *parts: str) -> str:
@@ -90,6 +96,22 @@ def block(title: str, *parts: str) -> str:
 
 def _note(text: str) -> str:
     return f'<div style="color:#666;font-size:0.85em">{_esc(text)}</div>'
+
+
+def score_text(score: Any) -> str:
+    """The confidence score(s) of an evaluation or router as text: one name, or names joined by
+    commas (an evaluation holds one score per stage but the last, as a tuple).
+
+    Examples
+    --------
+    >>> score_text(("max_prob",)), score_text(("max_prob", "margin")), score_text("margin")
+    ('max_prob', 'max_prob, margin', 'margin')
+    """
+    if isinstance(score, (list, tuple)):
+        return ", ".join(score_text(s) for s in score)
+    if isinstance(score, str):
+        return score
+    return str(getattr(score, "__name__", None) or type(score).__name__)  # as core.scores.score_name
 
 
 # --------------------------------------------------------------------------- routing results
@@ -130,7 +152,7 @@ def evaluation_html(res: Any, max_rows: int = 11) -> str:
     for two stages, the Pareto front for a cascade."""
     if not getattr(res, "exhaustive", True) or res.n_stages > 2:
         return cascade_evaluation_html(res, max_rows=max_rows)
-    figures = [("inputs", fmt(res.n, "int")), ("score", str(res.score)),
+    figures = [("inputs", fmt(res.n, "int")), ("score", score_text(res.score)),
                ("distinct thresholds", fmt(res.n_thresholds, "int")),
                ("AURC", fmt(res.aurc)), ("E-AURC", fmt(res.eaurc))]
     if res.ece is not None:
@@ -142,7 +164,7 @@ def evaluation_html(res: Any, max_rows: int = 11) -> str:
     if res.has_fallback:
         header.append("system acc.")
     if res.has_cost:
-        header += ["cost", "savings"]
+        header += ["cost / input", "savings"]
     t = res.table
     row_thresholds = getattr(res, "row_thresholds", None)  # one per table row (was ``thresholds``)
     if row_thresholds is None:
@@ -154,7 +176,7 @@ def evaluation_html(res: Any, max_rows: int = 11) -> str:
         if res.has_fallback:
             row.append(fmt(t["system_accuracy"][i], "pct"))
         if res.has_cost:
-            row += [fmt(t["cost"][i]), fmt(t["savings"][i], "pct")]
+            row += [fmt(t["cost_per_input"][i]), fmt(t["savings"][i], "pct")]
         rows.append(row)
     per_class = getattr(res, "per_class", None)
     if per_class is not None:
@@ -162,7 +184,7 @@ def evaluation_html(res: Any, max_rows: int = 11) -> str:
         if res.has_fallback:
             row.append(fmt(per_class.system_accuracy, "pct"))
         if res.has_cost:
-            row += [fmt(per_class.cost), fmt(per_class.savings, "pct")]
+            row += [fmt(per_class.cost_per_input), fmt(per_class.savings, "pct")]
         rows.append(row)
     shown = min(max_rows, res.n_thresholds)
     return block(
@@ -171,7 +193,7 @@ def evaluation_html(res: Any, max_rows: int = 11) -> str:
         _stage_accuracy(res.stage_accuracy),
         table(header, rows),
         _note(f"{shown} of {res.n_thresholds} operating points, spread over coverage; "
-              "res.to_pandas() has them all"),
+              "to_pandas() of this evaluation has them all"),
     )
 
 
@@ -300,6 +322,37 @@ def per_class_choice_html(c: Any) -> str:
                        rows, left=1))
 
 
+# --------------------------------------------------------------------------- routers
+def _threshold_text(t: Any) -> str:
+    """A stage's threshold: one number, or one per class (a mapping or an array)."""
+    if isinstance(t, dict):
+        return ", ".join(f"{k}: {fmt(v)}" for k, v in t.items())
+    if np.ndim(t) > 0:
+        return "per class: " + ", ".join(fmt(v) for v in np.asarray(t).ravel())
+    return fmt(t)
+
+
+def router_html(router: Any) -> str:
+    """The stages of a router (``ThresholdRouter``, ``Cascade``): per stage, its name, model,
+    score and threshold (or "answers the rest"), calibration, price and failure policy."""
+    names = list(router.names)
+    prices = None if router.cost_model is None else router.cost_model.stage_costs
+    rows = []
+    for s, (name, stage) in enumerate(zip(names, router.stages)):
+        last = s == len(names) - 1
+        calibrator = router.calibrators[s]
+        rows.append([
+            str(name), type(stage.predictor).__name__,
+            "—" if last else score_text(router.score[s]),
+            "answers the rest" if last else _threshold_text(router.thresholds[s]),
+            "—" if calibrator is None else type(calibrator).__name__,
+            "—" if prices is None else fmt(prices[s]),
+            str(stage.on_error),
+        ])
+    header = ["stage", "model", "score", "threshold", "calibrator", "price / input", "on error"]
+    return block(f"{type(router).__name__}: {' → '.join(map(str, names))}", table(header, rows, left=2))
+
+
 # --------------------------------------------------------------------------- RoutedClassifier
 def routed_classifier_html(est: Any) -> str:
     """The fitted routing of a ``RoutedClassifier``: per stage, its threshold, temperature and
@@ -312,9 +365,9 @@ def routed_classifier_html(est: Any) -> str:
     rows = []
     for s, name in enumerate(names):
         thr = "answers the rest" if s == len(names) - 1 else fmt(est.thresholds_[s])
-        rows.append([str(name), "frozen" if est.frozen_[s] else "fitted", thr,
+        rows.append([str(name), "frozen (prefit)" if est.frozen_[s] else "fitted", thr,
                      fmt(temps[s]) if temps[s] is not None else "—",
                      fmt(None if costs is None else costs[s])])
-    parts = [table(["stage", "", "threshold", "temperature", "price / input"], rows, left=1)]
+    parts = [table(["stage", "model", "threshold", "temperature", "price / input"], rows, left=2)]
     parts.append(est.choice_._repr_html_())  # the choice's own display, whatever its kind
     return block("fitted routing", *parts)

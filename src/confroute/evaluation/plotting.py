@@ -468,11 +468,19 @@ def plot_reliability(
     return finish(disp.ax_, path)
 
 
+#: Widest figure, in inches, that fits a notebook cell: Jupyter's inline backend saves at
+#: matplotlib's 100 dpi with 0.1 in of padding each side, so 9.4 in is 960 px, the width of a
+#: cell on a laptop screen.
+NOTEBOOK_WIDTH = 9.4
+
+
 def plot_summary(result: Any, path: str | Path | None = None, choice: Any = None) -> Any:
-    """The study's three figures side by side; returns the Figure."""
+    """The study's three figures side by side, as wide as a notebook cell
+    (:data:`NOTEBOOK_WIDTH`); returns the Figure."""
     plt = _pyplot()
     panels = 3 if result.has_cost and result.has_fallback else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.0 * panels, 3.8), layout="constrained", squeeze=False)
+    size = (NOTEBOOK_WIDTH, 3.4) if panels == 3 else (5.0, 3.6)
+    fig, axes = plt.subplots(1, panels, figsize=size, layout="constrained", squeeze=False)
     AccuracyThresholdDisplay.from_evaluation(result, ax=axes[0, 0], choice=choice)
     if panels == 3:
         CostThresholdDisplay.from_evaluation(result, ax=axes[0, 1], choice=choice)

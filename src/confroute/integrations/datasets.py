@@ -97,7 +97,21 @@ def route_dataset(
         lists = schema.json_columns(router.route(batch[column]).columns())
         return {prefix + k: v for k, v in lists.items()}
 
-    return dataset.map(route_batch, batched=True, batch_size=batch_size, **map_kwargs)
+    return dataset.map(route_batch, batched=True, batch_size=batch_size, **_fingerprinted(map_kwargs))
+
+
+def _fingerprinted(map_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``map_kwargs`` with a fresh ``new_fingerprint`` unless the caller gave one.
+
+    The batch function holds the router (its models, locks, threads), which ``datasets`` cannot
+    hash: it then logs a warning and uses a random fingerprint. Giving one ourselves does the same
+    without the warning (the result is never taken from a cache of an earlier call).
+    """
+    if "new_fingerprint" in map_kwargs:
+        return map_kwargs
+    from datasets.fingerprint import generate_random_fingerprint
+
+    return {**map_kwargs, "new_fingerprint": generate_random_fingerprint()}
 
 
 def _features(dataset: Any, router: Any, has_cost: bool, prefix: str) -> Any:
@@ -143,7 +157,7 @@ def predict_dataset(
         preds = router.stage_predictions(batch[column], calibrated=calibrated)
         return {c: p.probs.tolist() for c, p in zip(cols, preds)}
 
-    return dataset.map(predict_batch, batched=True, batch_size=batch_size, **map_kwargs)
+    return dataset.map(predict_batch, batched=True, batch_size=batch_size, **_fingerprinted(map_kwargs))
 
 
 def _labels(dataset: Any, label_column: str, classes: tuple[str, ...] | None) -> np.ndarray:

@@ -502,14 +502,27 @@ class RoutedClassifier(ClassifierMixin, MetaEstimatorMixin, BaseEstimator):
         return html + _html.routed_classifier_html(self) if hasattr(self, "estimators_") else html
 
     def _sk_visual_block_(self) -> Any:
+        """The stages side by side, each under its name and place in the cascade (an input is
+        answered by one of them), like the estimators of scikit-learn's ``VotingClassifier``."""
         try:
             from sklearn.utils._repr_html.estimator import _VisualBlock
         except ImportError:  # pragma: no cover - older scikit-learn
             from sklearn.utils._estimator_html_repr import _VisualBlock
         named = self._stage_list()
-        names = [f"{n}: {type(e).__name__}" for n, e in named]
-        return _VisualBlock("serial", [e for _, e in named], names=names,
+        last = len(named) - 1
+        names = [f"{n} (stage {s + 1}{', answers the rest' if s == last else ''})" for s, (n, _) in enumerate(named)]
+        return _VisualBlock("parallel", [e for _, e in named], names=names,
                             name_details=[str(e) for _, e in named], dash_wrapped=False)
+
+    def _get_fitted_attr_html(self, doc_link: str = "") -> Any:
+        """scikit-learn's "Fitted attributes" panel, with float arrays shown to 4 significant
+        digits (scikit-learn prints them with 2 decimals: prices 0.001 and 0.005 read ``[0., 0.01]``)."""
+        attrs = super()._get_fitted_attr_html(doc_link)  # type: ignore[misc]
+        for info in attrs.values():
+            value = info.get("value")
+            if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.ndim == 1:
+                info["value"] = [float(f"{v:.4g}") for v in value.tolist()]
+        return attrs
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()

@@ -28,7 +28,7 @@ from ..core._params import check_int
 from ..core.batch import as_batch, n_rows, refuse_single_string, take_rows
 from ..core.classes import Classes, align
 from ..core.cost import CostModel
-from ..core import decision
+from ..core import _html, decision
 from ..core.choice import stage_thresholds
 from ..core.decision import ThresholdSpec, check_threshold, resolve_threshold
 from ..core.scores import checked_scores, resolve_score, score_range
@@ -169,6 +169,10 @@ class Cascade:
     def __repr__(self) -> str:
         thr = ", ".join(_fmt_threshold(t) for t in self.thresholds)
         return f"{type(self).__name__}(stages={list(self.names)}, thresholds=[{thr}])"
+
+    def _repr_html_(self) -> str:
+        """The stages as a table in Jupyter: name, model, score, threshold, calibrator, price."""
+        return _html.router_html(self)
 
     # -- routing -----------------------------------------------------------------------------------
 
@@ -353,7 +357,10 @@ class ThresholdRouter(Cascade):
     calibrator : fitted calibrator, optional
         Applied to the primary's logits (or log-probabilities) before scoring.
     cost_model : CostModel, optional
-    names : (str, str), default ("primary", "fallback")
+    names : (str, str), optional
+        Stage names for results and tables. Default: each predictor's ``name`` (as
+        ``SklearnPredictor(model, name="cheap")`` sets it); a stage without a name of its own (a
+        lambda, or both stages with the same name) is called ``"primary"`` or ``"fallback"``.
 
     Examples
     --------
@@ -378,8 +385,10 @@ class ThresholdRouter(Cascade):
         score: Any = "max_prob",
         calibrator: Any = None,
         cost_model: CostModel | None = None,
-        names: Sequence[str] = ("primary", "fallback"),
+        names: Sequence[str] | None = None,
     ) -> None:
+        if names is None:
+            names = _two_stage_names(primary, fallback)
         super().__init__(
             [primary, fallback],
             _one_threshold(threshold),
@@ -426,6 +435,19 @@ def _default_names(stages: list[Fallback]) -> list[str]:
     if len(set(names)) == len(names):
         return names
     return [f"stage{i}" for i in range(len(stages))]
+
+
+#: Names a predictor gets when it is not given one: a stage named so is called "primary" or
+#: "fallback" by a ThresholdRouter.
+_UNNAMED = frozenset({"", "<lambda>", "predictor", "callable"})
+
+
+def _two_stage_names(primary: Any, fallback: Any) -> list[str]:
+    """The predictors' own names, "primary"/"fallback" for a stage without one (or both if the
+    two names are the same)."""
+    names = [str(getattr(stage, "name", None) or getattr(stage, "__name__", None) or "") for stage in (primary, fallback)]
+    out = [own if own not in _UNNAMED else default for own, default in zip(names, ("primary", "fallback"))]
+    return out if out[0] != out[1] else ["primary", "fallback"]
 
 
 def _fmt_threshold(t: float | np.ndarray | dict[Any, float]) -> str:
