@@ -279,6 +279,7 @@ def test_measured_cost_warms_up_untimed_then_times_three_passes(toy, tmp_path, c
     assert t["seconds_primary"] == pytest.approx([1.0] * 3)  # ... and 3 timed passes follow by default
     assert t["seconds_fallback"] == pytest.approx([3.0] * 3)
     assert t["spread"] == pytest.approx([1.0, 1.0]) and t["reliable"] is True and t["spread_limit"] == 1.25
+    assert t["settling_seconds"] == [[], []]  # steady from the first timed pass: no extra round
     stages = doc["cost_model"]["stages"]
     assert stages[0]["per_sample"] == pytest.approx(1.0 / 300)  # warm-up excluded from the price
     assert stages[1]["per_sample"] == pytest.approx(3.0 / 300)
@@ -301,11 +302,13 @@ def test_measured_cost_is_the_median_of_the_timed_passes(toy, tmp_path, capsys, 
 
 
 def test_wide_spread_says_unreliable_and_gives_no_verdict(toy, tmp_path, capsys, timed):
-    # Erratic primary: 1 s, 3 s, 1 s after the warm-up (a busy machine); a steady fallback.
-    timed([2.0, 1.0, 3.0, 1.0], [3.0])
+    # Erratic primary: 1 s, 3 s, 1 s, ... after the warm-up (a busy machine, all along); a steady
+    # fallback. Three more rounds do not settle it: the last three passes still spread 3x.
+    timed([2.0, 1.0, 3.0, 1.0, 3.0, 1.0, 3.0], [3.0])
     printed, doc = _measured_run(toy, tmp_path, capsys)
     t = doc["timing"]
-    assert t["seconds_primary"] == pytest.approx([1.0, 3.0, 1.0]) and t["reliable"] is False
+    assert t["seconds_primary"] == pytest.approx([3.0, 1.0, 3.0]) and t["reliable"] is False
+    assert t["settling_seconds"][0] == pytest.approx([1.0, 3.0, 1.0])  # 3 extra rounds, then it gives up
     assert t["spread"] == pytest.approx([3.0, 1.0])
     assert "Timing is unreliable: the timed passes of primary 1.00-3.00 s (3.00x)" in printed
     assert "accuracy-cost Pareto front" not in printed and "Routing is" not in printed
@@ -313,6 +316,20 @@ def test_wide_spread_says_unreliable_and_gives_no_verdict(toy, tmp_path, capsys,
     assert "savings not stated (timing unreliable)" in printed
     assert re.search(r"savings -?\d", printed) is None
     assert doc["cost_verdict"].startswith("Timing is unreliable")
+
+
+def test_a_pass_still_warming_up_is_set_aside_and_the_timing_settles(toy, tmp_path, capsys, timed):
+    # The first timed passes still hold warm-up (1 s, then 3 s), then the primary is a steady 1 s:
+    # two more rounds are timed, the last three passes are kept, the first two reported apart.
+    timed([2.0, 1.0, 3.0, 1.0], [3.0])
+    printed, doc = _measured_run(toy, tmp_path, capsys)
+    t = doc["timing"]
+    assert t["seconds_primary"] == pytest.approx([1.0, 1.0, 1.0]) and t["reliable"] is True
+    assert t["settling_seconds"][0] == pytest.approx([1.0, 3.0])
+    assert t["settling_seconds"][1] == pytest.approx([3.0, 3.0])  # the models are timed in the same rounds
+    assert "2 earlier timed passes per model set aside while the timing settled" in printed
+    assert doc["cost_model"]["stages"][0]["per_sample"] == pytest.approx(1.0 / 300)
+    assert "Pareto front" in printed and "unreliable" not in printed
 
 
 def test_one_pass_without_measured_cost_and_with_repeats_one(toy, tmp_path, capsys, timed):

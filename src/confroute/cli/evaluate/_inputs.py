@@ -8,7 +8,7 @@ import pickle
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,9 @@ class Measured:
 
     With ``--cost measured`` the first pass of each model is an untimed warm-up (its predictions
     are the ones evaluated; its seconds are kept in ``p_warmup`` / ``f_warmup``) and
-    ``p_times`` / ``f_times`` hold the ``--repeats`` timed passes after it. Otherwise there is
+    ``p_times`` / ``f_times`` hold the last ``--repeats`` timed passes after it; earlier timed passes,
+    run while those still spread wider than :data:`SPREAD_LIMIT`, are in ``p_settling`` /
+    ``f_settling``. Otherwise there is
     one pass, warm-up included, and the warm-up fields are ``None``.
     """
 
@@ -76,6 +78,8 @@ class Measured:
     f_times: list[float]
     p_warmup: float | None = None
     f_warmup: float | None = None
+    p_settling: list[float] = field(default_factory=list)
+    f_settling: list[float] = field(default_factory=list)
 
     @property
     def spreads(self) -> tuple[float, float]:

@@ -394,8 +394,8 @@ def _sweep_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cost", metavar="SPEC", help="stage prices (see below); default: no cost columns")
     g.add_argument("--repeats", type=int, metavar="N",
                    help="with --cost measured, time each backend N times on DATA, after one untimed warm-up "
-                   "pass, and use the median; a spread (slowest/fastest pass) over 1.25x gives no cost "
-                   "verdict (default 3)")
+                   "pass, and use the median; while the last N spread (slowest/fastest pass) over 1.25x, "
+                   "up to 3 more rounds are timed; still over it, no cost verdict is given (default 3)")
 
 
 def _backend_arguments(p: argparse.ArgumentParser) -> None:

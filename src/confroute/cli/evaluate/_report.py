@@ -94,13 +94,16 @@ def timing_doc(m: Measured, measured: bool) -> dict[str, Any]:
         return doc
     doc.update(
         warmup_seconds=[m.p_warmup, m.f_warmup],
+        settling_seconds=[m.p_settling, m.f_settling],
         spread=[json_float(x) for x in m.spreads],
         spread_limit=SPREAD_LIMIT,
         reliable=m.timing_reliable,
         note=("seconds inside the model calls on DATA (tokenisation included). One untimed warm-up pass per "
               "model over all of DATA first (warmup_seconds; it compiles DeepSparse's length buckets), then "
               f"{len(m.p_times)} timed passes (--repeats); cost from the median. spread = slowest / fastest "
-              f"timed pass; above {SPREAD_LIMIT} the timing is unreliable and no cost verdict is given."),
+              f"timed pass; while it is above {SPREAD_LIMIT}, up to 3 more rounds are timed and the last "
+              f"--repeats kept (the earlier ones: settling_seconds); still above it, the timing is unreliable "
+              "and no cost verdict is given."),
     )
     return doc
 
