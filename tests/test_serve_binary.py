@@ -138,7 +138,7 @@ def _triton(url: str, model: str, array: np.ndarray, datatype: str, outputs=None
 def _kserve(url: str, model: str, data: list, datatype: str) -> dict:
     if not KSERVE_PY.exists():
         pytest.skip(f"KServe client venv not built: bash tools/kserve_venv.sh (looked for {KSERVE_PY})")
-    done = subprocess.run([str(KSERVE_PY), str(ROOT / "tests" / "_kserve_client.py")], capture_output=True,
+    done = subprocess.run([str(KSERVE_PY), str(ROOT / "tools" / "kserve" / "client.py")], capture_output=True,
                           text=True, timeout=300, input=json.dumps({"url": f"http://{url}", "model": model,
                                                                     "name": "input", "datatype": datatype,
                                                                     "data": data}))
