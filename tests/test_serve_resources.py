@@ -46,12 +46,25 @@ def test_cpu_demand_counts_replicas_and_defaults():
         check_cpus(cfg, 1)
 
 
+def _npy_scores() -> bytes:
+    """A small .npy file of first-stage scores (what `drift.reference_scores` names)."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.linspace(0.5, 1.0, 200))
+    return buf.getvalue()
+
+
 def test_the_docs_config_on_2_cpus_is_refused_naming_the_key(tmp_path):
     """The documented config (2 MiniLM replicas of 1 CPU, ...) needs 2.35 CPUs: `confroute serve`
     with ``ray: {num_cpus: 2}`` stops at once (no Ray start) and names the key to change."""
     text = _docs_config().replace("ray: {address: auto}", "ray: {num_cpus: 2}")
     assert "ray: {num_cpus: 2}" in text
     (tmp_path / "serve.yaml").write_text(text)
+    # The config names a drift reference file next to it; `confroute serve` checks it exists.
+    (tmp_path / "calibration_scores.npy").write_bytes(_npy_scores())
     t0 = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "confroute", "serve", str(tmp_path / "serve.yaml")],
                           capture_output=True, text=True, timeout=120,

@@ -67,8 +67,12 @@ DEMO=(.venv-demo constraints/quantize-py311.txt -e .)
 full_venv() { ensure_venv "${FULL[@]}"; }      # every extra, numpy < 2 (DeepSparse); prints its python
 numpy2_venv() { ensure_venv "${NUMPY2[@]}"; }  # numpy 2, quantize + export + MLServer; prints its python
 
-dedupe() {  # the files both test venvs hold at the same release (torch, ...) are stored once
-  [ -x .venv/bin/python ] && [ -x .venv-quantize/bin/python ] && .venv/bin/python tools/dedupe_venvs.py .venv .venv-quantize
+dedupe() {  # the files the venvs hold at the same release (torch, numpy, ...) are stored once
+  [ -x .venv/bin/python ] || return 0
+  local other
+  for other in .venv-quantize .cache/kserve-venv .cache/llama-venv; do
+    [ -x "$other/bin/python" ] && .venv/bin/python tools/dedupe_venvs.py .venv "$other"
+  done
   return 0
 }
 
@@ -119,6 +123,7 @@ case "${1:-}" in
     # KServe's Python client (kserve 0.21.0) for tests/test_serve_binary.py: its own venv (its pins
     # clash with the full venv's), built once.
     bash tools/kserve_venv.sh
+    dedupe
     dist "$py"
     CONFROUTE_CHECK_WHEEL=$(ls "$PWD"/dist/confroute-*.whl) "$py" -m pytest -q "${@:2}"
     # The architecture and the types are checked too: layers (import-linter) and mypy.
