@@ -386,14 +386,14 @@ def _serve(args: argparse.Namespace) -> int:
         _drift_monitor(cfg.get("drift"), cfg["thresholds"])  # reads the reference scores
         print(f"config ok: {router!r}; classes {list(router.stages[0].classes or []) or 'unnamed'}")
         return 0
+    ray_cfg = cfg["ray"]
+    if ray_cfg.get("num_cpus") is not None:
+        check_cpus(cfg, float(ray_cfg["num_cpus"]))  # before importing and starting Ray: fail fast
     try:
         import ray
         from ray import serve
     except ImportError:
         raise CLIError("confroute serve needs Ray Serve: pip install 'confroute[serve]'") from None
-    ray_cfg = cfg["ray"]
-    if ray_cfg.get("num_cpus") is not None:
-        check_cpus(cfg, float(ray_cfg["num_cpus"]))  # before starting Ray: fail fast
     ray.init(address=ray_cfg.get("address"), namespace=ray_cfg.get("namespace"),
              num_cpus=ray_cfg.get("num_cpus"), num_gpus=ray_cfg.get("num_gpus"))
     check_cpus(cfg, float(ray.cluster_resources().get("CPU", 0)), "the Ray cluster's CPU count")
