@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core import decision
+
 __all__ = ["StreamRecords", "label_probability", "stream_ladder", "LADDER_WARMUP"]
 
 #: Rows at the head of a stream whose scores make the default ladder (and are not tested).
@@ -146,7 +148,7 @@ def label_probability(score: Any, primary: Any, fallback: Any, accepted: Any, *,
     s = np.asarray(score, dtype=np.float64)
     dis = np.asarray(primary) != np.asarray(fallback)
     acc = np.asarray(accepted, dtype=bool)
-    in_range = dis & (s >= ladder_floor)
+    in_range = dis & decision.accepts(s, None, ladder_floor)
     p = np.where(in_range, np.where(acc, 1.0, deferred_disagreement_rate), agreement_rate)
     return np.asarray(p, dtype=np.float64)
 

@@ -125,6 +125,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import decision
 from ..core._json import json_float
 from ..core.choice import Choice
 from ..selection.bounds import LEVEL
@@ -359,7 +360,7 @@ def _certificate(objective: str, target: float, delta: float, rec: StreamRecords
         procedure="stream betting mixture, fixed sequence"
         + (" (reference accuracy given)" if reference else ""),
         assumption=ASSUMPTION, objective=objective, target=target, delta=float(delta), threshold=thr,
-        coverage=float(np.mean(rec.score >= thr)) if n else 0.0, estimate=_estimate(rec, thr, objective),
+        coverage=float(np.mean(decision.accepts(rec.score, None, thr))) if n else 0.0, estimate=_estimate(rec, thr, objective),
         ladder_index=run, evidence=evidence,
     )
 
@@ -371,7 +372,7 @@ def _estimate(r: StreamRecords, thr: float, objective: str) -> float:
         return float("nan")
     got = r.label >= 0
     w = np.where(got, 1.0 / (r.p_fallback * np.where(r.p_label > 0, r.p_label, 1.0)), 0.0)
-    A = r.score >= thr
+    A = decision.accepts(r.score, None, thr)
     c = got & (r.label == r.primary)
     f = got & (r.label == r.fallback)
     if objective == "agreement":

@@ -7,10 +7,11 @@ capital over fixed bets, computed over runs of identical rows.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
+from ..core import decision
 from .records import StreamRecords
 
 __all__ = ["stream_statistic", "stream_columns", "event_rows", "mixture_log_capital", "min_probability_of",
@@ -60,7 +61,7 @@ def min_probability_of(records: StreamRecords, floor: float, objective: str) -> 
     if objective == "accuracy":
         sel = obs & (r.p_label > 0)
     else:
-        sel = obs & (r.fallback != r.primary) & (r.score >= floor) & (r.p_label > 0)
+        sel = obs & (r.fallback != r.primary) & decision.accepts(r.score, None, floor) & (r.p_label > 0)
     return min(pf, float(pp[sel].min())) if sel.any() else pf
 
 
@@ -228,7 +229,8 @@ def agreement_best(records: StreamRecords, ladder: Any, target: float, min_proba
     dis = np.where(failed | (obs & (r.fallback != r.primary)), 1.0 / r.p_fallback, 0.0)
     vals, cls = np.unique(dis, return_inverse=True)
     U = vals.size
-    first = H - np.searchsorted(t[::-1], r.score, side="right")   # first rung that accepts the row
+    side: Literal["left", "right"] = "right" if decision.ties_accepted() else "left"   # a score on a rung: as the rule says
+    first = H - np.searchsorted(t[::-1], r.score, side=side)   # first rung that accepts the row
     nb = -(-n // block)
     blk = np.arange(n) // block
     cnt = np.bincount((blk * U + cls) * (H + 1) + first, minlength=nb * U * (H + 1)).reshape(nb, U, H + 1)

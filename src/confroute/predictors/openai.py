@@ -29,10 +29,8 @@ Requires ``httpx`` (``pip install 'confroute[llm]'``).
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import os
 import threading
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -42,7 +40,7 @@ from ..core.types import PredictionError, Predictions
 from ..exceptions import RemoteStageError, StageTimeoutError
 from ._cache import ResponseCache, cache_key
 from ._llm_prompt import DEFAULT_TEMPLATE, LLMCall, LLMPrompt, check_usage
-from ._http import Transport, error_detail, status_error
+from ._http import Transport, error_detail, retry_after_seconds, short, status_error
 from ._text import check_texts
 from .base import Predictor
 
@@ -244,7 +242,7 @@ class OpenAIPredictor(Predictor):
             status = int(response.status_code)
             if status == 200:
                 break
-            wait = _retry_after(response.headers.get("retry-after"))
+            wait = retry_after_seconds(response.headers.get("retry-after"))
             transient = status == 429 or status >= 500
             if transient and wait is not None and wait <= self.max_retry_after and attempt < self.retry_after_retries:
                 await asyncio.sleep(wait)
@@ -265,7 +263,7 @@ class OpenAIPredictor(Predictor):
             data = response.json()
             choice = data["choices"][0]
         except (ValueError, KeyError, IndexError, TypeError):
-            raise PredictionError(f"{self.name}: the answer is not an OpenAI completion: {_short(response.text)}") from None
+            raise PredictionError(f"{self.name}: the answer is not an OpenAI completion: {short(response.text)}") from None
         logprobs: Any = choice.get("logprobs") if isinstance(choice, dict) else None
         try:
             if self.endpoint == "chat":
@@ -358,23 +356,3 @@ class OpenAIPredictor(Predictor):
     def __repr__(self) -> str:
         return (f"OpenAIPredictor(base_url={self.base_url!r}, model={self.model!r}, classes={self.classes!r}, "
                 f"codes={self.prompt.codes!r}, endpoint={self.endpoint!r})")
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (a number or an HTTP date), or None."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _short(value: Any, limit: int = 300) -> str:
-    text = value if isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[:limit] + "..."
