@@ -9,7 +9,10 @@ the candidates are built from it (``make``, in the quantize environment, numpy 2
   activations (``benchmarks/dequantize_int8.py``);
 * ``static-<method>``: static (calibrated) QDQ int8 of ``wq`` through
   ``confroute.export.quantize_onnx(mode="static")`` (what ``confroute export --quantize static``
-  runs), calibrated on ``--n-calib`` SST-2 *train* sentences (seed 0).
+  runs), calibrated on ``--n-calib`` SST-2 *train* sentences (seed 0);
+* ``rowwise``: the shared dynamic int8 model with every activation row quantised on its own
+  (``confroute.export.rowwise_int8``, what ``confroute export MPNET OUT --quantize rowwise``
+  runs); built by ``measure`` itself when missing (it needs only onnx, so either environment).
 
 ``measure`` runs each model with ONNX Runtime (``ONNXRuntimePredictor``, ``--threads`` threads,
 default 1) and reports
@@ -120,6 +123,10 @@ def measure(ns: argparse.Namespace) -> None:
               for m in ns.models}
     out: dict[str, Any] = {"threads": ns.threads, "platform": platform.processor() or platform.machine(),
                            "load_before": os.getloadavg(), "models": {}}
+    if "rowwise" in models and not (models["rowwise"] / "model.onnx").is_file():
+        from confroute.export import rowwise_int8
+
+        rowwise_int8(SHARED / "models" / "mpnet-sst2-int8", models["rowwise"], check_texts=dev[:100])
     for name, path in models.items():
         if ns.checks is not None and name not in ns.checks:
             continue

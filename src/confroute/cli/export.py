@@ -1,7 +1,11 @@
 """``confroute export``: a Hugging Face text classifier to ONNX, checked against PyTorch.
 
-The command line of :func:`confroute.export.export_to_onnx` (and its ``quantize="int8"`` and
-``quantize="static"`` options); it was ``python -m confroute.predictors.export`` before 0.3.
+The command line of :func:`confroute.export.export_to_onnx` (and its ``quantize="int8"``,
+``"rowwise"`` and ``"static"`` options); it was ``python -m confroute.predictors.export`` before 0.3.
+
+``--quantize rowwise`` on a MODEL_DIR that already holds a dynamically quantised ``model.onnx``
+(``--quantize int8``'s output, e.g. ``shared/models/mpnet-sst2-int8``) rewrites that model
+(:func:`confroute.export.rowwise_int8`): no PyTorch, no quantisation tools.
 
 ``--quantize static --calibration FILE`` calibrates the int8 activation scales on the texts of FILE
 (one per line, or the text column of a .tsv/.csv/.jsonl/.parquet file read by
@@ -24,7 +28,8 @@ __all__ = ["add_export_parser", "add_export_arguments", "run_export", "calibrati
 def add_export_arguments(p: argparse.ArgumentParser) -> None:
     """The arguments of ``confroute export``."""
     p.add_argument("model_dir", metavar="MODEL_DIR",
-                   help="a saved AutoModelForSequenceClassification (with its tokenizer)")
+                   help="a saved AutoModelForSequenceClassification (with its tokenizer); with --quantize rowwise, "
+                   "also a directory holding a dynamically quantised model.onnx")
     p.add_argument("output_dir", metavar="OUTPUT_DIR", help="where model.onnx, the tokenizer and config.json go")
     p.add_argument("--opset", type=int, default=14, help="ONNX opset (default 14)")
     p.add_argument("--atol", type=float, default=1e-4,
@@ -35,8 +40,10 @@ def add_export_arguments(p: argparse.ArgumentParser) -> None:
     from ..export import CALIBRATION_METHODS
 
     p.add_argument("--quantize", choices=list(QUANTIZE_MODES), default=None,
-                   help="int8: dynamic quantisation (outputs depend on batch composition); static: int8 with "
-                   "activation scales calibrated on --calibration texts (batch-invariant). Needs 'confroute[quantize]'")
+                   help="int8: dynamic quantisation (outputs depend on batch composition); rowwise: dynamic, "
+                   "each activation row on its own scale (batch-invariant); static: int8 with activation scales "
+                   "calibrated on --calibration texts (batch-invariant). Needs 'confroute[quantize]' (rowwise from "
+                   "an int8 model.onnx: only onnx)")
     p.add_argument("--calibration", type=Path, default=None, metavar="FILE",
                    help="--quantize static: calibration texts (training data), one per line or a .tsv/.csv/.jsonl "
                    "file with a text column")
@@ -84,6 +91,8 @@ def _run(ns: argparse.Namespace) -> int:
         calibration = calibration_texts(ns.calibration, ns.calibration_size)
     elif ns.calibration is not None:
         raise CLIError("--calibration is for --quantize static only")
+    if ns.quantize == "rowwise" and _is_onnx(Path(ns.model_dir)):
+        return _rowwise(ns, texts)
     r = export_to_onnx(ns.model_dir, ns.output_dir, opset=ns.opset, atol=ns.atol, overwrite=ns.overwrite,
                        check_texts=texts, quantize=ns.quantize, calibration_texts=calibration,
                        calibration_method=ns.calibration_method)
@@ -96,6 +105,23 @@ def _run(ns: argparse.Namespace) -> int:
               f"label agreement {q.label_agreement:.4f}")
         print(f"{q.mode}: max |prob diff| of a text alone vs in a batch of 32: {q.max_batch_diff:.2e}"
               + (f"; calibrated on {q.n_calibration} texts" if q.n_calibration else ""))
+    return 0
+
+
+def _is_onnx(model_dir: Path) -> bool:
+    return model_dir.suffix == ".onnx" or (model_dir / "model.onnx").is_file()
+
+
+def _rowwise(ns: argparse.Namespace, texts: list[str] | None) -> int:
+    from ..export import rowwise_int8
+
+    try:
+        q = rowwise_int8(ns.model_dir, ns.output_dir, check_texts=texts, overwrite=ns.overwrite)
+    except (ValueError, FileExistsError) as exc:
+        raise CLIError(f"{ns.model_dir}: {exc}") from None
+    print(f"wrote {q.onnx_path} (row-wise int8, {q.int8_bytes / 2**20:.1f} MiB); vs {q.reference} on "
+          f"{q.n_checked} texts: max |prob diff| {q.max_prob_diff:.2e}, label agreement {q.label_agreement:.4f}")
+    print(f"rowwise: max |prob diff| of a text alone vs in a batch of 32: {q.max_batch_diff:.2e}")
     return 0
 
 

@@ -13,11 +13,14 @@ Runtime's ``quantize_dynamic``), and reports how closely it follows the float32 
 largest probability difference and the share of equal labels on the check texts.
 ``quantize="static"`` with ``calibration_texts`` writes a statically quantised (QDQ) copy whose
 activation scales are fixed from those texts, so that its outputs do not depend on batch
-composition (:mod:`confroute.export.quantize`). The quantisation tools need ``onnx>=1.16`` and
+composition (:mod:`confroute.export.quantize`). ``quantize="rowwise"`` (or :func:`rowwise_int8` on
+an existing dynamically quantised model, which needs only ``onnx``) quantises every activation
+row with its own scale: batch-invariant with no calibration data, at close to dynamic int8's speed
+(:mod:`confroute.export.rowwise`). The quantisation tools need ``onnx>=1.16`` and
 ``ml_dtypes`` (so numpy 2), which cannot share an environment with DeepSparse: install them with
 ``pip install 'confroute[quantize]'``.
 
-Command line: ``confroute export MODEL_DIR OUTPUT_DIR [--quantize int8|static --calibration FILE]`` (:mod:`confroute.cli.export`).
+Command line: ``confroute export MODEL_DIR OUTPUT_DIR [--quantize int8|rowwise|static --calibration FILE]`` (:mod:`confroute.cli.export`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import numpy as np
 from .common import DEFAULT_CHECK_TEXTS, copy_side_files, copy_target
 from .quantize import (CALIBRATION_METHODS, QUANTIZE_MODES, QuantizeResult, check_quantize_mode, import_quantization,
                        quantize_onnx)
+from .rowwise import rowwise_int8, rowwise_int8_graph
 from ..exceptions import ExportMismatchError
 
 __all__ = [
@@ -44,6 +48,8 @@ __all__ = [
     "add_hidden_output",
     "HiddenOutputResult",
     "quantize_onnx",
+    "rowwise_int8",
+    "rowwise_int8_graph",
     "QuantizeResult",
     "QUANTIZE_MODES",
     "CALIBRATION_METHODS",

@@ -1,0 +1,292 @@
+"""Row-wise int8: a dynamically quantised ONNX model made batch-invariant, at int8 speed.
+
+ONNX Runtime's dynamic quantisation (``quantize_dynamic``, what ``confroute export --quantize
+int8`` writes) quantises each matrix multiplication's input with **one** scale and zero point
+computed at run time from the whole input tensor (``DynamicQuantizeLinear``). In a batch that
+tensor holds every text of the batch (and its padding), so a text's probabilities depend on the
+texts it was batched with: up to 0.41 apart on 200 SST-2 dev sentences for the shared MPNet
+(``docs/serving.md``), which is why such a fallback had to be served one text per call.
+
+:func:`rowwise_int8` rewrites each ``DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul``
+chain so that every **row** (every token of every text) is quantised with its own symmetric scale
+``max|x_row| / 127`` and zero point 128, computed from that row alone; the integer product then
+runs in ONNX Runtime's fused ``MatMulIntegerToFloat`` kernel with the row scales as its
+``a_scale``. A row's integers, and so a text's output, no longer depend on any other row: outputs
+are equal whatever the batch composition and padding (0 difference measured; the float
+operations outside the matrix products are row-wise too). The int8 weights, their scales and zero
+points are kept as they are: nothing is recalibrated and no float32 model is needed.
+
+Measured on the shared MPNet int8 (SST-2 dev, 1 ONNX Runtime thread; ``benchmarks/bench_fallback.py``,
+docs/backends.md): dev accuracy 0.9209 (dynamic int8 one text per call 0.9220, batched 0.9117;
+float32 0.9220), 0 batch-composition difference, and sorted batches of 32 at about 0.8x the speed
+of the dynamic model's batches (1.46x its one-text-per-call rate per CPU-second).
+
+The rewritten graph uses one ONNX Runtime contrib operator (``com.microsoft.MatMulIntegerToFloat``):
+it runs on ONNX Runtime's CPU provider, not on other runtimes. Only ``onnx`` and ``onnxruntime``
+are needed (no quantisation tools, any numpy).
+
+Part of :mod:`confroute.export` (which re-exports its public names).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..exceptions import ExportMismatchError
+from .common import DEFAULT_CHECK_TEXTS, copy_side_files, copy_target
+
+__all__ = ["rowwise_int8", "rowwise_int8_graph"]
+
+_PREFIX = "confroute_rowwise"
+
+
+def _import_onnx() -> Any:
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("rowwise_int8 rewrites ONNX graphs with the onnx package: "
+                          "pip install 'confroute[onnx]'") from None
+    return onnx
+
+
+def _opset(model: Any) -> int:
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    raise ValueError("the model declares no default-domain opset")
+
+
+class _Graph:
+    """Producers, consumers and constant values of a graph (what the pattern match reads)."""
+
+    def __init__(self, graph: Any, numpy_helper: Any) -> None:
+        self.consumers: dict[str, list[Any]] = {}
+        self.producer: dict[str, Any] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+            for name in node.output:
+                self.producer[name] = node
+        self.constants: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+                self.constants[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+        self.outputs = {o.name for o in graph.output}
+
+    def only_consumer(self, name: str, op_type: str, where: str) -> Any:
+        users = self.consumers.get(name, [])
+        if len(users) != 1 or users[0].op_type != op_type or name in self.outputs:
+            found = [u.op_type for u in users] + (["graph output"] if name in self.outputs else [])
+            raise ValueError(f"{where}: expected {name!r} to feed one {op_type} node, found {found or 'nothing'}; "
+                             "rowwise_int8 rewrites graphs written by onnxruntime.quantization.quantize_dynamic")
+        return users[0]
+
+
+def _match(g: _Graph, dql: Any) -> list[tuple[Any, Any, Any, str, str]]:
+    """Every ``MatMulInteger -> Cast -> Mul(., Mul(scale, w_scale))`` fed by ``dql``, as
+    (matmul, cast, mul, w_scale name, scales-product name)."""
+    q, scale, zero_point = dql.output
+    where = f"DynamicQuantizeLinear {dql.name or dql.output[0]!r}"
+    chains = []
+    for mm in g.consumers.get(q, []):
+        if mm.op_type != "MatMulInteger" or list(mm.input[:1]) != [q] or len(mm.input) < 3 or mm.input[2] != zero_point:
+            raise ValueError(f"{where}: its output feeds {mm.op_type} {mm.name!r}, not a MatMulInteger "
+                             "(input A, with its zero point): rowwise_int8 rewrites MatMul layers only")
+        weight = mm.input[1]
+        if weight not in g.constants or g.constants[weight].ndim != 2:
+            raise ValueError(f"{where}: MatMulInteger {mm.name!r} multiplies by {weight!r}, not a constant 2-D weight")
+        cast = g.only_consumer(mm.output[0], "Cast", where)
+        mul = g.only_consumer(cast.output[0], "Mul", where)
+        product = [i for i in mul.input if i != cast.output[0]]
+        node = g.producer.get(product[0]) if len(product) == 1 else None
+        if node is None or node.op_type != "Mul" or scale not in node.input:
+            raise ValueError(f"{where}: {mul.name!r} does not multiply by (activation scale x weight scale)")
+        w_scale = [i for i in node.input if i != scale]
+        if len(w_scale) != 1 or w_scale[0] not in g.constants:
+            raise ValueError(f"{where}: the weight scale of {mm.name!r} is not a constant")
+        chains.append((mm, cast, mul, w_scale[0], product[0]))
+    users = {id(u) for u in g.consumers.get(scale, [])}
+    if users - {id(g.producer[c[4]]) for c in chains} or scale in g.outputs:
+        raise ValueError(f"{where}: its scale is used outside the MatMul layers it quantises")
+    if not chains:
+        raise ValueError(f"{where}: its output feeds no MatMulInteger")
+    return chains
+
+
+# long: one flat list of the nodes each rewritten chain becomes, in graph order
+def rowwise_int8_graph(model: Any) -> tuple[Any, int]:
+    """A copy of ``model`` (an ``onnx.ModelProto`` from ``quantize_dynamic``) whose activations are
+    quantised row by row; returns ``(new_model, layers_rewritten)``.
+
+    Each ``DynamicQuantizeLinear(x)`` becomes: ``s = max(max|x| over the last axis / 127, tiny)``
+    per row, ``q = QuantizeLinear(reshape(x, [-1, K]), s, 128)`` (per-axis, uint8); each
+    ``MatMulInteger(q, W, zp, w_zp) -> Cast -> Mul(., s * w_scale)`` becomes
+    ``MatMulIntegerToFloat(q, W, s[:, None], w_scale, 128, w_zp)`` reshaped back to ``x``'s
+    leading shape. Everything else is kept.
+
+    Raises
+    ------
+    ValueError
+        When the model has no ``DynamicQuantizeLinear``, or one feeds anything but the pattern
+        above (the message names the node): such a model is left to the caller, never half
+        rewritten.
+
+    Examples
+    --------
+    >>> import onnx                                                           # doctest: +SKIP
+    >>> new, n = rowwise_int8_graph(onnx.load("mpnet-sst2-int8/model.onnx"))  # doctest: +SKIP
+    >>> n                                                                     # doctest: +SKIP
+    50
+    """
+    onnx = _import_onnx()
+    from onnx import helper, numpy_helper
+
+    model = type(model).FromString(model.SerializeToString())
+    opset = _opset(model)
+    if opset < 13:
+        raise ValueError(f"rowwise_int8 needs opset >= 13 (per-axis QuantizeLinear); the model has opset {opset}: "
+                         "export it again with opset 13 or later")
+    graph = model.graph
+    g = _Graph(graph, numpy_helper)
+    dqls = [n for n in graph.node if n.op_type == "DynamicQuantizeLinear"]
+    if not dqls:
+        raise ValueError("the model has no DynamicQuantizeLinear node: rowwise_int8 rewrites a dynamically "
+                         "quantised model (confroute export --quantize int8, or quantize_dynamic)")
+    p = _PREFIX
+    consts: dict[str, np.ndarray] = {
+        f"{p}_127": np.array(127.0, np.float32),
+        f"{p}_tiny": np.array(np.finfo(np.float32).tiny, np.float32),
+        f"{p}_zp": np.array(128, np.uint8),
+        f"{p}_zp1": np.array([128], np.uint8),
+        f"{p}_m1": np.array([-1], np.int64),
+        f"{p}_0": np.array([0], np.int64),
+        f"{p}_rows1": np.array([-1, 1], np.int64),
+    }
+    replace: dict[int, list[Any]] = {}
+    drop: set[int] = set()
+
+    def reduce(op: str, x: str, out: str) -> Any:
+        if opset >= 18:  # axes became an input
+            return helper.make_node(op, [x, f"{p}_m1"], [out], keepdims=1)
+        return helper.make_node(op, [x], [out], axes=[-1], keepdims=1)
+
+    for k, dql in enumerate(dqls):
+        chains = _match(g, dql)
+        x, (q, _, _) = dql.input[0], dql.output
+        t = f"{p}{k}_"
+        rows_scale = t + "scale_rows"   # [rows, 1]
+        replace[id(dql)] = [
+            reduce("ReduceMax", x, t + "max"),
+            reduce("ReduceMin", x, t + "min"),
+            helper.make_node("Neg", [t + "min"], [t + "negmin"]),
+            helper.make_node("Max", [t + "max", t + "negmin"], [t + "absmax"]),
+            helper.make_node("Div", [t + "absmax", f"{p}_127"], [t + "s0"]),
+            helper.make_node("Max", [t + "s0", f"{p}_tiny"], [t + "s"]),
+            helper.make_node("Reshape", [t + "s", f"{p}_m1"], [t + "scale"]),
+            helper.make_node("Reshape", [t + "s", f"{p}_rows1"], [rows_scale]),
+            helper.make_node("Shape", [x], [t + "shape"]),
+            helper.make_node("Gather", [t + "shape", f"{p}_m1"], [t + "k"], axis=0),
+            helper.make_node("Concat", [f"{p}_m1", t + "k"], [t + "shape2"], axis=0),
+            helper.make_node("Reshape", [x, t + "shape2"], [t + "x2"]),
+            helper.make_node("Shape", [t + "scale"], [t + "n"]),
+            helper.make_node("Expand", [f"{p}_zp1", t + "n"], [t + "zps"]),
+            helper.make_node("QuantizeLinear", [t + "x2", t + "scale", t + "zps"], [q], axis=0),
+            helper.make_node("Slice", [t + "shape", f"{p}_0", f"{p}_m1"], [t + "lead"]),
+        ]
+        for j, (mm, cast, mul, w_scale, product) in enumerate(chains):
+            n_out = int(g.constants[mm.input[1]].shape[1])
+            u = f"{t}{j}_"
+            consts[u + "n"] = np.array([n_out], np.int64)
+            inputs = [q, mm.input[1], rows_scale, w_scale, f"{p}_zp"] + ([mm.input[3]] if len(mm.input) > 3 else [])
+            replace[id(mm)] = [
+                helper.make_node("MatMulIntegerToFloat", inputs, [u + "y2"], domain="com.microsoft",
+                                 name=mm.name or u + "matmul"),
+                helper.make_node("Concat", [t + "lead", u + "n"], [u + "shape"], axis=0),
+                helper.make_node("Reshape", [u + "y2", u + "shape"], [mul.output[0]]),
+            ]
+            drop.update((id(cast), id(mul), id(g.producer[product])))
+    nodes = []
+    for node in graph.node:
+        if id(node) not in drop:
+            nodes.extend(replace.get(id(node), [node]))
+    del graph.node[:]
+    graph.node.extend(nodes)
+    graph.initializer.extend(numpy_helper.from_array(v, name) for name, v in consts.items())
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):
+        model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    del graph.value_info[:]  # shapes of the replaced tensors changed; ONNX Runtime infers them again
+    if model.ByteSize() < 2**31 - 2**20:  # the checker takes protobufs under 2 GB only
+        onnx.checker.check_model(model)
+    return model, len(dqls)
+
+
+def rowwise_int8(
+    model: str | Path,
+    output_dir: str | Path,
+    *,
+    check_texts: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Any:
+    """Write a batch-invariant copy of a dynamically quantised ONNX text classifier, and check it.
+
+    The copy (:func:`rowwise_int8_graph`) goes to ``output_dir`` with the tokenizer and config
+    files; the source is only read. Both models are then run on ``check_texts``: the result
+    compares the copy with the source run **one text at a time** (the only way the source's
+    outputs do not depend on other texts), and reports the copy's batch invariance (a text alone
+    against the same text in a padded batch of 32).
+
+    Parameters
+    ----------
+    model : path
+        A directory holding a dynamically quantised ``model.onnx`` (with its tokenizer), or the
+        ``.onnx`` file: e.g. ``confroute export MODEL OUT --quantize int8`` or
+        ``shared/models/mpnet-sst2-int8``.
+    output_dir : path
+        Where the copy goes; must differ from the model's directory.
+    check_texts : sequence of str, optional
+        Texts both models are run on (default :data:`DEFAULT_CHECK_TEXTS`).
+    overwrite : bool, default False
+        Replace an existing ``output_dir/model.onnx``.
+
+    Returns
+    -------
+    QuantizeResult
+        ``mode="rowwise"``, ``reference="dynamic int8, one text per call"``; ``fp32_bytes`` is
+        the source file's size (the source is int8 here).
+
+    Raises
+    ------
+    ValueError
+        When the model is not a dynamically quantised graph this rewrite knows (see
+        :func:`rowwise_int8_graph`).
+    ExportMismatchError
+        When the copy gives non-finite outputs.
+
+    Examples
+    --------
+    >>> r = rowwise_int8("shared/models/mpnet-sst2-int8", "/tmp/mpnet-rowwise")  # doctest: +SKIP
+    >>> r.max_batch_diff, r.label_agreement                                      # doctest: +SKIP
+    (0.0, 1.0)
+    """
+    onnx = _import_onnx()
+    from ..predictors._text import TextEncoder, default_max_length
+    from .quantize import QuantizeResult, compare_int8
+
+    src_file, src_dir, dst, out_file = copy_target(model, output_dir, overwrite)
+    texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
+    if not texts:
+        raise ValueError("check_texts must hold at least one text")
+    new, _ = rowwise_int8_graph(onnx.load(str(src_file)))
+    dst.mkdir(parents=True, exist_ok=True)
+    onnx.save(new, str(out_file))
+    copy_side_files(src_dir, dst)
+    encoder = TextEncoder(src_dir, max_length=default_max_length(src_dir), source=str(src_file))
+    worst, agree, batch_diff = compare_int8(encoder, src_file, out_file, texts, reference_batched=False)
+    if not np.isfinite(worst):
+        raise ExportMismatchError(f"the row-wise int8 model at {out_file} gives non-finite outputs")
+    return QuantizeResult(out_file, dst, "rowwise", worst, agree / len(texts), len(texts), src_file.stat().st_size,
+                          out_file.stat().st_size, batch_diff, 0, reference="dynamic int8, one text per call")
