@@ -7,14 +7,16 @@ Two applications run side by side on one local Ray instance, from `confroute ser
     threshold 0.98918) goes to the MPNet fallback;
 (b) **fallback alone** (``/alone``): the same ingress with the MPNet stage only.
 
-The MPNet fallback is ``--fallback`` (default: the batch-invariant static int8 MPNet built by
-``benchmarks/bench_fallback.py make``, ``.cache/mpnet-sst2-static-minmax``), run in a Ray Serve stage
+The MPNet fallback is ``--fallback`` (default: the batch-invariant row-wise int8 MPNet,
+``.cache/mpnet-sst2-rowwise``, written by ``confroute.export.rowwise_int8`` from the shared model
+when missing), run in a Ray Serve stage
 deployment (``--fallback-via ray``) or by a real MLServer process over the Open Inference Protocol
 (``--fallback-via mlserver``), with dynamic batching up to ``--fallback-batch`` inputs per call
 (1 = one sentence per call, how the dynamically quantised MPNet had to be served). Every model
 runs with 1 intra-op thread; every stage deployment has 1 replica.
 
-Load (an async httpx client in this process, loopback, one SST-2 dev sentence per request):
+Load (an async httpx client in this process, loopback, ``--per-request`` SST-2 dev sentences per
+request, default 1):
 
 * **open loop**: Poisson arrivals at each fixed offered rate of ``--rates`` for ``--seconds`` s;
   a request's latency counts from its scheduled arrival (no coordinated omission); a request
@@ -56,7 +58,7 @@ sys.path.insert(0, str(ROOT / "tools" / "mlserver"))
 
 SHARED = Path(os.environ.get("CONFROUTE_SHARED", ROOT.parent / "shared")).resolve()
 MINILM = SHARED / "models" / "minilm-sst2-pruned80"
-STATIC = ROOT / ".cache" / "mpnet-sst2-static-minmax"
+ROWWISE = ROOT / ".cache" / "mpnet-sst2-rowwise"
 DEV = SHARED / "data" / "sst2" / "dev.tsv"
 #: The SST-2 study's oracle threshold for pruned80 -> MPNet (benchmarks/results/sst2_mpnet_pair.json).
 STUDY_THRESHOLD = 0.9891769476260598
@@ -121,13 +123,14 @@ class CPUMeter:
         return total + sum(self.seen.values())
 
 
-def _summary(lat: list[float], answered: int, routed: int, failed: int, wall: float, cpu: float,
+def _summary(lat: list[float], answered: float, routed: float, failed: float, wall: float, cpu: float,
              n: int) -> dict[str, Any]:
     arr = np.array(lat + [np.inf] * failed) if (lat or failed) else np.array([np.inf])
     finite = np.array(lat) if lat else np.array([np.nan])
     return {
         "requests": n, "answered": answered, "failed": failed, "seconds": round(wall, 2),
         "throughput_rps": answered / wall if wall > 0 else 0.0,
+        "sentences_per_s": PER_REQUEST * answered / wall if wall > 0 else 0.0, "per_request": PER_REQUEST,
         # "higher": no interpolation, so failed requests (infinite latency) give inf, not nan.
         "p50_ms": float(np.percentile(arr, 50, method="higher") * 1000),
         "p99_ms": float(np.percentile(arr, 99, method="higher") * 1000),
@@ -137,16 +140,24 @@ def _summary(lat: list[float], answered: int, routed: int, failed: int, wall: fl
     }
 
 
-async def _post(client: Any, url: str, text: str, timeout: float) -> tuple[bool, bool]:
-    """(answered, routed) for one request."""
+#: Sentences per request (``--per-request``).
+PER_REQUEST = 1
+
+
+def _batch(texts: list[str], i: int) -> list[str]:
+    return [texts[(i * PER_REQUEST + j) % len(texts)] for j in range(PER_REQUEST)]
+
+
+async def _post(client: Any, url: str, batch: list[str], timeout: float) -> tuple[bool, float]:
+    """(answered, share of the request's rows that went past stage 0) for one request."""
     try:
-        r = await asyncio.wait_for(client.post(url, json={"inputs": [text]}), timeout)
+        r = await asyncio.wait_for(client.post(url, json={"inputs": batch}), timeout)
     except Exception:  # noqa: BLE001 - a timeout or a connection error: a failed request
-        return False, False
+        return False, 0.0
     if r.status_code != 200:
-        return False, False
-    row = r.json()["results"][0]
-    return True, bool(row["stage"] != 0 or row["degraded"])
+        return False, 0.0
+    rows = r.json()["results"]
+    return True, float(np.mean([row["stage"] != 0 or row["degraded"] for row in rows]))
 
 
 async def open_loop(url: str, texts: list[str], rate: float, seconds: float, seed: int, timeout: float,
@@ -158,7 +169,7 @@ async def open_loop(url: str, texts: list[str], rate: float, seconds: float, see
     arrivals = np.cumsum(rng.exponential(1 / rate, size=int(rate * seconds * 2) + 20))
     arrivals = arrivals[arrivals < seconds]
     lat: list[float] = []
-    counts = {"answered": 0, "routed": 0, "failed": 0}
+    counts: dict[str, float] = {"answered": 0, "routed": 0.0, "failed": 0}
     limits = httpx.Limits(max_connections=2000, max_keepalive_connections=256)
     async with httpx.AsyncClient(timeout=timeout + 5, limits=limits) as client:
         cpu0, t0 = meter.total(), time.perf_counter()
@@ -167,7 +178,7 @@ async def open_loop(url: str, texts: list[str], rate: float, seconds: float, see
             delay = t0 + at - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            ok, routed = await _post(client, url, texts[(seed * 7919 + i) % len(texts)], timeout)
+            ok, routed = await _post(client, url, _batch(texts, seed * 7919 + i), timeout)
             if ok:
                 lat.append(time.perf_counter() - (t0 + at))
                 counts["answered"] += 1
@@ -187,7 +198,7 @@ async def closed_loop(url: str, texts: list[str], n_requests: int, concurrency: 
     import httpx
 
     lat: list[float] = []
-    counts = {"answered": 0, "routed": 0, "failed": 0}
+    counts: dict[str, float] = {"answered": 0, "routed": 0.0, "failed": 0}
     queue = iter(range(n_requests))
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(timeout=timeout + 5, limits=limits) as client:
@@ -196,7 +207,7 @@ async def closed_loop(url: str, texts: list[str], n_requests: int, concurrency: 
         async def worker() -> None:
             for i in queue:
                 t = time.perf_counter()
-                ok, routed = await _post(client, url, texts[i % len(texts)], timeout)
+                ok, routed = await _post(client, url, _batch(texts, i), timeout)
                 if ok:
                     lat.append(time.perf_counter() - t)
                     counts["answered"] += 1
@@ -262,7 +273,8 @@ def main() -> None:  # long: argument parsing, server start-up and the two load 
     ap.add_argument("--closed", nargs="*", default=["1:100", "8:400", "32:800"],
                     help="closed-loop levels IN_FLIGHT:REQUESTS (default 1:100 8:400 32:800)")
     ap.add_argument("--threshold", type=float, default=STUDY_THRESHOLD)
-    ap.add_argument("--fallback", type=Path, default=STATIC)
+    ap.add_argument("--fallback", type=Path, default=ROWWISE)
+    ap.add_argument("--per-request", type=int, default=1, help="SST-2 sentences per request (default 1)")
     ap.add_argument("--fallback-batch", type=int, default=32)
     ap.add_argument("--fallback-via", choices=["ray", "mlserver"], default="ray")
     ap.add_argument("--timeout", type=float, default=30.0)
@@ -286,7 +298,13 @@ def main() -> None:  # long: argument parsing, server start-up and the two load 
     from confroute.cli.serve import app_from_config, check_config
     from launch import MLServerProcess, free_port
 
+    global PER_REQUEST
+    PER_REQUEST = args.per_request
     args.fallback = args.fallback.resolve()
+    if args.fallback == ROWWISE.resolve() and not (ROWWISE / "model.onnx").is_file():
+        from confroute.export import rowwise_int8
+
+        rowwise_int8(SHARED / "models" / "mpnet-sst2-int8", ROWWISE)
     texts = [line.split("\t")[0] for line in DEV.read_text(encoding="utf-8").splitlines()[1:]]
     results: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -294,7 +312,8 @@ def main() -> None:  # long: argument parsing, server start-up and the two load 
                     "note": "2 vCPUs shared with other agents' jobs; Ray started with num_cpus=2; the load "
                             "generator runs on the same 2 vCPUs"},
         "threads": "1 intra-op thread per model (ONNX Runtime in each stage replica, or in MLServer)",
-        "threshold": args.threshold, "fallback": str(args.fallback), "fallback_batch": args.fallback_batch,
+        "threshold": args.threshold, "per_request": args.per_request,
+        "fallback": str(args.fallback), "fallback_batch": args.fallback_batch,
         "fallback_via": args.fallback_via, "load_start": os.getloadavg(),
     }
     mlserver = None
@@ -374,6 +393,7 @@ def tables(results: dict[str, Any]) -> str:
                 text += (f"| {r[key]:g} | **routed / alone** | **{r['ratio_throughput']:.2f}x** | | "
                          f"{'' if p99 is None else f'{p99:.2f}x'} | | | | {r['ratio_cpu_per_request']:.2f}x | |\n")
         out.append(text)
+    out.append(f"{results.get('per_request', 1)} SST-2 sentence(s) per request; threshold {results.get('threshold')}.")
     s = results.get("sustained_rps_at_p99_1s")
     if s:
         out.append(f"Highest offered rate with p99 <= 1 s and no failures: routed {s['routed']:g} req/s, "
