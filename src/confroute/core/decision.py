@@ -33,6 +33,7 @@ __all__ = [
     "check_threshold",
     "resolve_threshold",
     "accepts",
+    "accepts_broadcast",
     "ties_accepted",
     "threshold_path",
     "answering_stage",
@@ -131,8 +132,22 @@ def accepts(scores: np.ndarray, predicted_index: np.ndarray | None, threshold: f
     if isinstance(threshold, np.ndarray) and threshold.ndim == 1:
         if predicted_index is None:
             raise ValueError("per-class thresholds need the stage's predicted classes")
-        return s >= threshold[np.asarray(predicted_index, dtype=np.int64)]
-    return s >= float(threshold)
+        return accepts_broadcast(s, threshold[np.asarray(predicted_index, dtype=np.int64)])
+    return accepts_broadcast(s, float(threshold))
+
+
+def accepts_broadcast(scores: np.ndarray | float, thresholds: np.ndarray | float) -> np.ndarray:
+    """The same rule with numpy broadcasting: a threshold per input, or a whole ladder at once.
+
+    ``accepts_broadcast(scores[None, :], ladder[:, None])`` is the (rungs, inputs) matrix of
+    :func:`accepts` at every rung (simulations, certificates over a ladder).
+
+    Examples
+    --------
+    >>> accepts_broadcast(np.array([0.5, 0.9])[None, :], np.array([0.5, 0.95])[:, None]).tolist()
+    [[True, True], [False, False]]
+    """
+    return np.asarray(np.asarray(scores, dtype=np.float64) >= np.asarray(thresholds, dtype=np.float64))
 
 
 def answering_stage(

@@ -36,8 +36,8 @@ import numpy as np
 
 from .common import DEFAULT_CHECK_TEXTS, copy_side_files, copy_target
 from .quantize import (CALIBRATION_METHODS, QUANTIZE_MODES, QuantizeResult, check_quantize_mode, import_quantization,
-                       quantize_onnx)
-from .rowwise import rowwise_int8, rowwise_int8_graph
+                       quantize_onnx, rowwise_int8)
+from .rowwise import rowwise_int8_graph
 from ..exceptions import ExportMismatchError
 
 __all__ = [

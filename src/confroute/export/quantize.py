@@ -27,7 +27,7 @@ from ..exceptions import ExportMismatchError
 from .common import DEFAULT_CHECK_TEXTS, copy_side_files, copy_target
 
 __all__ = ["QUANTIZE_MODES", "CALIBRATION_METHODS", "QuantizeResult", "quantize_onnx", "check_quantize_mode",
-           "import_quantization", "weight_matmuls", "compare_int8"]
+           "import_quantization", "weight_matmuls", "compare_int8", "rowwise_int8"]
 
 
 # --------------------------------------------------------------------------- int8 quantisation
@@ -241,10 +241,9 @@ def quantize_onnx(
                 extra_options={"DefaultTensorType": 1},
             )
             if mode == "rowwise":
-                import onnx
+                from .rowwise import import_onnx, rowwise_int8_graph
 
-                from .rowwise import rowwise_int8_graph
-
+                onnx = import_onnx()
                 onnx.save(rowwise_int8_graph(onnx.load(str(out_file)))[0], str(out_file))
     finally:
         root.removeFilter(not_preprocessing)
@@ -362,3 +361,72 @@ def compare_int8(encoder: Any, src_file: Path, out_file: Path, texts: list[str],
         worst = max(worst, float(np.max(np.abs(ref - new))))
         batch_diff = max(batch_diff, float(np.max(np.abs(new - np.asarray(alone[i : i + 32])))))
     return worst, agree, batch_diff
+
+
+def rowwise_int8(
+    model: str | Path,
+    output_dir: str | Path,
+    *,
+    check_texts: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Any:
+    """Write a batch-invariant copy of a dynamically quantised ONNX text classifier, and check it.
+
+    The copy (:func:`~confroute.export.rowwise.rowwise_int8_graph`) goes to ``output_dir`` with the tokenizer and config
+    files; the source is only read. Both models are then run on ``check_texts``: the result
+    compares the copy with the source run **one text at a time** (the only way the source's
+    outputs do not depend on other texts), and reports the copy's batch invariance (a text alone
+    against the same text in a padded batch of 32).
+
+    Parameters
+    ----------
+    model : path
+        A directory holding a dynamically quantised ``model.onnx`` (with its tokenizer), or the
+        ``.onnx`` file: e.g. ``confroute export MODEL OUT --quantize int8`` or
+        ``shared/models/mpnet-sst2-int8``.
+    output_dir : path
+        Where the copy goes; must differ from the model's directory.
+    check_texts : sequence of str, optional
+        Texts both models are run on (default :data:`DEFAULT_CHECK_TEXTS`).
+    overwrite : bool, default False
+        Replace an existing ``output_dir/model.onnx``.
+
+    Returns
+    -------
+    QuantizeResult
+        ``mode="rowwise"``, ``reference="dynamic int8, one text per call"``; ``fp32_bytes`` is
+        the source file's size (the source is int8 here).
+
+    Raises
+    ------
+    ValueError
+        When the model is not a dynamically quantised graph this rewrite knows (see
+        :func:`rowwise_int8_graph`).
+    ExportMismatchError
+        When the copy gives non-finite outputs.
+
+    Examples
+    --------
+    >>> r = rowwise_int8("shared/models/mpnet-sst2-int8", "/tmp/mpnet-rowwise")  # doctest: +SKIP
+    >>> r.max_batch_diff, r.label_agreement                                      # doctest: +SKIP
+    (0.0, 1.0)
+    """
+    from ..predictors._text import TextEncoder, default_max_length
+    from .rowwise import import_onnx, rowwise_int8_graph
+
+    onnx = import_onnx()
+
+    src_file, src_dir, dst, out_file = copy_target(model, output_dir, overwrite)
+    texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
+    if not texts:
+        raise ValueError("check_texts must hold at least one text")
+    new, _ = rowwise_int8_graph(onnx.load(str(src_file)))
+    dst.mkdir(parents=True, exist_ok=True)
+    onnx.save(new, str(out_file))
+    copy_side_files(src_dir, dst)
+    encoder = TextEncoder(src_dir, max_length=default_max_length(src_dir), source=str(src_file))
+    worst, agree, batch_diff = compare_int8(encoder, src_file, out_file, texts, reference_batched=False)
+    if not np.isfinite(worst):
+        raise ExportMismatchError(f"the row-wise int8 model at {out_file} gives non-finite outputs")
+    return QuantizeResult(out_file, dst, "rowwise", worst, agree / len(texts), len(texts), src_file.stat().st_size,
+                          out_file.stat().st_size, batch_diff, 0, reference="dynamic int8, one text per call")

@@ -7,7 +7,7 @@ tensor holds every text of the batch (and its padding), so a text's probabilitie
 texts it was batched with: up to 0.41 apart on 200 SST-2 dev sentences for the shared MPNet
 (``docs/serving.md``), which is why such a fallback had to be served one text per call.
 
-:func:`rowwise_int8` rewrites each ``DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul``
+:func:`rowwise_int8_graph` (and :func:`confroute.export.rowwise_int8` on a model directory) rewrites each ``DynamicQuantizeLinear -> MatMulInteger -> Cast -> Mul``
 chain so that every **row** (every token of every text) is quantised with its own symmetric scale
 ``max|x_row| / 127`` and zero point 128, computed from that row alone; the integer product then
 runs in ONNX Runtime's fused ``MatMulIntegerToFloat`` kernel with the row scales as its
@@ -30,21 +30,17 @@ Part of :mod:`confroute.export` (which re-exports its public names).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..exceptions import ExportMismatchError
-from .common import DEFAULT_CHECK_TEXTS, copy_side_files, copy_target
 
-__all__ = ["rowwise_int8", "rowwise_int8_graph"]
+__all__ = ["rowwise_int8_graph", "import_onnx"]
 
 _PREFIX = "confroute_rowwise"
 
 
-def _import_onnx() -> Any:
+def import_onnx() -> Any:
     try:
         import onnx
     except ImportError:
@@ -142,7 +138,7 @@ def rowwise_int8_graph(model: Any) -> tuple[Any, int]:
     >>> n                                                                     # doctest: +SKIP
     50
     """
-    onnx = _import_onnx()
+    onnx = import_onnx()
     from onnx import helper, numpy_helper
 
     model = type(model).FromString(model.SerializeToString())
@@ -222,71 +218,3 @@ def rowwise_int8_graph(model: Any) -> tuple[Any, int]:
     if model.ByteSize() < 2**31 - 2**20:  # the checker takes protobufs under 2 GB only
         onnx.checker.check_model(model)
     return model, len(dqls)
-
-
-def rowwise_int8(
-    model: str | Path,
-    output_dir: str | Path,
-    *,
-    check_texts: Sequence[str] | None = None,
-    overwrite: bool = False,
-) -> Any:
-    """Write a batch-invariant copy of a dynamically quantised ONNX text classifier, and check it.
-
-    The copy (:func:`rowwise_int8_graph`) goes to ``output_dir`` with the tokenizer and config
-    files; the source is only read. Both models are then run on ``check_texts``: the result
-    compares the copy with the source run **one text at a time** (the only way the source's
-    outputs do not depend on other texts), and reports the copy's batch invariance (a text alone
-    against the same text in a padded batch of 32).
-
-    Parameters
-    ----------
-    model : path
-        A directory holding a dynamically quantised ``model.onnx`` (with its tokenizer), or the
-        ``.onnx`` file: e.g. ``confroute export MODEL OUT --quantize int8`` or
-        ``shared/models/mpnet-sst2-int8``.
-    output_dir : path
-        Where the copy goes; must differ from the model's directory.
-    check_texts : sequence of str, optional
-        Texts both models are run on (default :data:`DEFAULT_CHECK_TEXTS`).
-    overwrite : bool, default False
-        Replace an existing ``output_dir/model.onnx``.
-
-    Returns
-    -------
-    QuantizeResult
-        ``mode="rowwise"``, ``reference="dynamic int8, one text per call"``; ``fp32_bytes`` is
-        the source file's size (the source is int8 here).
-
-    Raises
-    ------
-    ValueError
-        When the model is not a dynamically quantised graph this rewrite knows (see
-        :func:`rowwise_int8_graph`).
-    ExportMismatchError
-        When the copy gives non-finite outputs.
-
-    Examples
-    --------
-    >>> r = rowwise_int8("shared/models/mpnet-sst2-int8", "/tmp/mpnet-rowwise")  # doctest: +SKIP
-    >>> r.max_batch_diff, r.label_agreement                                      # doctest: +SKIP
-    (0.0, 1.0)
-    """
-    onnx = _import_onnx()
-    from ..predictors._text import TextEncoder, default_max_length
-    from .quantize import QuantizeResult, compare_int8
-
-    src_file, src_dir, dst, out_file = copy_target(model, output_dir, overwrite)
-    texts = list(check_texts if check_texts is not None else DEFAULT_CHECK_TEXTS)
-    if not texts:
-        raise ValueError("check_texts must hold at least one text")
-    new, _ = rowwise_int8_graph(onnx.load(str(src_file)))
-    dst.mkdir(parents=True, exist_ok=True)
-    onnx.save(new, str(out_file))
-    copy_side_files(src_dir, dst)
-    encoder = TextEncoder(src_dir, max_length=default_max_length(src_dir), source=str(src_file))
-    worst, agree, batch_diff = compare_int8(encoder, src_file, out_file, texts, reference_batched=False)
-    if not np.isfinite(worst):
-        raise ExportMismatchError(f"the row-wise int8 model at {out_file} gives non-finite outputs")
-    return QuantizeResult(out_file, dst, "rowwise", worst, agree / len(texts), len(texts), src_file.stat().st_size,
-                          out_file.stat().st_size, batch_diff, 0, reference="dynamic int8, one text per call")

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core import decision
 from .records import StreamRecords, label_probability
 from .sequential import ThresholdEProcess, certify_stream
 
@@ -69,7 +70,7 @@ class StreamPopulation:
     def truth(self, ladder: Any, objective: str, target: float) -> np.ndarray:
         """Whether the target holds at each threshold of ``ladder`` in this population."""
         t = np.asarray(ladder, dtype=np.float64)
-        A = self.score[None, :] >= t[:, None]
+        A = decision.accepts_broadcast(self.score[None, :], t[:, None])
         c = (self.primary == self.label)
         f = (self.fallback == self.label)
         if objective == "relative_accuracy":
@@ -83,7 +84,7 @@ class StreamPopulation:
     def value(self, thresholds: Any, objective: str) -> np.ndarray:
         """The objective's value at each threshold (ratio for a relative target)."""
         t = np.asarray(thresholds, dtype=np.float64).reshape(-1)
-        A = self.score[None, :] >= t[:, None]
+        A = decision.accepts_broadcast(self.score[None, :], t[:, None])
         c = (self.primary == self.label)
         f = (self.fallback == self.label)
         sys_acc = (A * c + ~A * f).mean(axis=1)
@@ -112,11 +113,12 @@ def simulate_records(pop: StreamPopulation, n: int, rng: np.random.Generator, *,
     i = rng.integers(0, pop.score.shape[0], n)
     s, pr, fb, y = pop.score[i], pop.primary[i].copy(), pop.fallback[i], pop.label[i]
     t = np.broadcast_to(np.asarray(deployed_threshold, dtype=np.float64), (n,))
-    acc = s >= t
+    acc = decision.accepts_broadcast(s, t)
     if drift_at is not None:
         pos = start + np.arange(n)
         ok = acc & (pr == y)
-        base = float(np.mean(pop.primary[pop.score >= t[0]] == pop.label[pop.score >= t[0]]))
+        accepted = decision.accepts(pop.score, None, float(t[0]))
+        base = float(np.mean(pop.primary[accepted] == pop.label[accepted]))
         flip = (pos >= drift_at) & ok & (rng.random(n) < drift_drop / max(base, 1e-9))
         pr = np.where(flip, (y + 1) % max(int(pop.label.max()) + 1, 2), pr)
     aud = ~acc | (rng.random(n) < audit_rate)
@@ -159,7 +161,8 @@ def validity(pop: StreamPopulation, *, streams: int, n: int, seed: int, ladder: 
         "first_false_rung": first_false, "ladder_size": int(lad.size),
         "ever_wrong": float(np.mean(r > first_false)), "mean_certified_rungs": float(r.mean()),
         "mean_coverage": float(np.mean(cov)), "mean_labels": float(np.mean(labels)),
-        "oracle_coverage": float(np.mean(pop.score >= lad[first_false - 1])) if first_false else 0.0,
+        "oracle_coverage": (float(np.mean(decision.accepts(pop.score, None, float(lad[first_false - 1]))))
+                            if first_false else 0.0),
     }
 
 

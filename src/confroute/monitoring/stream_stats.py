@@ -92,7 +92,7 @@ def stream_statistic(records: StreamRecords, thresholds: Any, objective: str, ta
     wp = np.where(pend & ~agree, wl, 0.0)
     c = got & (lab == r.primary[idx])
     f = got & (lab == r.fallback[idx])
-    A = s[None, :] >= t[:, None]
+    A = decision.accepts_broadcast(s[None, :], t[:, None])
     worst = side == "certify"
     big = 1.0 / min_probability
     ones = np.ones(t.size)
