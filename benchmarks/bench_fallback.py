@@ -100,21 +100,9 @@ def _predictor(path: Path, threads: int, batch: int, sort: bool | None = None) -
 
 def _invariance(path: Path, texts: list[str], threads: int) -> float:
     """Largest |prob difference| of a sentence across 5 random batch compositions."""
-    p = _predictor(path, threads, 32, sort=False)
-    runs = []
-    for seed in range(5):
-        rng = np.random.default_rng(seed)
-        perm = rng.permutation(len(texts))
-        probs = np.empty((len(texts), 2))
-        i = 0
-        while i < len(perm):
-            k = int(rng.integers(1, 33))
-            idx = perm[i : i + k]
-            probs[idx] = p.predict([texts[j] for j in idx]).probs
-            i += k
-        runs.append(probs)
-    stack = np.stack(runs)
-    return float(np.max(stack.max(0) - stack.min(0)))
+    from confroute.export import batch_composition_diff
+
+    return batch_composition_diff(_predictor(path, threads, 32, sort=False), texts, compositions=5, max_batch_size=32)
 
 
 def measure(ns: argparse.Namespace) -> None:
@@ -197,18 +185,9 @@ def measure_deepsparse(ns: argparse.Namespace) -> None:
             print(name, out["models"][name], flush=True)
             continue
         entry: dict[str, Any] = {"compile_s": round(time.perf_counter() - t0, 1)}
-        runs = []
-        texts = dev[: ns.n_inv]
-        for seed in range(5):
-            rng = np.random.default_rng(seed)
-            perm, probs, i = rng.permutation(len(texts)), np.empty((len(texts), 2)), 0
-            while i < len(perm):
-                idx = perm[i : i + int(rng.integers(1, 33))]
-                probs[idx] = p.predict([texts[j] for j in idx]).probs
-                i += len(idx)
-            runs.append(probs)
-        stack = np.stack(runs)
-        entry["invariance_max_prob_diff"] = float(np.max(stack.max(0) - stack.min(0)))
+        from confroute.export import batch_composition_diff
+
+        entry["invariance_max_prob_diff"] = batch_composition_diff(p, dev[: ns.n_inv], compositions=5, max_batch_size=32)
         entry["dev_acc_sorted32"] = float(np.mean(np.argmax(p.predict(dev).probs, 1) == labels))
         speed, rates = dev[: ns.n_speed], []
         for _ in range(ns.repeats):

@@ -93,21 +93,11 @@ def dynamic_dir(tiny_onnx_dir, tmp_path_factory):
 
 
 def _compositions(model_dir, texts, n=5):
-    """Probabilities of ``texts`` in ``n`` random batch compositions (random order, random sizes)."""
+    """Largest probability change of a text over ``n`` random batch compositions (sizes 1-5)."""
     from confroute.predictors import ONNXRuntimePredictor
 
     p = ONNXRuntimePredictor(model_dir, num_threads=1, sort_by_length=False)
-    runs = []
-    for seed in range(n):
-        rng = np.random.default_rng(seed)
-        perm, probs, i = rng.permutation(len(texts)), np.empty((len(texts), 2)), 0
-        while i < len(perm):
-            idx = perm[i : i + int(rng.integers(1, 6))]
-            probs[idx] = p.predict([texts[j] for j in idx]).probs
-            i += len(idx)
-        runs.append(probs)
-    stack = np.stack(runs)
-    return float(np.max(stack.max(0) - stack.min(0)))
+    return export_module.batch_composition_diff(p, texts, compositions=n, max_batch_size=5)
 
 
 @needs_quantize

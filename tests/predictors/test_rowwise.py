@@ -21,7 +21,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from confroute.export import rowwise_int8, rowwise_int8_graph  # noqa: E402
+from confroute.export import batch_composition_diff, rowwise_int8_graph  # noqa: E402
 
 K, N = 24, 5
 
@@ -146,18 +146,8 @@ def test_shared_mpnet_rowwise_is_batch_invariant_and_accurate(tmp_path, capsys):
     data = load_texts(DEV)
     texts, labels = list(data.texts), np.asarray(data.labels).astype(int)
     model = ONNXRuntimePredictor(out, num_threads=2, batch_size=32, sort_by_length=False)
-    sub = texts[:200]
-    runs = []
-    for seed in range(5):  # 5 random batch compositions of the same 200 sentences
-        rng = np.random.default_rng(seed)
-        perm, probs, i = rng.permutation(len(sub)), np.empty((len(sub), 2)), 0
-        while i < len(perm):
-            idx = perm[i : i + int(rng.integers(1, 33))]
-            probs[idx] = model.predict([sub[j] for j in idx]).probs
-            i += len(idx)
-        runs.append(probs)
-    stack = np.stack(runs)
-    assert float(np.max(stack.max(0) - stack.min(0))) <= 1e-5
+    # 5 random batch compositions (sizes 1-32) of the same 200 sentences
+    assert batch_composition_diff(model, texts[:200], compositions=5, max_batch_size=32) <= 1e-5
     sorted_model = ONNXRuntimePredictor(out, num_threads=2, batch_size=32, sort_by_length=True)
     accuracy = float(np.mean(sorted_model.predict(texts).probs.argmax(1) == labels))
     assert accuracy >= 0.918, accuracy

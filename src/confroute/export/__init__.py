@@ -36,7 +36,7 @@ import numpy as np
 
 from .common import DEFAULT_CHECK_TEXTS, copy_side_files, copy_target
 from .quantize import (CALIBRATION_METHODS, QUANTIZE_MODES, QuantizeResult, check_quantize_mode, import_quantization,
-                       quantize_onnx, rowwise_int8)
+                       batch_composition_diff, quantize_onnx, rowwise_int8)
 from .rowwise import rowwise_int8_graph
 from ..exceptions import ExportMismatchError
 
@@ -50,6 +50,7 @@ __all__ = [
     "quantize_onnx",
     "rowwise_int8",
     "rowwise_int8_graph",
+    "batch_composition_diff",
     "QuantizeResult",
     "QUANTIZE_MODES",
     "CALIBRATION_METHODS",
