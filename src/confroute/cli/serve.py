@@ -489,10 +489,10 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, allow_pickle=getattr(args, "allow_pickle", False))
+    _check_ledger(cfg.get("audit"))  # before any model loads or Ray starts
     if args.check:
         router = build_router(cfg)
         _drift_monitor(cfg.get("drift"), cfg["thresholds"])  # reads the reference scores
-        _check_ledger(cfg.get("audit"))
         print(f"config ok: {router!r}; classes {list(router.stages[0].classes or []) or 'unnamed'}")
         return 0
     ray_cfg = cfg["ray"]
