@@ -264,7 +264,7 @@ class Ingress:
         result = self.result(final)
         self._record(result)
         if self.audit is not None:  # recorded off the request path: the answer does not wait
-            observe_later(self.audit, inputs, result, self._audit_tasks)
+            observe_later(self.audit, inputs, result, self._audit_tasks, self.model_name)
         return result
 
     def result(self, final: RowState) -> RoutingResult:

@@ -189,10 +189,28 @@ class AuditServer:
         return values
 
 
+_UNRECORDED: list[Any] = []
+
+
+def _unrecorded(app: str, n: int) -> None:
+    """Count inputs the audit replica never received (``confroute_audit_unrecorded``)."""
+    try:
+        if not _UNRECORDED:
+            from ray.util import metrics as ray_metrics
+
+            _UNRECORDED.append(ray_metrics.Counter(
+                "confroute_audit_unrecorded", description="Routed inputs the audit replica could not record",
+                tag_keys=("app",)))
+        _UNRECORDED[0].inc(float(n), tags={"app": app})
+    except Exception:  # noqa: BLE001 - outside Ray (tests): logged only
+        pass
+
+
 def observe_later(audit: Any, inputs: Sequence[Any], result: RoutingResult, pending: set[Any],
-                  on_failure: Any = None) -> None:
+                  app: str = "confroute") -> None:
     """Hand a routed batch to the audit replica without waiting for it (the caller answers at
-    once); a failure is logged and passed to ``on_failure``."""
+    once). A batch the audit replica could not take (it died or is unreachable) is logged and
+    counted in ``confroute_audit_unrecorded``."""
 
     async def send() -> None:
         try:
@@ -200,8 +218,7 @@ def observe_later(audit: Any, inputs: Sequence[Any], result: RoutingResult, pend
         except Exception as exc:  # noqa: BLE001 - the user's answer is already out
             logger.warning("audit: a routed batch of %d inputs was not recorded (%s: %s)", len(inputs),
                            type(exc).__name__, exc)
-            if on_failure is not None:
-                on_failure(exc)
+            _unrecorded(app, len(inputs))
 
     task = asyncio.ensure_future(send())
     pending.add(task)  # keep a reference until it is done
