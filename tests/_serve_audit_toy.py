@@ -4,12 +4,14 @@
 neg for texts with "bad" or "not", pos otherwise, so "not good" is accepted by ``small`` and
 answered differently by ``big`` (a disagreement that only a shadow call finds). ``big`` raises
 while the file named by :func:`make_router`'s ``down`` exists (a failing fallback), and its
-failures keep the small model's answer (``on_error="keep_previous"``).
+failures keep the small model's answer (``on_error="keep_previous"``); it waits while the file
+``down + ".hold"`` exists (a fallback that does not answer yet).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +40,8 @@ def truth(text: str) -> str:
 
 def make_big(down: str):
     def big(texts: Sequence[Any]) -> np.ndarray:
+        while os.path.exists(down + ".hold"):
+            time.sleep(0.05)
         if os.path.exists(down):
             raise RuntimeError("the fallback is down")
         return np.array([[0.9, 0.1] if truth(t) == "neg" else [0.1, 0.9] for t in check_texts(texts, "big")]

@@ -154,13 +154,13 @@ def _route(service, texts):
     return rows
 
 
-def _certificate(service, seen):
-    """GET /certificate?flush=1 until the audit replica has recorded ``seen`` inputs."""
+def _certificate(service, seen, flush=True):
+    """GET /certificate (``flush``: ?flush=1) until the audit replica has recorded ``seen`` inputs."""
     import httpx
 
     deadline = time.monotonic() + 120
     while True:
-        r = httpx.get(service["url"] + "/certificate?flush=1", timeout=120)
+        r = httpx.get(service["url"] + "/certificate" + ("?flush=1" if flush else ""), timeout=120)
         assert r.status_code == 200, r.text
         body = r.json()
         if body["evidence"]["seen"] >= seen or time.monotonic() > deadline:
@@ -262,6 +262,30 @@ def test_a_failing_fallback_changes_no_answer_and_loses_no_audit_record(service)
     failed = led["shadow_failures"] - before["shadow_failures"]
     assert failed == led["sampled"] - before["sampled"] > 0 and led["audited"] == before["audited"]
     assert body["metrics"]["shadow_failures"] == body["evidence"]["shadow_failures"] == led["shadow_failures"]
+
+
+def test_answers_do_not_wait_for_shadow_calls(service):
+    """While the fallback does not answer, accepted inputs are answered and recorded; their shadow
+    calls are still pending (so the answers did not wait for them), and finish once it answers."""
+    import os
+
+    before = _ledger(service["ledger"])
+    hold = service["down"] + ".hold"
+    texts = [f"good {i}" for i in range(40)]  # all accepted by the first stage
+    open(hold, "w").close()
+    try:
+        rows = _route(service, texts)
+        body = _certificate(service, before["seen"] + len(texts), flush=False)  # the records only
+        ev = body["evidence"]
+        assert ev["sampled"] - ev["audited"] - ev["shadow_failures"] > 0  # shadow calls still waiting
+    finally:
+        os.remove(hold)
+    assert [r["label"] for r in rows] == ["pos"] * len(texts) and {r["stage"] for r in rows} == {0}
+    import httpx
+
+    ev = httpx.get(service["url"] + "/certificate?flush=1", timeout=120).json()["evidence"]
+    led = _ledger(service["ledger"])
+    assert ev["sampled"] == led["sampled"] == led["audit_rows"] and ev["audited"] - before["audited"] > 0
 
 
 def test_audit_endpoints_answer_405_for_other_methods(service):
