@@ -40,6 +40,9 @@ def truth(text: str) -> str:
 
 def make_big(down: str):
     def big(texts: Sequence[Any]) -> np.ndarray:
+        if os.path.exists(down + ".hold"):
+            with open(down + ".waiting", "a", encoding="utf-8") as fh:  # a call is in the replica
+                fh.write("x")
         while os.path.exists(down + ".hold"):
             time.sleep(0.05)
         if os.path.exists(down):

@@ -288,6 +288,40 @@ def test_answers_do_not_wait_for_shadow_calls(service):
     assert ev["sampled"] == led["sampled"] == led["audit_rows"] and ev["audited"] - before["audited"] > 0
 
 
+def test_a_killed_fallback_replica_changes_no_answer_and_its_shadow_calls_are_counted(service):
+    """Shadow calls in flight in the fallback stage's replica when it is killed fail: counted as
+    failed audits, nothing lost; the answers (all from the first stage) do not change."""
+    import os
+
+    import ray
+
+    before = _ledger(service["ledger"])
+    hold, waiting = service["down"] + ".hold", service["down"] + ".waiting"
+    texts = [f"so good {i}" for i in range(40)]
+    open(hold, "w").close()
+    try:
+        rows = _route(service, texts)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(waiting) and time.monotonic() < deadline:  # a shadow call is in the replica
+            time.sleep(0.05)
+        assert os.path.exists(waiting)
+        stage1 = [a for a in ray.util.list_named_actors(all_namespaces=True) if "stage1-big" in a["name"]]
+        assert stage1
+        for a in stage1:
+            ray.kill(ray.get_actor(a["name"], namespace=a["namespace"]))
+    finally:
+        os.remove(hold)
+        if os.path.exists(waiting):
+            os.remove(waiting)
+    assert [r["label"] for r in rows] == ["pos"] * len(texts) and {r["stage"] for r in rows} == {0}
+    body = _certificate(service, before["seen"] + len(texts))  # flush: every shadow call done
+    led = _ledger(service["ledger"])
+    assert led["ids"] == [f"default:{i}" for i in range(before["seen"] + len(texts))]
+    assert led["audit_rows"] == led["sampled"] > before["sampled"]
+    assert led["shadow_failures"] > before["shadow_failures"]  # the calls in flight at the kill
+    assert body["metrics"]["shadow_failures"] == led["shadow_failures"]
+
+
 def test_audit_endpoints_answer_405_for_other_methods(service):
     import httpx
 
