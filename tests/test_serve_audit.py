@@ -49,6 +49,7 @@ def _cfg(audit, stages=STAGES, thresholds=(0.9,), tmp=None):
     ({"target_agreement": 0.9, "ledger": "a.sqlite", "rate": 0}, r"audit\.rate must be a number in \(0, 1\], got 0"),
     ({"target_agreement": 0.9, "ledger": "a.sqlite", "delta": "x"}, r"audit\.delta must be a number"),
     ({"target_agreement": 0.9, "ledger": "a.sqlite", "shadow_concurrency": 0}, r"audit\.shadow_concurrency must be an integer >= 1"),
+    ({"target_agreement": 0.9, "ledger": "a.sqlite", "check_every": -1}, r"audit\.check_every must be an integer >= 0"),
     ({"target_agreement": 0.9, "ledger": "a.sqlite", "policy": "tighten"}, r"audit\.policy: 'tighten' is not available when serving"),
     ({"target_agreement": 0.9, "ledger": "a.sqlite", "looser": "loosen"}, r"audit\.looser: 'loosen' is not available"),
     ({"target_agreement": 0.9}, r"audit\.ledger: give a SQLite file"),
@@ -122,7 +123,7 @@ def service(tmp_path_factory):
     folder = tmp_path_factory.mktemp("audit")
     down = str(folder / "fallback-down")
     cfg = _cfg({"target_relative_accuracy": 0.9, "rate": 0.5, "ledger": "audit.sqlite", "sink": "requests.jsonl",
-                "random_state": 7, "shadow_concurrency": 2}, tmp=folder)
+                "random_state": 7, "shadow_concurrency": 2, "check_every": 50}, tmp=folder)
     http_port, metrics_port = _free_port(), _free_port()
     cloudpickle.register_pickle_by_value(toy)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
@@ -199,6 +200,10 @@ def test_audits_labels_certificate_and_metrics_match_the_ledger(service):
     rows = _route(service, texts)
     want = toy.make_router(service["down"]).route(texts)
     assert [r["label"] for r in rows] == want.labels.tolist()  # the audit changes no answer
+    deadline = time.monotonic() + 60  # check_every: 50 -> the audit replica certifies on its own
+    while _ledger(service["ledger"])["certificate"] is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _ledger(service["ledger"])["certificate"] is not None
     body = _certificate(service, N_HEALTHY)
     led = _ledger(service["ledger"])
     # Two ingress replicas, one stream: every input recorded once, positions 0..n-1.

@@ -40,7 +40,7 @@ AUDIT_KEYS = {"target_relative_accuracy": "target_relative_accuracy", "max_accur
               "rate": "audit_rate", "ledger": "ledger", "sink": "label_sink", "policy": "policy",
               "looser": "looser", "shadow_concurrency": "shadow_concurrency", "stream": "stream",
               "random_state": "random_state", "agreement_rate": "agreement_rate", "reference": "reference",
-              "ladder": "ladder", "max_shadow_backlog": "max_shadow_backlog"}
+              "ladder": "ladder", "max_shadow_backlog": "max_shadow_backlog", "check_every": "check_every"}
 _TARGETS = ("target_relative_accuracy", "max_accuracy_drop", "target_accuracy", "target_agreement")
 _DRIFT = {"reference_scores", "every", "window", "min_samples", "n_bins", "psi_alert", "ks_alpha",
           "rate_alpha", "rate_tolerance", "due_on"}
@@ -190,10 +190,10 @@ def _check_audit(audit: dict[str, Any], cfg: dict[str, Any], base: Path) -> dict
             ("delta", 0, 1, True, True), ("rate", 0, 1, True, False), ("agreement_rate", 0, 1, False, False),
             ("reference", 0, 1, False, False)):
         _number(audit, key, lo, hi, lo_open, hi_open)
-    for key in ("shadow_concurrency", "max_shadow_backlog"):
-        x = audit.get(key, 1)
-        if isinstance(x, bool) or not isinstance(x, int) or x < 1:
-            raise CLIError(f"config audit.{key} must be an integer >= 1, got {x!r}")
+    for key, least in (("shadow_concurrency", 1), ("max_shadow_backlog", 1), ("check_every", 0)):
+        x = audit.get(key, least)
+        if isinstance(x, bool) or not isinstance(x, int) or x < least:
+            raise CLIError(f"config audit.{key} must be an integer >= {least}, got {x!r}")
     for key, allowed in (("policy", SERVING_POLICIES), ("looser", ("recommend",))):
         if audit.get(key, allowed[0]) not in allowed:
             raise CLIError(f"config audit.{key}: {audit[key]!r} is not available when serving: the stage replicas "

@@ -98,7 +98,7 @@ class AuditServer:
     with shadow calls through the fallback stage's deployment handle."""
 
     def __init__(self, source: Any, app: str, options: Mapping[str, Any], fallback: Any,
-                 metrics: bool = True) -> None:
+                 metrics: bool = True, check_every: int = 10_000) -> None:
         from ..monitoring.monitor import CertificateMonitor
         from ..routing.fallback import Fallback
 
@@ -118,14 +118,31 @@ class AuditServer:
             for name, _, doc in AUDIT_METRICS:
                 self._gauges[name] = ray_metrics.Gauge(name, description=doc, tag_keys=("app",))
         self._reported = 0.0
+        self.check_every = int(check_every)
+        self._since_check = 0
+        self._checking: asyncio.Future[Any] | None = None
 
     async def observe(self, inputs: Sequence[Any], result: RoutingResult) -> int:
         """Record a batch the ingress routed; returns its first position in the stream."""
         first = self.monitor.position
         self.monitor.observe(inputs, result)
+        self._since_check += len(result)
+        if self.check_every and self._since_check >= self.check_every and (
+                self._checking is None or self._checking.done()):
+            # Certificate and alarm every check_every inputs, off this call (the label-free
+            # objective gets no POST /labels to trigger them).
+            self._since_check = 0
+            self._checking = asyncio.ensure_future(asyncio.to_thread(self._periodic_check))
         if time.monotonic() - self._reported >= 1.0:
             self.report()
         return first
+
+    def _periodic_check(self) -> None:
+        try:
+            self.monitor.check()
+            self.report()
+        except Exception:  # noqa: BLE001 - logged; the next check tries again
+            logger.exception("audit: the periodic check failed")
 
     async def add_labels(self, ids: Any, labels: Any) -> dict[str, Any]:
         """Take labels (all or nothing): ``{"stored": n}`` or ``{"error": message}``."""
@@ -265,9 +282,12 @@ def check_audit(audit: Mapping[str, Any], n_stages: int) -> tuple[dict[str, Any]
     """
     opts = dict(audit)
     deployment = dict(opts.pop("deployment", None) or {})
-    unknown = sorted(set(opts) - set(MONITOR_OPTIONS))
+    unknown = sorted(set(opts) - set(MONITOR_OPTIONS) - {"check_every"})
     if unknown:
-        raise ValueError(f"audit: unknown keys {unknown}; allowed: {sorted((*MONITOR_OPTIONS, 'deployment'))}")
+        raise ValueError(f"audit: unknown keys {unknown}; allowed: {sorted((*MONITOR_OPTIONS, 'check_every', 'deployment'))}")
+    every = opts.get("check_every", 10_000)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise ValueError(f"audit.check_every: an integer >= 0 (0: no periodic check), got {every!r}")
     if n_stages != 2:
         raise ValueError(f"audit: the audit loop watches a two-stage router, this one has {n_stages} stages")
     if not opts.get("ledger"):
@@ -312,5 +332,6 @@ def bind_audit(serve: Any, source: Any, app: str, audit: Mapping[str, Any] | Non
     if audit is None:
         return None
     opts, deployment = check_audit(audit, len(stages))
+    every = opts.pop("check_every", 10_000)
     dep = serve.deployment(AuditServer, name="audit", num_replicas=1, **deployment)
-    return dep.bind(source, app, opts, stages[-1], metrics=metrics)
+    return dep.bind(source, app, opts, stages[-1], metrics=metrics, check_every=every)
