@@ -121,6 +121,7 @@ class AuditServer:
         self.check_every = int(check_every)
         self._since_check = 0
         self._checking: asyncio.Future[Any] | None = None
+        self._pending: set[asyncio.Future[Any]] = set()  # references to the background tasks
 
     async def observe(self, inputs: Sequence[Any], result: RoutingResult) -> int:
         """Record a batch the ingress routed; returns its first position in the stream."""
@@ -133,9 +134,19 @@ class AuditServer:
             # objective gets no POST /labels to trigger them).
             self._since_check = 0
             self._checking = asyncio.ensure_future(asyncio.to_thread(self._periodic_check))
-        if time.monotonic() - self._reported >= 1.0:
-            self.report()
+            self._pending.add(self._checking)
+            self._checking.add_done_callback(self._pending.discard)
+        if time.monotonic() - self._reported >= 1.0:  # the gauges, from the ledger, off this call
+            self._reported = time.monotonic()
+            self._pending.add(task := asyncio.ensure_future(asyncio.to_thread(self._report_quietly)))
+            task.add_done_callback(self._pending.discard)
         return first
+
+    def _report_quietly(self) -> None:
+        try:
+            self.report()
+        except Exception:  # noqa: BLE001 - logged; the next batch tries again
+            logger.exception("audit: setting the gauges failed")
 
     def _periodic_check(self) -> None:
         try:
