@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -141,6 +142,16 @@ class AuditServer:
             self._pending.add(task := asyncio.ensure_future(asyncio.to_thread(self._report_quietly)))
             task.add_done_callback(self._pending.discard)
         return first
+
+    def __del__(self) -> None:
+        """Graceful shutdown (Ray Serve calls it): commit what is queued, within 10 s. Sampled
+        inputs whose shadow call did not finish stay pending in the ledger; the next audit
+        replica on the same ledger starts them again."""
+        monitor = getattr(self, "monitor", None)
+        if monitor is not None:
+            closer = threading.Thread(target=monitor.close, daemon=True, name="confroute-audit-close")
+            closer.start()
+            closer.join(10.0)
 
     def _report_quietly(self) -> None:
         try:
