@@ -332,3 +332,13 @@ def test_audit_endpoints_answer_405_for_other_methods(service):
 
     assert httpx.get(service["url"] + "/labels", timeout=60).status_code == 405
     assert httpx.post(service["url"] + "/certificate", json={}, timeout=60).status_code == 405
+
+
+def test_an_app_without_audit_answers_404_on_the_audit_endpoints():
+    import asyncio
+
+    pytest.importorskip("starlette", reason="the serving tests need Ray Serve: pip install 'confroute[serve]'")
+    from confroute.integrations.serve_audit import audit_response
+
+    r = asyncio.run(audit_response(None, "/labels", "POST", None))
+    assert r.status_code == 404 and b"no audit section" in r.body
