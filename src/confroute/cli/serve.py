@@ -22,10 +22,10 @@ from typing import Any
 from ..exceptions import CLIError
 
 __all__ = ["load_config", "check_config", "check_cpus", "build_router", "app_from_config", "add_serve_parser",
-           "run_serve"]
+           "run_serve", "audit_options", "AUDIT_KEYS"]
 
 _TOP = {"name", "http", "ray", "stages", "thresholds", "thresholds_from", "score", "cost", "drift", "ingress",
-        "allow_pickle"}
+        "allow_pickle", "audit"}
 _LOCAL = {"name", "model", "threads", "batch_size", "max_length", "classes", "device", "fallback", "deployment"}
 _REMOTE = {"name", "url", "model_name", "version", "classes", "output", "input_name", "output_name",
            "batch_size", "timeout", "connect_timeout", "max_connections", "headers", "binary", "fallback",
@@ -33,6 +33,15 @@ _REMOTE = {"name", "url", "model_name", "version", "classes", "output", "input_n
 _FALLBACK = {"on_error", "retries", "backoff", "max_backoff", "jitter", "timeout", "split_on_failure",
              "batch_size", "max_concurrency", "circuit_breaker"}
 _BREAKER = {"failure_threshold", "reset_after"}
+#: ``audit:`` keys and the CertificateMonitor argument each one gives (``deployment``: Ray Serve
+#: options of the audit replica).
+AUDIT_KEYS = {"target_relative_accuracy": "target_relative_accuracy", "max_accuracy_drop": "max_accuracy_drop",
+              "target_accuracy": "target_accuracy", "target_agreement": "target_agreement", "delta": "delta",
+              "rate": "audit_rate", "ledger": "ledger", "sink": "label_sink", "policy": "policy",
+              "looser": "looser", "shadow_concurrency": "shadow_concurrency", "stream": "stream",
+              "random_state": "random_state", "agreement_rate": "agreement_rate", "reference": "reference",
+              "ladder": "ladder", "max_shadow_backlog": "max_shadow_backlog", "check_every": "check_every"}
+_TARGETS = ("target_relative_accuracy", "max_accuracy_drop", "target_accuracy", "target_agreement")
 _DRIFT = {"reference_scores", "every", "window", "min_samples", "n_bins", "psi_alert", "ks_alpha",
           "rate_alpha", "rate_tolerance", "due_on"}
 
@@ -145,8 +154,104 @@ def check_config(cfg: Any, base: str | Path = ".", allow_pickle: bool = False) -
     _unknown(ray_cfg, {"address", "namespace", "num_cpus", "num_gpus"}, "ray")
     cfg["ray"] = ray_cfg
     cfg["ingress"] = _mapping(cfg.get("ingress"), "ingress")
+    cfg["audit"] = _check_audit(_mapping(cfg.get("audit"), "audit"), cfg, base) if cfg.get("audit") else None
     cfg.setdefault("name", "confroute")
     return cfg
+
+
+def _number(audit: dict[str, Any], key: str, lo: float, hi: float, lo_open: bool, hi_open: bool) -> None:
+    """``audit[key]`` (when given) a number in the interval; a CLIError naming ``audit.key`` otherwise."""
+    if key not in audit:
+        return
+    x = audit[key]
+    inside = (isinstance(x, (int, float)) and not isinstance(x, bool) and (lo < x if lo_open else lo <= x)
+              and (x < hi if hi_open else x <= hi))
+    if not inside:
+        interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        raise CLIError(f"config audit.{key} must be a number in {interval}, got {x!r}")
+
+
+def _check_audit(audit: dict[str, Any], cfg: dict[str, Any], base: Path) -> dict[str, Any]:
+    """``audit``: the audit loop (a CertificateMonitor in one replica); paths made absolute."""
+    from ..integrations.serve_audit import SERVING_POLICIES
+
+    _unknown(audit, set(AUDIT_KEYS) | {"deployment"}, "audit")
+    targets = [k for k in _TARGETS if k in audit]
+    if len(targets) != 1:
+        raise CLIError(f"config audit: give exactly one target of {list(_TARGETS)}, got {targets or 'none'}")
+    if len(cfg["stages"]) != 2:
+        raise CLIError(f"config audit: the audit loop watches two stages, this config has {len(cfg['stages'])}")
+    t = cfg["thresholds"][0]
+    if isinstance(t, bool) or not isinstance(t, (int, float)):
+        raise CLIError(f"config audit: the audit loop certifies one global threshold; thresholds[0] is {t!r}")
+    for key, lo, hi, lo_open, hi_open in (
+            ("target_relative_accuracy", 0, 1, True, False), ("target_accuracy", 0, 1, True, True),
+            ("target_agreement", 0, 1, True, False), ("max_accuracy_drop", 0, 1, False, True),
+            ("delta", 0, 1, True, True), ("rate", 0, 1, True, False), ("agreement_rate", 0, 1, False, False),
+            ("reference", 0, 1, False, False)):
+        _number(audit, key, lo, hi, lo_open, hi_open)
+    for key, least in (("shadow_concurrency", 1), ("max_shadow_backlog", 1), ("check_every", 0)):
+        x = audit.get(key, least)
+        if isinstance(x, bool) or not isinstance(x, int) or x < least:
+            raise CLIError(f"config audit.{key} must be an integer >= {least}, got {x!r}")
+    for key, allowed in (("policy", SERVING_POLICIES), ("looser", ("recommend",))):
+        if audit.get(key, allowed[0]) not in allowed:
+            raise CLIError(f"config audit.{key}: {audit[key]!r} is not available when serving: the stage replicas "
+                           f"hold the threshold (allowed: {list(allowed)}); apply a certified threshold by "
+                           "changing thresholds and redeploying")
+    if not isinstance(audit.get("ledger"), str) or not audit["ledger"]:
+        raise CLIError("config audit.ledger: give a SQLite file (e.g. audit.sqlite) or a postgresql:// URL")
+    for key in ("ledger", "sink"):
+        value = audit.get(key)
+        if value is None or str(value).startswith(("postgresql://", "postgres://", "http://", "https://")):
+            continue
+        if not isinstance(value, str) or value == ":memory:":
+            raise CLIError(f"config audit.{key}: give a file path or a URL, got {value!r}")
+        audit[key] = _resolve(value, base)
+        if not Path(audit[key]).parent.is_dir():
+            raise CLIError(f"config audit.{key}: no such folder: {Path(audit[key]).parent}")
+    deployment = _mapping(audit.get("deployment"), "audit.deployment")
+    for key in ("num_replicas", "autoscaling_config"):
+        if key in deployment and not (key == "num_replicas" and deployment[key] == 1):
+            raise CLIError(f"config audit.deployment.{key}: the audit loop runs in exactly one replica (one ledger "
+                           "writer, one stream of positions; every ingress replica sends it its batches)")
+    audit["deployment"] = deployment
+    return audit
+
+
+def audit_options(audit: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The ``audit`` argument of :func:`~confroute.integrations.serve.build_app` for a checked
+    ``audit:`` section (config keys renamed to the monitor's arguments).
+
+    Examples
+    --------
+    >>> audit_options({"target_agreement": 0.99, "rate": 0.2, "ledger": "/tmp/a.sqlite", "deployment": {}})
+    {'target_agreement': 0.99, 'audit_rate': 0.2, 'ledger': '/tmp/a.sqlite', 'deployment': {}}
+    """
+    if not audit:
+        return None
+    return {(AUDIT_KEYS[k] if k != "deployment" else k): v for k, v in audit.items()}
+
+
+def _check_ledger(audit: dict[str, Any] | None) -> None:
+    """``--check``: an existing SQLite ledger must have been written for this target and delta."""
+    if not audit or str(audit["ledger"]).startswith(("postgresql://", "postgres://")) \
+            or not Path(audit["ledger"]).is_file():
+        return
+    from ..monitoring.ledger import open_ledger
+
+    ledger = open_ledger(audit["ledger"])
+    try:
+        stored = ledger.get_meta("config") or {}
+    finally:
+        ledger.close()
+    target = next(k for k in _TARGETS if k in audit)
+    want = {"objective": target, "target": float(audit[target]), "delta": float(audit.get("delta", 0.05))}
+    for key, value in want.items():
+        if key in stored and stored[key] != value:
+            name = "target" if key == "objective" else key
+            raise CLIError(f"config audit: the ledger {audit['ledger']} was written for {name} "
+                           f"{stored[key]!r}, not {value!r}: give another audit.ledger for another objective")
 
 
 def _check_http(http: dict[str, Any]) -> dict[str, Any]:
@@ -317,6 +422,7 @@ def app_from_config(cfg: dict[str, Any]) -> Any:
         ingress_options=cfg["ingress"] or None,
         drift=_drift_monitor(cfg.get("drift"), cfg["thresholds"]),
         drift_every=int((cfg.get("drift") or {}).get("every", 100)),
+        audit=audit_options(cfg.get("audit")),
     )
 
 
@@ -336,16 +442,18 @@ def check_cpus(cfg: dict[str, Any], cpus: float, where: str = "ray.num_cpus") ->
     confroute.exceptions.CLIError: config: the deployments reserve 3.6 CPUs at start (stages[0] 'a': 1 x 0.5, stages[1] 'b': 3 x 1, ingress: 1 x 0.1) but ray.num_cpus is 2: lower stages[1].deployment.ray_actor_options.num_cpus or stages[1].deployment.num_replicas, or raise ray.num_cpus
     """
     from ..integrations.serve import cpu_demand
+    from ..integrations.serve_audit import audit_cpu_demand
 
     demand = cpu_demand(len(cfg["stages"]), [s["deployment"] for s in cfg["stages"]], cfg["ingress"] or None)
-    keys = [f"stages[{i}]" for i in range(len(cfg["stages"]))] + ["ingress"]
-    names = [f" {s['name']!r}" for s in cfg["stages"]] + [""]
+    demand += audit_cpu_demand(cfg.get("audit"))
+    keys = [f"stages[{i}]" for i in range(len(cfg["stages"]))] + ["ingress"] + (["audit"] if cfg.get("audit") else [])
+    names = [f" {s['name']!r}" for s in cfg["stages"]] + [""] * (len(demand) - len(cfg["stages"]))
     total = sum(n * c for _, n, c in demand)
     if total <= cpus + 1e-9:
         return total
     parts = ", ".join(f"{k}{name}: {n} x {c:g}" for k, name, (_, n, c) in zip(keys, names, demand))
     big = max(range(len(demand)), key=lambda i: demand[i][1] * demand[i][2])
-    section = f"{keys[big]}.deployment" if keys[big] != "ingress" else "ingress"
+    section = "ingress" if keys[big] == "ingress" else f"{keys[big]}.deployment"
     raise CLIError(f"config: the deployments reserve {total:g} CPUs at start ({parts}) but {where} is {cpus:g}: "
                    f"lower {section}.ray_actor_options.num_cpus or {section}.num_replicas, or raise ray.num_cpus")
 
@@ -381,6 +489,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, allow_pickle=getattr(args, "allow_pickle", False))
+    _check_ledger(cfg.get("audit"))  # before any model loads or Ray starts
     if args.check:
         router = build_router(cfg)
         _drift_monitor(cfg.get("drift"), cfg["thresholds"])  # reads the reference scores
@@ -401,7 +510,8 @@ def _serve(args: argparse.Namespace) -> int:
     serve.start(http_options=http)
     serve.run(app_from_config(cfg), name=cfg["name"], route_prefix="/")
     print(f"serving {cfg['name']!r} at http://{http['host']}:{http['port']}/ "
-          f"(POST /route, POST /v2/models/{cfg['name']}/infer); Ctrl-C stops", flush=True)
+          f"(POST /route, POST /v2/models/{cfg['name']}/infer{', POST /labels, GET /certificate' if cfg.get('audit') else ''}); "
+          "Ctrl-C stops", flush=True)
     try:
         while True:
             time.sleep(3600)

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["json_float", "json_value"]
+__all__ = ["json_float", "json_value", "json_tree"]
 
 
 def json_float(x: Any) -> float | None:
@@ -28,3 +28,20 @@ def json_value(x: Any) -> Any:
     if isinstance(x, np.generic):
         return x.item()
     return x
+
+
+def json_tree(x: Any) -> Any:
+    """:func:`json_value` through nested dicts, lists and tuples (and numpy arrays).
+
+    Examples
+    --------
+    >>> json_tree({"a": [1.0, float("nan")], "b": (np.int64(2), {"c": float("inf")})})
+    {'a': [1.0, None], 'b': [2, {'c': None}]}
+    """
+    if isinstance(x, dict):
+        return {str(k): json_tree(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_tree(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return [json_tree(v) for v in x.tolist()]
+    return json_value(x)

@@ -31,10 +31,9 @@ one, so that models load where they run) into a Ray Serve application:
       when the request asks), so that ``tritonclient.http`` and KServe's client work with their
       default settings; a malformed body gets HTTP 400 with a message.
 
-Metrics go through Ray's metrics API (:mod:`ray.util.metrics`), which every Ray node exports for
-Prometheus (``ray start --metrics-export-port``); names carry Ray's ``ray_`` prefix there. See
-``docs/serving.md`` for the list and for :data:`METRICS`.
-
+With ``audit=``, ``POST /labels`` and ``GET /certificate`` too (:mod:`.serve_audit`). Metrics go
+through Ray's metrics API (:mod:`ray.util.metrics`), which every Ray node exports for Prometheus
+(``ray start --metrics-export-port``; names carry Ray's ``ray_`` prefix): see ``docs/serving.md``.
 The routed answers are those of ``router.route`` on the same inputs (the test-suite checks this
 against a real MLServer fallback). Requires ``pip install 'confroute[serve]'``.
 """
@@ -60,6 +59,7 @@ from ..routing.cascade import Cascade
 from ..routing.stage_loop import RowState, plan_stagewise, result_from_state
 from ..routing.stagewise import advance
 from .ray import RouterInfo, ShippedRouter, describe_router
+from .serve_audit import AUDIT_PATHS, audit_response, bind_audit, observe_later
 from .serve_checks import (
     BadRequest,
     clip,
@@ -204,6 +204,10 @@ class StageServer:
         if breaker is not None:
             self.metrics.set("confroute_breaker_state", _BREAKER[breaker.state], stage=self.stage_name)
 
+    async def predict(self, inputs: Sequence[Any]) -> Any:
+        """The stage's model on ``inputs`` (no routing, no batching): the audit loop's shadow calls."""
+        return await asyncio.to_thread(self.router.stages[self.s].predictor.predict, inputs)
+
     def breaker_state(self) -> str | None:
         """``"closed"``, ``"half_open"``, ``"open"``, or ``None`` without a breaker."""
         breaker = self.router.stages[self.s].circuit_breaker
@@ -217,8 +221,9 @@ class Ingress:
     """The HTTP entry point: routes each request through the stage deployments."""
 
     def __init__(self, info: RouterInfo, model_name: str, stages: list[Any], drift: Any = None,
-                 drift_every: int = 100, metrics: bool = True) -> None:
+                 drift_every: int = 100, metrics: bool = True, audit: Any = None) -> None:
         self.info = info
+        self.audit, self._audit_tasks = audit, set[Any]()  # the audit deployment's handle (one replica)
         self.model_name = model_name
         self.stages = list(stages)
         self.metrics = _Metrics(model_name, metrics)
@@ -258,6 +263,8 @@ class Ingress:
             final: RowState = done.value
         result = self.result(final)
         self._record(result)
+        if self.audit is not None:  # recorded off the request path: the answer does not wait
+            observe_later(self.audit, inputs, result, self._audit_tasks, self.model_name)
         return result
 
     def result(self, final: RowState) -> RoutingResult:
@@ -337,6 +344,9 @@ class Ingress:
                 inputs = validate_inputs(_oip_inputs(body), self.info.input_kind, oip=True)
                 _oip_wanted(body, _oip_output_names(self.info))
                 response = _oip_response(_oip_answer(await self.route(inputs), self.model_name, body), body)
+            elif path in AUDIT_PATHS:
+                endpoint = path.strip("/")
+                response = await audit_response(self.audit, path, method, request)
             else:
                 response = self._get(path, method)
         except BadRequest as exc:
@@ -616,6 +626,7 @@ def build_app(
     drift_every: int = 100,
     metrics: bool = True,
     info: RouterInfo | None = None,
+    audit: Mapping[str, Any] | None = None,
 ) -> Any:
     """A Ray Serve application that serves ``router``.
 
@@ -646,6 +657,9 @@ def build_app(
         Export metrics through Ray's metrics API.
     info : RouterInfo, optional
         Skip learning the stage names from the router (advanced).
+    audit : mapping, optional
+        ``CertificateMonitor`` arguments (``ledger`` required) and ``deployment`` (its options, one
+        replica): the audit loop, ``POST /labels``, ``GET /certificate`` (:mod:`.serve_audit`).
 
     Returns
     -------
@@ -682,4 +696,5 @@ def build_app(
     ing_opts.setdefault("ray_actor_options", {"num_cpus": INGRESS_NUM_CPUS})
     ing_opts.setdefault("max_ongoing_requests", 128)
     ingress = serve.deployment(Ingress, name="ingress", **ing_opts)
-    return ingress.bind(info, name, handles, drift=drift, drift_every=drift_every, metrics=metrics)
+    auditor = bind_audit(serve, source, name, audit, handles, metrics)
+    return ingress.bind(info, name, handles, drift=drift, drift_every=drift_every, metrics=metrics, audit=auditor)
