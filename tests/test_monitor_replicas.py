@@ -135,7 +135,7 @@ def test_a_replica_resumes_only_its_own_pending_shadow_calls(postgres):
 
 # -- two replica processes at once, one SIGKILLed mid-stream -----------------------------------------
 
-N_BATCHES, BATCH = 24, 50
+N_BATCHES, BATCH = 30, 50
 
 
 def _spawn(dsn: str, stream: str, env: dict) -> subprocess.Popen:
@@ -147,6 +147,7 @@ def _finish(proc: subprocess.Popen) -> dict:
     out, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     lines = out.splitlines()
+    print(*(line for line in lines if line.startswith("retries")))  # conflicts met (-s shows them)
     return json.loads(lines[lines.index("done") + 1])
 
 
@@ -185,17 +186,19 @@ def test_two_replica_processes_and_a_sigkill(postgres, tmp_path):
     ids = rows["id"].tolist()
     assert len(ids) == len(set(ids)) == 2 * n  # 0 duplicated
     assert set(ids) == {f"replica-{s}:{i}" for s in "ab" for i in range(n)}  # 0 lost
-    assert ledger.pending_audits() == [] and ledger.counts()["labels_pending"] == 0
+    counts = ledger.counts()
+    assert ledger.pending_audits() == [] and counts["labels_pending"] == 0 and counts["labels_received"] > 0
     assert ledger.counts()["audited"] == ledger.counts()["sampled"] > 0
     certificates = ledger.certificates()
     assert len(certificates) >= N_BATCHES
     assert certificates[-1]["body"]["evidence"]["n_seen"] == 2 * n  # every replica's evidence
     # one deployed threshold, changed by a chain of logged changes (none lost, none doubled)
     changes = ledger.changes()
-    assert changes and changes[0]["old"] == 0.5 and changes[0]["reason"] == "tighten"
+    assert changes and changes[0]["old"] == 0.99 and changes[0]["reason"] == "loosen"
     for before, after in zip(changes, changes[1:]):
         assert after["old"] == before["new"]
     state = ledger.get_meta("eprocess")
+    print(f"{len(changes)} changes, {len(certificates)} certificates, state version {state['version']}")
     assert final_a == final_b == {"threshold": changes[-1]["new"], "version": state["version"]}
     ledger.close()
     assert main(["audit", "replay", dsn]) == 0  # every stored certificate recomputed from the records
