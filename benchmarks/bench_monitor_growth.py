@@ -22,7 +22,8 @@ least ``--delay`` inputs old (counted from the input's position in the stream), 
 (certificate, alarm, policy). Requests younger than the delay wait for the next batch; at a
 checkpoint they count as losses for the certificate (pending labels are the worst case).
 
-Writes ``benchmarks/results/monitor_growth.json``.
+Writes ``benchmarks/results/monitor_growth.json`` (with the simulation's figures at 10^4, 3x10^4
+and 10^5 inputs next to the live ones) and ``docs/img/monitor_growth.png``.
 
 Usage::
 
@@ -136,6 +137,9 @@ def main() -> None:
     p.add_argument("--label-every", type=int, default=5000, help="inputs between label batches (and checks)")
     p.add_argument("--delay", type=int, default=2000, help="inputs a request waits at least for its label")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "monitor_growth.json")
+    p.add_argument("--simulation", type=Path, default=ROOT / "benchmarks" / "results" / "stream_growth.json",
+                   help="bench_stream_growth.py's results, to compare with")
+    p.add_argument("--figure", type=Path, default=ROOT / "docs" / "img" / "monitor_growth.png")
     ns = p.parse_args()
     d = np.loadtxt(CSV, delimiter=",", skiprows=1)
     p1, q1 = d[:, 1], d[:, 2]
@@ -145,7 +149,8 @@ def main() -> None:
     ref = float(beta.ppf(0.01, k, n_dev - k + 1))
     result: dict = {"population": pop.name, "rho": RHO, "audit_rate": AUDIT, "static_threshold": STATIC,
                     "n": ns.n, "batch": ns.batch, "label_every": ns.label_every, "delay": ns.delay,
-                    "reference": ref, "load_before": os.getloadavg(), "runs": {}}
+                    "static_coverage": float(np.mean(pop.score >= STATIC)), "reference": ref,
+                    "load_before": os.getloadavg(), "runs": {}}
     for variant in ns.variants.split(","):
         for seed in range(ns.seeds):
             r = run(pop, p1, q1, seed, variant, ns, ladder, ref)
@@ -157,7 +162,70 @@ def main() -> None:
                 + f" [{r['seconds']:.0f} s wall, {r['cpu_seconds']:.0f} s CPU, load {r['load_after'][0]:.1f}]",
                 flush=True)
             ns.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {ns.out}")
+    result["comparison"] = compare(result, ns.simulation)
+    ns.out.write_text(json.dumps(result, indent=1) + "\n")
+    for row in result["comparison"]:
+        print(f"{row['variant']:>16} {row['n']:>7,}: live coverage {row['live_coverage']} labels "
+              f"{row['live_labels']} | simulated coverage {row['sim_coverage']} labels {row['sim_labels']}")
+    figure(result, ns.simulation, ns.figure)
+    print(f"wrote {ns.out} and {ns.figure}")
+
+
+def figure(result: dict, simulation: Path, path: Path) -> None:
+    """Certified coverage and labels against inputs seen: live monitor (solid) and the
+    simulation (dotted), to 10^5 inputs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sim = json.loads(simulation.read_text())["runs"] if simulation.is_file() else {}
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 3.8))
+    colors = {"reference": "#4c72b0", "agreement sample": "#dd8452"}
+    for source, runs, style in (("live monitor", result["runs"], "-"), ("simulation", sim, ":")):
+        for key, run in runs.items():
+            variant, seed = key.split("/")
+            curve = [p for p in (run["curve"] if isinstance(run, dict) else run) if p["n"] <= result["n"]]
+            label = f"{variant}, {source}" if seed == "0" else None
+            n = [p["n"] for p in curve]
+            ax.plot(n, [p["coverage"] for p in curve], style, color=colors[variant], alpha=0.7, label=label)
+            bx.plot(n, [p["labels"] for p in curve], style, color=colors[variant], alpha=0.7, label=label)
+    ax.axhline(result["static_coverage"], color="gray", ls="--", lw=0.8, label="static certificate (all dev)")
+    ax.axhline(0.40, color="#c44e52", lw=0.8)
+    bx.axhline(1000, color="#c44e52", ls="--", lw=0.8)
+    for a in (ax, bx):
+        a.set_xlabel("inputs seen")
+    ax.set_ylabel("certified coverage")
+    bx.set_ylabel("labels used")
+    ax.legend(fontsize=7, loc="lower right")
+    bx.legend(fontsize=7)
+    fig.suptitle("SST-2 stream, live CertificateMonitor (SQLite ledger, delayed label batches) vs simulation",
+                 fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def compare(result: dict, simulation: Path) -> list[dict]:
+    """Per variant and report point: the live runs' certified coverage and labels used (min,
+    median, max over seeds) next to the simulation's (``bench_stream_growth.py``'s JSON)."""
+    sim = json.loads(simulation.read_text()) if simulation.is_file() else {"runs": {}}
+
+    def stats(runs: dict, variant: str, n: int, key: str) -> list[float] | None:
+        values = [next((p[key] for p in (r["curve"] if isinstance(r, dict) else r) if p["n"] == n), None)
+                  for k, r in runs.items() if k.split("/")[0] == variant]
+        values = [v for v in values if v is not None]
+        return [float(np.min(values)), float(np.median(values)), float(np.max(values))] if values else None
+
+    rows = []
+    for variant in dict.fromkeys(k.split("/")[0] for k in result["runs"]):
+        for n in REPORT:
+            rows.append({"variant": variant, "n": n,
+                         "live_coverage": stats(result["runs"], variant, n, "coverage"),
+                         "live_labels": stats(result["runs"], variant, n, "labels"),
+                         "sim_coverage": stats(sim["runs"], variant, n, "coverage"),
+                         "sim_labels": stats(sim["runs"], variant, n, "labels")})
+    return rows
 
 
 if __name__ == "__main__":
