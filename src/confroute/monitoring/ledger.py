@@ -8,8 +8,12 @@ Two back ends behind one interface, :class:`Ledger`:
   none twice: each input has a unique id and position (primary keys), so a restarted stream
   resumes after the last committed position.
 * :class:`PostgresLedger`: the same tables in PostgreSQL (``pip install confroute[postgres]``,
-  psycopg 3), for several serving replicas sharing one ledger. Give each replica its own
-  ``stream`` name (the ids are ``"<stream>:<position>"``).
+  psycopg 3), for several serving replicas sharing one ledger. Each replica has its own
+  ``stream`` name (the ids are ``"<stream>:<position>"``, unique across replicas), claimed by one
+  live monitor at a time (:meth:`Ledger.claim_stream`: an advisory lock that dies with the
+  replica's connection). The deployed threshold and the alarm's e-process are one shared state,
+  changed only by a compare-and-set on its version (:meth:`Ledger.update_deployment`, see
+  :mod:`confroute.monitoring.deploy`).
 
 Every write transaction first takes a new *event number* (``ev``) from the ``batches`` table and
 stamps its rows with it; writers are serialised (SQLite by design, PostgreSQL by a table lock), so
