@@ -21,7 +21,7 @@ from _monitor import PostgresServer, make_data, make_router, postgres_skip_reaso
 
 from confroute.cli import main
 from confroute.monitoring import CertificateMonitor
-from confroute.monitoring.ledger import PostgresLedger
+from confroute.monitoring.ledger import DEPLOYMENT_KEY, PostgresLedger, SQLiteLedger
 from confroute.monitoring.records import stream_ladder
 
 REPLICA = Path(__file__).parent / "monitor_replica.py"
@@ -121,6 +121,42 @@ def test_one_stream_cannot_be_served_by_two_live_monitors(postgres, stream):
     a.close()  # released: a restarted replica takes its stream over
     again = CertificateMonitor(make_router(), target_agreement=0.99, ledger=dsn, stream="same", random_state=0)
     assert again.position == 100
+    again.close()
+
+
+def test_replicas_on_one_sqlite_file_claim_their_streams(tmp_path, stream):
+    X, _, ladder = stream
+    path = tmp_path / "l.sqlite"
+    a = CertificateMonitor(make_router(), target_agreement=0.99, ledger=path, stream="same", random_state=0)
+    with pytest.raises(ValueError, match="already served by another live monitor"):
+        CertificateMonitor(make_router(), target_agreement=0.99, ledger=path, stream="same", random_state=0,
+                           claim_timeout=0.2)
+    b = CertificateMonitor(make_router(), target_agreement=0.99, ledger=path, stream="other", random_state=1)
+    a.route(X[:50])
+    b.route(X[50:100])
+    a.set_threshold(0.9)
+    assert b.sync()["version"] == a.sync()["version"] and b.router.threshold == 0.9
+    for m in (a, b):
+        m.close()
+
+
+def test_an_older_ledgers_alarm_state_is_taken_over(tmp_path, stream):
+    """A ledger written before the state was shared (meta "eprocess" without a version) keeps
+    its e-process and deployed threshold."""
+    X, _, ladder = stream
+    path = tmp_path / "old.sqlite"
+    first = CertificateMonitor(make_router(threshold=0.5), target_agreement=0.99, ledger=path, random_state=0)
+    first.route(X[:200])
+    first.check()
+    first.close()
+    ledger = SQLiteLedger(path)
+    old = {k: v for k, v in ledger.get_meta(DEPLOYMENT_KEY).items()
+           if k in ("threshold", "start_ev", "process")}  # what the earlier monitor stored
+    ledger.set_meta(DEPLOYMENT_KEY, old)
+    ledger.close()
+    again = CertificateMonitor(make_router(threshold=0.8), target_agreement=0.99, ledger=path, random_state=0)
+    state = again.sync()
+    assert again.router.threshold == 0.5 and state["process"] == old["process"] and state["version"] == 1
     again.close()
 
 

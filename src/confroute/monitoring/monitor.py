@@ -200,6 +200,8 @@ class CertificateMonitor:
         self._n_classes: int | None = len(self._classes) if self._classes else None
         self._config = self._load_config()
         if not self.ledger.claim_stream(self.stream, claim_timeout):
+            if not isinstance(ledger, Ledger):
+                self.ledger.close()  # opened here: nobody else will
             raise ValueError(f"stream {self.stream!r} of {self.ledger.location!r} is already served by another live "
                              "monitor: give each replica its own stream= name")
         self._next = self.ledger.next_pos(self.stream)
