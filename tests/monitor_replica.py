@@ -9,7 +9,8 @@ committed, answers its own label requests from the ground truth and runs ``check
 with the ``tighten`` policy; ``loosen``), printing ``committed <inputs>``. Replicas run at the same
 time, so their checks race on the shared deployed threshold. At the end it waits for the file
 named by the environment variable ``REPLICA_BARRIER`` (the test creates it once every replica is
-done streaming), syncs, and prints ``done`` and ``{"threshold": ..., "version": ...}`` as JSON.
+done streaming), syncs, and prints ``done``, ``{"threshold": ..., "version": ...}`` as JSON, and
+``retries <n>``: how many of its checks lost a compare-and-set to the other replica and recomputed.
 """
 
 import json
@@ -26,6 +27,7 @@ from confroute.monitoring import CertificateMonitor  # noqa: E402
 from confroute.monitoring.records import stream_ladder  # noqa: E402
 
 OFFSET = {"replica-a": 1000, "replica-b": 3000}  # each replica gets its own inputs
+SEED = {"replica-a": 11, "replica-b": 12}  # and its own sampling draws
 
 
 def answer(monitor, y, offset):
@@ -40,7 +42,7 @@ def main(ledger: str, stream: str, n_batches: int, batch: int) -> None:
     ladder = stream_ladder(router.route(X[:1000]).stage_scores[0])
     offset = OFFSET[stream]
     monitor = CertificateMonitor(router, target_relative_accuracy=0.9, audit_rate=0.5, ledger=ledger, stream=stream,
-                                 random_state=11, agreement_rate=0.05, ladder=ladder, policy="tighten",
+                                 random_state=SEED[stream], agreement_rate=0.05, ladder=ladder, policy="tighten",
                                  looser="loosen", auto_check=False)
     start = monitor.position
     assert start % batch == 0, start
@@ -51,7 +53,6 @@ def main(ledger: str, stream: str, n_batches: int, batch: int) -> None:
         answer(monitor, y, offset)
         retries += monitor.check()["attempts"] - 1  # compare-and-set conflicts with the other replica
         print(f"committed {(b + 1) * batch}", flush=True)
-    print(f"retries {retries}", flush=True)
     monitor.flush()
     answer(monitor, y, offset)  # requests of shadow calls resumed at start
     barrier = os.environ.get("REPLICA_BARRIER")
@@ -60,6 +61,7 @@ def main(ledger: str, stream: str, n_batches: int, batch: int) -> None:
     state = monitor.sync()
     print("done", flush=True)
     print(json.dumps({"threshold": router.threshold, "version": state["version"]}), flush=True)
+    print(f"retries {retries}", flush=True)  # this run's compare-and-set conflicts with the other replica
     monitor.close()
 
 
