@@ -188,7 +188,7 @@ def _finish(proc: subprocess.Popen) -> dict:
 
 
 @pytest.mark.slow
-def test_two_replica_processes_and_a_sigkill(postgres, tmp_path):
+def test_two_replica_processes_and_a_sigkill(postgres, tmp_path, capsys):
     dsn = postgres.create_db("two_processes")
     barrier = tmp_path / "barrier"
     env = {**os.environ, "REPLICA_BARRIER": str(barrier),
@@ -241,3 +241,7 @@ def test_two_replica_processes_and_a_sigkill(postgres, tmp_path):
     assert state["version"] == 1 + len(certificates)
     ledger.close()
     assert main(["audit", "replay", dsn]) == 0  # every stored certificate recomputed from the records
+    assert main(["audit", "status", dsn]) == 0
+    out = capsys.readouterr().out
+    assert f"streams (replicas): 2: replica-a: {n} inputs, replica-b: {n} inputs" in out
+    assert f"(state version {state['version']})" in out

@@ -342,6 +342,11 @@ class Ledger:
             return int(self._read("SELECT COUNT(*) FROM records")[0][0])
         return int(self._read("SELECT COUNT(*) FROM records WHERE stream = ?", (stream,))[0][0])
 
+    def streams(self) -> dict[str, int]:
+        """Inputs recorded per stream (one stream per serving replica)."""
+        return {str(r[0]): int(r[1]) for r in self._read(
+            "SELECT stream, COUNT(*) FROM records GROUP BY stream ORDER BY stream")}
+
     def next_pos(self, stream: str) -> int:
         """The position after the last committed record of ``stream``."""
         return int(self._read("SELECT COALESCE(MAX(pos) + 1, 0) FROM records WHERE stream = ?", (stream,))[0][0])
