@@ -500,10 +500,14 @@ class SQLiteLedger(Ledger):
         return conn
 
     def claim_stream(self, stream: str, timeout: float = 5.0) -> bool:
-        """An exclusive ``flock`` on ``<path>.stream-<hash>.lock`` (no claim for ``:memory:``)."""
+        """An exclusive ``flock`` on ``<path>.stream-<hash>.lock`` (no claim for ``:memory:``, nor
+        where ``fcntl`` is missing: Windows)."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return True
         if self.path == ":memory:":
             return True
-        import fcntl
 
         handle = open(f"{self.path}.stream-{_claim_key(stream) & 0xFFFFFFFF:08x}.lock", "a")  # noqa: SIM115
 
