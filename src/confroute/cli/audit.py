@@ -86,17 +86,20 @@ def _status(ledger: Any, as_json: bool) -> int:
         body, source = cert.to_dict(), "computed now (none stored yet)"
     eprocess = ledger.get_meta("eprocess") or {}
     changes = ledger.changes()
+    streams = ledger.streams()
     if as_json:
         print(json.dumps({"config": config, "evidence": counts, "certificate": body, "watermark": watermark,
-                          "eprocess": eprocess, "changes": changes}, default=str, sort_keys=True))
+                          "eprocess": eprocess, "changes": changes, "streams": streams}, default=str,
+                         sort_keys=True))
         return 0
-    for line in status_lines(config, counts, body, source, eprocess, changes):
+    for line in status_lines(config, counts, body, source, eprocess, changes, streams):
         print(line)
     return 0
 
 
 def status_lines(config: dict[str, Any], counts: dict[str, int], cert: dict[str, Any], source: str,
-                 eprocess: dict[str, Any], changes: list[dict[str, Any]]) -> list[str]:
+                 eprocess: dict[str, Any], changes: list[dict[str, Any]],
+                 streams: dict[str, int] | None = None) -> list[str]:
     """The status in words."""
     objective = config["objective"].replace("_", " ")
     lines = [f"objective: {objective} {config['target']:g} at delta {config['delta']:g} "
@@ -116,6 +119,11 @@ def status_lines(config: dict[str, Any], counts: dict[str, int], cert: dict[str,
         f"{counts['disagreements']} disagreements; labels asked {counts['labels_requested']}, "
         f"received {counts['labels_received']}, pending {counts['labels_pending']}"
     )
+    if streams and len(streams) > 1:
+        lines.append(f"streams (replicas): {len(streams)}: "
+                     + ", ".join(f"{name}: {n} inputs" for name, n in streams.items())
+                     + "; the deployed threshold and the alarm below are shared by all"
+                     + (f" (state version {eprocess['version']})" if "version" in eprocess else ""))
     process = eprocess.get("process") or {}
     if process:
         alarm = process.get("alarm_at")

@@ -28,6 +28,7 @@ __all__ = [
     "POLICIES",
 ]
 
+from .deploy import Deployment
 from .ledger import Ledger, LabelError, PostgresLedger, SQLiteLedger, open_ledger
 from .monitor import CertificateMonitor, MonitoredResult
 from .replay import certify_ledger, import_labels, replay_ledger
@@ -36,6 +37,7 @@ from .sinks import HTTPSink, JSONLSink
 __all__ += [
     "CertificateMonitor",
     "MonitoredResult",
+    "Deployment",
     "Ledger",
     "SQLiteLedger",
     "PostgresLedger",

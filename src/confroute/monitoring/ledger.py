@@ -8,8 +8,12 @@ Two back ends behind one interface, :class:`Ledger`:
   none twice: each input has a unique id and position (primary keys), so a restarted stream
   resumes after the last committed position.
 * :class:`PostgresLedger`: the same tables in PostgreSQL (``pip install confroute[postgres]``,
-  psycopg 3), for several serving replicas sharing one ledger. Give each replica its own
-  ``stream`` name (the ids are ``"<stream>:<position>"``).
+  psycopg 3), for several serving replicas sharing one ledger. Each replica has its own
+  ``stream`` name (the ids are ``"<stream>:<position>"``, unique across replicas), claimed by one
+  live monitor at a time (:meth:`Ledger.claim_stream`: an advisory lock that dies with the
+  replica's connection). The deployed threshold and the alarm's e-process are one shared state,
+  changed only by a compare-and-set on its version (:meth:`Ledger.update_deployment`, see
+  :mod:`confroute.monitoring.deploy`).
 
 Every write transaction first takes a new *event number* (``ev``) from the ``batches`` table and
 stamps its rows with it; writers are serialised (SQLite by design, PostgreSQL by a table lock), so
@@ -23,6 +27,7 @@ the user's labels with :func:`confroute.core.classes.label_indices`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 import time
@@ -34,7 +39,8 @@ import numpy as np
 
 from ..exceptions import LabelError
 
-__all__ = ["Ledger", "SQLiteLedger", "PostgresLedger", "LabelError", "open_ledger", "RECORD_FIELDS"]
+__all__ = ["Ledger", "SQLiteLedger", "PostgresLedger", "LabelError", "open_ledger", "RECORD_FIELDS", "DEPLOYMENT_KEY",
+           "deployment_version"]
 
 #: Columns of a record (one routed input), in order, as :meth:`Ledger.add_records` takes them.
 RECORD_FIELDS = (
@@ -277,6 +283,54 @@ class Ledger:
             )
             return ev
 
+    def update_deployment(
+        self, expected_version: int, state: dict[str, Any], certificate: tuple[dict[str, Any], int] | None = None,
+        change: tuple[float, float, str, dict[str, Any], int | None] | None = None,
+    ) -> dict[str, Any] | None:
+        """Compare-and-set of the shared deployment state (meta key :data:`DEPLOYMENT_KEY`: the
+        deployed threshold and the alarm's e-process), in ONE transaction with the certificate
+        ``(body, watermark)`` and the threshold change ``(old, new, reason, evidence, reverts)``
+        it comes with. Writers are serialised (the event lock), so of two replicas that read the
+        same version, the first commits and the second gets None and nothing is stored: it reads
+        the new state and starts again. A ``state`` whose ``start_ev`` is None starts its
+        e-process at the change's event. Returns the stored state (``version`` one higher)."""
+        with self._transaction() as cur:
+            self._lock_writers(cur)
+            cur.execute(self._sql("SELECT value FROM meta WHERE key = ?"), (DEPLOYMENT_KEY,))
+            row = cur.fetchone()
+            current = json.loads(row[0]) if row else None
+            if deployment_version(current) != int(expected_version):
+                return None
+            state = dict(state, version=int(expected_version) + 1)
+            if certificate is not None:
+                ev = self._new_event(cur, "certificate")
+                cur.execute(self._sql("INSERT INTO certificates (ev, watermark, body) VALUES (?, ?, ?)"),
+                            (ev, int(certificate[1]), json.dumps(certificate[0], sort_keys=True)))
+                state["certificate_ev"] = ev
+            if change is not None:
+                old, new, reason, evidence, reverts = change
+                ev = self._new_event(cur, "change")
+                cur.execute(
+                    self._sql("INSERT INTO changes (ev, old_threshold, new_threshold, reason, evidence, reverts) "
+                              "VALUES (?, ?, ?, ?, ?, ?)"),
+                    (ev, _num(old), _num(new), reason, json.dumps(evidence, sort_keys=True, default=str), reverts))
+                state["change_ev"] = ev
+                if state.get("start_ev") is None:
+                    state["start_ev"] = ev
+            if state.get("start_ev") is None:
+                state["start_ev"] = self._new_event(cur, "deployment")
+            cur.execute(self._sql("DELETE FROM meta WHERE key = ?"), (DEPLOYMENT_KEY,))
+            cur.execute(self._sql("INSERT INTO meta (key, value) VALUES (?, ?)"),
+                        (DEPLOYMENT_KEY, json.dumps(state, sort_keys=True)))
+            return state
+
+    def claim_stream(self, stream: str, timeout: float = 5.0) -> bool:
+        """Claim ``stream`` for this connection's monitor until :meth:`close` (a replica dies:
+        its claim goes with it), waiting up to ``timeout`` seconds for another holder to go.
+        Returns False when another live monitor still serves it. Default: always True (a
+        back end without a cross-process claim)."""
+        return True
+
     # -- reads ----------------------------------------------------------------------------------------
 
     def watermark(self) -> int:
@@ -287,6 +341,11 @@ class Ledger:
         if stream is None:
             return int(self._read("SELECT COUNT(*) FROM records")[0][0])
         return int(self._read("SELECT COUNT(*) FROM records WHERE stream = ?", (stream,))[0][0])
+
+    def streams(self) -> dict[str, int]:
+        """Inputs recorded per stream (one stream per serving replica)."""
+        return {str(r[0]): int(r[1]) for r in self._read(
+            "SELECT stream, COUNT(*) FROM records GROUP BY stream ORDER BY stream")}
 
     def next_pos(self, stream: str) -> int:
         """The position after the last committed record of ``stream``."""
@@ -313,11 +372,13 @@ class Ledger:
         )
         return _rows_to_arrays(rows)
 
-    def pending_audits(self) -> list[tuple[str, str | None]]:
-        """``(id, input JSON)`` of sampled records whose shadow call has no stored outcome."""
+    def pending_audits(self, stream: str | None = None) -> list[tuple[str, str | None]]:
+        """``(id, input JSON)`` of sampled records whose shadow call has no stored outcome (of one
+        ``stream`` only, when given: a replica resumes its own)."""
+        where, params = ("", ()) if stream is None else (" AND r.stream = ?", (stream,))
         rows = self._read(
             "SELECT r.id, r.input FROM records r LEFT JOIN audits a ON a.id = r.id "
-            "WHERE r.sampled = 1 AND a.id IS NULL ORDER BY r.ev, r.stream, r.pos"
+            f"WHERE r.sampled = 1 AND a.id IS NULL{where} ORDER BY r.ev, r.stream, r.pos", params
         )
         return [(r[0], r[1]) for r in rows]
 
@@ -377,6 +438,33 @@ class Ledger:
         }
 
 
+#: The meta key of the shared deployment state (kept under its first name: ledgers written
+#: before replicas shared it read the same).
+DEPLOYMENT_KEY = "eprocess"
+
+
+def deployment_version(state: dict[str, Any] | None) -> int:
+    """The version of a stored deployment state: 0 when there is none (or an older ledger's
+    state without a version)."""
+    return 0 if not state else int(state.get("version", 0))
+
+
+def _claim_key(stream: str) -> int:
+    """A signed 64-bit advisory-lock key for a stream name."""
+    digest = hashlib.blake2b(f"confroute-stream:{stream}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _wait_for(attempt: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + max(0.0, float(timeout))
+    while True:
+        if attempt():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
 class SQLiteLedger(Ledger):
     """The default ledger: one SQLite file (WAL journal, ``synchronous=FULL``: a committed batch
     survives a crash of the process and of the machine).
@@ -398,6 +486,7 @@ class SQLiteLedger(Ledger):
     def __init__(self, path: Any) -> None:
         self.path = str(path)
         self.location = self.path
+        self._claims: list[Any] = []
         super().__init__()
 
     def _connect(self) -> Any:
@@ -409,6 +498,37 @@ class SQLiteLedger(Ledger):
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA foreign_keys=ON")
         return conn
+
+    def claim_stream(self, stream: str, timeout: float = 5.0) -> bool:
+        """An exclusive ``flock`` on ``<path>.stream-<hash>.lock`` (no claim for ``:memory:``, nor
+        where ``fcntl`` is missing: Windows)."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX
+            return True
+        if self.path == ":memory:":
+            return True
+
+        handle = open(f"{self.path}.stream-{_claim_key(stream) & 0xFFFFFFFF:08x}.lock", "a")  # noqa: SIM115
+
+        def attempt() -> bool:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except OSError:
+                return False
+
+        if not _wait_for(attempt, timeout):
+            handle.close()
+            return False
+        self._claims.append(handle)
+        return True
+
+    def close(self) -> None:
+        super().close()
+        for handle in self._claims:
+            handle.close()  # releases the flock
+        self._claims.clear()
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({self.path!r})"
@@ -449,6 +569,16 @@ class PostgresLedger(Ledger):
 
     def _lock_writers(self, cur: Any) -> None:
         cur.execute("LOCK TABLE batches IN EXCLUSIVE MODE")
+
+    def claim_stream(self, stream: str, timeout: float = 5.0) -> bool:
+        """A session-level advisory lock keyed by the stream name: released when the ledger is
+        closed or the replica's connection dies (a SIGKILLed replica's claim goes with it)."""
+        key = _claim_key(stream)
+
+        def attempt() -> bool:
+            return bool(self._read("SELECT pg_try_advisory_lock(?)", (key,))[0][0])
+
+        return _wait_for(attempt, timeout)
 
     def __repr__(self) -> str:
         return f"PostgresLedger({self.dsn!r})"

@@ -37,10 +37,11 @@ from ..core.classes import class_labels
 from ..core.types import RoutingResult
 from ..routing.cascade import Cascade
 from ..routing.fallback import Fallback
-from .sequential import label_probability, policy_action, PolicyAction, ThresholdEProcess
+from .deploy import Deployment, deployed_threshold as _threshold_value
+from .sequential import label_probability, PolicyAction
 from .ledger import Ledger, open_ledger
 from .plan import plan_records, uniform_draws
-from .replay import OBJECTIVES, add_labels, certify_ledger, import_labels, stream_records
+from .replay import add_labels, certify_ledger, import_labels
 from .sinks import LabelSink, as_label_sink
 
 __all__ = ["CertificateMonitor", "MonitoredResult"]
@@ -95,7 +96,9 @@ class CertificateMonitor:
         router's last-stage predictor with its timeout and retries, failures recorded, not raised).
     stream : str, default "default"
         Name of this replica's stream; ids are ``"<stream>:<position>"``. Replicas sharing one
-        PostgreSQL ledger need distinct names.
+        ledger need distinct names: a stream is claimed by one live monitor at a time (a
+        restarted replica takes its own stream over; see ``claim_timeout``). The deployed
+        threshold and the alarm are shared by every replica (:mod:`~confroute.monitoring.deploy`).
     random_state : int, optional
         Seed of the audit and label sampling. Draws depend on the input's position only, so a
         restarted stream makes the same draws.
@@ -122,6 +125,10 @@ class CertificateMonitor:
         Most inputs waiting for or in a shadow call at once. Beyond it, newly sampled inputs stay
         pending in the ledger (counted in ``shadow_postponed``) and :meth:`flush` or :meth:`resume`
         starts them later: memory stays bounded when the fallback is slow, and no draw is lost.
+    claim_timeout : float, default 5.0
+        Seconds to wait for another live monitor to let go of ``stream`` (a replica restarted
+        right after a crash may find its old connection still closing) before refusing with a
+        ValueError.
 
     Examples
     --------
@@ -164,6 +171,7 @@ class CertificateMonitor:
         auto_check: bool = True,
         shadow_nice: int = 19,
         max_shadow_backlog: int = 10_000,
+        claim_timeout: float = 5.0,
     ) -> None:
         given = _check_arguments(router, (target_relative_accuracy, max_accuracy_drop, target_accuracy,
                                           target_agreement), delta, audit_rate, policy, looser, shadow_concurrency)
@@ -191,6 +199,11 @@ class CertificateMonitor:
         self._check_lock = threading.RLock()
         self._n_classes: int | None = len(self._classes) if self._classes else None
         self._config = self._load_config()
+        if not self.ledger.claim_stream(self.stream, claim_timeout):
+            if not isinstance(ledger, Ledger):
+                self.ledger.close()  # opened here: nobody else will
+            raise ValueError(f"stream {self.stream!r} of {self.ledger.location!r} is already served by another live "
+                             "monitor: give each replica its own stream= name")
         self._next = self.ledger.next_pos(self.stream)
         self.shadow_nice = int(shadow_nice)
         self._pool = ThreadPoolExecutor(int(shadow_concurrency), thread_name_prefix="confroute-shadow",
@@ -204,8 +217,9 @@ class CertificateMonitor:
         self._writer.start()
         self.write_errors: list[BaseException] = []
         self.sink_failures = 0
-        self._resume_threshold()
-        self._eprocess_state()  # the alarm's e-process watches from here (or goes on from the ledger)
+        self.deployment = Deployment(self.ledger, router, self.objective, self.target, self.delta,
+                                     self._config["min_probability"])
+        self.deployment.sync()  # the ledger's deployed threshold (shared by every replica) and its e-process
         self.resume()
 
     # -- configuration kept in the ledger -------------------------------------------------------
@@ -293,6 +307,7 @@ class CertificateMonitor:
                 kind, payload = job
                 if kind == "records":
                     self._write_records(*payload)
+                    self.deployment.sync()  # adopt a change another replica made
                 elif kind == "audits":
                     self._write_audits(*payload)
                 elif kind == "config":
@@ -429,7 +444,7 @@ class CertificateMonitor:
         or after :meth:`flush` found some left); returns how many were started."""
         with self._lock:
             busy = set(self._in_flight)
-        pending = [p for p in self.ledger.pending_audits() if p[0] not in busy][: self.max_shadow_backlog]
+        pending = [p for p in self.ledger.pending_audits(self.stream) if p[0] not in busy][: self.max_shadow_backlog]
         if not pending:
             return 0
         stored = self.ledger.stream_rows()
@@ -544,60 +559,36 @@ class CertificateMonitor:
         return cert
 
     def check(self) -> dict[str, Any]:
-        """Certify, update the alarm's e-process, and apply the policy; returns what happened:
-        ``certificate``, ``e_value``, ``alarm``, ``action`` (a
+        """Certify (from every replica's records), update the alarm's e-process, and apply the
+        policy, as one compare-and-set of the shared deployment state (see
+        :meth:`Deployment.check <confroute.monitoring.deploy.Deployment.check>`); returns what
+        happened: ``certificate``, ``e_value``, ``alarm``, ``action`` (a
         :class:`~confroute.monitoring.sequential.PolicyAction`) and ``threshold`` (deployed)."""
         with self._check_lock:
-            cert, watermark = certify_ledger(self.ledger)
-            self.ledger.add_certificate(cert.to_dict(), watermark)
-            rows = self.ledger.stream_rows(upto=watermark)
-            state = self._eprocess_state()
-            since = rows["ev"] > state["start_ev"]
-            eproc = ThresholdEProcess.from_dict(state["process"])
-            e_value = eproc.update(stream_records({k: v[since] for k, v in rows.items()}))
-            deployed = _threshold_value(self.router)
-            action = policy_action(
-                self.policy, alarm=eproc.alarm, deployed_threshold=deployed, certificate=cert,
-                loosen=self.looser == "loosen", conservative_threshold=float("inf"))
-            self.ledger.set_meta("eprocess", {**state, "process": eproc.to_dict()})
-            evidence = {"certificate": cert.to_dict(), "e_value": e_value, "alarm": eproc.alarm,
-                        "alarm_at": eproc.alarm_at, "watermark": watermark, "reason": action.reason}
+            out = self.deployment.check(self.policy, self.looser)
+            action = out["action"]
             self.recommendation = action if action.action == "recommend" else None
-            if (action.action in ("tighten", "fallback_all", "loosen") and action.threshold is not None
-                    and action.threshold != deployed):
-                self.set_threshold(action.threshold, reason=action.action, evidence=evidence)
-            return {"certificate": cert, "e_value": e_value, "alarm": eproc.alarm, "action": action,
-                    "threshold": _threshold_value(self.router)}
+            return out
+
+    def sync(self) -> dict[str, Any]:
+        """Adopt the shared deployed threshold now (a change another replica made; the monitor
+        also does so after every batch it writes and at every check); returns the shared state
+        (``version``, ``threshold``, the e-process)."""
+        return self.deployment.sync()
 
     @property
     def alarm(self) -> bool:
-        """Whether the e-process of the deployed threshold has crossed ``1 / delta``."""
-        return bool(self._eprocess_state()["process"].get("alarm_at") is not None)
-
-    def _eprocess_state(self) -> dict[str, Any]:
-        state = self.ledger.get_meta("eprocess")
-        threshold = _threshold_value(self.router)
-        if state is None or state["threshold"] != _json_threshold(threshold):
-            process = ThresholdEProcess(
-                threshold=threshold, objective=OBJECTIVES[self.objective], target=float(self.target),
-                delta=self.delta, min_probability=self._config["min_probability"])
-            state = {"threshold": _json_threshold(threshold), "start_ev": self.ledger.watermark(),
-                     "process": process.to_dict()}
-            self.ledger.set_meta("eprocess", state)
-        return dict(state)
+        """Whether the (shared) e-process of the deployed threshold has crossed ``1 / delta``."""
+        return self.deployment.alarm
 
     # -- threshold changes ------------------------------------------------------------------------
 
     def set_threshold(self, threshold: float, reason: str = "manual", evidence: dict[str, Any] | None = None,
                       reverts: int | None = None) -> int:
-        """Deploy another threshold on the router, logged in the ledger with its evidence (the
+        """Deploy another threshold for every replica of the ledger, logged with its evidence (the
         alarm's e-process starts again for the new threshold). Returns the change's event number."""
         with self._check_lock:
-            old = _threshold_value(self.router)
-            self.router.thresholds = [float(threshold)]
-            ev = self.ledger.add_change(old, float(threshold), reason, evidence or {}, reverts)
-            self._eprocess_state()  # a new e-process for the new threshold
-            return ev
+            return self.deployment.set_threshold(threshold, reason, evidence, reverts)
 
     def revert(self) -> int:
         """Undo the last threshold change not yet undone (logged as a change of its own).
@@ -606,22 +597,12 @@ class CertificateMonitor:
         ------
         ValueError
             When there is no change left to undo."""
-        changes = self.ledger.changes()
-        undone = {c["reverts"] for c in changes if c["reverts"] is not None}
-        for change in reversed(changes):
-            if change["reverts"] is None and change["ev"] not in undone:
-                return self.set_threshold(change["old"], reason="revert", evidence={"reverted": change},
-                                          reverts=change["ev"])
-        raise ValueError("no threshold change to revert")
+        with self._check_lock:
+            return self.deployment.revert()
 
     def changes(self) -> list[dict[str, Any]]:
         """Every logged threshold change (old, new, reason, evidence, reverts), oldest first."""
         return self.ledger.changes()
-
-    def _resume_threshold(self) -> None:
-        changes = self.ledger.changes()
-        if changes and changes[-1]["new"] != _threshold_value(self.router):
-            self.router.thresholds = [changes[-1]["new"]]  # the ledger's last deployed threshold
 
 
 def _pos(id_: str) -> int:
@@ -636,13 +617,6 @@ def _nan_none(x: Any) -> float | None:
 def _input_json(batch: Sequence[Any], i: int) -> str:
     row = batch[i]
     return json.dumps(row.tolist() if isinstance(row, np.ndarray) else json_value(row))
-
-
-def _threshold_value(router: Cascade) -> float:
-    t = router.thresholds[0]
-    if not isinstance(t, float):
-        raise ValueError("CertificateMonitor certifies one global threshold; per-class thresholds are not supported")
-    return t
 
 
 def _lower_priority(nice: int) -> None:
@@ -680,10 +654,6 @@ def _float_or_nan(x: Any) -> float:
     if x is None:
         return float("nan")
     return float("inf") if x in ("inf", "Infinity") else float(x)
-
-
-def _json_threshold(t: float) -> float | str:
-    return "inf" if t == float("inf") else float(t)
 
 
 def _shadow_of(stage: Fallback) -> Fallback:
