@@ -113,6 +113,20 @@ def _match(g: _Graph, dql: Any) -> list[tuple[Any, Any, Any, str, str]]:
     return chains
 
 
+def _bias_add(g: _Graph, name: str, n_out: int) -> tuple[Any, str] | None:
+    """The ``Add`` of a constant bias of ``n_out`` floats that is the only use of ``name``, if any."""
+    users = g.consumers.get(name, [])
+    if len(users) != 1 or users[0].op_type != "Add" or name in g.outputs:
+        return None
+    other = [i for i in users[0].input if i != name]
+    if len(other) != 1 or other[0] not in g.constants:
+        return None
+    value = g.constants[other[0]]
+    if value.shape != (n_out,) or value.dtype != np.float32:
+        return None
+    return users[0], other[0]
+
+
 # long: one flat list of the nodes each rewritten chain becomes, in graph order
 def rowwise_int8_graph(model: Any) -> tuple[Any, int]:
     """A copy of ``model`` (an ``onnx.ModelProto`` from ``quantize_dynamic``) whose activations are
@@ -198,11 +212,20 @@ def rowwise_int8_graph(model: Any) -> tuple[Any, int]:
             u = f"{t}{j}_"
             consts[u + "n"] = np.array([n_out], np.int64)
             inputs = [q, mm.input[1], rows_scale, w_scale, f"{p}_zp"] + ([mm.input[3]] if len(mm.input) > 3 else [])
-            replace[id(mm)] = [
-                helper.make_node("MatMulIntegerToFloat", inputs, [u + "y2"], domain="com.microsoft",
-                                 name=mm.name or u + "matmul"),
+            out, y2 = mul.output[0], u + "y2"
+            matmul = [helper.make_node("MatMulIntegerToFloat", inputs, [y2], domain="com.microsoft",
+                                       name=mm.name or u + "matmul")]
+            bias = _bias_add(g, out, n_out)
+            if bias is not None:
+                # The layer's bias is added to the 2-D product, before the reshape (as a separate
+                # Add, not MatMulIntegerToFloat's bias input: with a per-row a_scale, ONNX Runtime
+                # 1.32 multiplies the bias by the row's scale too, measured).
+                matmul.append(helper.make_node("Add", [y2, bias[1]], [u + "biased"]))
+                drop.add(id(bias[0]))
+                out, y2 = bias[0].output[0], u + "biased"
+            replace[id(mm)] = matmul + [
                 helper.make_node("Concat", [t + "lead", u + "n"], [u + "shape"], axis=0),
-                helper.make_node("Reshape", [u + "y2", u + "shape"], [mul.output[0]]),
+                helper.make_node("Reshape", [y2, u + "shape"], [out]),
             ]
             drop.update((id(cast), id(mul), id(g.producer[product])))
     nodes = []
@@ -214,7 +237,10 @@ def rowwise_int8_graph(model: Any) -> tuple[Any, int]:
     graph.initializer.extend(numpy_helper.from_array(v, name) for name, v in consts.items())
     if not any(o.domain == "com.microsoft" for o in model.opset_import):
         model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    del graph.value_info[:]  # shapes of the replaced tensors changed; ONNX Runtime infers them again
+    # Recorded intermediate shapes are dropped (ONNX Runtime infers what it needs): with them it
+    # fuses the float parts into SkipLayerNormalization and BiasGelu, which ran about 12% slower on
+    # the row-wise MPNet here (1 thread; 0.9197 against 0.9209 dev accuracy: one sentence moves).
+    del graph.value_info[:]
     if model.ByteSize() < 2**31 - 2**20:  # the checker takes protobufs under 2 GB only
         onnx.checker.check_model(model)
     return model, len(dqls)
