@@ -20,6 +20,10 @@ HTTP endpoints (the ingress forwards them): ``POST /labels`` (``{"ids": [...], "
 HTTP 400 with ``{"error": ...}`` for unknown ids, duplicates or labels outside the classes: the
 monitor's :class:`~confroute.monitoring.ledger.LabelError`; nothing is stored then) and ``GET
 /certificate`` (certify now; the certificate, the evidence and the metrics as JSON).
+
+The deployed threshold is the ledger's deployment record: the monitor's ``policy`` / ``looser``
+and :meth:`AuditServer.set_threshold` / :meth:`AuditServer.revert` change it, and the replicas of
+the first stage follow it within ``sync_interval_s`` (:mod:`.serve_policy`).
 """
 
 from __future__ import annotations
