@@ -3,9 +3,10 @@ deployment record is the source of truth, and each replica of the first stage re
 most every ``audit.sync_interval_s`` (real Ray Serve: two replicas of the first stage).
 
 A change made through the audit replica (``set_threshold``), one written straight into the ledger
-by another process's :class:`~confroute.monitoring.Deployment` (everything to the fallback), and
-two ``revert``: after the sync interval the answers equal ``router.route`` at the new threshold,
-both first-stage replicas answered, and the ledger records the threshold that routed each input.
+by another process's :class:`~confroute.monitoring.Deployment` (everything to the fallback), two
+``revert``, then an alarm that ``policy: tighten`` acts on: after the sync interval the answers
+equal ``router.route`` at the new threshold, both first-stage replicas answered, and the ledger
+records the threshold that routed each input.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def service(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("policy")
     down, log = str(folder / "fallback-down"), str(folder / "small.log")
-    cfg = _cfg({"target_relative_accuracy": 0.9, "rate": 0.5, "ledger": "audit.sqlite", "random_state": 3,
+    cfg = _cfg({"target_agreement": 0.99, "rate": 0.5, "ledger": "audit.sqlite", "random_state": 3,
                 "policy": "tighten", "looser": "loosen", "check_every": 0, "sync_interval_s": SYNC_S}, folder)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -108,6 +109,15 @@ def _records_since(path, pos):
                           (pos,)).fetchone()
 
 
+def _recorded(service, n):
+    """Flush the audit replica until it has recorded ``n`` inputs (the ingress hands batches on
+    after answering, so the last ones may still be on their way); no more than ``n``."""
+    deadline = time.monotonic() + 60
+    while (seen := service["audit"].flush.remote().result()["seen"]) < n and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert seen == n
+
+
 def _phase(service, threshold, seed):
     """After the sync interval: every answer is ``router.route``'s at ``threshold``, both
     first-stage replicas answered, and the ledger records ``threshold`` for every input."""
@@ -119,8 +129,7 @@ def _phase(service, threshold, seed):
     assert [r["label"] for r in rows] == expected.labels.tolist()
     assert [r["stage"] for r in rows] == expected.stage.tolist()
     assert len(pids) == 2, f"one first-stage replica answered everything: {pids}"
-    after = service["audit"].flush.remote().result()
-    assert after["seen"] == seen + len(texts)
+    _recorded(service, seen + len(texts))
     n, lo, hi = _records_since(service["ledger"], int(seen))
     assert (n, lo, hi) == (len(texts), threshold, threshold)
     return rows
@@ -154,12 +163,23 @@ def test_every_replica_follows_the_ledgers_threshold_and_revert(service):
     changes = [(c["old"], c["new"], c["reason"]) for c in ledger.changes()]
     assert changes == [(0.8, 0.5, "manual"), (0.5, float("inf"), "fallback_all"), (float("inf"), 0.5, "revert"),
                        (0.5, 0.8, "revert")]
-    ledger.close()
 
-    # The certificate from records routed at four thresholds: replay recomputes the stored ones.
+    # An alarm under policy tighten: at 0.8, small accepts "not good" (big: neg), so the system
+    # agrees with big on about 6 of 7 inputs, not 0.99; the audit replica's check tightens (no
+    # stricter threshold is certified: everything to the fallback) and the replicas follow.
     import httpx
 
     from confroute.cli import main
 
-    assert httpx.get(service["url"] + "/certificate?flush=1", timeout=120).status_code == 200
+    seen = service["audit"].flush.remote().result()["seen"]
+    _route_all(service, toy.texts(120, seed=16))
+    _recorded(service, seen + 120)
+    body = httpx.get(service["url"] + "/certificate?flush=1", timeout=120).json()
+    print({k: body[k] for k in ("alarm", "e_value", "action", "deployed_threshold")})
+    assert body["alarm"] and body["action"] == "tighten"
+    (old, new, reason), = [(c["old"], c["new"], c["reason"]) for c in ledger.changes()][4:]
+    assert (old, reason) == (0.8, "tighten") and new > 0.8
+    _phase(service, new, seed=17)
+    ledger.close()
+    # Certificates from records routed at five thresholds: replay recomputes the stored ones.
     assert main(["audit", "replay", service["ledger"]]) == 0
