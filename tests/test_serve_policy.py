@@ -54,6 +54,13 @@ def test_threshold_moving_policies_are_served(tmp_path):
     assert sync.interval_s == 2.0 and sync.ledger_location == str(tmp_path / "a.sqlite")
     with pytest.raises(ValueError, match=r"audit\.sync_interval_s"):
         threshold_sync({**options, "sync_interval_s": -1}, 2)
+    # A ledger object ships its location (a PostgreSQL DSN stays one); an in-memory one cannot be shared.
+    from confroute.monitoring.ledger import SQLiteLedger
+
+    ledger = SQLiteLedger(tmp_path / "b.sqlite")
+    assert threshold_sync({**options, "ledger": ledger}, 2).ledger_location == str(tmp_path / "b.sqlite")
+    ledger.close()
+    assert threshold_sync({**options, "ledger": ":memory:"}, 2) is None
 
 
 @pytest.fixture(scope="module")

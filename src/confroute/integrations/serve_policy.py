@@ -62,9 +62,9 @@ class ThresholdSync:
 
     Parameters
     ----------
-    ledger : str
-        The audit ledger (a SQLite file or a ``postgresql://`` URL), opened in the replica on the
-        first read.
+    ledger : str or Ledger
+        The audit ledger (a SQLite file, a ``postgresql://`` URL, or a ledger object: its location
+        is shipped, not its connection), opened in the replica on the first read.
     interval_s : float
         At most one read of the record per ``interval_s`` seconds per replica.
 
@@ -75,8 +75,9 @@ class ThresholdSync:
     (True, -1)
     """
 
-    def __init__(self, ledger: str, interval_s: float = SYNC_INTERVAL_S) -> None:
-        self.ledger_location = str(ledger)
+    def __init__(self, ledger: Any, interval_s: float = SYNC_INTERVAL_S, postgres: bool | None = None) -> None:
+        self.ledger_location = str(getattr(ledger, "location", ledger))
+        self.postgres = bool(hasattr(ledger, "dsn") if postgres is None else postgres)  # a PostgresLedger's DSN
         self.interval_s = float(interval_s)
         self.version = -1  # the newest record version adopted
         self.reads = 0
@@ -85,10 +86,10 @@ class ThresholdSync:
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:  # shipped to the replicas without a connection
-        return {"ledger_location": self.ledger_location, "interval_s": self.interval_s}
+        return {"ledger_location": self.ledger_location, "interval_s": self.interval_s, "postgres": self.postgres}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["ledger_location"], state["interval_s"])  # type: ignore[misc]
+        self.__init__(state["ledger_location"], state["interval_s"], state["postgres"])  # type: ignore[misc]
 
     def due(self) -> bool:
         """Whether ``interval_s`` has passed since the last read."""
@@ -96,12 +97,13 @@ class ThresholdSync:
 
     def read(self) -> dict[str, Any] | None:
         """The ledger's deployment record (``None`` while the audit replica has written none)."""
-        from ..monitoring.ledger import DEPLOYMENT_KEY, open_ledger
+        from ..monitoring.ledger import DEPLOYMENT_KEY, PostgresLedger, open_ledger
 
         with self._lock:
             self._last = time.monotonic()
             if self._ledger is None:
-                self._ledger = open_ledger(self.ledger_location)
+                loc = self.ledger_location
+                self._ledger = PostgresLedger(loc) if self.postgres else open_ledger(loc)
             self.reads += 1
             state = self._ledger.get_meta(DEPLOYMENT_KEY)
         return state if isinstance(state, dict) and "version" in state else None
@@ -129,7 +131,9 @@ class ThresholdSync:
 
 def threshold_sync(audit: Mapping[str, Any] | None, n_stages: int) -> ThresholdSync | None:
     """The :class:`ThresholdSync` of the deciding stages of an application with ``audit``
-    (``None`` without one). ``audit``: :func:`~confroute.integrations.serve.build_app`'s mapping.
+    (``None`` without one, and for an in-memory SQLite ledger, which no other process can read:
+    the stages keep their threshold). ``audit``: :func:`~confroute.integrations.serve.build_app`'s
+    mapping.
 
     Examples
     --------
@@ -143,4 +147,5 @@ def threshold_sync(audit: Mapping[str, Any] | None, n_stages: int) -> ThresholdS
     if audit is None:
         return None
     opts, _ = check_audit(audit, n_stages)
-    return ThresholdSync(str(opts["ledger"]), float(opts.get("sync_interval_s", SYNC_INTERVAL_S)))
+    sync = ThresholdSync(opts["ledger"], float(opts.get("sync_interval_s", SYNC_INTERVAL_S)))
+    return None if sync.ledger_location == ":memory:" else sync
