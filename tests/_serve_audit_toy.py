@@ -53,11 +53,22 @@ def make_big(down: str):
     return big
 
 
-def make_router(down: str) -> Cascade:
+def logged_small(log: str):
+    """``small`` that appends ``pid<TAB>text`` lines to the file ``log`` (which replica answered)."""
+    def small_logged(texts: Sequence[Any]) -> np.ndarray:
+        with open(log, "a", encoding="utf-8") as fh:
+            fh.writelines(f"{os.getpid()}\t{t}\n" for t in texts)
+        return small(texts)
+
+    return small_logged
+
+
+def make_router(down: str, log: str | None = None, threshold: float = 0.8) -> Cascade:
+    first = small if log is None else logged_small(log)
     return Cascade(
-        [Fallback(TextToy(small, classes=CLASSES, name="small")),
+        [Fallback(TextToy(first, classes=CLASSES, name="small")),
          Fallback(TextToy(make_big(down), classes=CLASSES, name="big"), on_error="keep_previous")],
-        [0.8], cost_model=CostModel.per_sample([1.0, 10.0]), names=["small", "big"],
+        [threshold], cost_model=CostModel.per_sample([1.0, 10.0]), names=["small", "big"],
     )
 
 

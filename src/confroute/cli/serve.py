@@ -40,7 +40,8 @@ AUDIT_KEYS = {"target_relative_accuracy": "target_relative_accuracy", "max_accur
               "rate": "audit_rate", "ledger": "ledger", "sink": "label_sink", "policy": "policy",
               "looser": "looser", "shadow_concurrency": "shadow_concurrency", "stream": "stream",
               "random_state": "random_state", "agreement_rate": "agreement_rate", "reference": "reference",
-              "ladder": "ladder", "max_shadow_backlog": "max_shadow_backlog", "check_every": "check_every"}
+              "ladder": "ladder", "max_shadow_backlog": "max_shadow_backlog", "check_every": "check_every",
+              "sync_interval_s": "sync_interval_s"}
 _TARGETS = ("target_relative_accuracy", "max_accuracy_drop", "target_accuracy", "target_agreement")
 _DRIFT = {"reference_scores", "every", "window", "min_samples", "n_bins", "psi_alert", "ks_alpha",
           "rate_alpha", "rate_tolerance", "due_on"}
@@ -173,7 +174,7 @@ def _number(audit: dict[str, Any], key: str, lo: float, hi: float, lo_open: bool
 
 def _check_audit(audit: dict[str, Any], cfg: dict[str, Any], base: Path) -> dict[str, Any]:
     """``audit``: the audit loop (a CertificateMonitor in one replica); paths made absolute."""
-    from ..integrations.serve_audit import SERVING_POLICIES
+    from ..integrations.serve_audit import SERVING_LOOSER, SERVING_POLICIES
 
     _unknown(audit, set(AUDIT_KEYS) | {"deployment"}, "audit")
     targets = [k for k in _TARGETS if k in audit]
@@ -194,11 +195,12 @@ def _check_audit(audit: dict[str, Any], cfg: dict[str, Any], base: Path) -> dict
         x = audit.get(key, least)
         if isinstance(x, bool) or not isinstance(x, int) or x < least:
             raise CLIError(f"config audit.{key} must be an integer >= {least}, got {x!r}")
-    for key, allowed in (("policy", SERVING_POLICIES), ("looser", ("recommend",))):
+    x = audit.get("sync_interval_s", 1.0)
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x < float("inf"):
+        raise CLIError(f"config audit.sync_interval_s must be a number of seconds > 0, got {x!r}")
+    for key, allowed in (("policy", SERVING_POLICIES), ("looser", SERVING_LOOSER)):
         if audit.get(key, allowed[0]) not in allowed:
-            raise CLIError(f"config audit.{key}: {audit[key]!r} is not available when serving: the stage replicas "
-                           f"hold the threshold (allowed: {list(allowed)}); apply a certified threshold by "
-                           "changing thresholds and redeploying")
+            raise CLIError(f"config audit.{key} must be one of {list(allowed)}, got {audit[key]!r}")
     if not isinstance(audit.get("ledger"), str) or not audit["ledger"]:
         raise CLIError("config audit.ledger: give a SQLite file (e.g. audit.sqlite) or a postgresql:// URL")
     for key in ("ledger", "sink"):

@@ -53,6 +53,7 @@ import numpy as np
 
 from ..core import _oip_wire as wire
 from ..core import schema
+from ..core._version import __version__
 from ..core.batch import take_rows
 from ..core.types import RoutingResult
 from ..routing.cascade import Cascade
@@ -60,6 +61,7 @@ from ..routing.stage_loop import RowState, plan_stagewise, result_from_state
 from ..routing.stagewise import advance
 from .ray import RouterInfo, ShippedRouter, describe_router
 from .serve_audit import AUDIT_PATHS, audit_response, bind_audit, observe_later
+from .serve_policy import ThresholdSync, routed, threshold_sync
 from .serve_checks import (
     BadRequest,
     clip,
@@ -168,10 +170,10 @@ class StageServer:
     """A replica of one stage: builds the router once, runs :func:`advance` on merged batches."""
 
     def __init__(self, source: ShippedRouter, s: int, app: str, max_batch_size: int = 32,
-                 batch_wait_timeout_s: float = 0.005, metrics: bool = True) -> None:
+                 batch_wait_timeout_s: float = 0.005, metrics: bool = True, sync: ThresholdSync | None = None) -> None:
         serve = _import_serve()
         self.router = source.build()
-        self.s = s
+        self.s, self.sync = s, sync  # sync: follow the audit ledger's deployed threshold (serve_policy)
         self.stage_name = self.router.names[s]
         self.metrics = _Metrics(app, metrics)
         # One batch queue per replica: concurrent requests merge into one model call.
@@ -188,6 +190,7 @@ class StageServer:
         inputs = [x for batch, _ in requests for x in batch]
         state = RowState.concat([st for _, st in requests])
         self.metrics.observe("confroute_stage_batch_size", len(inputs), stage=self.stage_name)
+        threshold = None if self.sync is None else await self.sync.follow(self.router, self.s)
         try:
             new, defer = await asyncio.to_thread(advance, self.router, self.s, inputs, state)
         finally:
@@ -195,7 +198,7 @@ class StageServer:
         out, lo = [], 0
         for batch, _ in requests:
             rows = np.arange(lo, lo + len(batch))
-            out.append((new.take(rows), defer[rows]))
+            out.append(routed(new.take(rows), defer[rows], threshold))
             lo += len(batch)
         return out
 
@@ -244,13 +247,14 @@ class Ingress:
         Driven by :func:`~confroute.routing.stage_loop.plan_stagewise`; each stage replica runs
         :func:`~confroute.routing.stagewise.advance`, the one stage loop.
         """
-        plan = plan_stagewise(len(inputs), self.info.n_stages)
+        plan, routed_at = plan_stagewise(len(inputs), self.info.n_stages), None
         try:
             s, rows, state = next(plan)
             while True:
                 t0 = time.perf_counter()
                 try:
                     answer = await self.stages[s].remote(take_rows(inputs, rows), state)
+                    routed_at = getattr(answer, "threshold", None) if s == 0 else routed_at
                 except stage_gone_errors() as exc:  # the replica died: a stage failure under on_error
                     logger.warning("stage %r: replica lost (%s); on_error applies", self.info.names[s],
                                    type(exc).__name__)
@@ -264,7 +268,7 @@ class Ingress:
         result = self.result(final)
         self._record(result)
         if self.audit is not None:  # recorded off the request path: the answer does not wait
-            observe_later(self.audit, inputs, result, self._audit_tasks, self.model_name)
+            observe_later(self.audit, inputs, result, self._audit_tasks, self.model_name, routed_at)
         return result
 
     def result(self, final: RowState) -> RoutingResult:
@@ -372,7 +376,7 @@ class Ingress:
         if path == f"/v2/models/{self.model_name}":
             return JSONResponse(_oip_metadata(self.model_name, self.info))
         if path == "/v2":
-            return JSONResponse({"name": "confroute", "version": _version(), "extensions": ["binary_tensor_data"]})
+            return JSONResponse({"name": "confroute", "version": __version__, "extensions": ["binary_tensor_data"]})
         if path.startswith("/v2/models/"):
             return JSONResponse({"error": f"unknown model; this server serves {self.model_name!r}"}, 404)
         return JSONResponse({"error": f"no endpoint {method} {path}; see docs/serving.md"}, 404)
@@ -555,12 +559,6 @@ def _oip_metadata(model: str, info: RouterInfo) -> dict[str, Any]:
     }
 
 
-def _version() -> str:
-    from ..core._version import __version__
-
-    return __version__
-
-
 def _options_for(options: Any, n_stages: int) -> list[dict[str, Any]]:
     if options is None:
         return [{} for _ in range(n_stages)]
@@ -683,7 +681,7 @@ def build_app(
         info = source.info(ray)
     if drift is not None and not hasattr(drift, "reference_scores_"):
         raise ValueError("drift: pass a DriftMonitor fitted on the first stage's calibration scores")
-    per_stage = _options_for(stage_options, info.n_stages)
+    per_stage, sync = _options_for(stage_options, info.n_stages), threshold_sync(audit, info.n_stages)
     handles = []
     for s, opts in enumerate(per_stage):
         dep_opts, batch = _split_options(opts, f"stage_options[{s}]", allow_batch=True)
@@ -691,7 +689,8 @@ def build_app(
         # Ray Serve's default (5 requests in flight per replica) would cap what serve.batch can merge.
         dep_opts.setdefault("max_ongoing_requests", 2 * int(batch.get("max_batch_size", 32)))
         deployment = serve.deployment(StageServer, name=f"stage{s}-{info.names[s]}", **dep_opts)
-        handles.append(deployment.bind(source, s, name, metrics=metrics, **batch))
+        follow = sync if s < info.n_stages - 1 else None  # the deciding stages follow the ledger
+        handles.append(deployment.bind(source, s, name, metrics=metrics, sync=follow, **batch))
     ing_opts, _ = _split_options(dict(ingress_options or {}), "ingress_options", allow_batch=False)
     ing_opts.setdefault("ray_actor_options", {"num_cpus": INGRESS_NUM_CPUS})
     ing_opts.setdefault("max_ongoing_requests", 128)

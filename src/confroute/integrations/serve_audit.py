@@ -20,6 +20,10 @@ HTTP endpoints (the ingress forwards them): ``POST /labels`` (``{"ids": [...], "
 HTTP 400 with ``{"error": ...}`` for unknown ids, duplicates or labels outside the classes: the
 monitor's :class:`~confroute.monitoring.ledger.LabelError`; nothing is stored then) and ``GET
 /certificate`` (certify now; the certificate, the evidence and the metrics as JSON).
+
+The deployed threshold is the ledger's deployment record: the monitor's ``policy`` / ``looser``
+and :meth:`AuditServer.set_threshold` / :meth:`AuditServer.revert` change it, and the replicas of
+the first stage follow it within ``sync_interval_s`` (:mod:`.serve_policy`).
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from ..core.types import Predictions, RoutingResult
 from ..predictors.base import Predictor
 
 __all__ = ["AuditServer", "HandlePredictor", "AUDIT_METRICS", "AUDIT_PATHS", "MONITOR_OPTIONS", "AUDIT_NUM_CPUS",
-           "SERVING_POLICIES", "audit_response", "observe_later", "bind_audit", "audit_cpu_demand", "check_audit"]
+           "SERVING_POLICIES", "SERVING_LOOSER", "audit_response", "observe_later", "bind_audit", "audit_cpu_demand", "check_audit"]
 
 logger = logging.getLogger("confroute.serve")
 
@@ -49,10 +53,12 @@ MONITOR_OPTIONS = (
 )
 #: Default CPUs reserved by the audit replica.
 AUDIT_NUM_CPUS = 0.1
-#: Alarm policies a served audit loop takes: the stage replicas hold the threshold, so a policy
-#: that moves it (``tighten``, ``fallback_all``, ``looser="loosen"``) would move only the audit
-#: replica's copy; apply a certified threshold with a redeploy (``thresholds``) instead.
-SERVING_POLICIES = ("alert",)
+#: Alarm policies a served audit loop takes. A policy that moves the threshold (``tighten``,
+#: ``fallback_all``, ``looser="loosen"``) changes the ledger's deployment record; the deciding
+#: stage replicas follow it within ``sync_interval_s`` (:mod:`.serve_policy`).
+SERVING_POLICIES = ("alert", "tighten", "fallback_all")
+#: ``looser`` values a served audit loop takes.
+SERVING_LOOSER = ("recommend", "loosen")
 #: The endpoints the audit loop adds to the ingress.
 AUDIT_PATHS = ("/labels", "/certificate")
 
@@ -124,10 +130,11 @@ class AuditServer:
         self._checking: asyncio.Future[Any] | None = None
         self._pending: set[asyncio.Future[Any]] = set()  # references to the background tasks
 
-    async def observe(self, inputs: Sequence[Any], result: RoutingResult) -> int:
-        """Record a batch the ingress routed; returns its first position in the stream."""
+    async def observe(self, inputs: Sequence[Any], result: RoutingResult, threshold: float | None = None) -> int:
+        """Record a batch the ingress routed (``threshold``: the one the first stage decided with,
+        recorded per input; default the monitor's); returns its first position in the stream."""
         first = self.monitor.position
-        self.monitor.observe(inputs, result)
+        self.monitor.observe(inputs, result, threshold=threshold)
         self._since_check += len(result)
         if self.check_every and self._since_check >= self.check_every and (
                 self._checking is None or self._checking.done()):
@@ -214,6 +221,21 @@ class AuditServer:
             "recommendation": None if recommendation is None else recommendation.threshold,
         }
 
+    async def set_threshold(self, threshold: float, reason: str = "manual") -> dict[str, Any]:
+        """Deploy ``threshold`` (logged in the ledger; every deciding stage replica adopts it
+        within ``sync_interval_s``): ``{"change": event, "state": the deployment record}``."""
+        ev = await asyncio.to_thread(self.monitor.set_threshold, float(threshold), reason)
+        return {"change": ev, "state": await asyncio.to_thread(self.monitor.sync)}
+
+    async def revert(self) -> dict[str, Any]:
+        """Undo the last threshold change not yet undone (logged); as :meth:`set_threshold`."""
+        ev = await asyncio.to_thread(self.monitor.revert)
+        return {"change": ev, "state": await asyncio.to_thread(self.monitor.sync)}
+
+    async def deployment(self) -> dict[str, Any]:
+        """The ledger's deployment record (``version``, ``threshold``, the alarm's e-process)."""
+        return await asyncio.to_thread(self.monitor.sync)
+
     async def metrics(self) -> dict[str, float]:
         """:meth:`CertificateMonitor.metrics` (read from the ledger)."""
         return self.monitor.metrics()
@@ -246,14 +268,14 @@ def _unrecorded(app: str, n: int) -> None:
 
 
 def observe_later(audit: Any, inputs: Sequence[Any], result: RoutingResult, pending: set[Any],
-                  app: str = "confroute") -> None:
-    """Hand a routed batch to the audit replica without waiting for it (the caller answers at
-    once). A batch the audit replica could not take (it died or is unreachable) is logged and
+                  app: str = "confroute", threshold: float | None = None) -> None:
+    """Hand a routed batch (and the ``threshold`` its first stage decided with) to the audit
+    replica without waiting for it (the caller answers at once). A batch the audit replica could not take (it died or is unreachable) is logged and
     counted in ``confroute_audit_unrecorded``."""
 
     async def send() -> None:
         try:
-            await audit.observe.remote(list(inputs), result)
+            await audit.observe.remote(list(inputs), result, threshold)
         except Exception as exc:  # noqa: BLE001 - the user's answer is already out
             logger.warning("audit: a routed batch of %d inputs was not recorded (%s: %s)", len(inputs),
                            type(exc).__name__, exc)
@@ -304,9 +326,14 @@ def check_audit(audit: Mapping[str, Any], n_stages: int) -> tuple[dict[str, Any]
     """
     opts = dict(audit)
     deployment = dict(opts.pop("deployment", None) or {})
-    unknown = sorted(set(opts) - set(MONITOR_OPTIONS) - {"check_every"})
+    unknown = sorted(set(opts) - set(MONITOR_OPTIONS) - {"check_every", "sync_interval_s"})
     if unknown:
-        raise ValueError(f"audit: unknown keys {unknown}; allowed: {sorted((*MONITOR_OPTIONS, 'check_every', 'deployment'))}")
+        raise ValueError(f"audit: unknown keys {unknown}; allowed: "
+                         f"{sorted((*MONITOR_OPTIONS, 'check_every', 'sync_interval_s', 'deployment'))}")
+    interval = opts.get("sync_interval_s", 1.0)
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 < interval < float("inf"):
+        raise ValueError(f"audit.sync_interval_s: seconds between two reads of the deployed threshold, a number > 0, "
+                         f"got {interval!r}")
     every = opts.get("check_every", 10_000)
     if isinstance(every, bool) or not isinstance(every, int) or every < 0:
         raise ValueError(f"audit.check_every: an integer >= 0 (0: no periodic check), got {every!r}")
@@ -314,11 +341,9 @@ def check_audit(audit: Mapping[str, Any], n_stages: int) -> tuple[dict[str, Any]
         raise ValueError(f"audit: the audit loop watches a two-stage router, this one has {n_stages} stages")
     if not opts.get("ledger"):
         raise ValueError("audit.ledger: give a SQLite file or a postgresql:// URL (the records must outlive the service)")
-    for key, allowed in (("policy", SERVING_POLICIES), ("looser", ("recommend",))):
+    for key, allowed in (("policy", SERVING_POLICIES), ("looser", SERVING_LOOSER)):
         if opts.get(key, allowed[0]) not in allowed:
-            raise ValueError(
-                f"audit.{key}: {opts[key]!r} is not available when serving (the stage replicas hold the threshold; "
-                f"only {list(allowed)}): apply a certified threshold with a redeploy")
+            raise ValueError(f"audit.{key}: {opts[key]!r} is not a served policy (allowed: {list(allowed)})")
     n = deployment.get("num_replicas", 1)
     if n != 1 or "autoscaling_config" in deployment:
         what = "autoscaling_config" if "autoscaling_config" in deployment else "num_replicas"
@@ -355,5 +380,6 @@ def bind_audit(serve: Any, source: Any, app: str, audit: Mapping[str, Any] | Non
         return None
     opts, deployment = check_audit(audit, len(stages))
     every = opts.pop("check_every", 10_000)
+    opts.pop("sync_interval_s", None)  # the stage replicas' (serve_policy.threshold_sync)
     dep = serve.deployment(AuditServer, name="audit", num_replicas=1, **deployment)
     return dep.bind(source, app, opts, stages[-1], metrics=metrics, check_every=every)

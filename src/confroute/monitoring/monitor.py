@@ -278,11 +278,13 @@ class CertificateMonitor:
         batch = as_batch(inputs)
         return self.observe(batch, await self.router.aroute(batch))
 
-    def observe(self, batch: Sequence[Any], result: RoutingResult) -> MonitoredResult:
+    def observe(self, batch: Sequence[Any], result: RoutingResult, threshold: float | None = None) -> MonitoredResult:
         """Record a batch the router answered elsewhere (a stage-wise engine, a serving ingress
         that calls the stages itself) exactly as :meth:`route` would: ``result`` must be the
-        router's answer to ``batch``. Returns it with ids; the shadow calls and the ledger writes
-        happen on the monitor's threads."""
+        router's answer to ``batch``; ``threshold``: the one that routed it, recorded per input
+        (default: this monitor's router's; a serving replica may lag a change by its sync
+        interval). Returns it with ids; the shadow calls and the ledger writes happen on the
+        monitor's threads."""
         n = len(result)
         with self._lock:
             pos0 = self._next
@@ -292,7 +294,8 @@ class CertificateMonitor:
             self._config["n_classes"] = result.n_classes
             self._jobs.put(("config", dict(self._config)))
         ids = np.array([f"{self.stream}:{p}" for p in range(pos0, pos0 + n)], dtype=object)
-        self._jobs.put(("records", (batch, result, ids, pos0, _threshold_value(self.router))))
+        routed_at = _threshold_value(self.router) if threshold is None else float(threshold)
+        self._jobs.put(("records", (batch, result, ids, pos0, routed_at)))
         return MonitoredResult.wrap(result, ids)
 
     # -- the writer thread ------------------------------------------------------------------------
