@@ -77,6 +77,18 @@ def wrong_rows(result: Any, ids: np.ndarray) -> int:
     return int(len(ids) - good.sum()) + abs(len(result) - len(ids))
 
 
+def deadline_figures(lat: np.ndarray, timed_out: np.ndarray, deadline: float) -> dict[str, Any]:
+    """elapsed / deadline of the calls that ran into the deadline (p50, p99, max): 1.00 is a
+    deadline kept to the millisecond; what is above is late."""
+    ratio = lat[timed_out] / deadline
+    if not ratio.size:
+        return {"calls_timed_out": 0}
+    return {"calls_timed_out": int(ratio.size),
+            "timed_out_over_deadline_p50": round(float(np.median(ratio)), 3),
+            "timed_out_over_deadline_p99": round(float(np.quantile(ratio, 0.99)), 3),
+            "timed_out_over_deadline_max": round(float(ratio.max()), 3)}
+
+
 def by_tenth(ended: np.ndarray, lat: np.ndarray) -> list[tuple[int, float]]:
     """(calls, median call time) in each tenth of the run: a trend shows here."""
     edges = np.linspace(ended.min(), ended.max() + 1e-9, 11)
@@ -105,6 +117,7 @@ class Soak:
         self.deadline = min(args.oip_timeout, args.stage_timeout)
         self.lock = threading.Lock()
         self.latencies: list[float] = []
+        self.timed_out: list[bool] = []
         self.ended: list[float] = []
         self.rows = self.wrong = self.degraded = self.by_remote = 0
         self.errors: dict[str, int] = {}
@@ -116,6 +129,7 @@ class Soak:
     def record(self, ids: np.ndarray, result: Any, seconds: float) -> None:
         with self.lock:
             self.latencies.append(seconds)
+            self.timed_out.append(any(str(e).startswith("StageTimeoutError") for e in result.errors[result.degraded]))
             self.ended.append(time.monotonic())
             self.rows += len(ids)
             self.wrong += wrong_rows(result, ids)
@@ -205,6 +219,7 @@ class Soak:
             "call_s_p50": round(float(np.median(lat)), 3), "call_s_p99": round(float(np.quantile(lat, 0.99)), 3),
             "call_s_max": round(float(lat.max()), 3), "max_over_deadline": round(float(lat.max()) / self.deadline, 3),
             "calls_over_110pct": int((lat > 1.1 * self.deadline).sum()),
+            **deadline_figures(lat, np.array(self.timed_out), self.deadline),
             "calls_and_p50_s_by_tenth": by_tenth(np.array(self.ended), lat),
             "sampler_wakeup_lag_s_p99": round(float(np.quantile(self.lags, 0.99)), 3) if self.lags else None,
             "sampler_wakeup_lag_s_max": round(max(self.lags), 3) if self.lags else None,
