@@ -86,7 +86,7 @@ DEPLOYMENT_OPTIONS = (
     "placement_group_strategy", "max_replicas_per_node", "user_config", "logging_config",
 )
 #: Options of a stage that configure its dynamic batching (``serve.batch``).
-BATCH_OPTIONS = ("max_batch_size", "batch_wait_timeout_s")
+BATCH_OPTIONS = ("max_batch_size", "batch_wait_timeout_s", "max_concurrent_batches")
 #: Default CPUs reserved by one replica of a stage: two stages and the ingress fit on 2 cores.
 STAGE_NUM_CPUS = 0.5
 #: Default CPUs reserved by one replica of the ingress.
@@ -168,16 +168,17 @@ class StageServer:
     """A replica of one stage: builds the router once, runs :func:`advance` on merged batches."""
 
     def __init__(self, source: ShippedRouter, s: int, app: str, max_batch_size: int = 32,
-                 batch_wait_timeout_s: float = 0.005, metrics: bool = True) -> None:
+                 batch_wait_timeout_s: float = 0.005, metrics: bool = True, max_concurrent_batches: int = 1) -> None:
         serve = _import_serve()
         self.router = source.build()
         self.s = s
         self.stage_name = self.router.names[s]
         self.metrics = _Metrics(app, metrics)
         # One batch queue per replica: concurrent requests merge into one model call.
-        self._batched = serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_timeout_s)(
-            self._run_batch
-        )
+        # max_concurrent_batches > 1: that many merged batches run at once (a remote stage
+        # waiting on its server need not hold the others back).
+        self._batched = serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_timeout_s,
+                                    max_concurrent_batches=max_concurrent_batches)(self._run_batch)
         self._report_breaker()
 
     async def __call__(self, inputs: Sequence[Any], state: RowState) -> tuple[RowState, np.ndarray]:
@@ -631,7 +632,9 @@ def build_app(
         Per stage (or one for all): Ray Serve deployment options (``num_replicas``,
         ``ray_actor_options={"num_cpus": 1, "num_gpus": 1}``, ``max_ongoing_requests``,
         ``autoscaling_config``, ...) plus ``max_batch_size`` (default 32) and
-        ``batch_wait_timeout_s`` (default 0.005) of the stage's dynamic batching. Defaults:
+        ``batch_wait_timeout_s`` (default 0.005) of the stage's dynamic batching, and
+        ``max_concurrent_batches`` (default 1: how many merged batches a replica runs at once;
+        more for a remote stage, whose calls wait on a server). Defaults:
         ``num_cpus=0.5`` (:data:`STAGE_NUM_CPUS`: two stages and the ingress fit on 2 cores),
         ``max_ongoing_requests`` twice ``max_batch_size`` (Ray's own default, 5, would cap the
         batches). :func:`cpu_demand` adds up what the actors reserve.
