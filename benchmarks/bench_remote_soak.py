@@ -396,6 +396,8 @@ class ServeSoak(Soak):
             self.pids = pids
             start = {d: {"rss_mib": round(rss_of(p), 1), "socket_fds": socket_fds(p)} for d, p in pids.items()}
             self.reset()
+            status.clear()
+            bad_bodies.clear()
             sampler = threading.Thread(target=self.sample, daemon=True)
             sampler.start()
             t0 = time.perf_counter()

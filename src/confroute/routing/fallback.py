@@ -429,15 +429,17 @@ class Fallback:
 
         def target() -> None:
             try:
-                box.append(asyncio.run(self._awaited(batch)) if cancellable else self._predict(batch))
+                box.append(asyncio.run(self._awaited_call(batch)) if cancellable else self._predict(batch))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, which re-raises
                 box.append(exc)
             finally:
                 self._release()
                 finished.set()
 
+        # The deadline counts from here: starting the thread can wait for the scheduler.
+        deadline = time.monotonic() + self.timeout
         _daemon(target, self.name)
-        if not finished.wait(self.timeout):
+        if not finished.wait(max(deadline - time.monotonic(), 0.0)):
             return self._timed_out()
         return box[0]
 
@@ -488,9 +490,14 @@ class Fallback:
             return self._no_slot()
         if self._natively_async:
             try:
-                return await self._awaited(batch)
-            finally:
+                task = asyncio.ensure_future(self.predictor.apredict(batch))
+            except BaseException:
                 self._release()
+                raise
+            # The slot is given back when the call has really ended: a call cancelled at the
+            # timeout may still be cleaning up (closing its connection) after the answer is given.
+            task.add_done_callback(self._release_when_done)
+            return await self._awaited(task)
         # A sync predictor runs in a daemon thread of its own, never in the loop's default
         # executor: a call that hangs past its timeout must not starve other work of workers.
         loop = asyncio.get_running_loop()
@@ -509,18 +516,28 @@ class Fallback:
             except RuntimeError:  # the caller's loop is closed: nobody waits for this answer
                 pass
 
-        _daemon(target, self.name)
-        done, _ = await asyncio.wait([answer], timeout=self.timeout)
+        deadline = None if self.timeout is None else loop.time() + self.timeout
+        _daemon(target, self.name)  # the deadline counts from before the thread starts
+        done, _ = await asyncio.wait([answer], timeout=None if deadline is None else max(deadline - loop.time(), 0.0))
         if not done:
             return self._timed_out()
         return answer.result()
 
 
-    async def _awaited(self, batch: Sequence[Any]) -> Predictions | BaseException:
-        """Await a natively async predictor under the timeout. Only the timeout's expiry is
-        reported as this stage's timeout: a ``TimeoutError`` the predictor raises itself keeps
-        its own message."""
+    def _release_when_done(self, task: asyncio.Future[Any]) -> None:
+        _retrieve(task)
+        self._release()
+
+    async def _awaited_call(self, batch: Sequence[Any]) -> Predictions | BaseException:
         task = asyncio.ensure_future(self.predictor.apredict(batch))
+        task.add_done_callback(_retrieve)
+        return await self._awaited(task)
+
+    async def _awaited(self, task: asyncio.Future[Predictions]) -> Predictions | BaseException:
+        """Await a natively async predictor's call under the timeout. Only the timeout's expiry
+        is reported as this stage's timeout: a ``TimeoutError`` the predictor raises itself keeps
+        its own message. At the timeout the call is cancelled and the answer given at once: the
+        call's own clean-up (closing a connection, say) is not waited for."""
         try:
             done, _ = await asyncio.wait([task], timeout=self.timeout)
         except BaseException:  # the caller was cancelled: so is the call
@@ -529,7 +546,6 @@ class Fallback:
             raise
         if not done:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
             return self._timed_out()
         if task.cancelled():
             raise asyncio.CancelledError
@@ -565,6 +581,13 @@ def _check_retry_on(retry_on: Any) -> tuple[type[Exception], ...]:
 
 def _daemon(target: Callable[[], None], name: str) -> None:
     threading.Thread(target=target, daemon=True, name=f"confroute-{name}").start()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Read a finished call's error, so that one nobody waits for any more (cancelled at the
+    timeout) logs no "exception was never retrieved"."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _deliver(fut: asyncio.Future[Any], value: Any) -> None:
