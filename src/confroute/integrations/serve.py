@@ -174,9 +174,8 @@ class StageServer:
         self.s = s
         self.stage_name = self.router.names[s]
         self.metrics = _Metrics(app, metrics)
-        # One batch queue per replica: concurrent requests merge into one model call.
-        # max_concurrent_batches > 1: that many merged batches run at once (a remote stage
-        # waiting on its server need not hold the others back).
+        # One batch queue per replica: concurrent requests merge into one model call (up to
+        # max_concurrent_batches merged calls at once: more for a remote stage).
         self._batched = serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_timeout_s,
                                     max_concurrent_batches=max_concurrent_batches)(self._run_batch)
         self._report_breaker()
@@ -632,9 +631,8 @@ def build_app(
         Per stage (or one for all): Ray Serve deployment options (``num_replicas``,
         ``ray_actor_options={"num_cpus": 1, "num_gpus": 1}``, ``max_ongoing_requests``,
         ``autoscaling_config``, ...) plus ``max_batch_size`` (default 32) and
-        ``batch_wait_timeout_s`` (default 0.005) of the stage's dynamic batching, and
-        ``max_concurrent_batches`` (default 1: how many merged batches a replica runs at once;
-        more for a remote stage, whose calls wait on a server). Defaults:
+        ``batch_wait_timeout_s`` (default 0.005), ``max_concurrent_batches`` (default 1; more
+        for a remote stage, whose calls wait on a server) of the stage's dynamic batching. Defaults:
         ``num_cpus=0.5`` (:data:`STAGE_NUM_CPUS`: two stages and the ingress fit on 2 cores),
         ``max_ongoing_requests`` twice ``max_batch_size`` (Ray's own default, 5, would cap the
         batches). :func:`cpu_demand` adds up what the actors reserve.
