@@ -34,6 +34,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -86,6 +87,11 @@ def deadline_figures(lat: np.ndarray, timed_out: np.ndarray, deadline: float) ->
             "timed_out_over_deadline_max": round(float(ratio.max()), 3)}
 
 
+def tenths(series: list[float]) -> list[float]:
+    """The series at the start, after each tenth of the run, and at the end."""
+    return [round(series[min(len(series) - 1, k * len(series) // 10)], 1) for k in range(11)]
+
+
 def by_tenth(ended: np.ndarray, lat: np.ndarray) -> list[tuple[int, float]]:
     """(calls, median call time) in each tenth of the run: a trend shows here."""
     edges = np.linspace(ended.min(), ended.max() + 1e-9, 11)
@@ -109,7 +115,9 @@ class Soak:
         self.predictor = OIPPredictor(self.url, "m", output="probs", input_name="x", output_name="probs",
                                       classes=["neg", "pos"], timeout=args.oip_timeout,
                                       max_connections=args.max_connections)
-        stage = Fallback(self.predictor, on_error="keep_previous", timeout=args.stage_timeout)
+        self.calls_log = tempfile.NamedTemporaryFile(prefix="confroute-soak-", suffix=".log", delete=False).name
+        stage = TimedFallback(self.predictor, on_error="keep_previous", timeout=args.stage_timeout)
+        stage.log = self.calls_log  # each stage call's own seconds (the route call's include the rest)
         self.router = ThresholdRouter(CallablePredictor(primary, name="local"), stage, threshold=0.8)
         self.deadline = min(args.oip_timeout, args.stage_timeout)
         self.lock = threading.Lock()
@@ -120,6 +128,7 @@ class Soak:
         self.errors: dict[str, int] = {}
         self.sockets_peak = 0
         self.rss: list[float] = []
+        self.rss_by: dict[str, list[float]] = {}  # per process (the replicas of the served app)
         self.lags: list[float] = []
         self.stop = threading.Event()
         self.pids: dict[str, int | str] = {"driver": "self"}  # the processes whose sockets and memory count
@@ -154,7 +163,10 @@ class Soak:
             with self.lock:
                 self.sockets_peak = max(self.sockets_peak, n)
             if time.monotonic() >= next_rss:
-                self.rss.append(sum(rss_of(pid) for pid in self.pids.values()))
+                each = {name: rss_of(pid) for name, pid in self.pids.items()}
+                self.rss.append(sum(each.values()))
+                for name, mib in each.items():
+                    self.rss_by.setdefault(name, []).append(mib)
                 next_rss = time.monotonic() + 1.0
 
     def sync_caller(self, caller: int, until: float) -> None:
@@ -175,10 +187,41 @@ class Soak:
             self.record(ids, r, time.perf_counter() - t0)
             k += 1
 
+    def stage_calls(self) -> dict[str, Any]:
+        """The remote stage's own record (in the replica, for the served app): each Fallback
+        call's seconds against the deadline that binds."""
+        lines = [line.split() for line in open(self.calls_log, encoding="utf-8") if line.strip()]
+        sec = np.array([float(x[1]) for x in lines])
+        timed_out = np.array([x[2] == "1" for x in lines], dtype=bool)
+        t = self.deadline  # the binding one: the Fallback's timeout or the predictor's deadline
+        figures = {"stage_calls": int(sec.size), "stage_call_s_p50": round(float(np.median(sec)), 3),
+                   "stage_call_s_max": round(float(sec.max()), 3),
+                   "stage_calls_over_110pct": int((sec > 1.1 * t).sum()),
+                   "stage_calls_rows_mean": round(float(np.mean([int(x[3]) for x in lines])), 2)}
+        figures.update({"stage_" + k: v for k, v in deadline_figures(sec, timed_out, t).items()})
+        return figures
+
+    async def loop_lag(self) -> None:
+        """How late a 0.1 s sleep of a task on the callers' event loop comes back (a timer of
+        that loop, a deadline's included, cannot fire while the loop runs other callbacks)."""
+        self.loop_lags: list[float] = []
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.1)
+            self.loop_lags.append(time.perf_counter() - t - 0.1)
+
+    def loop_lag_figures(self) -> dict[str, Any]:
+        lags = getattr(self, "loop_lags", None)
+        if not lags:
+            return {}
+        return {"callers_loop_lag_s_p99": round(float(np.quantile(lags, 0.99)), 3),
+                "callers_loop_lag_s_max": round(max(lags), 3)}
+
     def run(self) -> dict[str, Any]:
         args = self.args
         sockets_start = client_sockets(self.port)  # before the predictor's first connection
         self.router.route([[0.0, 0.0]])  # warm up: imports, the client
+        open(self.calls_log, "w").close()
         threads_start = threading.active_count()
         sampler = threading.Thread(target=self.sample, daemon=True)
         sampler.start()
@@ -192,7 +235,9 @@ class Soak:
                 t.join()
         else:
             async def all_callers() -> None:
+                ticker = asyncio.ensure_future(self.loop_lag())
                 await asyncio.gather(*(self.async_caller(c + 1, until) for c in range(args.in_flight)))
+                ticker.cancel()
             asyncio.run(all_callers())
         elapsed = time.perf_counter() - t0
         self.stop.set()
@@ -203,7 +248,8 @@ class Soak:
         threads_end = threading.active_count()
         self.predictor.close()
         sockets_after_close = client_sockets(self.port)
-        return self.summary(elapsed, {"sockets_at_start": sockets_start, "sockets_after_close": sockets_after_close,
+        return self.summary(elapsed, {**self.stage_calls(), "sockets_at_start": sockets_start,
+                                      "sockets_after_close": sockets_after_close, **self.loop_lag_figures(),
                                       "threads_start": threads_start, "threads_end": threads_end})
 
     def close_server(self) -> dict[str, Any]:
@@ -236,7 +282,7 @@ class Soak:
             "sockets_peak": self.sockets_peak, "sockets_peak_above_start": self.sockets_peak - sockets_start,
             "rss_mib_after_10pct": round(warm, 1), "rss_mib_peak": round(max(self.rss), 1),
             "rss_mib_end": round(self.rss[-1], 1),
-            "rss_mib_at_tenths": [round(self.rss[min(len(self.rss) - 1, k * len(self.rss) // 10)], 1) for k in range(11)],
+            "rss_mib_at_tenths": tenths(self.rss),
             **extra, "server": server, "mix": args.mix, "python": platform.python_version(), "cpus": os.cpu_count(),
             "loadavg_1min_at_end": round(os.getloadavg()[0], 2),
         }
@@ -254,11 +300,19 @@ class TimedFallback(Fallback):
     def call(self, inputs: Any) -> Any:
         t0 = time.perf_counter()
         out = super().call(inputs)
-        elapsed = time.perf_counter() - t0
+        self.note(time.perf_counter() - t0, out)
+        return out
+
+    async def acall(self, inputs: Any) -> Any:
+        t0 = time.perf_counter()
+        out = await super().acall(inputs)
+        self.note(time.perf_counter() - t0, out)
+        return out
+
+    def note(self, elapsed: float, out: Any) -> None:
         timed_out = any(str(e).startswith("StageTimeoutError") for e in out.errors if e)
         with open(self.log, "a", encoding="utf-8") as fh:
             fh.write(f"{os.getpid()} {elapsed:.6f} {int(timed_out)} {len(out.errors)}\n")
-        return out
 
 
 def served_router(url: str, oip_timeout: float, stage_timeout: float, max_connections: int, log: str) -> Any:
@@ -329,8 +383,6 @@ class ServeSoak(Soak):
     on ``/route``; the stage-1 replica's Fallback calls the faulty server."""
 
     def start_router(self) -> None:
-        import tempfile
-
         import ray
         from ray import cloudpickle, serve
 
@@ -338,7 +390,6 @@ class ServeSoak(Soak):
 
         args = self.args
         self.app = f"soak{os.getpid()}"
-        self.calls_log = tempfile.NamedTemporaryFile(prefix="confroute-soak-", suffix=".log", delete=False).name
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         if __name__ != "__main__":
             cloudpickle.register_pickle_by_value(sys.modules[__name__])  # replicas cannot import benchmarks/
@@ -414,7 +465,8 @@ class ServeSoak(Soak):
         out.update({"http_status": {str(k): v for k, v in sorted(status.items())}, "bad_bodies": bad_bodies[:5],
                     "bodies_with_traceback": sum("Traceback" in b for b in bad_bodies),
                     "replicas": {d: {"pid": p, "start": start.get(d), "end": end.get(d)} for d, p in pids.items()},
-                    "server_connections_at_end": conns_end, "concurrent_batches": args.concurrent_batches})
+                    "server_connections_at_end": conns_end, "concurrent_batches": args.concurrent_batches,
+                    "rss_mib_at_tenths_by_replica": {d: tenths(v) for d, v in self.rss_by.items()}})
         return out
 
     def reset(self) -> None:
@@ -423,19 +475,6 @@ class ServeSoak(Soak):
             self.rows = self.wrong = self.degraded = self.by_remote = 0
             self.errors = {}
         open(self.calls_log, "w").close()
-
-    def stage_calls(self) -> dict[str, Any]:
-        """The stage-1 replica's own record: each Fallback call's seconds against its timeout."""
-        lines = [line.split() for line in open(self.calls_log, encoding="utf-8") if line.strip()]
-        sec = np.array([float(x[1]) for x in lines])
-        timed_out = np.array([x[2] == "1" for x in lines], dtype=bool)
-        t = self.args.stage_timeout
-        figures = {"stage_calls": int(sec.size), "stage_call_s_p50": round(float(np.median(sec)), 3),
-                   "stage_call_s_max": round(float(sec.max()), 3),
-                   "stage_calls_over_110pct": int((sec > 1.1 * t).sum()),
-                   "stage_calls_rows_mean": round(float(np.mean([int(x[3]) for x in lines])), 2)}
-        figures.update({"stage_" + k: v for k, v in deadline_figures(sec, timed_out, t).items()})
-        return figures
 
 
 def free_port() -> int:
