@@ -118,6 +118,7 @@ class Soak:
         self.calls_log = tempfile.NamedTemporaryFile(prefix="confroute-soak-", suffix=".log", delete=False).name
         stage = TimedFallback(self.predictor, on_error="keep_previous", timeout=args.stage_timeout)
         stage.log = self.calls_log  # each stage call's own seconds (the route call's include the rest)
+        stage.sink = self.stage_lines = []
         self.router = ThresholdRouter(CallablePredictor(primary, name="local"), stage, threshold=0.8)
         self.deadline = min(args.oip_timeout, args.stage_timeout)
         self.lock = threading.Lock()
@@ -190,7 +191,10 @@ class Soak:
     def stage_calls(self) -> dict[str, Any]:
         """The remote stage's own record (in the replica, for the served app): each Fallback
         call's seconds against the deadline that binds."""
-        lines = [line.split() for line in open(self.calls_log, encoding="utf-8") if line.strip()]
+        if self.args.flavour == "serve":
+            lines = [line.split() for line in open(self.calls_log, encoding="utf-8") if line.strip()]
+        else:
+            lines = [line.split() for line in self.stage_lines]
         sec = np.array([float(x[1]) for x in lines])
         timed_out = np.array([x[2] == "1" for x in lines], dtype=bool)
         t = self.deadline  # the binding one: the Fallback's timeout or the predictor's deadline
@@ -221,7 +225,7 @@ class Soak:
         args = self.args
         sockets_start = client_sockets(self.port)  # before the predictor's first connection
         self.router.route([[0.0, 0.0]])  # warm up: imports, the client
-        open(self.calls_log, "w").close()
+        self.stage_lines.clear()
         threads_start = threading.active_count()
         sampler = threading.Thread(target=self.sample, daemon=True)
         sampler.start()
@@ -296,6 +300,7 @@ class TimedFallback(Fallback):
     deadlines are measured: in the replica, per call)."""
 
     log = ""
+    sink: list[str] | None = None
 
     def call(self, inputs: Any) -> Any:
         t0 = time.perf_counter()
@@ -311,8 +316,12 @@ class TimedFallback(Fallback):
 
     def note(self, elapsed: float, out: Any) -> None:
         timed_out = any(str(e).startswith("StageTimeoutError") for e in out.errors if e)
+        line = f"{os.getpid()} {elapsed:.6f} {int(timed_out)} {len(out.errors)}\n"
+        if self.sink is not None:  # in-process: no file write on the callers' event loop
+            self.sink.append(line)
+            return
         with open(self.log, "a", encoding="utf-8") as fh:
-            fh.write(f"{os.getpid()} {elapsed:.6f} {int(timed_out)} {len(out.errors)}\n")
+            fh.write(line)
 
 
 def served_router(url: str, oip_timeout: float, stage_timeout: float, max_connections: int, log: str) -> Any:

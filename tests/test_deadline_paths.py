@@ -83,3 +83,33 @@ def test_an_oip_predictors_async_path_makes_no_blocking_request(monkeypatch):
             assert list(out.labels) == ["pos", "neg"]
         finally:
             p.close()
+
+
+def test_sync_calls_under_a_timeout_reuse_an_idle_worker_thread_instead_of_starting_one_each():
+    """``Thread.start()`` waits until the new thread runs: under ``aroute`` that wait held the
+    event loop (and every deadline timer on it) for up to 0.19 s on a loaded machine. A sync call
+    under a timeout now goes to an idle worker when there is one."""
+    import threading
+
+    from confroute import CallablePredictor
+
+    threads: list[threading.Thread] = []
+
+    def model(xs: Sequence[Any]) -> np.ndarray:
+        threads.append(threading.current_thread())
+        return np.tile([0.2, 0.8], (len(xs), 1))
+
+    fb = Fallback(CallablePredictor(model, classes=("a", "b")), timeout=5.0)
+
+    async def calls() -> None:
+        for _ in range(10):
+            assert (await fb.acall(["x"])).ok.all()
+
+    asyncio.run(calls())
+    for _ in range(10):
+        assert fb.call(["x"]).ok.all()
+    assert len(threads) == 20
+    # One worker, now and then a second (the next call can come before the worker that delivered
+    # the last answer is back to idle); on main: a new thread for each of the 20 calls.
+    assert len({id(t) for t in threads}) <= 3, "a thread was started for every call"
+    assert threads[0].daemon and threads[0].name.startswith("confroute-")

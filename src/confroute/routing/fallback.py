@@ -31,6 +31,7 @@ from ..exceptions import CircuitOpenError, StageTimeoutError
 from ..predictors.base import Predictor
 from ..predictors.callable import CallablePredictor
 from ._slots import StageSlots
+from ._workers import DaemonWorkers
 
 __all__ = ["Fallback", "CircuitBreaker", "CircuitOpenError", "StageTimeoutError", "StageOutcome"]
 
@@ -266,6 +267,7 @@ class Fallback:
         self._slots = None if self.max_concurrency is None else StageSlots(self.max_concurrency)
         self._parallel = self.max_concurrency or 1  # batches of one call run at once
         self._natively_async = _natively_async(predictor)
+        self._workers = DaemonWorkers(self.name)  # the daemon threads of sync calls under a timeout
 
     @property
     def classes(self) -> tuple[Any, ...] | None:
@@ -436,9 +438,9 @@ class Fallback:
                 self._release()
                 finished.set()
 
-        # The deadline counts from here: starting the thread can wait for the scheduler.
+        # The deadline counts from here: starting a thread can wait for the scheduler.
         deadline = time.monotonic() + self.timeout
-        _daemon(target, self.name)
+        self._workers.submit(target)
         if not finished.wait(max(deadline - time.monotonic(), 0.0)):
             return self._timed_out()
         return box[0]
@@ -498,8 +500,8 @@ class Fallback:
             # timeout may still be cleaning up (closing its connection) after the answer is given.
             task.add_done_callback(self._release_when_done)
             return await self._awaited(task)
-        # A sync predictor runs in a daemon thread of its own, never in the loop's default
-        # executor: a call that hangs past its timeout must not starve other work of workers.
+        # A sync predictor runs in a daemon worker (an idle one, else a new one), never in the
+        # loop's default executor: a call that hangs past its timeout must not starve others.
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Predictions | BaseException] = loop.create_future()
 
@@ -517,7 +519,8 @@ class Fallback:
                 pass
 
         deadline = None if self.timeout is None else loop.time() + self.timeout
-        _daemon(target, self.name)  # the deadline counts from before the thread starts
+        # An idle worker thread if any: Thread.start() would hold the event loop until it has run.
+        self._workers.submit(target)  # the deadline counts from before
         done, _ = await asyncio.wait([answer], timeout=None if deadline is None else max(deadline - loop.time(), 0.0))
         if not done:
             return self._timed_out()
@@ -577,10 +580,6 @@ def _check_retry_on(retry_on: Any) -> tuple[type[Exception], ...]:
             f"KeyboardInterrupt and SystemExit always propagate), got {retry_on!r}"
         )
     return classes
-
-
-def _daemon(target: Callable[[], None], name: str) -> None:
-    threading.Thread(target=target, daemon=True, name=f"confroute-{name}").start()
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:
