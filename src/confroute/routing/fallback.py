@@ -521,7 +521,8 @@ class Fallback:
         deadline = None if self.timeout is None else loop.time() + self.timeout
         # An idle worker thread if any: Thread.start() would hold the event loop until it has run.
         self._workers.submit(target)  # the deadline counts from before
-        done, _ = await asyncio.wait([answer], timeout=None if deadline is None else max(deadline - loop.time(), 0.0))
+        left = None if deadline is None else max(deadline - loop.time(), 0.0)
+        done, _ = await asyncio.wait([answer], timeout=left)
         if not done:
             return self._timed_out()
         return answer.result()
