@@ -270,15 +270,16 @@ class FaultyServer:
         return True
 
 
-def client_sockets(port: int) -> int:
-    """How many of this process's open sockets are TCP connections *to* ``port`` on loopback
-    (the client side; an in-process server's own ends and asyncio's socket pairs not counted)."""
+def client_sockets(port: int, pid: int | str = "self") -> int:
+    """How many of this process's (or process ``pid``'s) open sockets are TCP connections *to*
+    ``port`` on loopback (the client side; an in-process server's own ends and asyncio's socket
+    pairs not counted). 0 for a process that is gone."""
     import os
 
     inodes = set()
     for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
         try:
-            with open(table) as f:
+            with open(table.replace("self", str(pid))) as f:
                 lines = f.readlines()[1:]
         except OSError:
             continue
@@ -287,9 +288,13 @@ def client_sockets(port: int) -> int:
             if int(parts[2].rsplit(":", 1)[1], 16) == port and parts[3] != "0A":  # not a listener
                 inodes.add(parts[9])
     n = 0
-    for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0
+    for fd in fds:
         try:
-            link = os.readlink(f"/proc/self/fd/{fd}")
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
         except OSError:
             continue
         n += link.startswith("socket:[") and link[8:-1] in inodes

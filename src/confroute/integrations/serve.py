@@ -88,7 +88,7 @@ DEPLOYMENT_OPTIONS = (
     "placement_group_strategy", "max_replicas_per_node", "user_config", "logging_config",
 )
 #: Options of a stage that configure its dynamic batching (``serve.batch``).
-BATCH_OPTIONS = ("max_batch_size", "batch_wait_timeout_s")
+BATCH_OPTIONS = ("max_batch_size", "batch_wait_timeout_s", "max_concurrent_batches")
 #: Default CPUs reserved by one replica of a stage: two stages and the ingress fit on 2 cores.
 STAGE_NUM_CPUS = 0.5
 #: Default CPUs reserved by one replica of the ingress.
@@ -170,16 +170,17 @@ class StageServer:
     """A replica of one stage: builds the router once, runs :func:`advance` on merged batches."""
 
     def __init__(self, source: ShippedRouter, s: int, app: str, max_batch_size: int = 32,
-                 batch_wait_timeout_s: float = 0.005, metrics: bool = True, sync: ThresholdSync | None = None) -> None:
+                 batch_wait_timeout_s: float = 0.005, metrics: bool = True, max_concurrent_batches: int = 1,
+                 sync: ThresholdSync | None = None) -> None:
         serve = _import_serve()
         self.router = source.build()
         self.s, self.sync = s, sync  # sync: follow the audit ledger's deployed threshold (serve_policy)
         self.stage_name = self.router.names[s]
         self.metrics = _Metrics(app, metrics)
-        # One batch queue per replica: concurrent requests merge into one model call.
-        self._batched = serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_timeout_s)(
-            self._run_batch
-        )
+        # One batch queue per replica: concurrent requests merge into one model call (up to
+        # max_concurrent_batches merged calls at once: more for a remote stage).
+        self._batched = serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_timeout_s,
+                                    max_concurrent_batches=max_concurrent_batches)(self._run_batch)
         self._report_breaker()
 
     async def __call__(self, inputs: Sequence[Any], state: RowState) -> tuple[RowState, np.ndarray]:
@@ -393,8 +394,7 @@ async def _json_body(request: Any) -> Any:
 
 def _error_kind(message: Any) -> str:
     """``"StageTimeoutError"`` from ``"StageTimeoutError: ..."`` (how Fallback records errors)."""
-    text = str(message or "")
-    head = text.split(":", 1)[0]
+    head = str(message or "").split(":", 1)[0]
     return head if head.isidentifier() else "error"
 
 
@@ -640,7 +640,8 @@ def build_app(
         Per stage (or one for all): Ray Serve deployment options (``num_replicas``,
         ``ray_actor_options={"num_cpus": 1, "num_gpus": 1}``, ``max_ongoing_requests``,
         ``autoscaling_config``, ...) plus ``max_batch_size`` (default 32) and
-        ``batch_wait_timeout_s`` (default 0.005) of the stage's dynamic batching. Defaults:
+        ``batch_wait_timeout_s`` (default 0.005), ``max_concurrent_batches`` (default 1; more
+        for a remote stage, whose calls wait on a server) of the stage's dynamic batching. Defaults:
         ``num_cpus=0.5`` (:data:`STAGE_NUM_CPUS`: two stages and the ingress fit on 2 cores),
         ``max_ongoing_requests`` twice ``max_batch_size`` (Ray's own default, 5, would cap the
         batches). :func:`cpu_demand` adds up what the actors reserve.

@@ -225,13 +225,14 @@ class OIPPredictor(Predictor):
         if self.binary != "auto":
             return bool(self.binary)
         if self._binary_server is None:
-            response = self._request("GET", "/v2")  # no answer: the error goes to the Fallback, not cached
-            try:
-                extensions = response.json().get("extensions") if response.status_code == 200 else None
-            except (ValueError, AttributeError):
-                extensions = None
-            self._binary_server = isinstance(extensions, list) and "binary_tensor_data" in extensions
+            # no answer: the error goes to the Fallback, not cached
+            self._binary_server = _speaks_binary(self._request("GET", "/v2"))
         return bool(self._binary_server)
+
+    async def _ause_binary(self) -> None:
+        """Async :meth:`_use_binary`'s question, so the async path never blocks its event loop."""
+        if self.binary == "auto" and self._binary_server is None:
+            self._binary_server = _speaks_binary(await self._arequest("GET", "/v2"))
 
     def _payload(self, inputs: Sequence[Any]) -> tuple[bytes, dict[str, str]]:
         """The request body and its extra headers (JSON, or binary tensors after a JSON header)."""
@@ -297,6 +298,7 @@ class OIPPredictor(Predictor):
         return self._parse(response, len(inputs))
 
     async def _apredict_batch(self, inputs: Sequence[Any]) -> Predictions:
+        await self._ause_binary()
         payload, headers = self._payload(inputs)
         response = await self._arequest("POST", self.model_path + "/infer", content=payload, headers=headers)
         return self._parse(response, len(inputs))
@@ -343,6 +345,15 @@ class OIPPredictor(Predictor):
 
     def __repr__(self) -> str:
         return f"OIPPredictor(url={self.url!r}, model={self.model!r}, output={self.output!r}, batch_size={self.batch_size})"
+
+
+def _speaks_binary(response: Any) -> bool:
+    """Whether a ``GET /v2`` answer lists the binary tensor extension (an error answer: no)."""
+    try:
+        extensions = response.json().get("extensions") if response.status_code == 200 else None
+    except (ValueError, AttributeError):
+        extensions = None
+    return isinstance(extensions, list) and "binary_tensor_data" in extensions
 
 
 def _classes_parameter(parameters: Any) -> tuple[str, ...] | None:

@@ -31,6 +31,7 @@ from ..exceptions import CircuitOpenError, StageTimeoutError
 from ..predictors.base import Predictor
 from ..predictors.callable import CallablePredictor
 from ._slots import StageSlots
+from ._workers import DaemonWorkers
 
 __all__ = ["Fallback", "CircuitBreaker", "CircuitOpenError", "StageTimeoutError", "StageOutcome"]
 
@@ -266,6 +267,7 @@ class Fallback:
         self._slots = None if self.max_concurrency is None else StageSlots(self.max_concurrency)
         self._parallel = self.max_concurrency or 1  # batches of one call run at once
         self._natively_async = _natively_async(predictor)
+        self._workers = DaemonWorkers(self.name)  # the daemon threads of sync calls under a timeout
 
     @property
     def classes(self) -> tuple[Any, ...] | None:
@@ -429,15 +431,17 @@ class Fallback:
 
         def target() -> None:
             try:
-                box.append(asyncio.run(self._awaited(batch)) if cancellable else self._predict(batch))
+                box.append(asyncio.run(self._awaited_call(batch)) if cancellable else self._predict(batch))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, which re-raises
                 box.append(exc)
             finally:
                 self._release()
                 finished.set()
 
-        _daemon(target, self.name)
-        if not finished.wait(self.timeout):
+        # The deadline counts from here: starting a thread can wait for the scheduler.
+        deadline = time.monotonic() + self.timeout
+        self._workers.submit(target)
+        if not finished.wait(max(deadline - time.monotonic(), 0.0)):
             return self._timed_out()
         return box[0]
 
@@ -488,11 +492,16 @@ class Fallback:
             return self._no_slot()
         if self._natively_async:
             try:
-                return await self._awaited(batch)
-            finally:
+                task = asyncio.ensure_future(self.predictor.apredict(batch))
+            except BaseException:
                 self._release()
-        # A sync predictor runs in a daemon thread of its own, never in the loop's default
-        # executor: a call that hangs past its timeout must not starve other work of workers.
+                raise
+            # The slot is given back when the call has really ended: a call cancelled at the
+            # timeout may still be cleaning up (closing its connection) after the answer is given.
+            task.add_done_callback(self._release_when_done)
+            return await self._awaited(task)
+        # A sync predictor runs in a daemon worker (an idle one, else a new one), never in the
+        # loop's default executor: a call that hangs past its timeout must not starve others.
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Predictions | BaseException] = loop.create_future()
 
@@ -509,18 +518,30 @@ class Fallback:
             except RuntimeError:  # the caller's loop is closed: nobody waits for this answer
                 pass
 
-        _daemon(target, self.name)
-        done, _ = await asyncio.wait([answer], timeout=self.timeout)
+        deadline = None if self.timeout is None else loop.time() + self.timeout
+        # An idle worker thread if any: Thread.start() would hold the event loop until it has run.
+        self._workers.submit(target)  # the deadline counts from before
+        left = None if deadline is None else max(deadline - loop.time(), 0.0)
+        done, _ = await asyncio.wait([answer], timeout=left)
         if not done:
             return self._timed_out()
         return answer.result()
 
 
-    async def _awaited(self, batch: Sequence[Any]) -> Predictions | BaseException:
-        """Await a natively async predictor under the timeout. Only the timeout's expiry is
-        reported as this stage's timeout: a ``TimeoutError`` the predictor raises itself keeps
-        its own message."""
+    def _release_when_done(self, task: asyncio.Future[Any]) -> None:
+        _retrieve(task)
+        self._release()
+
+    async def _awaited_call(self, batch: Sequence[Any]) -> Predictions | BaseException:
         task = asyncio.ensure_future(self.predictor.apredict(batch))
+        task.add_done_callback(_retrieve)
+        return await self._awaited(task)
+
+    async def _awaited(self, task: asyncio.Future[Predictions]) -> Predictions | BaseException:
+        """Await a natively async predictor's call under the timeout. Only the timeout's expiry
+        is reported as this stage's timeout: a ``TimeoutError`` the predictor raises itself keeps
+        its own message. At the timeout the call is cancelled and the answer given at once: the
+        call's own clean-up (closing a connection, say) is not waited for."""
         try:
             done, _ = await asyncio.wait([task], timeout=self.timeout)
         except BaseException:  # the caller was cancelled: so is the call
@@ -529,7 +550,6 @@ class Fallback:
             raise
         if not done:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
             return self._timed_out()
         if task.cancelled():
             raise asyncio.CancelledError
@@ -563,8 +583,11 @@ def _check_retry_on(retry_on: Any) -> tuple[type[Exception], ...]:
     return classes
 
 
-def _daemon(target: Callable[[], None], name: str) -> None:
-    threading.Thread(target=target, daemon=True, name=f"confroute-{name}").start()
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Read a finished call's error, so that one nobody waits for any more (cancelled at the
+    timeout) logs no "exception was never retrieved"."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _deliver(fut: asyncio.Future[Any], value: Any) -> None:
