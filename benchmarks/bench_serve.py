@@ -84,7 +84,7 @@ name: routed
 ingress: {{ray_actor_options: {{num_cpus: 0.25}}, max_ongoing_requests: 1024}}
 stages:
   - name: minilm
-    model: onnx:{minilm}
+    model: {minilm}
     threads: 1
     deployment: {{ray_actor_options: {{num_cpus: 0.25}}, max_batch_size: 32, batch_wait_timeout_s: 0.005,
                  max_ongoing_requests: 256}}
@@ -274,6 +274,8 @@ def main() -> None:  # long: argument parsing, server start-up and the two load 
                     help="closed-loop levels IN_FLIGHT:REQUESTS (default 1:100 8:400 32:800)")
     ap.add_argument("--threshold", type=float, default=STUDY_THRESHOLD)
     ap.add_argument("--fallback", type=Path, default=ROWWISE)
+    ap.add_argument("--primary", default=f"onnx:{MINILM}",
+                    help="the first stage's model spec (default onnx:SHARED/models/minilm-sst2-pruned80)")
     ap.add_argument("--per-request", type=int, default=1, help="SST-2 sentences per request (default 1)")
     ap.add_argument("--fallback-batch", type=int, default=32)
     ap.add_argument("--fallback-via", choices=["ray", "mlserver"], default="ray")
@@ -312,7 +314,7 @@ def main() -> None:  # long: argument parsing, server start-up and the two load 
                     "note": "2 vCPUs shared with other agents' jobs; Ray started with num_cpus=2; the load "
                             "generator runs on the same 2 vCPUs"},
         "threads": "1 intra-op thread per model (ONNX Runtime in each stage replica, or in MLServer)",
-        "threshold": args.threshold, "per_request": args.per_request,
+        "threshold": args.threshold, "per_request": args.per_request, "primary": args.primary,
         "fallback": str(args.fallback), "fallback_batch": args.fallback_batch,
         "fallback_via": args.fallback_via, "load_start": os.getloadavg(),
     }
@@ -330,7 +332,7 @@ def main() -> None:  # long: argument parsing, server start-up and the two load 
         base = f"http://127.0.0.1:{http_port}"
         urls = {}
         for service, template in (("routed", ROUTED), ("alone", ALONE)):
-            doc = template.format(minilm=MINILM, threshold=args.threshold, fallback_stage=stage)
+            doc = template.format(minilm=args.primary, threshold=args.threshold, fallback_stage=stage)
             cfg = check_config(yaml.safe_load(doc), base=tempfile.gettempdir())
             serve.run(app_from_config(cfg), name=service, route_prefix=f"/{service}")
             urls[service] = f"{base}/{service}/route"
