@@ -17,9 +17,9 @@ operations outside the matrix products are row-wise too). The int8 weights, thei
 points are kept as they are: nothing is recalibrated and no float32 model is needed.
 
 Measured on the shared MPNet int8 (SST-2 dev, 1 ONNX Runtime thread; ``benchmarks/bench_fallback.py``,
-docs/backends.md): dev accuracy 0.9209 (dynamic int8 one text per call 0.9220, batched 0.9117;
-float32 0.9220), 0 batch-composition difference, and sorted batches of 32 at about 0.8x the speed
-of the dynamic model's batches (1.46x its one-text-per-call rate per CPU-second).
+docs/backends.md): dev accuracy 0.9197 (dynamic int8 one text per call 0.9220, batched 0.9117;
+float32 0.9220), 0 batch-composition difference, and sorted batches of 32 at 0.92x the speed of the
+dynamic model's batches: 1.78x its one-text-per-call rate.
 
 The rewritten graph uses one ONNX Runtime contrib operator (``com.microsoft.MatMulIntegerToFloat``):
 it runs on ONNX Runtime's CPU provider, not on other runtimes. Only ``onnx`` and ``onnxruntime``
