@@ -53,6 +53,33 @@ def _pair(dsn, ladder, **kw):
             for k in "ab"]
 
 
+def test_replicas_opening_a_new_ledger_at_once_do_not_collide(postgres):
+    # Concurrent CREATE TABLE IF NOT EXISTS races in PostgreSQL's catalog (UniqueViolation on
+    # pg_type): the replicas of a fresh deployment all create the schema at start.
+    import threading
+
+    for attempt in range(3):
+        dsn = postgres.create_db(f"fresh{attempt}")
+        barrier, errors, ledgers = threading.Barrier(8), [], []
+
+        def open_one() -> None:
+            barrier.wait()
+            try:
+                ledgers.append(PostgresLedger(dsn))
+            except Exception as exc:  # noqa: BLE001 - the test reports every failure
+                errors.append(repr(exc))
+
+        threads = [threading.Thread(target=open_one) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for ledger in ledgers:
+            ledger.close()
+        assert not errors, errors
+        assert len(ledgers) == 8
+
+
 def test_a_change_made_by_one_replica_is_adopted_by_the_other_and_logged_once(postgres, stream):
     X, _, ladder = stream
     a, b = _pair(postgres.create_db("adopt"), ladder)

@@ -72,6 +72,10 @@ CREATE INDEX IF NOT EXISTS records_ev ON records(ev);
 """
 
 
+#: PostgreSQL advisory lock (two-key form) held while a ledger creates its tables.
+_SCHEMA_LOCK = 0x636F6E66  # "conf"
+
+
 class Ledger:
     """The storage interface of :class:`~confroute.monitoring.CertificateMonitor` (abstract: use
     :class:`SQLiteLedger`, :class:`PostgresLedger` or :func:`open_ledger`).
@@ -88,6 +92,7 @@ class Ledger:
         self._lock = threading.RLock()
         self._conn = self._connect()
         with self._transaction() as cur:
+            self._lock_schema(cur)
             for statement in _TABLES.format(serial=self.serial).split(";"):
                 if statement.strip():
                     cur.execute(statement)
@@ -99,6 +104,9 @@ class Ledger:
 
     def _lock_writers(self, cur: Any) -> None:
         """Serialise writers so that event numbers follow commit order (SQLite already does)."""
+
+    def _lock_schema(self, cur: Any) -> None:
+        """Serialise the schema's creation between processes (SQLite's BEGIN IMMEDIATE does)."""
 
     def _begin(self, cur: Any) -> None:
         cur.execute("BEGIN IMMEDIATE")
@@ -569,6 +577,12 @@ class PostgresLedger(Ledger):
 
     def _lock_writers(self, cur: Any) -> None:
         cur.execute("LOCK TABLE batches IN EXCLUSIVE MODE")
+
+    def _lock_schema(self, cur: Any) -> None:
+        # Concurrent CREATE TABLE IF NOT EXISTS can fail in PostgreSQL's catalog (UniqueViolation
+        # on pg_type) when several replicas open a new ledger at once: one at a time, per database.
+        # (The two-key form: its key space does not overlap the stream claims' one-key locks.)
+        cur.execute("SELECT pg_advisory_xact_lock(%s, %s)", (_SCHEMA_LOCK, 0))
 
     def claim_stream(self, stream: str, timeout: float = 5.0) -> bool:
         """A session-level advisory lock keyed by the stream name: released when the ledger is
