@@ -92,3 +92,18 @@ class PostgresServer:
                 break
             time.sleep(0.1)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def running_postgres():
+    """A PostgresServer for a fixture's lifetime (a generator: ``yield from running_postgres()``);
+    skips with the reason when PostgreSQL or psycopg is missing."""
+    import pytest
+
+    reason = postgres_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    server = PostgresServer()
+    try:
+        yield server
+    finally:
+        server.stop()

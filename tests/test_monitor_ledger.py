@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _monitor import PostgresServer, make_data, make_router, postgres_skip_reason
+from _monitor import make_data, make_router, running_postgres
 
 from confroute.cli import main
 from confroute.monitoring import CertificateMonitor, LabelError
@@ -28,14 +28,7 @@ N_BATCHES, BATCH = 32, 50
 
 @pytest.fixture(scope="session")
 def postgres():
-    reason = postgres_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    server = PostgresServer()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_postgres()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _monitor import PostgresServer, make_data, make_router, postgres_skip_reason
+from _monitor import make_data, make_router, running_postgres
 
 from confroute.cli import main
 from confroute.monitoring import CertificateMonitor
@@ -30,14 +30,7 @@ REPLICA = Path(__file__).parent / "monitor_replica.py"
 
 @pytest.fixture(scope="module")
 def postgres():
-    reason = postgres_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    server = PostgresServer()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from running_postgres()
 
 
 @pytest.fixture(scope="module")
