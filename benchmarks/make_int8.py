@@ -3,6 +3,9 @@
 * ``minilm-sst2-dense-int8``: ``export_to_onnx(minilm-sst2-dense, ..., quantize="int8")``
   (PyTorch -> ONNX float32, checked against PyTorch, then dynamic int8),
 * ``minilm-sst2-pruned80-int8``: ``quantize_onnx(minilm-sst2-pruned80, ...)``,
+* ``minilm-sst2-pruned80-rowwise``: ``quantize_onnx(minilm-sst2-pruned80, ..., mode="rowwise")``
+  (dynamic int8, then every activation row on its own scale: batch-invariant, so a server may
+  batch it; the first stage of ``benchmarks/bench_serve.py --engine local``),
 
 both checked against their float32 model on the 872 SST-2 dev sentences (largest probability
 difference, label agreement). They go to ``--cache`` (default ``~/.cache/confroute``), never into
@@ -71,6 +74,16 @@ def main() -> None:
             "n_checked": q.n_checked, "fp32_mib": q.fp32_bytes / 2**20, "int8_mib": q.int8_bytes / 2**20,
         }
         print(f"{pruned_out}: {report['minilm-sst2-pruned80-int8']}", flush=True)
+    rowwise_out = ns.cache / "minilm-sst2-pruned80-rowwise"
+    if ns.overwrite or not (rowwise_out / "model.onnx").is_file():
+        q = quantize_onnx(shared / "models" / "minilm-sst2-pruned80", rowwise_out, mode="rowwise", check_texts=texts,
+                          overwrite=ns.overwrite)
+        report["minilm-sst2-pruned80-rowwise"] = {
+            "how": "quantize_onnx(minilm-sst2-pruned80, mode='rowwise')",
+            "vs_fp32_max_prob_diff": q.max_prob_diff, "vs_fp32_label_agreement": q.label_agreement,
+            "max_batch_diff": q.max_batch_diff, "n_checked": q.n_checked, "int8_mib": q.int8_bytes / 2**20,
+        }
+        print(f"{rowwise_out}: {report['minilm-sst2-pruned80-rowwise']}", flush=True)
     if report:
         old = json.loads(ns.out.read_text()) if ns.out.is_file() else {}
         old.update(report)

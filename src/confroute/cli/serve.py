@@ -24,7 +24,7 @@ from ..exceptions import CLIError
 __all__ = ["load_config", "check_config", "check_cpus", "build_router", "app_from_config", "add_serve_parser",
            "run_serve", "audit_options", "AUDIT_KEYS"]
 
-_TOP = {"name", "http", "ray", "stages", "thresholds", "thresholds_from", "score", "cost", "drift", "ingress",
+_TOP = {"name", "engine", "http", "ray", "stages", "thresholds", "thresholds_from", "score", "cost", "drift", "ingress",
         "allow_pickle", "audit"}
 _LOCAL = {"name", "model", "threads", "batch_size", "max_length", "classes", "device", "fallback", "deployment"}
 _REMOTE = {"name", "url", "model_name", "version", "classes", "output", "input_name", "output_name",
@@ -157,7 +157,26 @@ def check_config(cfg: Any, base: str | Path = ".", allow_pickle: bool = False) -
     cfg["ingress"] = _mapping(cfg.get("ingress"), "ingress")
     cfg["audit"] = _check_audit(_mapping(cfg.get("audit"), "audit"), cfg, base) if cfg.get("audit") else None
     cfg.setdefault("name", "confroute")
+    cfg["engine"] = _check_engine(cfg, cfg.get("engine", "ray"))
     return cfg
+
+
+def _check_engine(cfg: dict[str, Any], engine: Any) -> str:
+    """``engine``: ``ray`` (Ray Serve, the default) or ``local`` (one process, no Ray), whose
+    config may hold no Ray-only key (each refused by name)."""
+    if engine not in ("ray", "local"):
+        raise CLIError(f"config engine must be 'ray' (Ray Serve) or 'local' (one process, no Ray), got {engine!r}")
+    if engine == "local":
+        from ..integrations.serve import BATCH_OPTIONS
+
+        ray_only = [k for k in ("ray", "ingress", "audit") if cfg.get(k)]
+        ray_only += [f"stages[{i}].deployment.{k}" for i, s in enumerate(cfg["stages"])
+                     for k in s["deployment"] if k not in BATCH_OPTIONS]
+        if ray_only:
+            raise CLIError(f"config: {', '.join(ray_only)} need engine: ray; engine: local runs one copy of each "
+                           f"stage in this process (a stage's deployment takes only {', '.join(BATCH_OPTIONS)}): "
+                           "remove them or set engine: ray")
+    return str(engine)
 
 
 def _number(audit: dict[str, Any], key: str, lo: float, hi: float, lo_open: bool, hi_open: bool) -> None:
@@ -470,6 +489,9 @@ def add_serve_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("config", help="a .yaml/.yml or .toml file")
     p.add_argument("--check", action="store_true",
                    help="check the config and build the router once in this process, then exit (no Ray)")
+    p.add_argument("--engine", choices=["ray", "local"], default=None,
+                   help="ray: Ray Serve (replicas, several machines, the audit loop); local: one process, no "
+                   "Ray, far less overhead per request on a small machine (overrides the config's engine)")
     p.add_argument("--allow-pickle", action="store_true",
                    help="allow sklearn:/joblib: models (pickles run any code inside them when loaded; "
                    "the same as 'allow_pickle: true' in the config)")
@@ -489,14 +511,31 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
 
 
+def _serve_local(cfg: dict[str, Any]) -> int:
+    from ..integrations.serve_local import build_local_app, serve_local
+
+    app = build_local_app(build_router(cfg), name=cfg["name"], stage_options=[s["deployment"] for s in cfg["stages"]],
+                          drift=_drift_monitor(cfg.get("drift"), cfg["thresholds"]),
+                          drift_every=int((cfg.get("drift") or {}).get("every", 100)))
+    host, port = cfg["http"].get("host", "127.0.0.1"), int(cfg["http"].get("port", 8000))
+    print(f"serving {cfg['name']!r} at http://{host}:{port}/ in this process (engine local; POST /route, "
+          f"POST /v2/models/{cfg['name']}/infer, GET /metrics); Ctrl-C stops", flush=True)
+    serve_local(app, host, port)
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, allow_pickle=getattr(args, "allow_pickle", False))
+    if getattr(args, "engine", None):
+        cfg["engine"] = _check_engine(cfg, args.engine)
     _check_ledger(cfg.get("audit"))  # before any model loads or Ray starts
     if args.check:
         router = build_router(cfg)
         _drift_monitor(cfg.get("drift"), cfg["thresholds"])  # reads the reference scores
         print(f"config ok: {router!r}; classes {list(router.stages[0].classes or []) or 'unnamed'}")
         return 0
+    if cfg["engine"] == "local":
+        return _serve_local(cfg)
     ray_cfg = cfg["ray"]
     if ray_cfg.get("num_cpus") is not None:
         check_cpus(cfg, float(ray_cfg["num_cpus"]))  # before importing and starting Ray: fail fast

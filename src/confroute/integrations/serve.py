@@ -60,6 +60,7 @@ from ..routing.cascade import Cascade
 from ..routing.stage_loop import RowState, plan_stagewise, result_from_state
 from ..routing.stagewise import advance
 from .ray import RouterInfo, ShippedRouter, describe_router
+from .serve_metrics import BREAKER_STATES, METRICS, RayMetrics
 from .serve_audit import AUDIT_PATHS, audit_response, bind_audit, observe_later
 from .serve_policy import ThresholdSync, routed, threshold_sync
 from .serve_checks import (
@@ -94,76 +95,12 @@ STAGE_NUM_CPUS = 0.5
 #: Default CPUs reserved by one replica of the ingress.
 INGRESS_NUM_CPUS = 0.1
 
-#: The metrics the application exports (name, kind, tags, description). Prometheus sees them
-#: with Ray's ``ray_`` prefix (and ``_total`` on counters, ``_bucket``/``_sum``/``_count`` on
-#: histograms). Every metric also carries the tag ``app`` (the served model name).
-METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
-    ("confroute_requests", "counter", ("endpoint", "status"), "HTTP requests by endpoint and outcome (ok, error)"),
-    ("confroute_inputs", "counter", (), "Inputs received"),
-    ("confroute_reached", "counter", ("stage",), "Inputs that reached each stage"),
-    ("confroute_answered", "counter", ("stage",), "Inputs answered by each stage (stage='abstained': none)"),
-    ("confroute_routed", "counter", (), "Inputs the first stage deferred to a later stage"),
-    ("confroute_degraded", "counter", ("stage",), "Inputs a failing stage could not answer (by that stage)"),
-    ("confroute_abstained", "counter", (), "Inputs no stage answered (on_error='abstain')"),
-    ("confroute_errors", "counter", ("stage", "kind"), "Failed inputs by stage and error type"),
-    ("confroute_cost", "counter", (), "Summed cost of the answered inputs (cost model units)"),
-    ("confroute_routed_fraction", "gauge", (), "Share of inputs routed past the first stage, since start"),
-    ("confroute_request_latency_seconds", "histogram", ("endpoint",), "Request latency at the ingress"),
-    ("confroute_stage_latency_seconds", "histogram", ("stage",), "Latency of one stage call, queueing and batching included"),
-    ("confroute_stage_batch_size", "histogram", ("stage",), "Inputs per model call after dynamic batching"),
-    ("confroute_breaker_state", "gauge", ("stage",), "Circuit breaker: 0 closed, 1 half-open, 2 open"),
-    ("confroute_drift_psi", "gauge", (), "PSI of the first stage's live scores (window) vs calibration"),
-    ("confroute_drift_ks_statistic", "gauge", (), "KS statistic of the live scores (window) vs calibration"),
-    ("confroute_drift_ks_pvalue", "gauge", (), "KS p-value of the live scores (window)"),
-    ("confroute_drift_routed_fraction", "gauge", (), "Routed fraction in the drift window"),
-    ("confroute_drift_alarm", "gauge", ("flag",), "1 while a drift flag is raised (psi, ks, rate, recalibration_due)"),
-)
-
-_LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]
-_BATCH_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256]
-_BREAKER = {"closed": 0, "half_open": 1, "open": 2}
-
-
 def _import_serve() -> Any:
     try:
         from ray import serve
     except ImportError:
         raise ImportError("confroute.integrations.serve needs Ray Serve: pip install 'confroute[serve]'") from None
     return serve
-
-
-class _Metrics:
-    """The application's metrics (Ray metrics API); a no-op when ``enabled`` is False."""
-
-    def __init__(self, app: str, enabled: bool = True) -> None:
-        self.app = app
-        self.enabled = enabled
-        self._m: dict[str, Any] = {}
-        if not enabled:
-            return
-        from ray.util import metrics
-
-        for name, kind, tags, doc in METRICS:
-            keys = ("app", *tags)
-            if kind == "counter":
-                self._m[name] = metrics.Counter(name, description=doc, tag_keys=keys)
-            elif kind == "gauge":
-                self._m[name] = metrics.Gauge(name, description=doc, tag_keys=keys)
-            else:
-                buckets = [float(b) for b in (_BATCH_BUCKETS if name.endswith("batch_size") else _LATENCY_BUCKETS)]
-                self._m[name] = metrics.Histogram(name, description=doc, boundaries=buckets, tag_keys=keys)
-
-    def inc(self, name: str, value: float = 1.0, **tags: str) -> None:
-        if self.enabled and value > 0:
-            self._m[name].inc(float(value), tags={"app": self.app, **tags})
-
-    def set(self, name: str, value: float, **tags: str) -> None:
-        if self.enabled:
-            self._m[name].set(float(value), tags={"app": self.app, **tags})
-
-    def observe(self, name: str, value: float, **tags: str) -> None:
-        if self.enabled:
-            self._m[name].observe(float(value), tags={"app": self.app, **tags})
 
 
 class StageServer:
@@ -176,7 +113,7 @@ class StageServer:
         self.router = source.build()
         self.s, self.sync = s, sync  # sync: follow the audit ledger's deployed threshold (serve_policy)
         self.stage_name = self.router.names[s]
-        self.metrics = _Metrics(app, metrics)
+        self.metrics = RayMetrics(app, metrics)
         # One batch queue per replica: concurrent requests merge into one model call (up to
         # max_concurrent_batches merged calls at once: more for a remote stage).
         self._batched = serve.batch(max_batch_size=max_batch_size, batch_wait_timeout_s=batch_wait_timeout_s,
@@ -206,7 +143,7 @@ class StageServer:
     def _report_breaker(self) -> None:
         breaker = self.router.stages[self.s].circuit_breaker
         if breaker is not None:
-            self.metrics.set("confroute_breaker_state", _BREAKER[breaker.state], stage=self.stage_name)
+            self.metrics.set("confroute_breaker_state", BREAKER_STATES[breaker.state], stage=self.stage_name)
 
     async def predict(self, inputs: Sequence[Any]) -> Any:
         """The stage's model on ``inputs`` (no routing, no batching): the audit loop's shadow calls."""
@@ -225,12 +162,13 @@ class Ingress:
     """The HTTP entry point: routes each request through the stage deployments."""
 
     def __init__(self, info: RouterInfo, model_name: str, stages: list[Any], drift: Any = None,
-                 drift_every: int = 100, metrics: bool = True, audit: Any = None) -> None:
+                 drift_every: int = 100, metrics: bool | Any = True, audit: Any = None) -> None:
         self.info = info
         self.audit, self._audit_tasks = audit, set[Any]()  # the audit deployment's handle (one replica)
         self.model_name = model_name
         self.stages = list(stages)
-        self.metrics = _Metrics(model_name, metrics)
+        # metrics: True/False (Ray's metrics API), or a sink of serve_metrics (the local engine's)
+        self.metrics = RayMetrics(model_name, metrics) if isinstance(metrics, bool) else metrics
         self.drift = drift
         self.drift_every = max(int(drift_every), 1)
         self._since_check = 0
@@ -256,7 +194,7 @@ class Ingress:
                 try:
                     answer = await self.stages[s].remote(take_rows(inputs, rows), state)
                     routed_at = getattr(answer, "threshold", None) if s == 0 else routed_at
-                except stage_gone_errors() as exc:  # the replica died: a stage failure under on_error
+                except self.gone_errors() as exc:  # the replica died: a stage failure under on_error
                     logger.warning("stage %r: replica lost (%s); on_error applies", self.info.names[s],
                                    type(exc).__name__)
                     answer = stage_failed(state, s, f"{type(exc).__name__}: the replica of stage "
@@ -271,6 +209,10 @@ class Ingress:
         if self.audit is not None:  # recorded off the request path: the answer does not wait
             observe_later(self.audit, inputs, result, self._audit_tasks, self.model_name, routed_at)
         return result
+
+    def gone_errors(self) -> tuple[type[BaseException], ...]:
+        """What a stage call raises when the stage is gone (Ray: its replica died)."""
+        return stage_gone_errors()
 
     def result(self, final: RowState) -> RoutingResult:
         """The routing result of final row states, with the served router's names, classes and cost."""
