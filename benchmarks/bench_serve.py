@@ -637,8 +637,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
     axes[1].set_ylabel("latency (ms)")
     axes[1].set_yscale("log")
     loads = [r[s]["load_before"][0] for r in rows for s in ("routed", "alone") if r.get(s)]
-    load = f", 1-min load average {min(loads):.0f}-{max(loads):.0f}" if loads else ""
-    fig.suptitle(f"SST-2 on Ray Serve, open loop, 2 shared vCPUs{load}, 1 thread per model", fontsize=9)
+    load = f", 1-min load average {min(loads):.1f}-{max(loads):.1f}" if loads else ""
+    where = "one process each (engine local)" if results.get("engine") == "local" else "Ray Serve"
+    threads = ("1 thread per model" if results.get("alone_threads", 1) == 1
+               else f"1 thread per model, {results['alone_threads']} for the fallback alone")
+    fig.suptitle(f"SST-2 on {where}, open loop, threshold {results.get('threshold', 0):.4g}, 2 shared vCPUs{load}, "
+                 f"{threads}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
