@@ -5,19 +5,13 @@ records every input in the ledger the config names and answers ``GET /certificat
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow]
 
 
@@ -28,6 +22,8 @@ def test_confroute_serve_with_an_audit_section_records_every_input(tmp_path):
     from sklearn.datasets import make_classification
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
+
+    from _serve_proc import confroute_serve
 
     from confroute.cli.serve import build_router, load_config
 
@@ -45,20 +41,8 @@ def test_confroute_serve_with_an_audit_section_records_every_input(tmp_path):
         "audit: {target_agreement: 0.9, rate: 0.5, ledger: audit.sqlite, sink: requests.jsonl, random_state: 3}\n")
     inputs = x[300:].tolist()
     want = build_router(load_config(tmp_path / "serve.yaml")).route(np.array(inputs))
-    proc = subprocess.Popen([sys.executable, "-m", "confroute", "serve", str(tmp_path / "serve.yaml")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, start_new_session=True)
-    try:
-        deadline, lines = time.monotonic() + 400, []
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, "".join(lines[-40:])
-            lines.append(line)
-            if line.startswith("serving 'toy'"):
-                break
-        else:
-            pytest.fail("confroute serve did not start within 400 s:\n" + "".join(lines[-40:]))
-        assert "POST /labels, GET /certificate" in lines[-1]
+    with confroute_serve(tmp_path / "serve.yaml", name="toy") as line:
+        assert "POST /labels, GET /certificate" in line
         url = f"http://127.0.0.1:{port}"
         rows = httpx.post(url + "/route", json={"inputs": inputs}, timeout=120).json()["results"]
         assert [r["label"] for r in rows] == want.labels.tolist()
@@ -67,13 +51,6 @@ def test_confroute_serve_with_an_audit_section_records_every_input(tmp_path):
             if body["evidence"]["seen"] == len(inputs):
                 break
             time.sleep(0.5)
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
     with sqlite3.connect(tmp_path / "audit.sqlite") as db:
         seen, audited = (db.execute(q).fetchone()[0] for q in (
             "SELECT COUNT(*) FROM records", "SELECT COUNT(*) FROM audits WHERE ok = 1"))

@@ -11,15 +11,10 @@ as a user would, on the shared models.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -36,7 +31,6 @@ from confroute.cli.serve import check_config  # noqa: E402
 from confroute.exceptions import CLIError  # noqa: E402
 from confroute.integrations.serve_local import build_local_app  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
 BIG_CALLS: list[int] = []
 
 
@@ -224,6 +218,7 @@ def test_confroute_serve_engine_local_on_sst2_equals_router_route(tmp_path):
     if not all(p.exists() for p in (MINILM, MPNET, SST2_DEV)):
         pytest.skip("shared assets not found (set CONFROUTE_SHARED)")
     pytest.importorskip("ray.serve", reason="reuses test_serve_binary's client helpers")
+    from _serve_proc import confroute_serve
     from test_serve_binary import CONFIG, _check_same, _kserve, _triton
 
     from confroute.cli.serve import build_router, load_config
@@ -233,17 +228,8 @@ def test_confroute_serve_engine_local_on_sst2_equals_router_route(tmp_path):
                                          + CONFIG.format(minilm=MINILM, mpnet=MPNET))
     texts = sst2_dev(200)
     want = build_router(load_config(tmp_path / "serve.yaml")).route(texts)
-    proc = subprocess.Popen([sys.executable, "-m", "confroute", "serve", "--engine", "local",
-                             str(tmp_path / "serve.yaml")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, start_new_session=True)
-    try:
-        line, lines = "", []
-        deadline = time.monotonic() + 120
-        while not line.startswith("serving 'sst2'") and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, "".join(lines[-40:])
-            lines.append(line)
-        assert "engine local" in line, "".join(lines[-40:])
+    with confroute_serve(tmp_path / "serve.yaml", "--engine", "local", name="sst2", timeout_s=120) as line:
+        assert "engine local" in line
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:  # the line is printed just before uvicorn binds
             try:
@@ -258,10 +244,3 @@ def test_confroute_serve_engine_local_on_sst2_equals_router_route(tmp_path):
         out["label"] = ["" if v is None else v for v in out["label"]]
         out["stage_name"] = ["" if v is None else v for v in out["stage_name"]]
         _check_same(out, want)
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -84,6 +83,7 @@ def test_confroute_serve_with_default_resources_starts_on_2_cpus_and_answers(tmp
 
     sys.path.insert(0, str(ROOT / "tests"))
     from _mlserver import MINILM, SST2_DEV, sst2_dev
+    from _serve_proc import confroute_serve
 
     if not (MINILM.exists() and SST2_DEV.exists()):
         pytest.skip("shared assets not found (set CONFROUTE_SHARED)")
@@ -98,26 +98,7 @@ def test_confroute_serve_with_default_resources_starts_on_2_cpus_and_answers(tmp
         f"  - {{name: again, model: 'onnx:{MINILM}', threads: 1}}\nthresholds: [0.95]\n")
     texts = sst2_dev(40)
     want = build_router(load_config(tmp_path / "serve.yaml")).route(texts)
-    proc = subprocess.Popen([sys.executable, "-m", "confroute", "serve", str(tmp_path / "serve.yaml")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, start_new_session=True)
-    try:
-        deadline, lines = time.monotonic() + 400, []
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, "".join(lines[-40:])
-            lines.append(line)
-            if line.startswith("serving 'sst2'"):
-                break
-        else:
-            pytest.fail("confroute serve did not start within 400 s:\n" + "".join(lines[-40:]))
+    with confroute_serve(tmp_path / "serve.yaml", name="sst2"):
         rows = httpx.post(f"http://127.0.0.1:{port}/route", json={"inputs": texts}, timeout=120).json()["results"]
         assert [r["label"] for r in rows] == want.labels.tolist()
         assert [r["stage"] for r in rows] == want.stage.tolist()
-    finally:
-        os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
