@@ -371,6 +371,7 @@ def model_costs(args: argparse.Namespace) -> dict[str, Any]:
     """Each model alone, 1 intra-op thread, the 872 dev sentences in sorted batches of 32 (median
     of 3 passes): sentences/s, accuracy, the first stage's routed fraction at the threshold, and
     the CPU bound on the routed/alone ratio with no serving cost at all."""
+    from confroute.core.decision import accepts
     from confroute.integrations.io import load_texts
     from confroute.predictors import ONNXRuntimePredictor
 
@@ -394,9 +395,9 @@ def model_costs(args: argparse.Namespace) -> dict[str, Any]:
         out[role] = {"model": spec, "sentences_per_s": len(texts) / float(np.median(times)),
                      "accuracy": float((probs.argmax(axis=1) == labels).mean())}
         if role == "first":
-            out[role]["routed_fraction"] = float((conf < args.threshold).mean())
+            out[role]["routed_fraction"] = float((~accepts(conf, None, args.threshold)).mean())
         print(f"{role}: {out[role]}", flush=True)
-    routed = preds["first_conf"] < args.threshold
+    routed = ~accepts(preds["first_conf"], None, args.threshold)  # the router's one accept rule
     out["system_accuracy"] = float((np.where(routed, preds["fallback"], preds["first"]) == labels).mean())
     print(f"routed system accuracy at {args.threshold}: {out['system_accuracy']:.4f}", flush=True)
     c1, cf = 1 / out["first"]["sentences_per_s"], 1 / out["fallback"]["sentences_per_s"]

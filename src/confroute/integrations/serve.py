@@ -501,7 +501,9 @@ def _oip_metadata(model: str, info: RouterInfo) -> dict[str, Any]:
     }
 
 
-def _options_for(options: Any, n_stages: int) -> list[dict[str, Any]]:
+def options_per_stage(options: Any, n_stages: int) -> list[dict[str, Any]]:
+    """``stage_options`` as one mapping per stage (``None``: empty; one mapping: for every stage);
+    both engines read it (:func:`build_app`, the local engine)."""
     if options is None:
         return [{} for _ in range(n_stages)]
     if isinstance(options, Mapping):
@@ -548,7 +550,7 @@ def cpu_demand(
     ('stage0', 2, 1.0)
     """
     out = []
-    named = [(f"stage{s}", opts, STAGE_NUM_CPUS) for s, opts in enumerate(_options_for(stage_options, n_stages))]
+    named = [(f"stage{s}", opts, STAGE_NUM_CPUS) for s, opts in enumerate(options_per_stage(stage_options, n_stages))]
     for where, opts, default in [*named, ("ingress", dict(ingress_options or {}), INGRESS_NUM_CPUS)]:
         actor = opts.get("ray_actor_options")
         cpus = actor.get("num_cpus", 1) if isinstance(actor, Mapping) else default
@@ -624,7 +626,7 @@ def build_app(
         info = source.info(ray)
     if drift is not None and not hasattr(drift, "reference_scores_"):
         raise ValueError("drift: pass a DriftMonitor fitted on the first stage's calibration scores")
-    per_stage, sync = _options_for(stage_options, info.n_stages), threshold_sync(audit, info.n_stages)
+    per_stage, sync = options_per_stage(stage_options, info.n_stages), threshold_sync(audit, info.n_stages)
     handles = []
     for s, opts in enumerate(per_stage):
         dep_opts, batch = _split_options(opts, f"stage_options[{s}]", allow_batch=True)

@@ -38,7 +38,7 @@ from ..routing.cascade import Cascade
 from ..routing.stage_loop import RowState
 from ..routing.stagewise import advance
 from .ray import describe_router
-from .serve import BATCH_OPTIONS, Ingress
+from .serve import BATCH_OPTIONS, Ingress, options_per_stage
 from .serve_metrics import BREAKER_STATES, PrometheusMetrics
 from .serve_policy import routed
 
@@ -245,14 +245,7 @@ def build_local_app(
 
 
 def _local_options(options: Any, n_stages: int) -> list[dict[str, Any]]:
-    if options is None:
-        per_stage: list[dict[str, Any]] = [{} for _ in range(n_stages)]
-    elif isinstance(options, Mapping):
-        per_stage = [dict(options) for _ in range(n_stages)]
-    else:
-        per_stage = [dict(o or {}) for o in options]
-        if len(per_stage) != n_stages:
-            raise ValueError(f"stage_options: give one mapping or one per stage ({n_stages}), got {len(per_stage)}")
+    per_stage = options_per_stage(options, n_stages)
     for s, opts in enumerate(per_stage):
         other = sorted(set(opts) - set(BATCH_OPTIONS))
         if other:
